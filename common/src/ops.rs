@@ -1,0 +1,142 @@
+//! The operations endpoints: the Prometheus recorder every binary installs, and the little
+//! `/healthz`, `/readyz`, `/metrics` server that the blocking clients run on `--metrics-listen`.
+//!
+//! The broker and the API serve these routes from their own routers (they call
+//! [`render_metrics`]); the clients have no HTTP server of their own, so [`OpsServer`] runs one
+//! on a background thread with a single-threaded tokio runtime.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::problem;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+///
+/// Describe every metric (`metrics::describe_counter!` …) so each gets a HELP line:
+/// `promtool check metrics` rejects metrics without one.
+pub fn install_metrics_recorder() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed already (a test harness); the
+            // handle still renders what this recorder sees.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The current metrics in the Prometheus text format (version 0.0.4).
+pub fn render_metrics() -> String {
+    install_metrics_recorder().render()
+}
+
+/// The content type of [`render_metrics`]'s output.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a process is ready to do its job; `/readyz` answers 200 only when it is.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A running ops server; it stops when the process exits.
+pub struct OpsServer {
+    /// Where it really listens (useful with port 0).
+    pub local_addr: SocketAddr,
+}
+
+impl OpsServer {
+    /// Binds `listen` and serves the ops routes on a background thread.
+    pub fn start(listen: SocketAddr, readiness: Readiness) -> std::io::Result<OpsServer> {
+        install_metrics_recorder();
+        let std_listener = std::net::TcpListener::bind(listen)?;
+        std_listener.set_nonblocking(true)?;
+        let local_addr = std_listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("ops-http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "ops server cannot listen");
+                            return;
+                        }
+                    };
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let readiness = readiness.clone();
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| {
+                                let readiness = readiness.clone();
+                                async move { Ok::<_, Infallible>(route(req, &readiness)) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                })
+            })?;
+        Ok(OpsServer { local_addr })
+    }
+}
+
+/// Answers one of the three ops routes, or the shared 404/405.
+pub fn route(req: Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return problem::not_found(path);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return problem::method_not_allowed(req.method(), &[Method::GET, Method::HEAD]);
+    }
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
+        "/readyz" if readiness.is_ready() => text(StatusCode::OK, "ready\n", "text/plain"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
+        _ => text(StatusCode::OK, &render_metrics(), METRICS_CONTENT_TYPE),
+    }
+}
+
+fn text(status: StatusCode, body: &str, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}
