@@ -1,0 +1,102 @@
+# The two commands: `make up` runs the whole pipeline locally, `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+PGPORT ?= 55432
+DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:$(PGPORT)/telemetry
+CSV_PATH ?= data-sample/dcgm_metrics_20250718_134233.csv
+IMAGE ?= telemetry-pipeline:dev
+HELM_RELEASE ?= telemetry
+HELM_CHART := deploy/helm/telemetry-pipeline
+
+.PHONY: build test test-unit test-integration test-coverage bench openapi db-setup \
+        run-broker run-streamer run-collector run-api up down soak \
+        docker-build helm-lint helm-template helm-install helm-uninstall lint fmt clean
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+# Every test, the end-to-end ones included. Tests start their own PostgreSQL and binaries;
+# the binaries must be built first because the tests spawn them as real processes.
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+test-unit:
+	$(CARGO) test --workspace --lib
+
+test-integration:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p testkit --test e2e
+
+test-coverage:
+	@command -v cargo-llvm-cov >/dev/null || { rustup component add llvm-tools-preview && $(CARGO) install cargo-llvm-cov --locked; }
+	$(CARGO) llvm-cov clean --workspace
+	source <($(CARGO) llvm-cov show-env --export-prefix) && \
+	  $(CARGO) build --workspace --bins && \
+	  $(CARGO) test --workspace --no-fail-fast && \
+	  $(CARGO) llvm-cov report --summary-only && \
+	  $(CARGO) llvm-cov report --html --output-dir target/coverage
+	@echo "HTML report: target/coverage/html/index.html"
+
+# Benchmarks print figures next to a reference measured in the same run.
+bench:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) bench -p broker-log --bench storage
+	$(CARGO) bench -p broker --bench http
+	$(CARGO) bench -p clients --bench pipeline
+	$(CARGO) bench -p api --bench latency
+
+openapi:
+	$(CARGO) run -q -p api --bin api -- --print-openapi > api/openapi.json
+
+db-setup:
+	PGPORT=$(PGPORT) scripts/local-postgres.sh start
+
+run-broker:
+	$(CARGO) run --release --bin broker --
+
+run-streamer:
+	$(CARGO) run --release --bin streamer -- --csv $(CSV_PATH)
+
+run-collector:
+	DATABASE_URL=$(DATABASE_URL) $(CARGO) run --release --bin collector --
+
+run-api:
+	DATABASE_URL=$(DATABASE_URL) $(CARGO) run --release --bin api --
+
+up: build
+	PGPORT=$(PGPORT) scripts/up.sh
+
+down:
+	scripts/down.sh
+
+soak:
+	$(CARGO) build --release --workspace --bins
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(CARGO) test --release -p testkit --test e2e soak::long -- --ignored --nocapture
+
+docker-build:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+helm-lint:
+	bash deploy/lint.sh helm
+
+helm-template:
+	bash deploy/lint.sh template
+
+helm-install:
+	helm upgrade --install $(HELM_RELEASE) $(HELM_CHART) --wait
+
+helm-uninstall:
+	helm uninstall $(HELM_RELEASE)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash deploy/lint.sh all
+
+clean:
+	$(CARGO) clean
+	rm -rf .run
