@@ -1,1 +1,6 @@
-//! e2e
+//! End-to-end tests: the real binaries, a real PostgreSQL, real HTTP. One test binary built
+//! from modules, sharing the harness in `testkit` (tests/src/lib.rs).
+//!
+//! Run with `make test` (which builds the binaries first) or `make test-integration`.
+
+mod soak;

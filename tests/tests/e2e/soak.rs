@@ -1,0 +1,557 @@
+//! The fault-injection soak: the whole pipeline under load while its parts are killed.
+//!
+//! Streamers loop over a generated CSV whose rows carry, per GPU, a sequence number (in the
+//! value and in `labels_raw`). Every pass emits each GPU's sequence 1..=N again, in order, so
+//! in the end each GPU's points, read back in broker-offset order, must be the sequence
+//! 1..=N repeated, possibly cut short in the last pass — any duplicate shows as a repeated or
+//! backwards step, any loss as a skipped one. The broker's logs are the record of what was
+//! acknowledged; the database must hold each of those messages exactly once.
+//!
+//! Faults injected at random moments: SIGKILL of the broker (restart on the same data), of a
+//! collector and of a streamer; scale up and clean scale down; PostgreSQL stopped for a few
+//! seconds; bursts of bad input at the broker and the API.
+//!
+//! `soak::short` runs in `make test` (about a minute); `soak::long` is `make soak`
+//! (`SOAK_SECONDS`, default 600).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
+
+const TOPIC: &str = "telemetry";
+const HOSTS: usize = 24;
+const GPUS_PER_HOST: usize = 4;
+const METRICS: [&str; 4] = [
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_FB_USED",
+];
+/// Rows per GPU per pass: each GPU's sequence runs 1..=SEQ_PER_GPU.
+const SEQ_PER_GPU: usize = 40;
+
+fn gpu_uuid(host: usize, gpu: usize) -> String {
+    format!("GPU-{host:08x}-0000-4000-8000-{gpu:012x}")
+}
+
+/// Writes the generated CSV: HOSTS × GPUS_PER_HOST GPUs, SEQ_PER_GPU rows each, interleaved
+/// like a real export (all GPUs at one timestamp, then the next).
+fn write_csv(path: &Path) -> usize {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create csv"));
+    writeln!(
+        out,
+        "timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw"
+    )
+    .expect("write");
+    let mut rows = 0;
+    for seq in 1..=SEQ_PER_GPU {
+        for host in 0..HOSTS {
+            for gpu in 0..GPUS_PER_HOST {
+                let metric = METRICS[seq % METRICS.len()];
+                let hostname = format!("soak-host-{host:03}");
+                writeln!(
+                    out,
+                    "\"2025-07-18T20:42:{:02}Z\",\"{metric}\",\"{gpu}\",\"nvidia{gpu}\",\"{uuid}\",\"NVIDIA H100 80GB HBM3\",\"{hostname}\",\"\",\"\",\"\",\"{seq}\",\"seq=\"\"{seq}\"\",Hostname=\"\"{hostname}\"\"\"",
+                    seq % 60,
+                    uuid = gpu_uuid(host, gpu),
+                )
+                .expect("write");
+                rows += 1;
+            }
+        }
+    }
+    out.flush().expect("flush");
+    rows
+}
+
+struct Soak {
+    pg: Postgres,
+    work: tempfile::TempDir,
+    csv: PathBuf,
+    broker_port: u16,
+    broker: Option<Child>,
+    streamers: Vec<Child>,
+    collectors: Vec<Child>,
+    api: Child,
+    api_port: u16,
+    rng: fastrand::Rng,
+    faults: BTreeMap<&'static str, u32>,
+    restarts: u32,
+    /// Logs of processes already gone, scanned for panics at the end.
+    finished_logs: Vec<(String, String)>,
+    next_id: u32,
+}
+
+impl Soak {
+    fn start(seed: u64) -> Soak {
+        let pg = Postgres::start();
+        let work = tempfile::tempdir().expect("tempdir");
+        let csv = work.path().join("soak.csv");
+        write_csv(&csv);
+        let broker_port = free_port();
+        let api_port = free_port();
+        let api = Child::spawn("api", {
+            let mut c = Command::new(bin_path("api"));
+            c.args(["--listen", &format!("127.0.0.1:{api_port}")])
+                .env("DATABASE_URL", pg.url());
+            c
+        });
+        let mut soak = Soak {
+            pg,
+            work,
+            csv,
+            broker_port,
+            broker: None,
+            streamers: Vec::new(),
+            collectors: Vec::new(),
+            api,
+            api_port,
+            rng: fastrand::Rng::with_seed(seed),
+            faults: BTreeMap::new(),
+            restarts: 0,
+            finished_logs: Vec::new(),
+            next_id: 0,
+        };
+        soak.start_broker();
+        for _ in 0..3 {
+            soak.start_collector();
+        }
+        for _ in 0..2 {
+            soak.start_streamer();
+        }
+        soak
+    }
+
+    fn broker_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.broker_port)
+    }
+
+    fn start_broker(&mut self) {
+        let mut c = Command::new(bin_path("broker"));
+        c.args(["--listen", &format!("127.0.0.1:{}", self.broker_port)])
+            .arg("--data-dir")
+            .arg(self.work.path().join("broker"))
+            .args(["--partitions", "8", "--segment-bytes", "4194304"]);
+        self.broker = Some(Child::spawn("broker", c));
+        let ready = format!("{}/readyz", self.broker_url());
+        wait_until(Duration::from_secs(30), "the broker to be ready", || {
+            http_get(&ready).is_some_and(|(s, _)| s == 200)
+        });
+    }
+
+    fn start_collector(&mut self) {
+        self.next_id += 1;
+        let mut c = Command::new(bin_path("collector"));
+        c.args([
+            "--broker",
+            &self.broker_url(),
+            "--topic",
+            TOPIC,
+            "--batch-size",
+            "500",
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", self.pg.url());
+        self.collectors
+            .push(Child::spawn(&format!("collector-{}", self.next_id), c));
+    }
+
+    fn start_streamer(&mut self) {
+        self.next_id += 1;
+        let mut c = Command::new(bin_path("streamer"));
+        c.args(["--broker", &self.broker_url(), "--topic", TOPIC, "--loop"])
+            .arg("--csv")
+            .arg(&self.csv)
+            .args(["--batch-size", "200", "--rate", "3000"])
+            .args(["--metrics-listen", "127.0.0.1:0"]);
+        self.streamers
+            .push(Child::spawn(&format!("streamer-{}", self.next_id), c));
+    }
+
+    fn retire(&mut self, child: Child) {
+        child.scan_for_panics();
+        self.finished_logs
+            .push((child.log_path().display().to_string(), child.log()));
+    }
+
+    fn count(&mut self, fault: &'static str) {
+        *self.faults.entry(fault).or_default() += 1;
+    }
+
+    /// One random fault; returns what it was.
+    fn inject(&mut self) -> &'static str {
+        let fault = match self.rng.u32(0..8) {
+            0 => {
+                if let Some(mut b) = self.broker.take() {
+                    b.kill9();
+                    self.retire(b);
+                }
+                self.start_broker();
+                self.restarts += 1;
+                "broker-kill9"
+            }
+            1 if !self.collectors.is_empty() => {
+                let i = self.rng.usize(0..self.collectors.len());
+                let mut c = self.collectors.remove(i);
+                c.kill9();
+                self.retire(c);
+                self.start_collector();
+                self.restarts += 1;
+                "collector-kill9"
+            }
+            2 if !self.streamers.is_empty() => {
+                let i = self.rng.usize(0..self.streamers.len());
+                let mut s = self.streamers.remove(i);
+                s.kill9();
+                self.retire(s);
+                self.start_streamer();
+                self.restarts += 1;
+                "streamer-kill9"
+            }
+            3 if self.collectors.len() < 5 && self.streamers.len() < 4 => {
+                self.start_collector();
+                self.start_streamer();
+                "scale-up"
+            }
+            4 if self.collectors.len() > 1 && self.streamers.len() > 1 => {
+                let mut c = self.collectors.remove(0);
+                let status = c.terminate(Duration::from_secs(30));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "collector did not stop cleanly: {status:?}\n{}",
+                    c.log()
+                );
+                self.retire(c);
+                let mut s = self.streamers.remove(0);
+                let status = s.terminate(Duration::from_secs(30));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "streamer did not stop cleanly: {status:?}\n{}",
+                    s.log()
+                );
+                self.retire(s);
+                "scale-down"
+            }
+            5 => {
+                self.pg.stop();
+                std::thread::sleep(Duration::from_millis(self.rng.u64(2000..5000)));
+                self.pg.start_again();
+                "postgres-outage"
+            }
+            _ => {
+                fuzz_burst(&self.broker_url(), self.api_port, &mut self.rng);
+                "bad-input-burst"
+            }
+        };
+        self.count(fault);
+        fault
+    }
+
+    fn partition_ends(&self) -> Vec<(i32, i64, i64)> {
+        let (status, body) =
+            http_get(&format!("{}/v1/topics/{TOPIC}", self.broker_url())).expect("broker answers");
+        assert_eq!(status, 200, "topic metadata: {body}");
+        let v: Value = serde_json::from_str(&body).expect("topic json");
+        v["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_i64().unwrap_or(-1) as i32,
+                    p["log_start_offset"].as_i64().unwrap_or(-1),
+                    p["log_end_offset"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the streamers, waits until the collectors have stored every partition's end.
+    fn drain(&mut self) {
+        for mut s in std::mem::take(&mut self.streamers) {
+            let status = s.terminate(Duration::from_secs(30));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "streamer did not stop cleanly: {status:?}"
+            );
+            self.retire(s);
+        }
+        let ends = self.partition_ends();
+        let conn = self.pg.connection_string();
+        wait_until(
+            Duration::from_secs(120),
+            "the collectors to drain every partition",
+            || {
+                let Ok(mut db) = postgres::Client::connect(&conn, postgres::NoTls) else {
+                    return false;
+                };
+                ends.iter().all(|(p, _, end)| {
+                    db.query_opt(
+                    "SELECT next_offset FROM consumer_offsets WHERE topic = $1 AND partition = $2",
+                    &[&TOPIC, p],
+                )
+                .ok()
+                .flatten()
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+                    >= *end
+                })
+            },
+        );
+    }
+
+    /// The end-of-run checks; returns the summary line.
+    fn verify(&mut self) -> Summary {
+        let ends = self.partition_ends();
+        let acknowledged: i64 = ends.iter().map(|(_, start, end)| end - start).sum();
+        let mut db = self.pg.connect();
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM telemetry", &[])
+            .expect("count")
+            .get(0);
+        let duplicates: i64 = db
+            .query_one(
+                "SELECT count(*) FROM (SELECT 1 FROM telemetry GROUP BY src_partition, src_offset HAVING count(*) > 1) d",
+                &[],
+            )
+            .expect("dups")
+            .get(0);
+        // Every offset of every partition present: per partition, distinct offsets == range.
+        let mut missing = 0i64;
+        for (p, start, end) in &ends {
+            let row = db
+                .query_one(
+                    "SELECT count(DISTINCT src_offset) FROM telemetry WHERE src_partition = $1 AND src_offset >= $2 AND src_offset < $3",
+                    &[p, start, end],
+                )
+                .expect("range count");
+            missing += (end - start) - row.get::<_, i64>(0);
+        }
+        // Streamer side: each GPU's sequence, in broker order, is 1..=N repeated.
+        let rows = db
+            .query(
+                "SELECT gpu_uuid, value FROM telemetry ORDER BY gpu_uuid, src_offset",
+                &[],
+            )
+            .expect("sequences");
+        let mut order_errors = 0u64;
+        let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+        for row in rows {
+            let gpu: String = row.get(0);
+            let value = row.get::<_, f64>(1) as usize;
+            let next = expected.entry(gpu.clone()).or_insert(1);
+            if value != *next {
+                if order_errors < 5 {
+                    eprintln!("GPU {gpu}: expected seq {next}, found {value}");
+                }
+                order_errors += 1;
+            }
+            *next = if value >= SEQ_PER_GPU { 1 } else { value + 1 };
+        }
+        Summary {
+            acknowledged,
+            stored,
+            duplicates,
+            missing,
+            order_errors,
+            faults: self.faults.values().sum(),
+            restarts: self.restarts,
+            by_kind: format!("{:?}", self.faults),
+        }
+    }
+
+    fn scan_all_logs_for_panics(&mut self) {
+        let mut live: Vec<&Child> = self
+            .collectors
+            .iter()
+            .chain(self.streamers.iter())
+            .collect();
+        if let Some(b) = &self.broker {
+            live.push(b);
+        }
+        live.push(&self.api);
+        for c in live {
+            c.scan_for_panics();
+        }
+        for (path, log) in &self.finished_logs {
+            assert!(!log.contains("panicked at"), "a process panicked ({path})");
+        }
+    }
+}
+
+struct Summary {
+    acknowledged: i64,
+    stored: i64,
+    duplicates: i64,
+    missing: i64,
+    order_errors: u64,
+    faults: u32,
+    restarts: u32,
+    by_kind: String,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "soak: acknowledged={} stored={} duplicates={} missing={} out_of_order={} faults={} restarts={} {}",
+            self.acknowledged,
+            self.stored,
+            self.duplicates,
+            self.missing,
+            self.order_errors,
+            self.faults,
+            self.restarts,
+            self.by_kind
+        )
+    }
+}
+
+/// A burst of bad requests at the broker and the API. Each must get a 4xx (or a 503 from the
+/// API while PostgreSQL is away), never a 5xx from a crash, and must append nothing.
+fn fuzz_burst(broker: &str, api_port: u16, rng: &mut fastrand::Rng) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let big = vec![b'x'; 17 * 1024 * 1024];
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("/v1/topics/telemetry/messages", b"{not json\n".to_vec()),
+        (
+            "/v1/topics/telemetry/messages",
+            b"{\"key\":\"k\",\"value\":1}\n{\"key\":".to_vec(),
+        ),
+        ("/v1/topics/telemetry/messages", big),
+        (
+            "/v1/topics/..%2Fetc/messages",
+            b"{\"key\":\"k\",\"value\":1}\n".to_vec(),
+        ),
+        (
+            "/v1/topics/telemetry/partitions/999/messages?offset=0",
+            Vec::new(),
+        ),
+    ];
+    for (path, body) in bodies {
+        let url = format!("{broker}{path}");
+        let result = if body.is_empty() {
+            agent.get(&url).call()
+        } else {
+            agent
+                .post(&url)
+                .set("Content-Type", "application/x-ndjson")
+                .send_bytes(&body)
+        };
+        let status = match result {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(_) => continue, // the connection may be cut on an oversized body
+        };
+        assert!(
+            (400..500).contains(&status),
+            "broker answered {status} to bad input at {path}"
+        );
+    }
+    let offsets = [
+        "offset=-5".to_string(),
+        format!("offset={}", rng.u64(1u64 << 40..u64::MAX)),
+        "offset=abc".to_string(),
+    ];
+    for q in offsets {
+        let url = format!("{broker}/v1/topics/telemetry/partitions/0/messages?{q}");
+        if let Some((status, _)) = http_get(&url) {
+            assert!(
+                (400..500).contains(&status),
+                "broker answered {status} to {q}"
+            );
+        }
+    }
+    let api = format!("http://127.0.0.1:{api_port}");
+    for q in [
+        "/api/v1/gpus/GPU-x/telemetry?start_time=yesterday",
+        "/api/v1/gpus/GPU-x/telemetry?limit=100000",
+        "/api/v1/gpus/GPU-x/telemetry?start_time=2025-01-02T00:00:00Z&end_time=2025-01-01T00:00:00Z",
+        "/api/v1/gpus/GPU-x/telemetry?offset=-1",
+        "/api/v1/nothing-here",
+    ] {
+        if let Some((status, _)) = http_get(&format!("{api}{q}")) {
+            assert!(
+                (400..500).contains(&status) || status == 503,
+                "api answered {status} to {q}"
+            );
+        }
+    }
+}
+
+fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
+    let mut soak = Soak::start(seed);
+    let csv = soak.csv.clone();
+    let api_url = format!("http://127.0.0.1:{}", soak.api_port);
+    wait_until(
+        Duration::from_secs(60),
+        "the first points in PostgreSQL",
+        || {
+            soak.pg
+                .connect()
+                .query_one("SELECT count(*) FROM telemetry", &[])
+                .map(|r| r.get::<_, i64>(0) > 0)
+                .unwrap_or(false)
+        },
+    );
+    let started = Instant::now();
+    let mut injected = 0;
+    while started.elapsed() < duration || injected < min_faults {
+        let pause = Duration::from_millis(soak.rng.u64(500..3000));
+        std::thread::sleep(pause);
+        let fault = soak.inject();
+        injected += 1;
+        eprintln!(
+            "[{:>5.1}s] fault {injected}: {fault}",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    soak.drain();
+    let summary = soak.verify();
+    println!("{summary}");
+    let (status, body) = http_get(&format!("{api_url}/api/v1/stats")).expect("api answers");
+    assert_eq!(status, 200, "api stats after the soak: {body}");
+    soak.scan_all_logs_for_panics();
+    assert!(
+        summary.acknowledged > 0,
+        "nothing was streamed ({})",
+        csv.display()
+    );
+    assert_eq!(summary.duplicates, 0, "{summary}");
+    assert_eq!(summary.missing, 0, "{summary}");
+    assert_eq!(summary.stored, summary.acknowledged, "{summary}");
+    assert_eq!(summary.order_errors, 0, "{summary}");
+}
+
+/// The short variant, part of `make test`: about a minute, a handful of faults.
+#[test]
+fn short() {
+    let seconds = std::env::var("SOAK_SHORT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    run_soak(Duration::from_secs(seconds), 8, 7);
+}
+
+/// `make soak`: `SOAK_SECONDS` (default 600) of faults, at least 30 of them.
+#[test]
+#[ignore = "long: run with `make soak`"]
+fn long() {
+    let seconds = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let seed = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("soak seed {seed}");
+    run_soak(Duration::from_secs(seconds), 30, seed);
+}
