@@ -1,0 +1,224 @@
+{{/* Names */}}
+{{- define "tp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>"; call with (dict "root" $ "component" "broker") */}}
+{{- define "tp.componentName" -}}
+{{- printf "%s-%s" (include "tp.fullname" .root | trunc 50 | trimSuffix "-") .component }}
+{{- end }}
+
+{{- define "tp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels; call with (dict "root" $ "component" "broker") */}}
+{{- define "tp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tp.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "tp.labels" -}}
+helm.sh/chart: {{ include "tp.chart" .root }}
+{{ include "tp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: telemetry-pipeline
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "tp.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "tp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tp.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Services */}}
+{{- define "tp.brokerUrl" -}}
+{{- printf "http://%s:%v" (include "tp.componentName" (dict "root" . "component" "broker")) .Values.broker.port }}
+{{- end }}
+
+{{/* Secrets: name and key of the broker token and of the database password */}}
+{{- define "tp.brokerTokenSecretName" -}}
+{{- if .Values.brokerAuth.existingSecret }}{{ .Values.brokerAuth.existingSecret }}{{ else }}{{ include "tp.componentName" (dict "root" . "component" "broker-token") }}{{ end }}
+{{- end }}
+
+{{- define "tp.brokerTokenSecretKey" -}}
+{{- if .Values.brokerAuth.existingSecret }}{{ .Values.brokerAuth.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{- define "tp.dbSecretName" -}}
+{{- if and .Values.postgresql.enabled .Values.postgresql.auth.existingSecret }}{{ .Values.postgresql.auth.existingSecret }}
+{{- else if and (not .Values.postgresql.enabled) .Values.externalDatabase.existingSecret }}{{ .Values.externalDatabase.existingSecret }}
+{{- else }}{{ include "tp.componentName" (dict "root" . "component" "db") }}{{ end }}
+{{- end }}
+
+{{- define "tp.dbSecretKey" -}}
+{{- if and .Values.postgresql.enabled .Values.postgresql.auth.existingSecret }}{{ .Values.postgresql.auth.existingSecretKey }}
+{{- else if and (not .Values.postgresql.enabled) .Values.externalDatabase.existingSecret }}{{ .Values.externalDatabase.existingSecretKey }}
+{{- else }}password{{ end }}
+{{- end }}
+
+{{/*
+A secret value that is generated once and then kept: the value from values if set, else the
+one already in the cluster (upgrades), else a new random one. `helm template` has no cluster,
+so it renders a random value.
+Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE).
+*/}}
+{{- define "tp.persistentSecretValue" -}}
+{{- if .value }}
+{{- .value }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret }}
+{{- if and $existing (hasKey $existing.data .key) }}
+{{- index $existing.data .key | b64dec }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The database settings of the collector and the API (DATABASE_URL or DB_*). */}}
+{{- define "tp.databaseEnv" -}}
+{{- if and (not .Values.postgresql.enabled) .Values.externalDatabase.urlSecret }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalDatabase.urlSecret }}
+      key: {{ .Values.externalDatabase.urlSecretKey }}
+{{- else }}
+{{- if .Values.postgresql.enabled }}
+- name: DB_HOST
+  value: {{ include "tp.componentName" (dict "root" . "component" "postgresql") | quote }}
+- name: DB_PORT
+  value: "5432"
+- name: DB_USER
+  value: {{ .Values.postgresql.auth.username | quote }}
+- name: DB_NAME
+  value: {{ .Values.postgresql.auth.database | quote }}
+{{- else }}
+{{- if not .Values.externalDatabase.host }}
+{{- fail "postgresql.enabled=false needs externalDatabase.host (or externalDatabase.urlSecret)" }}
+{{- end }}
+- name: DB_HOST
+  value: {{ .Values.externalDatabase.host | quote }}
+- name: DB_PORT
+  value: {{ .Values.externalDatabase.port | quote }}
+- name: DB_USER
+  value: {{ .Values.externalDatabase.user | quote }}
+- name: DB_NAME
+  value: {{ .Values.externalDatabase.database | quote }}
+{{- end }}
+- name: DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tp.dbSecretName" . }}
+      key: {{ include "tp.dbSecretKey" . }}
+{{- end }}
+{{- end }}
+
+{{/* BROKER_URL and BROKER_TOKEN for the broker's clients. */}}
+{{- define "tp.brokerClientEnv" -}}
+- name: BROKER_URL
+  value: {{ include "tp.brokerUrl" . | quote }}
+- name: TOPIC
+  value: {{ .Values.topic | quote }}
+{{- include "tp.brokerTokenEnv" . }}
+{{- end }}
+
+{{- define "tp.brokerTokenEnv" -}}
+{{- if .Values.brokerAuth.enabled }}
+- name: BROKER_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tp.brokerTokenSecretName" . }}
+      key: {{ include "tp.brokerTokenSecretKey" . }}
+{{- end }}
+{{- end }}
+
+{{- define "tp.commonEnv" -}}
+- name: LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- end }}
+
+{{/* Pod annotations; call with (dict "root" $ "values" .Values.X "port" PORT) */}}
+{{- define "tp.podAnnotations" -}}
+{{- if .root.Values.prometheusScrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scheduling: nodeSelector, tolerations, affinity, topology spread (plus the optional soft
+spread over nodes). Call with (dict "root" $ "values" .Values.X "component" NAME).
+*/}}
+{{- define "tp.scheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if or .values.topologySpreadConstraints .root.Values.spreadAcrossNodes }}
+topologySpreadConstraints:
+  {{- with .values.topologySpreadConstraints }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- if .root.Values.spreadAcrossNodes }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "tp.selectorLabels" . | nindent 8 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The volumes every pipeline container needs with a read-only root filesystem. */}}
+{{- define "tp.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{- define "tp.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
