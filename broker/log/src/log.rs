@@ -1,0 +1,563 @@
+//! [`PartitionLog`]: one partition's segments, the append and read paths, roll, retention.
+//!
+//! The log owns the sealed segments (metadata only; mapped lazily through a small LRU of at
+//! most `max_mapped_segments`), the active segment, and the durability state shared with
+//! [`PendingSync`] and the interval flusher. It is `Send` and expects its caller to
+//! serialise access (the broker wraps each log in a `std::sync::Mutex`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::io::{FileOps, RealFileOps};
+use crate::record::{self, Batch, MAX_BATCH_BYTES};
+use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView};
+use crate::sync::{Durability, Flusher, PendingSync};
+use crate::{
+    recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
+    ProducerStamp, Record, RecoveryReport,
+};
+
+/// One partition's log: a directory of segments.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    ops: Arc<dyn FileOps>,
+    sealed: BTreeMap<u64, SealedSegment>,
+    active: ActiveSegment,
+    /// Most recently used last.
+    mapped: Mutex<Vec<(u64, Arc<MappedSegment>)>>,
+    durability: Arc<Durability>,
+    flusher: Option<Flusher>,
+    report: RecoveryReport,
+}
+
+impl PartitionLog {
+    /// Creates the directory if needed; recovers (scan active tail, cut torn/corrupt, rebuild
+    /// index). With `FsyncPolicy::Interval` it starts the log's own flusher thread.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        Self::open_with_ops(dir, config, Arc::new(RealFileOps))
+    }
+
+    /// [`open`](Self::open) with injectable preallocate/sync operations (fault injection).
+    pub fn open_with_ops(
+        dir: &Path,
+        config: LogConfig,
+        ops: Arc<dyn FileOps>,
+    ) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::io(format!("create {}", dir.display()), e))?;
+        let bases = list_segments(dir)?;
+        let mut report = RecoveryReport::default();
+        let mut sealed = BTreeMap::new();
+        for w in bases.windows(2) {
+            let s =
+                recovery::open_sealed(dir, w[0], w[1], config.index_interval_bytes, &mut report)?;
+            sealed.insert(w[0], s);
+        }
+        let interval = config.index_interval_bytes;
+        let active = match bases.last() {
+            None => ActiveSegment::create(dir, 0, config.segment_bytes, interval, &ops)?,
+            Some(&last) => {
+                let mut a =
+                    ActiveSegment::open_at(dir, last, config.segment_bytes, interval, &ops, false)?;
+                recovery::recover_active(&mut a, &mut report)?;
+                a
+            }
+        };
+        let durability = Arc::new(Durability::new(active.target.clone(), active.next_offset));
+        let flusher = match config.fsync {
+            FsyncPolicy::Interval(every) => Some(
+                Flusher::spawn(durability.clone(), every)
+                    .map_err(|e| LogError::io("spawn flusher thread", e))?,
+            ),
+            _ => None,
+        };
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            ops,
+            sealed,
+            active,
+            mapped: Mutex::new(Vec::new()),
+            durability,
+            flusher,
+            report,
+        })
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Encodes one batch and appends it; syncs before returning when fsync = Always.
+    pub fn append(
+        &mut self,
+        records: &[Record<'_>],
+        producer: Option<ProducerStamp>,
+    ) -> Result<AppendOutcome, LogError> {
+        let out = self.append_unsynced(records, producer)?;
+        self.sync_if_always()?;
+        Ok(out)
+    }
+
+    /// Appends a batch in the segments-format layout (binary produce): validates framing and
+    /// CRC, assigns the base offset and append time, stamps the producer, re-stamps the CRC.
+    pub fn append_encoded(
+        &mut self,
+        batch: &[u8],
+        producer: Option<ProducerStamp>,
+    ) -> Result<AppendOutcome, LogError> {
+        let out = self.append_encoded_unsynced(batch, producer)?;
+        self.sync_if_always()?;
+        Ok(out)
+    }
+
+    /// [`append`](Self::append) without any sync, whatever the policy (group commit).
+    pub fn append_unsynced(
+        &mut self,
+        records: &[Record<'_>],
+        producer: Option<ProducerStamp>,
+    ) -> Result<AppendOutcome, LogError> {
+        self.check_writable()?;
+        if records.is_empty() {
+            return Err(LogError::InvalidBatch {
+                reason: "a batch needs at least one record".into(),
+            });
+        }
+        let len = record::encoded_len(records);
+        check_size(len)?;
+        let count = records.len() as u32;
+        self.make_room(len, count)?;
+        let base = self.active.next_offset;
+        record::encode_into(self.active.slot(len), base, records, producer);
+        Ok(self.commit(len, base, count))
+    }
+
+    /// [`append_encoded`](Self::append_encoded) without any sync (group commit).
+    pub fn append_encoded_unsynced(
+        &mut self,
+        batch: &[u8],
+        producer: Option<ProducerStamp>,
+    ) -> Result<AppendOutcome, LogError> {
+        self.check_writable()?;
+        check_size(batch.len())?;
+        let header = record::validate_for_append(batch)
+            .map_err(|reason| LogError::InvalidBatch { reason })?;
+        let (len, count) = (batch.len(), header.record_count);
+        self.make_room(len, count)?;
+        let base = self.active.next_offset;
+        let slot = self.active.slot(len);
+        slot.copy_from_slice(batch);
+        record::restamp(slot, base, producer, now_ms());
+        Ok(self.commit(len, base, count))
+    }
+
+    fn commit(&mut self, len: usize, base: u64, count: u32) -> AppendOutcome {
+        self.active.commit(len, count);
+        AppendOutcome {
+            base_offset: base,
+            record_count: count,
+            end_offset: base + u64::from(count),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), LogError> {
+        if self.durability.is_poisoned() {
+            return Err(LogError::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn sync_if_always(&mut self) -> Result<(), LogError> {
+        if self.config.fsync == FsyncPolicy::Always {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Captures (cheaply, under the caller's lock) what is written but not yet durable.
+    pub fn pending_sync(&self) -> PendingSync {
+        PendingSync::capture(&self.durability)
+    }
+
+    /// Makes everything appended so far durable (msync of the dirty range, fdatasync), now.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.durability.sync_current().map(|_| ())
+    }
+
+    /// The offset below which everything is known durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.durability.durable_offset()
+    }
+
+    /// Ensures the active segment has room for a batch: grows an empty active segment that
+    /// is too small, or rolls to a new segment.
+    fn make_room(&mut self, len: usize, count: u32) -> Result<(), LogError> {
+        if self.active.fits(len, count) {
+            return Ok(());
+        }
+        let capacity = self.config.segment_bytes.max(len as u64);
+        if self.active.len == 0 {
+            return self.replace_active(self.active.base, capacity, false);
+        }
+        self.roll(capacity)
+    }
+
+    /// Seals the active segment and starts a new one of `capacity` bytes. If the new one
+    /// cannot be created (disk full) the sealed one stays active, full: the log remains
+    /// readable and the next append tries again.
+    fn roll(&mut self, capacity: u64) -> Result<(), LogError> {
+        let sealed = match self.active.seal() {
+            Ok(s) => s,
+            Err(e) => {
+                // The sealing sync or truncate failed: what is on disk is unknown.
+                self.durability.poison();
+                return Err(e);
+            }
+        };
+        // Sealed: the file now ends at `len`; never write past it.
+        self.active.capacity = self.active.len;
+        self.durability.mark_durable(self.active.next_offset);
+        let next = self.active.next_offset;
+        self.replace_active(next, capacity, true)?;
+        self.sealed.insert(sealed.base, sealed);
+        Ok(())
+    }
+
+    /// Opens (fresh: creates) the segment at `base` with `capacity` bytes as the active one.
+    fn replace_active(&mut self, base: u64, capacity: u64, fresh: bool) -> Result<(), LogError> {
+        let interval = self.config.index_interval_bytes;
+        let new = if fresh {
+            ActiveSegment::create(&self.dir, base, capacity, interval, &self.ops)?
+        } else {
+            // Grow the empty active segment; preallocate first so a full disk is reported.
+            let a = &self.active;
+            segment::preallocate(self.ops.as_ref(), &a.target.file, &a.path, capacity)?;
+            ActiveSegment::open_at(&self.dir, base, capacity, interval, &self.ops, false)?
+        };
+        self.durability.set_current(new.target.clone());
+        self.active = new;
+        Ok(())
+    }
+
+    /// Reads up to `max_records` / about `max_bytes` (at least one record if any) from
+    /// `offset`. `offset == end` returns empty.
+    pub fn read(
+        &self,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<OwnedRecord>, LogError> {
+        self.check_range(offset)?;
+        let (max_records, mut out, mut bytes) = (max_records.max(1), Vec::new(), 0usize);
+        self.walk_batches(offset, &mut |b, path, pos| {
+            for r in b.records() {
+                let r = r.map_err(|reason| corrupt(path, pos, reason))?;
+                if r.offset < offset {
+                    continue;
+                }
+                bytes += r.key.map_or(0, <[u8]>::len) + r.value.len();
+                out.push(OwnedRecord {
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key.map(<[u8]>::to_vec),
+                    value: r.value.to_vec(),
+                });
+                if out.len() >= max_records || bytes >= max_bytes {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Whole encoded batches (segments-format bytes) starting with the batch containing
+    /// `offset`, up to `max_bytes` (at least one batch if any).
+    pub fn read_encoded(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        self.check_range(offset)?;
+        let mut out = Vec::new();
+        self.walk_batches(offset, &mut |b, _, _| {
+            if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
+                return Ok(false);
+            }
+            out.extend_from_slice(b.bytes);
+            Ok(out.len() < max_bytes)
+        })?;
+        Ok(out)
+    }
+
+    /// Batch headers from the batch containing `from_offset` on, oldest first.
+    pub fn for_each_batch_meta(
+        &self,
+        from_offset: u64,
+        f: &mut dyn FnMut(&BatchMeta),
+    ) -> Result<(), LogError> {
+        self.walk_batches(from_offset, &mut |b, _, _| {
+            f(&BatchMeta {
+                base_offset: b.header.base_offset,
+                record_count: b.header.record_count,
+                max_timestamp_ms: b.header.max_timestamp_ms,
+                producer: b.header.producer(),
+            });
+            Ok(true)
+        })
+    }
+
+    fn check_range(&self, offset: u64) -> Result<(), LogError> {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls `visit(batch, segment path, position)` for every batch ending after `from`, in
+    /// offset order across segments, until it answers `false`.
+    fn walk_batches(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        let mut cur = from.max(self.start_offset());
+        while cur < self.end_offset() {
+            let more = self.with_view(cur, &mut |view, seg_end| {
+                let mut pos = view.position_of(cur)?;
+                while let Some(b) = view.batch_at(pos)? {
+                    if !visit(&b, view.path, pos)? {
+                        return Ok(false);
+                    }
+                    cur = b.header.end_offset();
+                    pos += b.bytes.len();
+                }
+                if cur < seg_end {
+                    return Err(corrupt(
+                        view.path,
+                        pos,
+                        "segment data ends before its last offset",
+                    ));
+                }
+                Ok(true)
+            })?;
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a view of the segment holding `offset`, with that segment's end offset.
+    fn with_view(
+        &self,
+        offset: u64,
+        f: &mut dyn FnMut(SegmentView<'_>, u64) -> Result<bool, LogError>,
+    ) -> Result<bool, LogError> {
+        let a = &self.active;
+        if offset >= a.base {
+            let view = SegmentView {
+                base: a.base,
+                path: &a.path,
+                bytes: a.written(),
+                index: a.index.bytes(),
+                index_count: a.index.count(),
+            };
+            return f(view, a.next_offset);
+        }
+        let Some((&base, seg)) = self.sealed.range(..=offset).next_back() else {
+            return Err(self.out_of_range(offset));
+        };
+        let m = self.mapped_segment(base)?;
+        let view = SegmentView {
+            base,
+            path: &m.path,
+            bytes: &m.log,
+            index: &m.index,
+            index_count: m.index_count,
+        };
+        f(view, seg.end)
+    }
+
+    fn out_of_range(&self, offset: u64) -> LogError {
+        LogError::OffsetOutOfRange {
+            requested: offset,
+            start: self.start_offset(),
+            end: self.end_offset(),
+        }
+    }
+
+    /// The mapping of sealed segment `base`, from the LRU or freshly mapped.
+    fn mapped_segment(&self, base: u64) -> Result<Arc<MappedSegment>, LogError> {
+        let mut lru = self.mapped.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = lru.iter().position(|(b, _)| *b == base) {
+            let entry = lru.remove(i);
+            let m = entry.1.clone();
+            lru.push(entry);
+            return Ok(m);
+        }
+        let m = Arc::new(MappedSegment::map(&self.dir, base)?);
+        lru.push((base, m.clone()));
+        let max = self.config.max_mapped_segments.max(1);
+        while lru.len() > max {
+            // Readers holding an Arc keep their mapping alive until they finish.
+            lru.remove(0);
+        }
+        Ok(m)
+    }
+
+    /// Sealed segments currently mapped (bounded by `max_mapped_segments`).
+    pub fn mapped_segments(&self) -> usize {
+        self.mapped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.sealed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.active.base)
+    }
+
+    /// The next offset to be assigned.
+    pub fn end_offset(&self) -> u64 {
+        self.active.next_offset
+    }
+
+    /// Deletes whole segments past retention (never the active one); returns how many.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut removed = 0;
+        while let Some((&base, _)) = self.sealed.iter().next() {
+            let total = self.size_bytes();
+            let config = self.config.clone();
+            let newest = || self.newest_timestamp(base);
+            if !retention::should_delete(&config, total, newest, now_ms) {
+                break;
+            }
+            self.delete_segment(base)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            segment::sync_dir(&self.dir)?;
+            tracing::info!(dir = %self.dir.display(), removed, start = self.start_offset(),
+                "retention deleted old segments");
+        }
+        Ok(removed)
+    }
+
+    /// The newest record timestamp of sealed segment `base` (cached after the first walk).
+    fn newest_timestamp(&mut self, base: u64) -> Option<i64> {
+        if let Some(ts) = self.sealed.get(&base).and_then(|s| s.max_timestamp_ms) {
+            return Some(ts);
+        }
+        let ts = match self.mapped_segment(base) {
+            Ok(m) => retention::newest_timestamp(&m.log),
+            Err(e) => {
+                tracing::warn!(base, error = %e, "cannot read segment for retention");
+                None
+            }
+        };
+        if let Some(s) = self.sealed.get_mut(&base) {
+            s.max_timestamp_ms = ts;
+        }
+        ts
+    }
+
+    fn delete_segment(&mut self, base: u64) -> Result<(), LogError> {
+        self.sealed.remove(&base);
+        self.mapped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(b, _)| *b != base);
+        // The log file first: an index without its log is ignored (and removed) at open.
+        for path in [
+            segment::log_path(&self.dir, base),
+            segment::index_path(&self.dir, base),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io(format!("delete {}", path.display()), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of data: sealed segment sizes plus the active segment's written bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.sealed.values().map(|s| s.size).sum::<u64>() + self.active.len as u64
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // Stopping the flusher runs its last sync, so a clean close loses nothing.
+        self.flusher.take();
+    }
+}
+
+fn check_size(len: usize) -> Result<(), LogError> {
+    if len > MAX_BATCH_BYTES {
+        return Err(LogError::RecordTooLarge {
+            size: len,
+            max: MAX_BATCH_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn corrupt(path: &Path, pos: usize, reason: &str) -> LogError {
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        position: pos as u64,
+        reason: reason.to_string(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Segment base offsets in the directory, sorted; removes index files without a log.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+    let ctx = |e| LogError::io(format!("list {}", dir.display()), e);
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(ctx)? {
+        let name = entry.map_err(ctx)?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(b) = segment::parse_name(&name, "log") {
+            logs.push(b);
+        } else if let Some(b) = segment::parse_name(&name, "index") {
+            indexes.push(b);
+        }
+    }
+    logs.sort_unstable();
+    for b in indexes
+        .into_iter()
+        .filter(|b| logs.binary_search(b).is_err())
+    {
+        let path = segment::index_path(dir, b);
+        tracing::warn!(index = %path.display(), "removing index without a segment");
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(logs)
+}

@@ -1,0 +1,532 @@
+//! The record-batch codec: the only code that reads or writes batch bytes.
+//!
+//! A batch is the unit of append, of CRC protection and of the binary produce content type.
+//! All integers are fixed-width little-endian (no varints: a header field can be patched in
+//! place, and a decoder never loops over continuation bits). The authoritative description,
+//! with a worked hex dump, is `segments-format.md` at the repository root; a test parses that
+//! hex dump and compares it byte for byte with [`encode`].
+//!
+//! Batch header (`HEADER_LEN` = 56 bytes):
+//!
+//! | offset | size | field | type |
+//! | --- | --- | --- | --- |
+//! | 0 | 8 | base_offset | u64 |
+//! | 8 | 4 | batch_length (whole batch, header included) | u32 |
+//! | 12 | 4 | crc (CRC-32/ISO-HDLC over bytes `0..12` then `16..batch_length`) | u32 |
+//! | 16 | 1 | magic (= 1) | u8 |
+//! | 17 | 1 | attributes (reserved, 0) | u8 |
+//! | 18 | 2 | reserved (0) | u16 |
+//! | 20 | 4 | record_count (≥ 1) | u32 |
+//! | 24 | 8 | first_timestamp_ms | i64 |
+//! | 32 | 8 | max_timestamp_ms | i64 |
+//! | 40 | 8 | producer_id (0 = none) | u64 |
+//! | 48 | 8 | producer_seq | u64 |
+//!
+//! Then `record_count` records, each: `length` u32 (bytes after this field), `timestamp_delta`
+//! i64 (wrapping, from first_timestamp_ms), `key_length` i32 (-1 = no key), key bytes,
+//! `value_length` u32, value bytes. Record `i` has offset `base_offset + i`.
+//!
+//! What this module does not do: decide what to keep after a bad batch (that is recovery's
+//! job) or where batches live (segments).
+
+use crate::{ProducerStamp, Record};
+
+/// Size of the fixed batch header.
+pub const HEADER_LEN: usize = 56;
+/// Fixed bytes of one record besides its key and value.
+pub const RECORD_OVERHEAD: usize = 20;
+/// The only batch format version this code writes and reads.
+pub const MAGIC: u8 = 1;
+/// Largest batch accepted (header included); keeps positions within `u32` with room to spare.
+pub const MAX_BATCH_BYTES: usize = 128 * 1024 * 1024;
+
+const OFF_BASE: usize = 0;
+const OFF_LEN: usize = 8;
+const OFF_CRC: usize = 12;
+const OFF_MAGIC: usize = 16;
+const OFF_ATTR: usize = 17;
+const OFF_RESERVED: usize = 18;
+const OFF_COUNT: usize = 20;
+const OFF_FIRST_TS: usize = 24;
+const OFF_MAX_TS: usize = 32;
+const OFF_PRODUCER: usize = 40;
+const OFF_SEQ: usize = 48;
+
+/// The decoded fixed header of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: u64,
+    pub batch_length: u32,
+    pub crc: u32,
+    pub magic: u8,
+    pub attributes: u8,
+    pub record_count: u32,
+    pub first_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+    pub producer_id: u64,
+    pub producer_seq: u64,
+}
+
+impl BatchHeader {
+    /// Reads the header fields without any check (the caller checked the length).
+    fn parse(b: &[u8]) -> BatchHeader {
+        BatchHeader {
+            base_offset: u64_at(b, OFF_BASE),
+            batch_length: u32_at(b, OFF_LEN),
+            crc: u32_at(b, OFF_CRC),
+            magic: b[OFF_MAGIC],
+            attributes: b[OFF_ATTR],
+            record_count: u32_at(b, OFF_COUNT),
+            first_timestamp_ms: u64_at(b, OFF_FIRST_TS) as i64,
+            max_timestamp_ms: u64_at(b, OFF_MAX_TS) as i64,
+            producer_id: u64_at(b, OFF_PRODUCER),
+            producer_seq: u64_at(b, OFF_SEQ),
+        }
+    }
+
+    /// The offset after the last record of this batch.
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset
+            .saturating_add(u64::from(self.record_count))
+    }
+
+    /// The idempotent-producer stamp, `None` when producer_id is 0.
+    pub fn producer(&self) -> Option<ProducerStamp> {
+        (self.producer_id != 0).then_some(ProducerStamp {
+            producer_id: self.producer_id,
+            seq: self.producer_seq,
+        })
+    }
+}
+
+/// What a decoder found at a position: decoding answers, it never panics.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole batch whose CRC matches.
+    Intact(Batch<'a>),
+    /// An all-zero header: the clean end of the written data in a preallocated segment.
+    Empty,
+    /// The batch claims more bytes than are available: a write cut short.
+    Torn { needed: usize, available: usize },
+    /// The stored CRC does not match the bytes.
+    Corrupt { expected: u32, found: u32 },
+    /// The bytes cannot be a batch (bad length, magic or count).
+    Malformed { reason: &'static str },
+}
+
+/// A CRC-checked batch borrowed from a buffer (a segment map or a request body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch<'a> {
+    pub header: BatchHeader,
+    /// The whole batch, header included (`batch_length` bytes).
+    pub bytes: &'a [u8],
+}
+
+/// One record borrowed from a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+}
+
+/// Decodes the batch at the start of `buf` and checks its CRC.
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    if buf.len() < HEADER_LEN {
+        if buf.iter().all(|&b| b == 0) {
+            return Decoded::Empty;
+        }
+        return Decoded::Torn {
+            needed: HEADER_LEN,
+            available: buf.len(),
+        };
+    }
+    let header = BatchHeader::parse(buf);
+    let len = header.batch_length as usize;
+    if len == 0 && buf[..HEADER_LEN].iter().all(|&b| b == 0) {
+        return Decoded::Empty;
+    }
+    if len < HEADER_LEN {
+        return Decoded::Malformed {
+            reason: "batch length shorter than the header",
+        };
+    }
+    if len > MAX_BATCH_BYTES {
+        return Decoded::Malformed {
+            reason: "batch length over the maximum",
+        };
+    }
+    if len > buf.len() {
+        return Decoded::Torn {
+            needed: len,
+            available: buf.len(),
+        };
+    }
+    let bytes = &buf[..len];
+    let found = crc_of(bytes);
+    if found != header.crc {
+        return Decoded::Corrupt {
+            expected: header.crc,
+            found,
+        };
+    }
+    if header.magic != MAGIC {
+        return Decoded::Malformed {
+            reason: "unknown magic (format version)",
+        };
+    }
+    if header.record_count == 0 {
+        return Decoded::Malformed {
+            reason: "batch without records",
+        };
+    }
+    Decoded::Intact(Batch { header, bytes })
+}
+
+/// Reads only the header at the start of `buf`, without the CRC check (cheap header hops):
+/// None when `buf` is shorter than a header or the length field is implausible.
+pub fn peek_header(buf: &[u8]) -> Option<BatchHeader> {
+    if buf.len() < HEADER_LEN {
+        return None;
+    }
+    let header = BatchHeader::parse(buf);
+    (HEADER_LEN..=MAX_BATCH_BYTES)
+        .contains(&(header.batch_length as usize))
+        .then_some(header)
+}
+
+/// The CRC of a batch: bytes `0..12` (base offset, length) then `16..` (all after the CRC).
+pub fn crc_of(batch: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&batch[..OFF_CRC]);
+    h.update(&batch[OFF_CRC + 4..]);
+    h.finalize()
+}
+
+impl<'a> Batch<'a> {
+    /// The records of this batch, in order; a framing error ends the walk with one `Err`.
+    pub fn records(&self) -> RecordIter<'a> {
+        RecordIter {
+            rest: &self.bytes[HEADER_LEN..],
+            next_offset: self.header.base_offset,
+            first_ts: self.header.first_timestamp_ms,
+            left: self.header.record_count,
+            failed: false,
+        }
+    }
+
+    /// Walks every record: counts match and the records end exactly at the batch end.
+    /// Returns the largest record timestamp.
+    pub fn validate_records(&self) -> Result<i64, &'static str> {
+        let mut max_ts = i64::MIN;
+        let mut iter = self.records();
+        for r in &mut iter {
+            max_ts = max_ts.max(r?.timestamp_ms);
+        }
+        if !iter.rest.is_empty() {
+            return Err("bytes after the last record");
+        }
+        Ok(max_ts)
+    }
+}
+
+/// Iterator over the records of a [`Batch`].
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+    next_offset: u64,
+    first_ts: i64,
+    left: u32,
+    failed: bool,
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 || self.failed {
+            return None;
+        }
+        let item = self.next_record();
+        self.failed = item.is_err();
+        self.left -= 1;
+        Some(item)
+    }
+}
+
+impl<'a> RecordIter<'a> {
+    fn next_record(&mut self) -> Result<RecordView<'a>, &'static str> {
+        let rest = self.rest;
+        if rest.len() < RECORD_OVERHEAD {
+            return Err("record header past the batch end");
+        }
+        let len = u32_at(rest, 0) as usize;
+        let body = rest
+            .get(4..4 + len)
+            .ok_or("record length past the batch end")?;
+        if len < RECORD_OVERHEAD - 4 {
+            return Err("record length too small");
+        }
+        let delta = u64_at(body, 0) as i64;
+        let key_len = u32_at(body, 8) as i32;
+        let (key, after_key) = match key_len {
+            -1 => (None, 12),
+            k if k >= 0 => {
+                let end = 12 + k as usize;
+                (
+                    Some(body.get(12..end).ok_or("key past the record end")?),
+                    end,
+                )
+            }
+            _ => return Err("negative key length"),
+        };
+        let value_len_bytes = body
+            .get(after_key..after_key + 4)
+            .ok_or("value length past the record end")?;
+        let value_len = u32_at(value_len_bytes, 0) as usize;
+        let value_start = after_key + 4;
+        if value_start + value_len != len {
+            return Err("record length disagrees with key and value lengths");
+        }
+        let value = &body[value_start..];
+        let view = RecordView {
+            offset: self.next_offset,
+            timestamp_ms: self.first_ts.wrapping_add(delta),
+            key,
+            value,
+        };
+        self.rest = &rest[4 + len..];
+        self.next_offset += 1;
+        Ok(view)
+    }
+}
+
+/// Bytes one record takes in a batch.
+pub fn record_len(r: &Record<'_>) -> usize {
+    RECORD_OVERHEAD + r.key.map_or(0, <[u8]>::len) + r.value.len()
+}
+
+/// Bytes the batch for `records` takes (header included).
+pub fn encoded_len(records: &[Record<'_>]) -> usize {
+    HEADER_LEN + records.iter().map(record_len).sum::<usize>()
+}
+
+/// What an encoder wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub record_count: u32,
+    pub max_timestamp_ms: i64,
+}
+
+/// Encodes `records` into `buf`, which must be exactly [`encoded_len`] bytes, and stamps the
+/// CRC. The caller checked that `records` is not empty and fits `MAX_BATCH_BYTES`.
+pub fn encode_into(
+    buf: &mut [u8],
+    base_offset: u64,
+    records: &[Record<'_>],
+    producer: Option<ProducerStamp>,
+) -> Encoded {
+    let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
+    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+    let mut pos = HEADER_LEN;
+    for r in records {
+        pos += write_record(&mut buf[pos..], r, first_ts);
+    }
+    let count = records.len() as u32;
+    write_header(buf, base_offset, count, first_ts, max_ts, producer);
+    stamp_crc(buf);
+    Encoded {
+        record_count: count,
+        max_timestamp_ms: max_ts,
+    }
+}
+
+/// Encodes `records` into a new buffer (for producers and tests).
+pub fn encode(
+    base_offset: u64,
+    records: &[Record<'_>],
+    producer: Option<ProducerStamp>,
+) -> Vec<u8> {
+    let mut buf = vec![0; encoded_len(records)];
+    encode_into(&mut buf, base_offset, records, producer);
+    buf
+}
+
+fn write_record(buf: &mut [u8], r: &Record<'_>, first_ts: i64) -> usize {
+    let total = record_len(r);
+    put_u32(buf, 0, (total - 4) as u32);
+    put_u64(buf, 4, r.timestamp_ms.wrapping_sub(first_ts) as u64);
+    let mut pos = 16;
+    match r.key {
+        Some(k) => {
+            put_u32(buf, 12, k.len() as u32);
+            buf[16..16 + k.len()].copy_from_slice(k);
+            pos += k.len();
+        }
+        None => put_u32(buf, 12, (-1i32) as u32),
+    }
+    put_u32(buf, pos, r.value.len() as u32);
+    buf[pos + 4..pos + 4 + r.value.len()].copy_from_slice(r.value);
+    total
+}
+
+fn write_header(
+    buf: &mut [u8],
+    base_offset: u64,
+    count: u32,
+    first_ts: i64,
+    max_ts: i64,
+    producer: Option<ProducerStamp>,
+) {
+    let len = buf.len() as u32;
+    put_u64(buf, OFF_BASE, base_offset);
+    put_u32(buf, OFF_LEN, len);
+    buf[OFF_MAGIC] = MAGIC;
+    buf[OFF_ATTR] = 0;
+    buf[OFF_RESERVED..OFF_RESERVED + 2].fill(0);
+    put_u32(buf, OFF_COUNT, count);
+    put_u64(buf, OFF_FIRST_TS, first_ts as u64);
+    put_u64(buf, OFF_MAX_TS, max_ts as u64);
+    stamp_producer(buf, producer);
+}
+
+fn stamp_producer(buf: &mut [u8], producer: Option<ProducerStamp>) {
+    let p = producer.unwrap_or(ProducerStamp {
+        producer_id: 0,
+        seq: 0,
+    });
+    put_u64(buf, OFF_PRODUCER, p.producer_id);
+    put_u64(buf, OFF_SEQ, p.seq);
+}
+
+fn stamp_crc(buf: &mut [u8]) {
+    let crc = crc_of(buf);
+    put_u32(buf, OFF_CRC, crc);
+}
+
+/// Checks a batch sent by a producer (binary produce): framing, CRC, magic, reserved fields,
+/// record framing. Returns the header on success and a reason otherwise.
+pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader, String> {
+    let b = match decode(batch) {
+        Decoded::Intact(b) => b,
+        Decoded::Empty => return Err("empty batch (all-zero header)".into()),
+        Decoded::Torn { needed, available } => {
+            return Err(format!("batch claims {needed} bytes, body has {available}"))
+        }
+        Decoded::Corrupt { expected, found } => {
+            return Err(format!(
+                "CRC mismatch: header says {expected:#010x}, bytes give {found:#010x}"
+            ))
+        }
+        Decoded::Malformed { reason } => return Err(reason.into()),
+    };
+    if b.bytes.len() != batch.len() {
+        return Err(format!(
+            "body has {} bytes after the batch (one batch per request)",
+            batch.len() - b.bytes.len()
+        ));
+    }
+    if b.header.attributes != 0 || u16::from_le_bytes([batch[18], batch[19]]) != 0 {
+        return Err("attributes and reserved bytes must be 0".into());
+    }
+    b.validate_records()?;
+    Ok(b.header)
+}
+
+/// The broker's overwrite of a validated batch copied into place: base offset, append time
+/// (first timestamp = `now_ms`, max moved by the same shift, deltas kept), producer, CRC.
+pub fn restamp(
+    buf: &mut [u8],
+    base_offset: u64,
+    producer: Option<ProducerStamp>,
+    now_ms: i64,
+) -> BatchHeader {
+    let old_first = u64_at(buf, OFF_FIRST_TS) as i64;
+    let old_max = u64_at(buf, OFF_MAX_TS) as i64;
+    let new_max = now_ms.wrapping_add(old_max.wrapping_sub(old_first));
+    put_u64(buf, OFF_BASE, base_offset);
+    put_u64(buf, OFF_FIRST_TS, now_ms as u64);
+    put_u64(buf, OFF_MAX_TS, new_max as u64);
+    stamp_producer(buf, producer);
+    stamp_crc(buf);
+    BatchHeader::parse(buf)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two() -> Vec<u8> {
+        let recs = [
+            Record {
+                timestamp_ms: 10,
+                key: Some(b"k"),
+                value: b"v1",
+            },
+            Record {
+                timestamp_ms: 12,
+                key: None,
+                value: b"",
+            },
+        ];
+        encode(
+            7,
+            &recs,
+            Some(ProducerStamp {
+                producer_id: 3,
+                seq: 4,
+            }),
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = two();
+        let Decoded::Intact(b) = decode(&buf) else {
+            panic!("not intact")
+        };
+        assert_eq!(b.header.end_offset(), 9);
+        assert_eq!(b.validate_records(), Ok(12));
+        let recs: Vec<_> = b.records().collect::<Result<_, _>>().expect("records");
+        assert_eq!(recs[0].key, Some(&b"k"[..]));
+        assert_eq!(recs[1].offset, 8);
+        assert_eq!(recs[1].timestamp_ms, 12);
+        assert_eq!(recs[1].key, None);
+    }
+
+    #[test]
+    fn restamp_keeps_validity() {
+        let mut buf = two();
+        let h = restamp(&mut buf, 100, None, 1000);
+        assert_eq!(h.max_timestamp_ms, 1002);
+        assert!(validate_for_append(&buf).is_ok());
+    }
+
+    #[test]
+    fn every_prefix_decodes_without_panic() {
+        let buf = two();
+        for n in 0..buf.len() {
+            assert!(!matches!(decode(&buf[..n]), Decoded::Intact(_)));
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Segment files: naming, preallocation, the active (writable, mapped) segment and the
+//! sealed (read-only, lazily mapped) segments.
+//!
+//! A segment is `{base_offset:020}.log` plus its sparse `{base_offset:020}.index`. The
+//! active segment is preallocated to its capacity with `posix_fallocate` (never sparse, so a
+//! full disk is an error at roll time rather than a SIGBUS on a page fault), mapped shared,
+//! and appended to by copying into the map. Sealing syncs it and truncates the file to the
+//! bytes in use. What this module does not own: batch bytes (`record`), deciding where the
+//! written data ends after a crash (`recovery`), or when to roll (`log`).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapOptions};
+
+use crate::index::{self, ActiveIndex};
+use crate::io::{is_no_space, FileOps};
+use crate::record::{self, Batch, Decoded};
+use crate::sync::SyncTarget;
+use crate::LogError;
+
+/// Largest segment capacity: positions are stored as `u32` in the index.
+pub(crate) const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+
+pub(crate) fn log_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.index"))
+}
+
+/// The base offset of a file named `{20 digits}.{ext}`, or None.
+pub(crate) fn parse_name(name: &str, ext: &str) -> Option<u64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub(crate) fn file_len(file: &File, path: &Path) -> Result<u64, LogError> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| LogError::io(format!("stat {}", path.display()), e))
+}
+
+/// Preallocates `[0, len)`; a full disk becomes [`LogError::NoSpace`].
+pub(crate) fn preallocate(
+    ops: &dyn FileOps,
+    file: &File,
+    path: &Path,
+    len: u64,
+) -> Result<(), LogError> {
+    if len == 0 {
+        return Ok(());
+    }
+    ops.preallocate(file, len).map_err(|e| {
+        if is_no_space(&e) {
+            LogError::NoSpace {
+                path: path.to_path_buf(),
+                needed: len,
+                source: e,
+            }
+        } else {
+            LogError::io(
+                format!("preallocate {} bytes for {}", len, path.display()),
+                e,
+            )
+        }
+    })
+}
+
+/// Makes a directory entry change (create, delete) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(format!("fsync directory {}", dir.display()), e))
+}
+
+/// Index entries to preallocate for a segment of `capacity` bytes.
+fn index_capacity(capacity: usize, interval: u32) -> usize {
+    capacity / interval.max(1) as usize + 1
+}
+
+/// The writable segment at the end of the log.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub base: u64,
+    pub path: PathBuf,
+    pub index_path: PathBuf,
+    pub target: Arc<SyncTarget>,
+    pub index: ActiveIndex,
+    /// Bytes the file is preallocated (and mapped) to.
+    pub capacity: usize,
+    /// Bytes of intact batches.
+    pub len: usize,
+    pub next_offset: u64,
+}
+
+impl ActiveSegment {
+    /// Creates a new, empty segment preallocated to `capacity` bytes. On failure no file of
+    /// it is left behind.
+    pub(crate) fn create(
+        dir: &Path,
+        base: u64,
+        capacity: u64,
+        interval: u32,
+        ops: &Arc<dyn FileOps>,
+    ) -> Result<ActiveSegment, LogError> {
+        let path = log_path(dir, base);
+        let ipath = index_path(dir, base);
+        let made = Self::open_at(dir, base, capacity, interval, ops, true);
+        if made.is_err() {
+            // Best effort: a leftover empty file would only be reopened as an empty segment.
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&ipath);
+        }
+        let seg = made?;
+        sync_dir(dir)?;
+        Ok(seg)
+    }
+
+    /// Opens the segment file at `base` (creating it when `fresh`), grows it to at least
+    /// `capacity` bytes, maps it. The written length is set by recovery afterwards.
+    pub(crate) fn open_at(
+        dir: &Path,
+        base: u64,
+        capacity: u64,
+        interval: u32,
+        ops: &Arc<dyn FileOps>,
+        fresh: bool,
+    ) -> Result<ActiveSegment, LogError> {
+        let path = log_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(fresh)
+            .truncate(fresh)
+            .open(&path)
+            .map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
+        let existing = file_len(&file, &path)?;
+        let capacity = capacity.clamp(1, MAX_SEGMENT_BYTES).max(existing);
+        match preallocate(ops.as_ref(), &file, &path, capacity) {
+            Ok(()) => {}
+            // Reopening a full segment on a full disk: it stays readable, the next append
+            // tries to roll and reports NoSpace then.
+            Err(LogError::NoSpace { .. }) if !fresh && existing > 0 => {}
+            Err(e) => return Err(e),
+        }
+        let capacity = file_len(&file, &path)?.min(MAX_SEGMENT_BYTES) as usize;
+        let map = MmapOptions::new()
+            .len(capacity)
+            .map_raw(&file)
+            .map_err(|e| LogError::io(format!("map {}", path.display()), e))?;
+        let ipath = index_path(dir, base);
+        let index = ActiveIndex::open(
+            &ipath,
+            index_capacity(capacity, interval),
+            interval,
+            ops.as_ref(),
+        )?;
+        let target = Arc::new(SyncTarget::new(path.clone(), file, map, ops.clone()));
+        target.publish(0, base);
+        Ok(ActiveSegment {
+            base,
+            path,
+            index_path: ipath,
+            target,
+            index,
+            capacity,
+            len: 0,
+            next_offset: base,
+        })
+    }
+
+    /// The whole mapped capacity (recovery scans it).
+    pub(crate) fn mapped(&self) -> &[u8] {
+        // SAFETY: the map is `capacity` bytes, owned by `target` which lives as long as
+        // `self`; writes go through `&mut self` (`slot`), so none overlaps this borrow. The
+        // file is preallocated to `capacity`, so no access faults past its end.
+        unsafe { std::slice::from_raw_parts(self.target.map.as_ptr(), self.capacity) }
+    }
+
+    /// The written, intact bytes.
+    pub(crate) fn written(&self) -> &[u8] {
+        &self.mapped()[..self.len]
+    }
+
+    /// `n` writable bytes at the end of the written data (the caller checked the room).
+    pub(crate) fn slot(&mut self, n: usize) -> &mut [u8] {
+        debug_assert!(self.len + n <= self.capacity);
+        // SAFETY: in bounds of the map (checked by the caller against `capacity`); `&mut
+        // self` makes this the only borrow of the map's bytes. Syncers never read the bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.target.map.as_mut_ptr().add(self.len), n) }
+    }
+
+    /// Zeroes `[from, to)` of the map (recovery cutting a bad tail).
+    pub(crate) fn zero(&mut self, from: usize, to: usize) {
+        let len = self.len;
+        self.len = from;
+        self.slot(to - from).fill(0);
+        self.len = len;
+    }
+
+    /// Accounts a batch just written into `slot`.
+    pub(crate) fn commit(&mut self, bytes: usize, record_count: u32) {
+        let rel = (self.next_offset - self.base) as u32;
+        self.index.note_batch(rel, self.len);
+        self.len += bytes;
+        self.next_offset += u64::from(record_count);
+        self.target.publish(self.len, self.next_offset);
+    }
+
+    /// True when a batch of `bytes` with `records` records fits without a roll.
+    pub(crate) fn fits(&self, bytes: usize, records: u32) -> bool {
+        let rel_end = self.next_offset - self.base + u64::from(records);
+        self.len + bytes <= self.capacity && rel_end <= u64::from(u32::MAX)
+    }
+
+    /// Syncs the data, truncates the file to the bytes in use, syncs again, seals the index.
+    pub(crate) fn seal(&self) -> Result<SealedSegment, LogError> {
+        let t = &self.target;
+        t.sync_to(self.len)
+            .map_err(|e| LogError::io(format!("sync {}", self.path.display()), e))?;
+        t.file
+            .set_len(self.len as u64)
+            .map_err(|e| LogError::io(format!("truncate {}", self.path.display()), e))?;
+        t.ops
+            .sync_data(&t.file)
+            .map_err(|e| LogError::io(format!("fdatasync {}", self.path.display()), e))?;
+        self.index.seal(&self.index_path, t.ops.as_ref())?;
+        Ok(SealedSegment {
+            base: self.base,
+            end: self.next_offset,
+            size: self.len as u64,
+            max_timestamp_ms: None,
+        })
+    }
+}
+
+/// A read-only segment before the active one.
+#[derive(Clone, Debug)]
+pub(crate) struct SealedSegment {
+    pub base: u64,
+    /// The offset after its last record (the next segment's base).
+    pub end: u64,
+    pub size: u64,
+    /// Largest record timestamp, computed on first need (retention).
+    pub max_timestamp_ms: Option<i64>,
+}
+
+/// A sealed segment's log and index, mapped read-only.
+#[derive(Debug)]
+pub(crate) struct MappedSegment {
+    pub path: PathBuf,
+    pub log: Mmap,
+    pub index: Mmap,
+    pub index_count: usize,
+}
+
+impl MappedSegment {
+    pub(crate) fn map(dir: &Path, base: u64) -> Result<MappedSegment, LogError> {
+        let path = log_path(dir, base);
+        let log = map_read_only(&path)?;
+        let index = map_read_only(&index_path(dir, base))?;
+        let index_count = index::count_valid(&index, log.len());
+        Ok(MappedSegment {
+            path,
+            log,
+            index,
+            index_count,
+        })
+    }
+}
+
+fn map_read_only(path: &Path) -> Result<Mmap, LogError> {
+    let file = File::open(path).map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
+    // SAFETY: sealed segment files are never written again by this process; other writers
+    // to the partition directory are unsupported (documented in segments-format.md).
+    unsafe { MmapOptions::new().map(&file) }
+        .map_err(|e| LogError::io(format!("map {}", path.display()), e))
+}
+
+/// A borrowed view of one segment's bytes and index, for reading.
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentView<'a> {
+    pub base: u64,
+    pub path: &'a Path,
+    pub bytes: &'a [u8],
+    pub index: &'a [u8],
+    pub index_count: usize,
+}
+
+impl<'a> SegmentView<'a> {
+    /// Position of the batch containing `offset` (or the first after it).
+    pub(crate) fn position_of(&self, offset: u64) -> Result<usize, LogError> {
+        let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
+        let mut pos = index::lookup(self.index, self.index_count, rel);
+        while let Some(b) = self.batch_at(pos)? {
+            if b.header.end_offset() > offset {
+                return Ok(pos);
+            }
+            pos += b.bytes.len();
+        }
+        Ok(pos)
+    }
+
+    /// The intact batch at `pos`, None at the end of the data, an error when corrupt.
+    pub(crate) fn batch_at(&self, pos: usize) -> Result<Option<Batch<'a>>, LogError> {
+        let Some(rest) = self.bytes.get(pos..).filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        match record::decode(rest) {
+            Decoded::Intact(b) => Ok(Some(b)),
+            Decoded::Empty => Ok(None),
+            other => Err(LogError::Corrupt {
+                path: self.path.to_path_buf(),
+                position: pos as u64,
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+}
