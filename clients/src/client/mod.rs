@@ -1,0 +1,598 @@
+//! A blocking client for the broker's HTTP protocol (v1), shared by the streamer, the
+//! collector, the benchmarks and the soak test.
+//!
+//! Owns the wire details (URLs, NDJSON, problem+json, the `Broker-*` headers), keep-alive
+//! connections (one `ureq` agent), timeouts, the optional Bearer token, and retrying while the
+//! broker is unreachable or says it is temporarily unable ([`RetryPolicy`]). A refusal (4xx)
+//! is returned at once: deciding what it means (a stale generation, an old seq) is the
+//! caller's job. Group membership with its heartbeat thread lives in [`group`].
+//!
+//! Which calls are retried: every read, topic creation (idempotent), heartbeats and commits
+//! (the same commit twice is harmless), and produces *with* a producer id and seq (the broker
+//! answers a repeated seq with the original offsets). A produce without them is tried once,
+//! since a retry after a lost answer could append twice.
+
+pub mod group;
+pub mod retry;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use pipeline_common::shutdown::ShutdownFlag;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+pub use group::{GroupMember, Membership};
+pub use retry::RetryPolicy;
+
+/// Media type of produce bodies and fetch answers.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// How to reach the broker.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// e.g. `http://127.0.0.1:9090` (no trailing slash needed).
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer <token>` when set (`BROKER_TOKEN`).
+    pub token: Option<String>,
+    pub connect_timeout: Duration,
+    /// Whole-request timeout; a long poll adds its `wait_ms` to it.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        ClientConfig {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            token: None,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+}
+
+/// The broker client. Cheap to clone (the agent's connection pool is shared).
+#[derive(Clone)]
+pub struct BrokerClient {
+    agent: ureq::Agent,
+    config: ClientConfig,
+    shutdown: ShutdownFlag,
+}
+
+/// One partition's place in a topic.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    /// The broker that owns the partition (this broker today).
+    #[serde(default)]
+    pub leader: Option<String>,
+}
+
+/// `GET /v1/topics/{t}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopicMetadata {
+    pub topic: String,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Where one produced message went.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct PartitionOffset {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// The answer to a produce: one entry per line, in request order.
+#[derive(Debug, Clone)]
+pub struct ProduceAck {
+    pub results: Vec<PartitionOffset>,
+    /// The broker had this (producer, seq) already and appended nothing.
+    pub duplicate: bool,
+}
+
+/// The identity that makes a produce idempotent.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotence<'a> {
+    pub producer: &'a str,
+    pub seq: u64,
+}
+
+/// One NDJSON line of a produce body, keyed (the broker hashes the key) or for a partition.
+#[derive(Debug, Serialize)]
+pub struct Record<'a, V: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    pub value: &'a V,
+}
+
+/// Appends one NDJSON produce line `{"key":…,"value":…}` to `body`.
+pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Result<()> {
+    let record = Record {
+        key: Some(key),
+        partition: None,
+        value,
+    };
+    serde_json::to_writer(&mut *body, &record).map_err(|e| Error::Decode {
+        url: String::new(),
+        reason: format!("cannot encode a record: {e}"),
+    })?;
+    body.push(b'\n');
+    Ok(())
+}
+
+/// A fetch answer: the raw NDJSON plus the offsets the headers carry.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub partition: u32,
+    /// The offset this fetch started at.
+    pub offset: u64,
+    /// `Broker-Next-Offset`: where to fetch next.
+    pub next_offset: u64,
+    /// `Broker-Log-End-Offset`: for lag.
+    pub log_end_offset: u64,
+    body: Vec<u8>,
+}
+
+/// One fetched message, borrowing from the fetch's body.
+#[derive(Debug, Deserialize)]
+pub struct Message<'a> {
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(default)]
+    pub timestamp: i64,
+    #[serde(borrow, default)]
+    pub key: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub value: &'a RawValue,
+}
+
+/// A fetched line the client could not read as a message: the offset when it can be found
+/// (so the collector dead-letters it and moves on), the line, and why.
+#[derive(Debug)]
+pub struct BadLine<'a> {
+    pub offset: Option<u64>,
+    pub line: &'a str,
+    pub reason: String,
+}
+
+impl Fetched {
+    pub fn is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The messages in offset order. A line that is not a message is handed back as a
+    /// [`BadLine`] instead of failing the whole fetch.
+    pub fn messages(&self) -> impl Iterator<Item = std::result::Result<Message<'_>, BadLine<'_>>> {
+        self.body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|line| match std::str::from_utf8(line) {
+                Err(e) => Err(BadLine {
+                    offset: None,
+                    line: "",
+                    reason: format!("not UTF-8: {e}"),
+                }),
+                Ok(text) => serde_json::from_str::<Message<'_>>(text).map_err(|e| BadLine {
+                    offset: sniff_offset(text),
+                    line: text,
+                    reason: format!("not a message: {e}"),
+                }),
+            })
+    }
+}
+
+/// Finds `"offset":N` in a line that does not parse as a whole, so the bad message can still
+/// be accounted for at its offset.
+fn sniff_offset(line: &str) -> Option<u64> {
+    let start = line.find("\"offset\":")? + "\"offset\":".len();
+    let digits: String = line[start..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `POST /v1/groups/{g}/members` answers and heartbeats.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+struct MembershipWire {
+    member_id: String,
+    generation: u64,
+    #[serde(default)]
+    partitions: Vec<u32>,
+    #[serde(default)]
+    session_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ProduceWire {
+    results: Vec<PartitionOffset>,
+}
+
+#[derive(Deserialize)]
+struct OffsetsWire {
+    #[serde(default)]
+    offsets: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ProblemWire {
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    log_start_offset: Option<u64>,
+    #[serde(default)]
+    log_end_offset: Option<u64>,
+}
+
+/// A response that came back 2xx, reduced to what callers read.
+struct Answer {
+    status: u16,
+    duplicate: bool,
+    next_offset: Option<u64>,
+    log_end_offset: Option<u64>,
+    body: Vec<u8>,
+}
+
+impl BrokerClient {
+    pub fn new(config: ClientConfig) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(config.connect_timeout)
+            .max_idle_connections_per_host(16)
+            .build();
+        BrokerClient {
+            agent,
+            config,
+            shutdown: ShutdownFlag::new(),
+        }
+    }
+
+    /// Retry loops stop (with [`Error::Interrupted`]) once this flag is set.
+    pub fn with_shutdown(mut self, shutdown: ShutdownFlag) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn shutdown_flag(&self) -> &ShutdownFlag {
+        &self.shutdown
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_url, path)
+    }
+
+    /// One HTTP exchange; error statuses become [`Error::Status`] with the problem's detail.
+    fn exchange(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+    ) -> Result<Answer> {
+        let mut req = self
+            .agent
+            .request(method, url)
+            .timeout(self.config.request_timeout + extra_wait);
+        if let Some(token) = &self.config.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some((content_type, bytes)) => req.set("Content-Type", content_type).send_bytes(bytes),
+            None => req.call(),
+        };
+        match result {
+            Ok(resp) => read_answer(url, resp),
+            Err(ureq::Error::Status(status, resp)) => Err(status_error(method, url, status, resp)),
+            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
+                method,
+                url: url.to_string(),
+                reason: t.to_string(),
+            }),
+        }
+    }
+
+    /// [`Self::exchange`] under the retry policy.
+    fn exchange_retrying(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+    ) -> Result<Answer> {
+        let url = self.url(path);
+        let what = format!("{method} {path}");
+        self.config
+            .retry
+            .run(&self.shutdown, &what, || self.exchange(method, &url, body, extra_wait))
+    }
+
+    /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
+    /// that exists with another partition count is a 409 error.
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<bool> {
+        let body = serde_json::json!({ "partitions": partitions }).to_string();
+        let path = format!("/v1/topics/{}", enc(topic));
+        let answer = self.exchange_retrying("PUT", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        Ok(answer.status == 201)
+    }
+
+    /// `GET /v1/topics/{t}`.
+    pub fn topic(&self, topic: &str) -> Result<TopicMetadata> {
+        let path = format!("/v1/topics/{}", enc(topic));
+        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        decode(&path, &answer.body)
+    }
+
+    /// `POST /v1/topics/{t}/messages` with an NDJSON body (see [`push_record`]). With
+    /// `idempotence` the request is retried until acknowledged; without, it is tried once.
+    pub fn produce(&self, topic: &str, ndjson: &[u8], idempotence: Option<Idempotence<'_>>) -> Result<ProduceAck> {
+        let mut path = format!("/v1/topics/{}/messages", enc(topic));
+        if let Some(id) = idempotence {
+            path.push_str(&format!("?producer={}&seq={}", enc(id.producer), id.seq));
+        }
+        let body = Some((NDJSON, ndjson));
+        let answer = match idempotence {
+            Some(_) => self.exchange_retrying("POST", &path, body, Duration::ZERO)?,
+            None => self.exchange("POST", &self.url(&path), body, Duration::ZERO)?,
+        };
+        let wire: ProduceWire = decode(&path, &answer.body)?;
+        Ok(ProduceAck {
+            results: wire.results,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`,
+    /// waiting up to `wait` for the first when there is none (long poll).
+    pub fn fetch(&self, topic: &str, partition: u32, offset: u64, max: u32, wait: Duration) -> Result<Fetched> {
+        let path = format!(
+            "/v1/topics/{}/partitions/{partition}/messages?offset={offset}&max={max}&wait_ms={}",
+            enc(topic),
+            wait.as_millis()
+        );
+        let answer = self
+            .exchange_retrying("GET", &path, None, wait)
+            .map_err(|e| out_of_range(e, topic, partition, offset))?;
+        Ok(Fetched {
+            partition,
+            offset,
+            next_offset: answer.next_offset.unwrap_or(offset),
+            log_end_offset: answer.log_end_offset.unwrap_or(offset),
+            body: answer.body,
+        })
+    }
+
+    /// `POST /v1/groups/{g}/members`: join; `session_timeout` is the broker's default if `None`.
+    pub fn join(&self, group: &str, topic: &str, session_timeout: Option<Duration>) -> Result<Membership> {
+        let mut body = serde_json::json!({ "topic": topic });
+        if let Some(t) = session_timeout {
+            body["session_timeout_ms"] = (t.as_millis() as u64).into();
+        }
+        let path = format!("/v1/groups/{}/members", enc(group));
+        let body = body.to_string();
+        let answer = self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        membership(&path, &answer.body)
+    }
+
+    /// `POST /v1/groups/{g}/members/{m}/heartbeat`, one attempt (the heartbeat thread is the
+    /// retry loop). A 404 means the member is gone and must rejoin.
+    pub fn heartbeat(&self, group: &str, member_id: &str) -> Result<Membership> {
+        let path = format!("/v1/groups/{}/members/{}/heartbeat", enc(group), enc(member_id));
+        let answer = self.exchange("POST", &self.url(&path), Some(("application/json", b"{}")), Duration::ZERO)?;
+        membership(&path, &answer.body)
+    }
+
+    /// `POST /v1/groups/{g}/offsets`. A stale generation or a partition not assigned to this
+    /// member is refused with 409.
+    pub fn commit(&self, group: &str, member: &Membership, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+        let offsets: BTreeMap<String, u64> = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+        let body = serde_json::json!({
+            "member_id": member.member_id,
+            "generation": member.generation,
+            "topic": topic,
+            "offsets": offsets,
+        })
+        .to_string();
+        let path = format!("/v1/groups/{}/offsets", enc(group));
+        self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        Ok(())
+    }
+
+    /// `GET /v1/groups/{g}/offsets?topic=t`: the committed offsets by partition.
+    pub fn committed(&self, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
+        let path = format!("/v1/groups/{}/offsets?topic={}", enc(group), enc(topic));
+        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        let wire: OffsetsWire = decode(&path, &answer.body)?;
+        Ok(wire
+            .offsets
+            .into_iter()
+            .filter_map(|(p, o)| p.parse().ok().map(|p| (p, o)))
+            .collect())
+    }
+
+    /// `DELETE /v1/groups/{g}/members/{m}`, one attempt: leaving is a courtesy that makes the
+    /// rebalance immediate; the session timeout does it otherwise.
+    pub fn leave(&self, group: &str, member_id: &str) -> Result<()> {
+        let path = format!("/v1/groups/{}/members/{}", enc(group), enc(member_id));
+        self.exchange("DELETE", &self.url(&path), None, Duration::ZERO)?;
+        Ok(())
+    }
+
+    /// `GET` any path, decoded as JSON (`/v1/groups/{g}` and other views).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let answer = self.exchange_retrying("GET", path, None, Duration::ZERO)?;
+        decode(path, &answer.body)
+    }
+}
+
+fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
+    let header_u64 = |name: &str| resp.header(name).and_then(|v| v.trim().parse().ok());
+    let status = resp.status();
+    let duplicate = resp
+        .header("Broker-Duplicate")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let next_offset = header_u64("Broker-Next-Offset");
+    let log_end_offset = header_u64("Broker-Log-End-Offset");
+    let mut body = Vec::new();
+    resp.into_reader()
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Transport {
+            method: "read",
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(Answer {
+        status,
+        duplicate,
+        next_offset,
+        log_end_offset,
+        body,
+    })
+}
+
+fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Response) -> Error {
+    let text = resp.into_string().unwrap_or_default();
+    let problem: ProblemWire = serde_json::from_str(&text).unwrap_or_default();
+    let mut detail = if problem.detail.is_empty() { text } else { problem.detail };
+    if let (Some(s), Some(e)) = (problem.log_start_offset, problem.log_end_offset) {
+        // Carried in the detail so `out_of_range` can rebuild the structured error.
+        detail = format!("{detail} [log_start_offset={s} log_end_offset={e}]");
+    }
+    Error::Status {
+        method,
+        url: url.to_string(),
+        status,
+        detail,
+    }
+}
+
+/// Turns a 416 into [`Error::OffsetOutOfRange`] with the partition's bounds.
+fn out_of_range(e: Error, topic: &str, partition: u32, offset: u64) -> Error {
+    let Error::Status { status: 416, detail, .. } = &e else {
+        return e;
+    };
+    let find = |name: &str| -> Option<u64> {
+        let start = detail.find(name)? + name.len();
+        detail[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    match (find("log_start_offset="), find("log_end_offset=")) {
+        (Some(log_start), Some(log_end)) => Error::OffsetOutOfRange {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            log_start,
+            log_end,
+        },
+        _ => e,
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::Decode {
+        url: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn membership(path: &str, body: &[u8]) -> Result<Membership> {
+    let wire: MembershipWire = decode(path, body)?;
+    Ok(Membership {
+        member_id: wire.member_id,
+        generation: wire.generation,
+        partitions: wire.partitions,
+        session_timeout: wire.session_timeout_ms.map(Duration::from_millis),
+    })
+}
+
+/// Percent-encodes a path segment or query value (names are usually plain already).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetched_lines_borrow_values_and_bad_lines_keep_their_offset() {
+        let body = concat!(
+            r#"{"partition":2,"offset":7,"timestamp":1,"key":"GPU-1","value":{"a":[1,2]}}"#,
+            "\n",
+            r#"{"partition":2,"offset":8,"timestamp":1,"key":null,"value":{"a":"#,
+            "\n\n"
+        );
+        let fetched = Fetched {
+            partition: 2,
+            offset: 7,
+            next_offset: 9,
+            log_end_offset: 9,
+            body: body.as_bytes().to_vec(),
+        };
+        let all: Vec<_> = fetched.messages().collect();
+        assert_eq!(all.len(), 2);
+        let first = all[0].as_ref().unwrap();
+        assert_eq!((first.offset, first.key.as_deref()), (7, Some("GPU-1")));
+        assert_eq!(first.value.get(), r#"{"a":[1,2]}"#);
+        let bad = all[1].as_ref().unwrap_err();
+        assert_eq!(bad.offset, Some(8));
+    }
+
+    #[test]
+    fn names_are_percent_encoded_in_paths() {
+        assert_eq!(enc("telemetry.shards"), "telemetry.shards");
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn a_416_becomes_out_of_range_with_the_log_bounds() {
+        let e = Error::Status {
+            method: "GET",
+            url: "u".into(),
+            status: 416,
+            detail: "gone [log_start_offset=100 log_end_offset=250]".into(),
+        };
+        match out_of_range(e, "t", 3, 5) {
+            Error::OffsetOutOfRange { log_start, log_end, .. } => assert_eq!((log_start, log_end), (100, 250)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn produce_lines_are_one_json_object_each() {
+        let mut body = Vec::new();
+        push_record(&mut body, "GPU-1", &serde_json::json!({"v": 1})).unwrap();
+        push_record(&mut body, "GPU-2", &serde_json::json!({"v": 2})).unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "{\"key\":\"GPU-1\",\"value\":{\"v\":1}}\n{\"key\":\"GPU-2\",\"value\":{\"v\":2}}\n"
+        );
+    }
+}
