@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Policy checks on a rendered Helm manifest (what kubernetes-validate's schemas cannot say).
+
+Reads `helm template` output on stdin and checks the chart's promises:
+- every pod runs non-root with seccomp RuntimeDefault; every container has a read-only root
+  filesystem, no privilege escalation, ALL capabilities dropped, memory requests and limits;
+- every pipeline container has liveness and readiness probes on /healthz and /readyz;
+- the binaries get only the flags and env vars that shared/DESIGN.md defines;
+- the broker is a 1-replica StatefulSet with a volumeClaimTemplate and a headless Service;
+- every Deployment/StatefulSet of the pipeline has a PodDisruptionBudget, every HPA targets a
+  rendered Deployment, every Secret/Service a pod refers to is rendered or declared external.
+
+Usage: helm template ... | check_rendered.py [--expect-replicas streamer=3 ...]
+          [--external-secret NAME ...]
+Exits 1 with one line per violation.
+"""
+
+import argparse
+import sys
+
+import yaml
+
+# The contract (shared/DESIGN.md, "Binaries and configuration").
+FLAGS = {
+    "broker": {"--listen", "--data-dir", "--partitions", "--segment-bytes", "--retention-bytes",
+               "--retention-ms", "--fsync", "--fsync-interval-ms", "--token"},
+    "streamer": {"--broker", "--topic", "--csv", "--batch-size", "--loop", "--rate", "--group",
+                 "--metrics-listen"},
+    "collector": {"--broker", "--topic", "--group", "--batch-size", "--metrics-listen",
+                  "--database-url", "--db-host", "--db-port", "--db-user", "--db-password",
+                  "--db-name"},
+    "api": {"--listen", "--database-url", "--db-host", "--db-port", "--db-user",
+            "--db-password", "--db-name"},
+}
+DB_ENV = {"DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"}
+ENV = {
+    "broker": {"LOG_FORMAT", "BROKER_TOKEN"},
+    "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
+                 "STREAMER_METRICS_LISTEN"},
+    "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
+                  "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
+    "api": {"LOG_FORMAT", "PORT"} | DB_ENV,
+}
+FSYNC = {"always", "interval", "never"}
+
+
+class Checker:
+    def __init__(self, docs, external_secrets):
+        self.docs = docs
+        self.external_secrets = set(external_secrets)
+        self.errors = []
+
+    def fail(self, obj, message):
+        self.errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {message}")
+
+    def of_kind(self, *kinds):
+        return [d for d in self.docs if d["kind"] in kinds]
+
+    def names(self, kind):
+        return {d["metadata"]["name"] for d in self.of_kind(kind)}
+
+    def run(self, expect_replicas):
+        for workload in self.of_kind("Deployment", "StatefulSet"):
+            self.check_pod(workload)
+        self.check_broker()
+        self.check_pdbs()
+        self.check_hpas()
+        self.check_replicas(expect_replicas)
+        return self.errors
+
+    def check_pod(self, workload):
+        spec = workload["spec"]["template"]["spec"]
+        pod_sc = spec.get("securityContext", {})
+        if pod_sc.get("runAsNonRoot") is not True:
+            self.fail(workload, "pod securityContext.runAsNonRoot is not true")
+        if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            self.fail(workload, "pod seccompProfile is not RuntimeDefault")
+        if spec.get("automountServiceAccountToken") is not False:
+            self.fail(workload, "mounts a service account token it does not need")
+        for container in spec["containers"]:
+            self.check_container(workload, container)
+        self.check_references(workload, spec)
+
+    def check_container(self, workload, c):
+        sc = c.get("securityContext", {})
+        where = f"container {c['name']}"
+        if sc.get("readOnlyRootFilesystem") is not True:
+            self.fail(workload, f"{where}: root filesystem is writable")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            self.fail(workload, f"{where}: allowPrivilegeEscalation is not false")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            self.fail(workload, f"{where}: does not drop ALL capabilities")
+        resources = c.get("resources", {})
+        if "memory" not in resources.get("requests", {}) or "memory" not in resources.get("limits", {}):
+            self.fail(workload, f"{where}: no memory request and limit")
+        for probe in ("livenessProbe", "readinessProbe"):
+            if probe not in c:
+                self.fail(workload, f"{where}: no {probe}")
+        component = c["name"]
+        if component in FLAGS:
+            self.check_pipeline_container(workload, c, component)
+
+    def check_pipeline_container(self, workload, c, component):
+        where = f"container {component}"
+        if c.get("command") != [f"/usr/local/bin/{component}"]:
+            self.fail(workload, f"{where}: command is {c.get('command')}, not its binary")
+        for arg in c.get("args", []):
+            flag = arg.split("=", 1)[0]
+            if flag not in FLAGS[component]:
+                self.fail(workload, f"{where}: flag {flag} is not in DESIGN.md")
+            if flag == "--fsync" and arg.split("=", 1)[1] not in FSYNC:
+                self.fail(workload, f"{where}: {arg} is not always/interval/never")
+        env = {e["name"] for e in c.get("env", [])}
+        for name in sorted(env - ENV[component]):
+            self.fail(workload, f"{where}: env {name} is not one {component} reads")
+        paths = {c[p].get("httpGet", {}).get("path") for p in ("livenessProbe", "readinessProbe")}
+        if paths != {"/healthz", "/readyz"}:
+            self.fail(workload, f"{where}: probes hit {sorted(map(str, paths))}, not /healthz and /readyz")
+
+    def check_references(self, workload, spec):
+        secrets = self.names("Secret") | self.external_secrets
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["name"] not in secrets:
+                    self.fail(workload, f"env {e['name']} refers to Secret {ref['name']}, which is neither rendered nor declared external")
+                if e["name"] == "BROKER_URL":
+                    host = e["value"].split("//", 1)[1].split(":", 1)[0]
+                    if host not in self.names("Service"):
+                        self.fail(workload, f"BROKER_URL host {host} is no rendered Service")
+                if e["name"] == "DB_HOST" and "." not in e["value"] and e["value"] not in self.names("Service"):
+                    self.fail(workload, f"DB_HOST {e['value']} is no rendered Service")
+
+    def check_broker(self):
+        brokers = [s for s in self.of_kind("StatefulSet") if s["metadata"]["labels"].get("app.kubernetes.io/component") == "broker"]
+        if len(brokers) != 1:
+            self.errors.append(f"expected one broker StatefulSet, found {len(brokers)}")
+            return
+        broker = brokers[0]
+        if broker["spec"]["replicas"] != 1:
+            self.fail(broker, "the broker is a single node: replicas must be 1")
+        if not broker["spec"].get("volumeClaimTemplates"):
+            self.fail(broker, "no volumeClaimTemplates")
+        headless = [s for s in self.of_kind("Service") if s["metadata"]["name"] == broker["spec"]["serviceName"]]
+        if not headless or headless[0]["spec"].get("clusterIP") != "None":
+            self.fail(broker, f"serviceName {broker['spec']['serviceName']} is not a rendered headless Service")
+        mounts = {m["mountPath"] for m in broker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        if "/var/lib/telemetry/broker" not in mounts:
+            self.fail(broker, "the data dir is not on the claimed volume")
+
+    def check_pdbs(self):
+        selectors = [p["spec"]["selector"]["matchLabels"] for p in self.of_kind("PodDisruptionBudget")]
+        for workload in self.of_kind("Deployment", "StatefulSet"):
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            component = labels.get("app.kubernetes.io/component")
+            if component == "postgresql":
+                continue
+            if not any(all(labels.get(k) == v for k, v in sel.items()) for sel in selectors):
+                self.fail(workload, "no PodDisruptionBudget selects its pods")
+
+    def check_hpas(self):
+        deployments = {d["metadata"]["name"]: d for d in self.of_kind("Deployment")}
+        for hpa in self.of_kind("HorizontalPodAutoscaler"):
+            target = deployments.get(hpa["spec"]["scaleTargetRef"]["name"])
+            if target is None:
+                self.fail(hpa, "targets no rendered Deployment")
+            elif "replicas" in target["spec"]:
+                self.fail(hpa, f"Deployment {target['metadata']['name']} also sets replicas (the two would fight)")
+
+    def check_replicas(self, expect):
+        for item in expect:
+            component, count = item.split("=")
+            count = int(count)
+            found = None
+            for d in self.of_kind("Deployment"):
+                if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == component:
+                    found = d["spec"].get("replicas")
+                    if found is None:
+                        found = self.hpa_min(d["metadata"]["name"])
+            if found != count:
+                self.errors.append(f"{component}: expected {count} replicas (or HPA minimum), rendered {found}")
+
+    def hpa_min(self, name):
+        for hpa in self.of_kind("HorizontalPodAutoscaler"):
+            if hpa["spec"]["scaleTargetRef"]["name"] == name:
+                return hpa["spec"]["minReplicas"]
+        return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--expect-replicas", action="append", default=[], metavar="COMPONENT=N")
+    parser.add_argument("--external-secret", action="append", default=[], metavar="NAME")
+    args = parser.parse_args()
+    docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+    errors = Checker(docs, args.external_secret).run(args.expect_replicas)
+    for error in errors:
+        print(f"policy: {error}", file=sys.stderr)
+    kinds = sorted({d["kind"] for d in docs})
+    if not errors:
+        print(f"policy: {len(docs)} objects ({', '.join(kinds)}) meet the chart's rules")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

