@@ -1,1 +1,21 @@
-fn main() {}
+//! The `api` binary: flags, logging, signals; everything else is the `api` library.
+
+use anyhow::Context;
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let args = api::config::Args::parse();
+    if args.print_openapi {
+        print!("{}", api::openapi::spec_json());
+        return Ok(());
+    }
+    pipeline_common::logging::init();
+    let config = api::Config::from(&args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(api::run(config, pipeline_common::shutdown::signal()))?;
+    tracing::info!("api stopped");
+    Ok(())
+}

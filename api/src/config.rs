@@ -1,0 +1,102 @@
+//! The API's settings: flags with their environment variables, resolved into a [`Config`].
+//!
+//! `--listen` follows the deployment contract: `PORT=8081` (as platforms set it) means
+//! `0.0.0.0:8081`, and an explicit address (`--listen 127.0.0.1:0`) is taken as it is.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use pipeline_common::db::DbArgs;
+
+/// `api`: the REST API over the telemetry database.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "api", version, about)]
+pub struct Args {
+    /// Where to listen: a port (all interfaces) or an address `host:port`.
+    #[arg(long, env = "PORT", default_value = "8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Most database connections held open at once.
+    #[arg(long, env = "API_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection before answering 503.
+    #[arg(long, env = "API_DB_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_timeout_ms: u64,
+
+    /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
+    #[arg(long)]
+    pub print_openapi: bool,
+}
+
+/// Everything [`crate::run`] needs, independent of how it was given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// A `postgres::Config` string (URL or `key=value`).
+    pub database: String,
+    pub pool_size: u32,
+    /// Pool checkout and connect timeout: the longest a request waits for the database.
+    pub db_timeout: Duration,
+}
+
+impl From<&Args> for Config {
+    fn from(args: &Args) -> Self {
+        Config {
+            listen: args.listen,
+            database: args.db.connection_string(),
+            pool_size: args.db_pool_size.max(1),
+            db_timeout: Duration::from_millis(args.db_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// A bare port means every interface (`PORT=8080` → `0.0.0.0:8080`); otherwise `host:port`.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("expected a port (8080) or an address (127.0.0.1:8080), got {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_port_listens_on_every_interface() {
+        assert_eq!(parse_listen("9000").unwrap().to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn an_address_is_taken_as_given() {
+        assert_eq!(parse_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_listen("[::1]:80").unwrap().to_string(), "[::1]:80");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_what_is_expected() {
+        let err = parse_listen("localhost").unwrap_err();
+        assert!(err.contains("expected a port"), "{err}");
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let args = Args::try_parse_from(["api"]).unwrap();
+        // PORT, when the environment sets it, is the default's override by design.
+        if std::env::var_os("PORT").is_none() {
+            assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
+        }
+        let config = Config::from(&args);
+        if std::env::var_os("API_DB_TIMEOUT_MS").is_none() {
+            assert_eq!(config.db_timeout, Duration::from_secs(2));
+        }
+    }
+}

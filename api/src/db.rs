@@ -1,0 +1,300 @@
+//! The database side: a connection pool used off the async reactor, and every SQL statement.
+//!
+//! Statements are parameterised and prepared once per connection (a small cache beside each
+//! pooled `postgres::Client`), so a request costs one round trip. Each blocking call runs in
+//! `tokio::task::spawn_blocking`. Connections are not pinged on checkout (that would double the
+//! round trips); instead a query that fails because its connection died — the database was
+//! restarted — marks the connection broken, and the read is retried on another one. Reads
+//! are idempotent, so the retry is safe, and the API recovers by itself once the database is
+//! back. A checkout that waits past the pool timeout is [`ApiError::PoolTimeout`] (a 503).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use postgres::{NoTls, Row, Statement};
+use r2d2::ManageConnection;
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::config::Config;
+use crate::error::{is_connection_error, ApiError};
+use crate::model::{Gpu, Point, Stats};
+use crate::params::Window;
+
+/// One GPU's points in an inclusive window, in a stable total order: the index
+/// `telemetry_gpu_ts_idx (gpu_uuid, ts, src_offset)` yields them in this order, so the scan
+/// stops after `offset + limit` rows. A missing bound is ±infinity.
+pub const WINDOW_SQL: &str = "\
+SELECT ts, metric, value, source_ts, hostname, container, pod, namespace, labels
+FROM telemetry
+WHERE gpu_uuid = $1
+  AND ts >= coalesce($2::timestamptz, '-infinity')
+  AND ts <= coalesce($3::timestamptz, 'infinity')
+ORDER BY ts, src_offset
+LIMIT $4 OFFSET $5";
+
+/// [`WINDOW_SQL`] for one metric: the same range scan, with the metric as a filter.
+pub const WINDOW_METRIC_SQL: &str = "\
+SELECT ts, metric, value, source_ts, hostname, container, pod, namespace, labels
+FROM telemetry
+WHERE gpu_uuid = $1
+  AND ts >= coalesce($2::timestamptz, '-infinity')
+  AND ts <= coalesce($3::timestamptz, 'infinity')
+  AND metric = $6
+ORDER BY ts, src_offset
+LIMIT $4 OFFSET $5";
+
+/// Asked only when a window is empty: does the GPU exist, and is the metric known?
+const KNOWN_SQL: &str = "\
+SELECT EXISTS (SELECT 1 FROM gpus WHERE gpu_uuid = $1),
+       $2::text IS NULL OR EXISTS (SELECT 1 FROM metric_totals WHERE metric = $2)";
+
+/// The GPU list: the small `gpus` table only, never `telemetry`.
+pub const GPUS_SQL: &str = "\
+SELECT gpu_uuid, hostname, gpu_index, device, model, first_seen, last_seen
+FROM gpus
+ORDER BY hostname, gpu_index, gpu_uuid";
+
+/// Per-metric totals the collector keeps exact.
+pub const METRIC_TOTALS_SQL: &str =
+    "SELECT metric, points, first_ts, last_ts FROM metric_totals ORDER BY metric";
+
+/// GPU and host counts, from `gpus`.
+pub const GPU_COUNTS_SQL: &str = "SELECT count(*), count(DISTINCT hostname) FROM gpus";
+
+/// A pooled connection: the client, the statements prepared on it, and whether it is known
+/// to be dead.
+pub struct Conn {
+    client: postgres::Client,
+    statements: HashMap<&'static str, Statement>,
+    broken: bool,
+}
+
+impl Conn {
+    /// Runs `sql` (prepared on first use on this connection) with `params`.
+    pub fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = match self.statements.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(sql)?;
+                self.statements.insert(sql, s.clone());
+                s
+            }
+        };
+        self.client.query(&statement, params)
+    }
+}
+
+/// r2d2_postgres's manager, with a statement cache and a "broken" mark on each connection.
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// Logs the pool's background connection failures (a database outage) through `tracing`.
+#[derive(Debug)]
+struct LogPoolErrors;
+
+impl r2d2::HandleError<postgres::Error> for LogPoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::warn!(error = %error, "cannot open a database connection");
+    }
+}
+
+/// The pool, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<Manager>,
+}
+
+impl Db {
+    /// Builds the pool without waiting for the database: the API starts (and answers 503)
+    /// while the database is still down.
+    pub fn new(config: &Config) -> Result<Db, ApiError> {
+        let mut pg: postgres::Config = config.database.parse().map_err(ApiError::DatabaseConfig)?;
+        pg.connect_timeout(config.db_timeout);
+        pg.application_name("api");
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(config.pool_size.min(2)))
+            .connection_timeout(config.db_timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(LogPoolErrors))
+            .build_unchecked(Manager(PostgresConnectionManager::new(pg, NoTls)));
+        Ok(Db { pool })
+    }
+
+    /// Runs `work` with a connection on a blocking thread.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.run_blocking(&work))
+            .await
+            .map_err(ApiError::Task)?
+    }
+
+    /// Runs `work`; when its connection turns out dead, marks it broken and tries another,
+    /// as often as the pool has connections that may be stale (then once more, fresh).
+    pub fn run_blocking<T>(
+        &self,
+        work: &dyn Fn(&mut Conn) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let attempts = self.pool.max_size() + 1;
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.pool.get().map_err(ApiError::PoolTimeout)?;
+            match work(&mut conn) {
+                Err(ApiError::Query(e)) if is_connection_error(&e) => {
+                    conn.broken = true;
+                    if attempt >= attempts {
+                        return Err(ApiError::Query(e));
+                    }
+                    tracing::debug!(error = %e, attempt, "database connection lost; retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `(open connections, idle connections)`.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+}
+
+/// `SELECT 1`: whether the database answers.
+pub fn ping(conn: &mut Conn) -> Result<(), ApiError> {
+    conn.query("SELECT 1", &[])?;
+    Ok(())
+}
+
+/// Every GPU, from the `gpus` table.
+pub fn gpus(conn: &mut Conn) -> Result<Vec<Gpu>, ApiError> {
+    let rows = conn.query(GPUS_SQL, &[])?;
+    rows.iter().map(gpu_from_row).collect()
+}
+
+fn gpu_from_row(row: &Row) -> Result<Gpu, ApiError> {
+    Ok(Gpu {
+        uuid: row.try_get(0)?,
+        hostname: row.try_get(1)?,
+        gpu_index: row.try_get(2)?,
+        device: row.try_get(3)?,
+        model: row.try_get(4)?,
+        first_seen: row.try_get(5)?,
+        last_seen: row.try_get(6)?,
+    })
+}
+
+/// Up to `window.limit + 1` points of one GPU's window: the extra row only tells whether
+/// another page follows, which is cheaper than counting the whole window.
+pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Point>, ApiError> {
+    let limit = i64::from(window.limit) + 1;
+    // `Window` caps the offset at i64::MAX.
+    let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
+    let rows = match &window.metric {
+        None => conn.query(
+            WINDOW_SQL,
+            &[&gpu, &window.start, &window.end, &limit, &offset],
+        )?,
+        Some(metric) => conn.query(
+            WINDOW_METRIC_SQL,
+            &[&gpu, &window.start, &window.end, &limit, &offset, metric],
+        )?,
+    };
+    rows.iter().map(point_from_row).collect()
+}
+
+fn point_from_row(row: &Row) -> Result<Point, ApiError> {
+    Ok(Point {
+        ts: row.try_get(0)?,
+        metric: row.try_get(1)?,
+        value: row.try_get(2)?,
+        source_ts: row.try_get(3)?,
+        hostname: row.try_get(4)?,
+        container: row.try_get(5)?,
+        pod: row.try_get(6)?,
+        namespace: row.try_get(7)?,
+        labels: row.try_get(8)?,
+    })
+}
+
+/// Why a window came back empty: `Err` when the GPU or the metric is unknown.
+pub fn check_known(conn: &mut Conn, gpu: &str, metric: Option<&str>) -> Result<(), ApiError> {
+    let rows = conn.query(KNOWN_SQL, &[&gpu, &metric])?;
+    let (gpu_known, metric_known) = match rows.first() {
+        Some(row) => (row.try_get::<_, bool>(0)?, row.try_get::<_, bool>(1)?),
+        None => (false, false),
+    };
+    if !gpu_known {
+        return Err(ApiError::UnknownGpu(gpu.to_string()));
+    }
+    if !metric_known {
+        return Err(ApiError::bad_parameter(
+            "metric",
+            format!(
+                "unknown metric {:?} (GET /api/v1/stats lists the metrics)",
+                metric.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Totals from `metric_totals` and `gpus`; no scan of `telemetry`.
+pub fn stats(conn: &mut Conn) -> Result<Stats, ApiError> {
+    let mut per_metric = BTreeMap::new();
+    let mut points = 0i64;
+    let mut first_ts: Option<DateTime<Utc>> = None;
+    let mut last_ts: Option<DateTime<Utc>> = None;
+    for row in conn.query(METRIC_TOTALS_SQL, &[])? {
+        let metric: String = row.try_get(0)?;
+        let count: i64 = row.try_get(1)?;
+        let first: DateTime<Utc> = row.try_get(2)?;
+        let last: DateTime<Utc> = row.try_get(3)?;
+        points += count;
+        first_ts = Some(first_ts.map_or(first, |t| t.min(first)));
+        last_ts = Some(last_ts.map_or(last, |t| t.max(last)));
+        per_metric.insert(metric, count);
+    }
+    let counts = conn.query(GPU_COUNTS_SQL, &[])?;
+    let (gpus, hosts) = match counts.first() {
+        Some(row) => (row.try_get(0)?, row.try_get(1)?),
+        None => (0, 0),
+    };
+    Ok(Stats {
+        points,
+        gpus,
+        hosts,
+        metrics: per_metric.len() as i64,
+        first_ts,
+        last_ts,
+        points_per_metric: per_metric,
+    })
+}

@@ -1,0 +1,118 @@
+//! The crate's one error enum, and the one place that maps errors to HTTP answers.
+//!
+//! What a client sees is decided here: a parameter error names the parameter and what is
+//! wrong with it; a database outage is a 503 with a short reason; anything unexpected is a 500
+//! that says only "internal error" — SQL text, driver messages and backtraces go to the log,
+//! never into a response.
+
+use http::StatusCode;
+use pipeline_common::problem::Problem;
+
+/// Everything that can go wrong in the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter is missing its form, out of range, unknown, or inconsistent.
+    #[error("{parameter}: {reason}")]
+    BadParameter { parameter: String, reason: String },
+
+    /// The path names a GPU the database has never seen.
+    #[error("no GPU with id {0:?}")]
+    UnknownGpu(String),
+
+    /// No connection could be had within the pool timeout (the database is down or full).
+    #[error("database unavailable")]
+    PoolTimeout(#[source] r2d2::Error),
+
+    /// The database answered with an error, or the connection broke mid-query.
+    #[error("database query failed")]
+    Query(#[source] postgres::Error),
+
+    /// A blocking database task panicked or was cancelled.
+    #[error("database task failed")]
+    Task(#[source] tokio::task::JoinError),
+
+    /// The database connection settings do not parse.
+    #[error("invalid database settings")]
+    DatabaseConfig(#[source] postgres::Error),
+
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<postgres::Error> for ApiError {
+    fn from(e: postgres::Error) -> Self {
+        ApiError::Query(e)
+    }
+}
+
+impl ApiError {
+    pub fn bad_parameter(parameter: &str, reason: impl Into<String>) -> Self {
+        ApiError::BadParameter {
+            parameter: parameter.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this error means "the database cannot be reached right now" (answered 503)
+    /// rather than "this request or this code is wrong".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ApiError::PoolTimeout(_) => true,
+            ApiError::Query(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+
+    /// The HTTP answer for this error; the only status mapping in the crate.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            ApiError::BadParameter { .. } => Problem::new(StatusCode::BAD_REQUEST, self.to_string()),
+            ApiError::UnknownGpu(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
+            e if e.is_unavailable() => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unreachable; retry later",
+            ),
+            _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
+    }
+}
+
+/// A connection-level failure: the socket closed or failed, or the server is shutting down
+/// or starting up (SQLSTATE class 08, 57P01–57P03). Such a query may be retried elsewhere.
+pub fn is_connection_error(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // No SQLSTATE: an I/O or protocol error on the connection, not an SQL error.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_parameter_is_a_400_naming_it() {
+        let p = ApiError::bad_parameter("limit", "must be at most 1000, got 5000").to_problem();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.detail, "limit: must be at most 1000, got 5000");
+    }
+
+    #[test]
+    fn an_unknown_gpu_is_a_404() {
+        let p = ApiError::UnknownGpu("GPU-x".into()).to_problem();
+        assert_eq!(p.status, 404);
+        assert!(p.detail.contains("GPU-x"));
+    }
+}

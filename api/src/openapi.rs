@@ -1,0 +1,49 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! model types' schemas. `GET /openapi.json` serves it; `api --print-openapi` prints it, which
+//! is how `make openapi` writes the committed `api/openapi.json` (a test fails when that file
+//! is stale).
+
+use utoipa::OpenApi;
+
+use crate::handlers;
+use crate::model::{Gpu, GpuList, Health, Paging, Point, ProblemDoc, Stats, TelemetryPage};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "GPU telemetry API",
+        version = "1",
+        description = "GPU telemetry (DCGM metrics) carried from the hosts through the pipeline's \
+            broker into PostgreSQL, served read-only. Times are RFC 3339; responses use UTC with \
+            microseconds. Errors are `application/problem+json` (RFC 9457).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        handlers::health,
+        handlers::list_gpus,
+        handlers::gpu_telemetry,
+        handlers::stats,
+        handlers::healthz,
+        handlers::readyz,
+        handlers::metrics,
+        handlers::openapi_json,
+        handlers::docs,
+    ),
+    components(schemas(Health, Gpu, GpuList, Point, Paging, TelemetryPage, Stats, ProblemDoc)),
+    tags(
+        (name = "telemetry", description = "GPUs, their points, totals."),
+        (name = "health", description = "Whether the API and its database answer."),
+        (name = "operations", description = "Probes, metrics, the spec and its page."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The spec as pretty JSON with a final newline: byte for byte what `api/openapi.json` holds.
+pub fn spec_json() -> String {
+    let doc = ApiDoc::openapi();
+    // Serialising a value built from our own types cannot fail; an empty spec would fail the
+    // freshness test loudly rather than crash the server.
+    let mut text = doc.to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
