@@ -142,7 +142,14 @@ impl ActiveIndex {
         })
     }
 
+    /// The entries in use.
     pub(crate) fn bytes(&self) -> &[u8] {
+        &self.all_bytes()[..self.count * ENTRY_LEN]
+    }
+
+    /// The whole preallocated index (recovery reads entries it has not counted yet). Only
+    /// valid while the file is still preallocated, i.e. before `seal` truncates it.
+    pub(crate) fn all_bytes(&self) -> &[u8] {
         // SAFETY: the map is `capacity * ENTRY_LEN` bytes and lives as long as `self`; writes
         // go through `&mut self`, so no write overlaps this shared borrow.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
@@ -164,7 +171,7 @@ impl ActiveIndex {
         self.count = count;
         self.last_pos = match count {
             0 => 0,
-            n => entry_at(self.bytes(), n - 1).pos as usize,
+            n => entry_at(self.all_bytes(), n - 1).pos as usize,
         };
     }
 

@@ -58,7 +58,7 @@ pub(crate) fn recover_active(
 /// The last index entry whose batch checks out: `(position, offset, entries to keep)`.
 fn last_good_entry(seg: &ActiveSegment) -> (usize, u64, usize) {
     let data = seg.mapped();
-    let idx = seg.index.bytes();
+    let idx = seg.index.all_bytes();
     let count = index::count_valid(idx, data.len());
     for i in (0..count).rev() {
         let e = index::entry_at(idx, i);

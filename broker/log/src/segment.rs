@@ -175,17 +175,23 @@ impl ActiveSegment {
         })
     }
 
-    /// The whole mapped capacity (recovery scans it).
+    /// The whole mapped capacity (recovery scans it). Only valid while the file is still
+    /// preallocated to `capacity` (sealing lowers `capacity` to `len`).
     pub(crate) fn mapped(&self) -> &[u8] {
-        // SAFETY: the map is `capacity` bytes, owned by `target` which lives as long as
-        // `self`; writes go through `&mut self` (`slot`), so none overlaps this borrow. The
-        // file is preallocated to `capacity`, so no access faults past its end.
-        unsafe { std::slice::from_raw_parts(self.target.map.as_ptr(), self.capacity) }
+        self.prefix(self.capacity)
     }
 
     /// The written, intact bytes.
     pub(crate) fn written(&self) -> &[u8] {
-        &self.mapped()[..self.len]
+        self.prefix(self.len)
+    }
+
+    fn prefix(&self, n: usize) -> &[u8] {
+        debug_assert!(n <= self.target.map.len());
+        // SAFETY: `n` is within the map, owned by `target` which lives as long as `self`;
+        // writes go through `&mut self` (`slot`), so none overlaps this borrow; the file
+        // covers `[0, n)` (preallocated, or truncated to `len` at seal).
+        unsafe { std::slice::from_raw_parts(self.target.map.as_ptr(), n) }
     }
 
     /// `n` writable bytes at the end of the written data (the caller checked the room).
