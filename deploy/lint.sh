@@ -12,7 +12,9 @@
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
 #           database without a host or password) must fail to render.
 #   docker  hadolint on deploy/Dockerfile, shellcheck on the scripts, the Dockerfile's COPY
-#           sources exist and are not excluded by .dockerignore, the compose file validates
+#           sources exist and are not excluded by .dockerignore, Cargo.lock is current for the
+#           image's `cargo build --locked` and the workspace has the four binaries it copies,
+#           the compose file validates
 #           (docker compose config, or docker-compose v1), and the image's http-probe
 #           health check answers right against a real HTTP server.
 #   tools   only install the tools
@@ -223,6 +225,28 @@ check_copy_sources() {
     return "$ignored"
 }
 
+# What the builder stage builds (`cargo build --release --locked -p broker -p clients -p api`)
+# resolves with the committed Cargo.lock, and yields the four binaries the runtime stage copies.
+check_workspace_bins() {
+    cargo metadata --locked --format-version 1 --manifest-path "$REPO_ROOT/Cargo.toml" \
+        >"$WORK/metadata.json" || {
+        echo "Cargo.lock is stale: docker build (cargo build --locked) would fail. Run any cargo"
+        echo "build (or cargo metadata) at the repo root and commit Cargo.lock."
+        return 1
+    }
+    python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+members = set(meta["workspace_members"])
+bins = {(p["name"], t["name"]) for p in meta["packages"] if p["id"] in members
+        for t in p["targets"] if "bin" in t["kind"]}
+want = {("broker", "broker"), ("clients", "streamer"), ("clients", "collector"), ("api", "api")}
+missing = sorted(want - bins)
+if missing:
+    sys.exit(f"the Dockerfile copies binaries the workspace does not build: {missing}")
+' <"$WORK/metadata.json"
+}
+
 # The compose file through a real compose implementation. Docker's v1.29 predates the
 # top-level `name:` key, so it reads a copy without it.
 check_compose() {
@@ -264,6 +288,7 @@ check_docker() {
     run "shellcheck deploy/lint.sh deploy/docker/http-probe" \
         "$VENV/bin/shellcheck" "$DEPLOY/lint.sh" "$DEPLOY/docker/http-probe"
     run "Dockerfile COPY sources exist and pass .dockerignore" check_copy_sources
+    run "cargo metadata --locked: Cargo.lock is current, the 4 binaries exist" check_workspace_bins
     run "compose config ($(compose_command || true))" check_compose
     run "http-probe against a real HTTP server" check_http_probe
 }
