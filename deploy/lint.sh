@@ -10,7 +10,7 @@
 #           flags and env vars of DESIGN.md, PDBs, HPAs, secrets), for the default values,
 #           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
-#           database without a host or password) must fail to render.
+#           database without a host or password, a misspelt key) must fail to render.
 #   docker  hadolint on deploy/Dockerfile, shellcheck on the scripts, the Dockerfile's COPY
 #           sources exist and are not excluded by .dockerignore, Cargo.lock is current for the
 #           image's `cargo build --locked` and the workspace has the four binaries it copies,
@@ -205,6 +205,7 @@ check_helm() {
         --set postgresql.enabled=false --set externalDatabase.host=db.example
     run_fails "refuses an HPA with no metric" "${refuse[@]}" \
         --set collector.autoscaling.cpu.enabled=false
+    run_fails "refuses a misspelt key (values.schema.json)" "${refuse[@]}" --set collector.replicas=3
 }
 
 # ---------------------------------------------------------------------------------------
