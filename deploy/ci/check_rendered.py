@@ -33,14 +33,18 @@ FLAGS = {
             "--db-password", "--db-name"},
 }
 DB_ENV = {"DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"}
+# What the chart sets, plus what operators may add through extraEnv (the binaries' own tuning).
 ENV = {
-    "broker": {"LOG_FORMAT", "BROKER_TOKEN"},
+    "broker": {"LOG_FORMAT", "BROKER_TOKEN", "BROKER_MAX_BODY_BYTES", "BROKER_SESSION_TIMEOUT_MS",
+               "BROKER_SHUTDOWN_GRACE_MS"},
     "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
                  "STREAMER_METRICS_LISTEN"},
     "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
-    "api": {"LOG_FORMAT", "PORT"} | DB_ENV,
+    "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS"} | DB_ENV,
 }
+for _names in ENV.values():
+    _names.add("RUST_LOG")
 FSYNC = {"always", "interval", "never"}
 
 

@@ -161,6 +161,10 @@ Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE).
 {{- define "tp.commonEnv" -}}
 - name: LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+{{- with .Values.logLevel }}
+- name: RUST_LOG
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Pod annotations; call with (dict "root" $ "values" .Values.X "port" PORT) */}}
