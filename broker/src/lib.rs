@@ -1,1 +1,120 @@
-//! placeholder
+//! The broker: a persistent, partitioned, log-structured message broker speaking the v1 HTTP
+//! protocol of DESIGN.md ("Broker HTTP protocol"; details in `broker/PROTOCOL.md`).
+//!
+//! Module map:
+//! - [`config`]: flags and environment variables;
+//! - `broker`: the shared state; `topics`: the topic registry and its directories;
+//!   `partition`: one partition's log, producer table, long-poll signal and group commit;
+//!   `producers`: idempotent-producer windows; `groups`: consumer groups and durable offsets;
+//! - `http`: the server (`mod`), routing (`routes`), handlers (`topics`, `groups`),
+//!   status mapping (`error`), long-poll waiting (`longpoll`);
+//! - `ndjson`: the message text format; `batches`: cutting binary fetch answers;
+//!   [`naming`]: names and the key hash clients reproduce; `metrics`, `tasks`, `fsutil`,
+//!   `failpoint`.
+//!
+//! The bytes on disk are the `broker-log` crate's business; this crate never reads or writes
+//! segment files itself.
+
+mod batches;
+mod broker;
+pub mod config;
+mod error;
+mod failpoint;
+mod fsutil;
+mod groups;
+mod http;
+mod metrics;
+pub mod naming;
+mod ndjson;
+mod partition;
+mod producers;
+mod tasks;
+mod topics;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use crate::broker::Broker;
+pub use crate::config::{Config, FsyncMode};
+pub use crate::error::BrokerError;
+
+/// Binds `config.listen` and serves until `shutdown` completes; see [`serve`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| BrokerError::io(format!("bind {}", config.listen), e))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` completes: recovers the logs in the background
+/// (`/readyz` answers 503 until done), then on shutdown stops accepting, answers parked
+/// long-polls, lets in-flight requests finish (up to the grace period), syncs every log.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BrokerError> {
+    // Descriptions go to the installed recorder, so it must exist first.
+    pipeline_common::ops::install_metrics_recorder();
+    metrics::describe();
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| BrokerError::io("local address", e))?;
+    tracing::info!("broker listening on http://{local_addr}/");
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let broker = Arc::new(Broker::new(config, local_addr, stop_rx));
+    let fatal = recover_in_background(&broker);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let accept = http::accept_loop(listener, Arc::clone(&broker), alive_tx);
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        Ok(e) = fatal => Some(e),
+        _ = accept => None,
+    };
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    // Every connection task holds a sender; recv() yields None once the last one is gone.
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "connections still open after the grace period; closing them"
+        );
+    }
+    let synced = {
+        let broker = Arc::clone(&broker);
+        broker::blocking(move || broker.sync_all()).await
+    };
+    tracing::info!("broker stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => synced,
+    }
+}
+
+/// Recovers every log on a blocking thread, then marks the broker ready and starts the
+/// background tasks. The receiver yields the error if recovery fails.
+fn recover_in_background(broker: &Arc<Broker>) -> oneshot::Receiver<BrokerError> {
+    let (tx, rx) = oneshot::channel();
+    let broker = Arc::clone(broker);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let b = Arc::clone(&broker);
+        match broker::blocking(move || b.recover()).await {
+            Ok(()) => {
+                tasks::spawn_all(&broker);
+                broker.readiness.set(true);
+                tracing::info!(elapsed = ?started.elapsed(), "recovery done: ready");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recovery failed");
+                let _ = tx.send(e);
+            }
+        }
+    });
+    rx
+}

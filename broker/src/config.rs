@@ -1,0 +1,124 @@
+//! The broker's configuration: every flag of DESIGN.md "Binaries and configuration", each with
+//! its environment variable, plus the operational limits (`--max-body-bytes`,
+//! `--session-timeout-ms`).
+//!
+//! This module only describes and validates settings; `main.rs` parses them and
+//! [`crate::run`] uses them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// When appended data is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FsyncMode {
+    /// Every produce answers only after its batch is synced (group commit: one sync serves all
+    /// requests waiting on it).
+    Always,
+    /// A background task syncs every `--fsync-interval-ms`; produce answers after the write.
+    Interval,
+    /// Never sync explicitly (the OS writes back when it likes).
+    Never,
+}
+
+/// `broker` command-line flags and environment variables.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "broker",
+    version,
+    about = "The persistent, partitioned message broker (HTTP/1.1, v1 protocol)"
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, env = "BROKER_LISTEN", default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+
+    /// Directory holding topics (segment logs) and group offsets.
+    #[arg(long, env = "BROKER_DATA_DIR", default_value = "./data/broker")]
+    pub data_dir: PathBuf,
+
+    /// Partition count of topics created on first produce or join.
+    #[arg(long, env = "BROKER_PARTITIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub partitions: u32,
+
+    /// Segment roll threshold in bytes.
+    #[arg(long, env = "BROKER_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub segment_bytes: u64,
+
+    /// Per-partition size above which whole old segments are deleted (off when unset).
+    #[arg(long, env = "BROKER_RETENTION_BYTES")]
+    pub retention_bytes: Option<u64>,
+
+    /// Age (of a segment's newest record) after which whole old segments are deleted.
+    #[arg(long, env = "BROKER_RETENTION_MS")]
+    pub retention_ms: Option<u64>,
+
+    /// Durability policy of produce.
+    #[arg(long, env = "BROKER_FSYNC", value_enum, default_value_t = FsyncMode::Interval)]
+    pub fsync: FsyncMode,
+
+    /// Sync period of `--fsync interval`.
+    #[arg(long, env = "BROKER_FSYNC_INTERVAL_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fsync_interval_ms: u64,
+
+    /// When set, every request but /healthz, /readyz and /metrics needs
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "BROKER_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Default consumer-group session timeout (a join may ask for its own).
+    #[arg(long, env = "BROKER_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_timeout_ms: u64,
+
+    /// Test failpoint: while this file exists, new segments fail to preallocate with ENOSPC.
+    #[arg(long, env = "BROKER_FAILPOINT_ENOSPC_FILE", hide = true)]
+    pub failpoint_enospc_file: Option<PathBuf>,
+
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    #[arg(long, env = "BROKER_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        let mut config = Config::parse_from(["broker"]);
+        config.data_dir = data_dir;
+        config
+    }
+
+    pub fn fsync_interval(&self) -> Duration {
+        Duration::from_millis(self.fsync_interval_ms)
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
+    }
+
+    /// The file operations the logs use: the failpoint when armed, else the real ones.
+    pub fn file_ops(&self) -> Option<std::sync::Arc<dyn broker_log::io::FileOps>> {
+        self.failpoint_enospc_file.clone().map(|trigger| {
+            std::sync::Arc::new(crate::failpoint::NoSpaceWhileFileExists { trigger })
+                as std::sync::Arc<dyn broker_log::io::FileOps>
+        })
+    }
+
+    /// The storage settings of one partition log. The log itself is told never to sync on
+    /// its own: the server drives every sync (group commit for `always`, a periodic task for
+    /// `interval`), so there is exactly one place that decides when data becomes durable.
+    pub fn log_config(&self) -> broker_log::LogConfig {
+        broker_log::LogConfig {
+            segment_bytes: self.segment_bytes,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+            fsync: broker_log::FsyncPolicy::Never,
+            ..broker_log::LogConfig::default()
+        }
+    }
+}

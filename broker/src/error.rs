@@ -1,0 +1,129 @@
+//! The broker's one error type. Every failure a request can meet is a variant here, with the
+//! fields a client needs to fix its request; `http::error` is the only place that turns a
+//! variant into a status code and a problem+json body.
+
+use broker_log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+
+    #[error("topic {topic:?} has no partition {partition} (it has {count})")]
+    UnknownPartition {
+        topic: String,
+        partition: u64,
+        count: u32,
+    },
+
+    #[error("topic {topic:?} already exists with {existing} partitions, not {requested}")]
+    PartitionCountMismatch {
+        topic: String,
+        existing: u32,
+        requested: u32,
+    },
+
+    /// A produce body line that is not a valid message; `line` is 1-based.
+    #[error("line {line}: {reason}")]
+    BadLine { line: usize, reason: String },
+
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error(
+        "unsupported content type {0:?}: use application/x-ndjson or application/vnd.broker.batch"
+    )]
+    UnsupportedMediaType(String),
+
+    #[error("request body is larger than the limit of {max} bytes")]
+    BodyTooLarge { max: usize },
+
+    #[error("offset {requested} is out of range: the log holds offsets from {start} up to (not including) {end}")]
+    OffsetOutOfRange {
+        requested: u64,
+        start: u64,
+        end: u64,
+    },
+
+    #[error("producer {producer:?} sequence {seq} is older than the remembered window (latest {latest}) or was never appended to partition {partition}")]
+    StaleSequence {
+        producer: String,
+        seq: u64,
+        latest: u64,
+        partition: u32,
+    },
+
+    #[error("producer {producer:?} sequence {seq} was appended to partition {partition} with {original} messages, this retry has {retried}")]
+    SequenceMismatch {
+        producer: String,
+        seq: u64,
+        partition: u32,
+        original: u32,
+        retried: usize,
+    },
+
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+
+    #[error(
+        "unknown member {member:?} of group {group:?} (left, expired or never joined: join again)"
+    )]
+    UnknownMember { group: String, member: String },
+
+    #[error("stale generation {given}: group {group:?} is at generation {current} (heartbeat to learn the assignment)")]
+    StaleGeneration {
+        group: String,
+        given: u64,
+        current: u64,
+    },
+
+    #[error("partition {partition} of topic {topic:?} is not assigned to member {member:?}")]
+    NotAssigned {
+        member: String,
+        topic: String,
+        partition: u32,
+    },
+
+    #[error("a sync of topic {topic:?} partition {partition} failed: the partition refuses writes until the broker restarts")]
+    SyncFailed { topic: String, partition: u32 },
+
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+
+    #[error("the broker is still recovering its logs")]
+    NotReady,
+
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+
+    #[error("storage: {0}")]
+    Log(#[from] LogError),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> BrokerError {
+        BrokerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,223 @@
+//! Routing by `(method, path)`: which handler answers, the shared 404/405, bearer-token
+//! auth, readiness gating, the ops endpoints and per-route request metrics. Handlers live in
+//! [`super::topics`] and [`super::groups`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use pipeline_common::ops::{render_metrics, METRICS_CONTENT_TYPE};
+use pipeline_common::problem;
+
+use super::request::{bytes_response, Body};
+use super::{error, groups, topics};
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::metrics as m;
+
+/// A matched path, borrowing its parameters from the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Topics,
+    Topic(&'a str),
+    Produce(&'a str),
+    Fetch(&'a str, &'a str),
+    Group(&'a str),
+    Join(&'a str),
+    Member(&'a str, &'a str),
+    Heartbeat(&'a str, &'a str),
+    MemberFetch(&'a str, &'a str),
+    Offsets(&'a str),
+    NotFound,
+}
+
+impl<'a> Route<'a> {
+    pub fn parse(path: &'a str) -> Route<'a> {
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        match segments.as_slice() {
+            ["healthz"] => Route::Healthz,
+            ["readyz"] => Route::Readyz,
+            ["metrics"] => Route::Metrics,
+            ["v1", "topics"] => Route::Topics,
+            ["v1", "topics", t] => Route::Topic(t),
+            ["v1", "topics", t, "messages"] => Route::Produce(t),
+            ["v1", "topics", t, "partitions", p, "messages"] => Route::Fetch(t, p),
+            ["v1", "groups", g] => Route::Group(g),
+            ["v1", "groups", g, "members"] => Route::Join(g),
+            ["v1", "groups", g, "members", mem] => Route::Member(g, mem),
+            ["v1", "groups", g, "members", mem, "heartbeat"] => Route::Heartbeat(g, mem),
+            ["v1", "groups", g, "members", mem, "messages"] => Route::MemberFetch(g, mem),
+            ["v1", "groups", g, "offsets"] => Route::Offsets(g),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The methods the route declares.
+    pub fn methods(&self) -> &'static [Method] {
+        const GET: &[Method] = &[Method::GET, Method::HEAD];
+        const POST: &[Method] = &[Method::POST];
+        match self {
+            Route::Healthz | Route::Readyz | Route::Metrics => GET,
+            Route::Topics | Route::Fetch(..) | Route::Group(_) | Route::MemberFetch(..) => GET,
+            Route::Topic(_) => &[Method::GET, Method::HEAD, Method::PUT],
+            Route::Produce(_) | Route::Join(_) | Route::Heartbeat(..) => POST,
+            Route::Member(..) => &[Method::DELETE],
+            Route::Offsets(_) => &[Method::GET, Method::HEAD, Method::POST],
+            Route::NotFound => &[],
+        }
+    }
+
+    /// The `route` label of the request metrics (bounded: never a topic name).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Topics => "topics",
+            Route::Topic(_) => "topic",
+            Route::Produce(_) => "produce",
+            Route::Fetch(..) => "fetch",
+            Route::Group(_) => "group",
+            Route::Join(_) => "join",
+            Route::Member(..) => "leave",
+            Route::Heartbeat(..) => "heartbeat",
+            Route::MemberFetch(..) => "group_fetch",
+            Route::Offsets(_) => "offsets",
+            Route::NotFound => "not_found",
+        }
+    }
+
+    fn is_ops(&self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+}
+
+/// Answers one request; never fails (errors become problem+json).
+pub async fn handle(broker: Arc<Broker>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_string();
+    let route = Route::parse(&path);
+    let response = match respond(&broker, route, &path, req).await {
+        Ok(response) => response,
+        Err(e) => error::into_response(&e),
+    };
+    m::request(route.label(), response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn respond(
+    broker: &Arc<Broker>,
+    route: Route<'_>,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    if route == Route::NotFound {
+        return Ok(problem::not_found(path));
+    }
+    if !route.methods().contains(req.method()) {
+        return Ok(problem::method_not_allowed(req.method(), route.methods()));
+    }
+    if route.is_ops() {
+        return Ok(ops(broker, route));
+    }
+    authorize(broker, req.headers())?;
+    if !broker.readiness.is_ready() {
+        return Err(BrokerError::NotReady);
+    }
+    let method = req.method().clone();
+    match route {
+        Route::Topics => topics::list(broker),
+        Route::Topic(t) if method == Method::PUT => topics::create(broker, t, req).await,
+        Route::Topic(t) => topics::describe(broker, t, req.headers()),
+        Route::Produce(t) => topics::produce(broker, t, req).await,
+        Route::Fetch(t, p) => topics::fetch(broker, t, p, req).await,
+        Route::Group(g) => groups::describe(broker, g),
+        Route::Join(g) => groups::join(broker, g, req).await,
+        Route::Member(g, mem) => groups::leave(broker, g, mem),
+        Route::Heartbeat(g, mem) => groups::heartbeat(broker, g, mem),
+        Route::MemberFetch(g, mem) => groups::fetch(broker, g, mem, req).await,
+        Route::Offsets(g) if method == Method::POST => groups::commit(broker, g, req).await,
+        Route::Offsets(g) => groups::offsets(broker, g, req.uri().query()),
+        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => {
+            Ok(problem::not_found(path))
+        }
+    }
+}
+
+fn ops(broker: &Broker, route: Route<'_>) -> Response<Body> {
+    match route {
+        Route::Readyz if !broker.readiness.is_ready() => bytes_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            b"not ready: recovering logs\n".to_vec(),
+        ),
+        Route::Readyz => bytes_response(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+        Route::Metrics => {
+            groups::refresh_metrics(broker);
+            bytes_response(
+                StatusCode::OK,
+                METRICS_CONTENT_TYPE,
+                render_metrics().into_bytes(),
+            )
+        }
+        _ => bytes_response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured.
+fn authorize(broker: &Broker, headers: &HeaderMap) -> Result<()> {
+    let Some(token) = &broker.config.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(BrokerError::Unauthorized)
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal how much of
+/// a guessed token was right (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_and_parameters_are_borrowed() {
+        assert_eq!(
+            Route::parse("/v1/topics/t/partitions/3/messages"),
+            Route::Fetch("t", "3")
+        );
+        assert_eq!(
+            Route::parse("/v1/groups/g/members/m/heartbeat"),
+            Route::Heartbeat("g", "m")
+        );
+        assert_eq!(Route::parse("/v1/topics/t/"), Route::NotFound);
+        assert_eq!(Route::parse("/nope"), Route::NotFound);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret1", b"secret"));
+    }
+}

@@ -1,0 +1,341 @@
+//! Topic handlers: create, describe, list, produce (NDJSON and binary batches, idempotent
+//! when `producer` and `seq` are given) and fetch by offset with long-poll.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_log::{ProducerStamp, Record};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use super::longpoll;
+use super::request::{
+    accepts_batch, bytes_response, json_body, json_response, media_type, read_body, set_number,
+    Body, Query, BATCH, NDJSON,
+};
+use crate::broker::{blocking, Broker};
+use crate::error::{BrokerError, Result};
+use crate::naming::{fnv1a64, validate_name, validate_producer};
+use crate::ndjson;
+use crate::partition::{Idempotence, Partition, Payload};
+use crate::topics::Topic;
+
+/// Default and largest `max` of a fetch.
+pub const DEFAULT_MAX: u64 = 1000;
+pub const MAX_MAX: u64 = 10_000;
+/// Largest `wait_ms` of a fetch.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// About how many bytes one fetch answer carries at most (at least one record).
+pub const FETCH_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct CreateBody {
+    partitions: u32,
+}
+
+#[derive(Serialize)]
+struct PartitionInfo {
+    partition: u32,
+    log_start_offset: u64,
+    log_end_offset: u64,
+    leader: String,
+}
+
+#[derive(Serialize)]
+struct TopicInfo {
+    topic: String,
+    partitions: Vec<PartitionInfo>,
+}
+
+pub fn list(broker: &Broker) -> Result<Response<Body>> {
+    let topics: Vec<_> = broker
+        .topics
+        .all()
+        .iter()
+        .map(|t| serde_json::json!({"topic": &*t.name, "partitions": t.partition_count()}))
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "topics": topics }))
+}
+
+pub async fn create(
+    broker: &Arc<Broker>,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    validate_name("topic", name)?;
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
+    let CreateBody { partitions } = json_body(&body)?;
+    let this = Arc::clone(broker);
+    let owned = name.to_string();
+    let (topic, created) = blocking(move || this.topics.create(&owned, partitions)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &topic_info(broker, &topic, &parts.headers))
+}
+
+pub fn describe(broker: &Broker, name: &str, headers: &HeaderMap) -> Result<Response<Body>> {
+    let topic = broker.topics.require(name)?;
+    json_response(StatusCode::OK, &topic_info(broker, &topic, headers))
+}
+
+fn topic_info(broker: &Broker, topic: &Topic, headers: &HeaderMap) -> TopicInfo {
+    // The URL the client reached us by is the one that routes back to us.
+    let leader = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(
+            || format!("http://{}", broker.local_addr),
+            |h| format!("http://{h}"),
+        );
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let (start, end) = p.offsets();
+            PartitionInfo {
+                partition: p.id,
+                log_start_offset: start,
+                log_end_offset: end,
+                leader: leader.clone(),
+            }
+        })
+        .collect();
+    TopicInfo {
+        topic: topic.name.to_string(),
+        partitions,
+    }
+}
+
+/// The idempotence parameters: both `producer` and `seq`, or neither.
+fn idempotence(query: &Query) -> Result<Option<(String, u64)>> {
+    match (query.get("producer"), query.u64("seq")?) {
+        (None, None) => Ok(None),
+        (Some(producer), Some(seq)) => {
+            validate_producer(producer)?;
+            Ok(Some((producer.to_string(), seq)))
+        }
+        _ => Err(BrokerError::BadRequest(
+            "producer and seq go together: give both for an idempotent produce, or neither".into(),
+        )),
+    }
+}
+
+fn stamp_of(producer: &str, seq: u64) -> ProducerStamp {
+    // 0 means "not idempotent" in the batch header, so a (vanishingly unlikely) zero hash
+    // is moved to 1.
+    let producer_id = fnv1a64(producer.as_bytes()).max(1);
+    ProducerStamp { producer_id, seq }
+}
+
+enum Kind {
+    Ndjson,
+    Batch,
+}
+
+fn content_kind(headers: &HeaderMap) -> Result<Kind> {
+    match media_type(headers, header::CONTENT_TYPE).as_deref() {
+        Some(NDJSON) | Some("application/json") | None => Ok(Kind::Ndjson),
+        Some(BATCH) => Ok(Kind::Batch),
+        Some(other) => Err(BrokerError::UnsupportedMediaType(other.to_string())),
+    }
+}
+
+pub async fn produce(
+    broker: &Arc<Broker>,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    validate_name("topic", name)?;
+    let query = Query::parse(req.uri().query());
+    let kind = content_kind(req.headers())?;
+    let idem = idempotence(&query)?;
+    let partition = query.u64("partition")?;
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
+    let topic = broker.topic_or_create(name).await?;
+    topic.counters.bytes_in.increment(body.len() as u64);
+    let idem = idem.as_ref().map(|(producer, seq)| Idempotence {
+        stamp: stamp_of(producer, *seq),
+        producer,
+    });
+    match kind {
+        Kind::Ndjson => produce_ndjson(broker, &topic, &body, idem).await,
+        Kind::Batch => {
+            let p = partition.ok_or_else(|| {
+                BrokerError::BadRequest(format!("the {BATCH} content type needs ?partition=P"))
+            })?;
+            produce_batch(&topic, p, &body, idem).await
+        }
+    }
+}
+
+async fn produce_ndjson(
+    broker: &Broker,
+    topic: &Topic,
+    body: &[u8],
+    idem: Option<Idempotence<'_>>,
+) -> Result<Response<Body>> {
+    let count = topic.partition_count();
+    let messages = ndjson::parse(body, count, broker.next_keyless(count))?;
+    let now = now_ms();
+    let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, msg) in messages.iter().enumerate() {
+        by_partition.entry(msg.partition).or_default().push(i);
+    }
+    let mut offsets = vec![0u64; messages.len()];
+    let mut pending: Vec<(&Arc<Partition>, u64)> = Vec::with_capacity(by_partition.len());
+    let mut all_duplicates = true;
+    for (&p, lines) in &by_partition {
+        let records: Vec<Record<'_>> = lines
+            .iter()
+            .map(|&i| Record {
+                timestamp_ms: now,
+                key: messages[i].key.as_deref().map(str::as_bytes),
+                value: messages[i].value,
+            })
+            .collect();
+        let part = topic.partition(u64::from(p))?;
+        let (appended, end) = part.append_now(Payload::Records(&records), idem)?;
+        for (k, &i) in lines.iter().enumerate() {
+            offsets[i] = appended.base_offset + k as u64;
+        }
+        count_append(topic, appended.duplicate, appended.record_count);
+        all_duplicates &= appended.duplicate;
+        pending.push((part, end));
+    }
+    settle_all(&pending).await?;
+    let mut out = String::with_capacity(32 + offsets.len() * 32);
+    let _ = write!(out, "{{\"topic\":\"{}\",\"results\":[", topic.name);
+    for (i, (msg, offset)) in messages.iter().zip(&offsets).enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(
+            out,
+            "{sep}{{\"partition\":{},\"offset\":{offset}}}",
+            msg.partition
+        );
+    }
+    out.push_str("]}");
+    let mut response = bytes_response(StatusCode::OK, "application/json", out.into_bytes());
+    mark_duplicate(&mut response, all_duplicates);
+    Ok(response)
+}
+
+/// Waits for every partition a produce touched; all syncs are started before the first wait.
+async fn settle_all(pending: &[(&Arc<Partition>, u64)]) -> Result<()> {
+    for (part, end) in pending {
+        part.start_sync_for(*end);
+    }
+    for (part, end) in pending {
+        part.settle(*end).await?;
+    }
+    Ok(())
+}
+
+fn count_append(topic: &Topic, duplicate: bool, records: u32) {
+    if duplicate {
+        topic.counters.duplicates.increment(1);
+    } else {
+        topic.counters.messages_in.increment(u64::from(records));
+    }
+}
+
+fn mark_duplicate(response: &mut Response<Body>, duplicate: bool) {
+    if duplicate {
+        response
+            .headers_mut()
+            .insert("broker-duplicate", HeaderValue::from_static("true"));
+    }
+}
+
+async fn produce_batch(
+    topic: &Topic,
+    partition: u64,
+    body: &[u8],
+    idem: Option<Idempotence<'_>>,
+) -> Result<Response<Body>> {
+    let part = topic.partition(partition)?;
+    let appended = part.append(Payload::Encoded(body), idem).await?;
+    count_append(topic, appended.duplicate, appended.record_count);
+    let answer = serde_json::json!({
+        "topic": &*topic.name,
+        "partition": part.id,
+        "base_offset": appended.base_offset,
+        "record_count": appended.record_count,
+    });
+    let mut response = json_response(StatusCode::OK, &answer)?;
+    mark_duplicate(&mut response, appended.duplicate);
+    Ok(response)
+}
+
+/// `max` and `wait_ms` of a fetch, clamped to their limits.
+pub fn fetch_limits(query: &Query) -> Result<(usize, Instant)> {
+    let max = query.u64("max")?.unwrap_or(DEFAULT_MAX).clamp(1, MAX_MAX) as usize;
+    let wait = query.u64("wait_ms")?.unwrap_or(0).min(MAX_WAIT_MS);
+    Ok((max, Instant::now() + Duration::from_millis(wait)))
+}
+
+pub async fn fetch(
+    broker: &Broker,
+    name: &str,
+    partition: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let topic = broker.topics.require(name)?;
+    let p: u64 = partition.parse().map_err(|_| {
+        BrokerError::BadRequest(format!("partition must be a number, not {partition:?}"))
+    })?;
+    let part = topic.partition(p)?;
+    let query = Query::parse(req.uri().query());
+    let offset = query
+        .u64("offset")?
+        .ok_or_else(|| BrokerError::BadRequest("the offset query parameter is required".into()))?;
+    let (max, deadline) = fetch_limits(&query)?;
+    let binary = accepts_batch(req.headers());
+    let mut visible = part.subscribe();
+    let mut shutdown = broker.shutdown.clone();
+    loop {
+        visible.borrow_and_update();
+        let (body, next, count) = read_partition(part, offset, max, binary)?;
+        if count > 0 || !longpoll::wait(&mut visible, deadline, &mut shutdown).await {
+            topic.counters.messages_out.increment(count as u64);
+            topic.counters.bytes_out.increment(body.len() as u64);
+            let content_type = if binary { BATCH } else { NDJSON };
+            let mut response = bytes_response(StatusCode::OK, content_type, body);
+            set_number(&mut response, "broker-next-offset", next);
+            set_number(&mut response, "broker-log-end-offset", part.offsets().1);
+            return Ok(response);
+        }
+    }
+}
+
+/// One read: the body, the next offset to ask, and how many records (or batches) it holds.
+fn read_partition(
+    part: &Partition,
+    offset: u64,
+    max: usize,
+    binary: bool,
+) -> Result<(Vec<u8>, u64, usize)> {
+    if binary {
+        let (bytes, next) = part.read_encoded(offset, FETCH_MAX_BYTES)?;
+        let count = usize::try_from(next.saturating_sub(offset)).unwrap_or(usize::MAX);
+        return Ok((bytes, next, count));
+    }
+    let records = part.read(offset, max, FETCH_MAX_BYTES)?;
+    let next = records.last().map_or(offset, |r| r.offset + 1);
+    let mut body = Vec::with_capacity(records.iter().map(|r| r.value.len() + 96).sum());
+    ndjson::encode(&mut body, part.id, &records);
+    Ok((body, next, records.len()))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,153 @@
+//! The NDJSON message format of produce bodies and fetch answers.
+//!
+//! Produce: one JSON object a line, `{"key":"…","value":<any JSON>}` or
+//! `{"partition":3,"value":…}`. The value's JSON text is kept byte for byte (never
+//! re-encoded); blank lines are skipped; an error names the 1-based line.
+//! Fetch: `{"partition":p,"offset":o,"timestamp":ms,"key":"…"|null,"value":<stored JSON>}`.
+//!
+//! Which partition a line goes to is decided here too, because it depends on the line alone.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use broker_log::OwnedRecord;
+
+use crate::error::{BrokerError, Result};
+use crate::naming::partition_for_key;
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    partition: Option<u64>,
+    #[serde(borrow)]
+    value: &'a RawValue,
+}
+
+/// One produced message, borrowing the request body where it can.
+pub struct Message<'a> {
+    pub partition: u32,
+    pub key: Option<Cow<'a, str>>,
+    pub value: &'a [u8],
+}
+
+/// Parses a produce body for a topic of `partitions` partitions. Lines with neither key nor
+/// partition go to `keyless_partition`.
+pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec<Message<'_>>> {
+    let mut messages = Vec::with_capacity(body.len() / 256 + 1);
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line: Line<'_> = serde_json::from_slice(raw).map_err(|e| BrokerError::BadLine {
+            line: line_no,
+            reason: e.to_string(),
+        })?;
+        let partition = match (line.partition, &line.key) {
+            (Some(p), _) if p < u64::from(partitions) => p as u32,
+            (Some(p), _) => {
+                return Err(BrokerError::BadLine {
+                    line: line_no,
+                    reason: format!("partition {p} does not exist (the topic has {partitions})"),
+                })
+            }
+            (None, Some(key)) => partition_for_key(key.as_bytes(), partitions),
+            (None, None) => keyless_partition,
+        };
+        messages.push(Message {
+            partition,
+            key: line.key,
+            value: line.value.get().as_bytes(),
+        });
+    }
+    if messages.is_empty() {
+        return Err(BrokerError::BadRequest(
+            "the body holds no messages (one JSON object a line)".into(),
+        ));
+    }
+    Ok(messages)
+}
+
+/// Appends the fetch lines of `records` to `out`.
+pub fn encode(out: &mut Vec<u8>, partition: u32, records: &[OwnedRecord]) {
+    for r in records {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"partition\":{partition},\"offset\":{},\"timestamp\":{},\"key\":",
+            r.offset, r.timestamp_ms
+        );
+        match &r.key {
+            None => out.extend_from_slice(b"null"),
+            Some(key) => {
+                let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(key));
+            }
+        }
+        out.extend_from_slice(b",\"value\":");
+        if r.value.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            out.extend_from_slice(&r.value);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_kept_byte_for_byte_and_keys_pick_partitions() {
+        let body = b"{\"key\":\"GPU-1\",\"value\":{ \"a\" : 1.50 }}\n\n{\"partition\":2,\"value\":[1]}\n{\"value\":true}";
+        let msgs = parse(body, 4, 3).expect("valid");
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0].value, b"{ \"a\" : 1.50 }");
+        assert_eq!(msgs[0].partition, partition_for_key(b"GPU-1", 4));
+        assert_eq!(msgs[1].partition, 2);
+        assert_eq!(msgs[2].partition, 3);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let body = b"{\"key\":\"a\",\"value\":1}\n{\"key\":\"a\",\"value\":}\n";
+        match parse(body, 4, 0) {
+            Err(BrokerError::BadLine { line, .. }) => assert_eq!(line, 2),
+            other => panic!("expected a bad line, got {:?}", other.err()),
+        }
+        assert!(matches!(
+            parse(b"{\"partition\":9,\"value\":1}", 4, 0),
+            Err(BrokerError::BadLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse(b"\n\n", 4, 0),
+            Err(BrokerError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse(b"{\"key\":\"a\"}", 4, 0),
+            Err(BrokerError::BadLine { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn fetch_lines_escape_keys_and_embed_values() {
+        let mut out = Vec::new();
+        let rec = OwnedRecord {
+            offset: 5,
+            timestamp_ms: 7,
+            key: Some(b"a\"b".to_vec()),
+            value: b"{\"x\":1}".to_vec(),
+        };
+        encode(&mut out, 1, &[rec]);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "{\"partition\":1,\"offset\":5,\"timestamp\":7,\"key\":\"a\\\"b\",\"value\":{\"x\":1}}\n"
+        );
+    }
+}

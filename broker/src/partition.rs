@@ -1,0 +1,380 @@
+//! One partition of a topic: its [`PartitionLog`] and idempotent-producer table behind one
+//! std `Mutex` (appends are a memcpy into a mapped segment, so the critical section is short
+//! and never awaits), plus the signals around it:
+//!
+//! - `visible`: the offset up to which readers may read; long-polls wait on it. With
+//!   `--fsync always` it trails the durable offset, so a consumer never sees a message that a
+//!   crash could still take back (and that a producer retry would then append again);
+//!   otherwise it is the log end.
+//! - `sync_state`: the durable offset, for group commit. Whoever needs data durable asks for
+//!   a sync; if one is running it waits for it, otherwise it starts one. A single task does
+//!   the fsync on a blocking thread for every request that appended before it began.
+//!
+//! Routing, decoding and HTTP belong to other modules; this one never sees a request.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use broker_log::io::FileOps;
+use broker_log::{LogConfig, OwnedRecord, PartitionLog, ProducerStamp, Record};
+use tokio::sync::watch;
+
+use crate::error::{BrokerError, Result};
+use crate::metrics as m;
+use crate::producers::{ProducerTable, SeqCheck};
+
+/// What a produce hands to a partition.
+pub enum Payload<'a> {
+    /// Decoded messages (NDJSON); the log encodes the batch.
+    Records(&'a [Record<'a>]),
+    /// One batch already in the segments-format layout (the binary content type).
+    Encoded(&'a [u8]),
+}
+
+/// An idempotent produce's identity: the stamp stored in the batch, and the id as the
+/// client wrote it (for errors).
+#[derive(Clone, Copy, Debug)]
+pub struct Idempotence<'a> {
+    pub stamp: ProducerStamp,
+    pub producer: &'a str,
+}
+
+/// Where a produce landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub record_count: u32,
+    /// A retry of a batch appended before: nothing was appended now.
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SyncState {
+    /// Everything below this offset is on disk.
+    durable: u64,
+    /// A sync failed: the log refuses writes until the broker restarts and recovers.
+    failed: bool,
+}
+
+struct Inner {
+    log: PartitionLog,
+    producers: ProducerTable,
+}
+
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub id: u32,
+    inner: Mutex<Inner>,
+    /// Readers may see offsets below this; long-polls wait on it.
+    visible: watch::Sender<u64>,
+    sync_state: watch::Sender<SyncState>,
+    /// Set while a sync task runs, so there is at most one per partition.
+    sync_running: AtomicBool,
+    /// `--fsync always`: produce waits for durability and readers see only durable data.
+    always: bool,
+    /// Bumped whenever `visible` grows; shared by all partitions of a topic so a group
+    /// member's long-poll over several partitions waits on one signal.
+    topic_activity: Arc<watch::Sender<u64>>,
+    end_gauge: metrics::Gauge,
+}
+
+impl Partition {
+    /// Opens (and recovers) the log in `dir` and rebuilds the producer table from it. Blocking.
+    pub fn open(
+        topic: Arc<str>,
+        id: u32,
+        dir: &Path,
+        config: LogConfig,
+        always: bool,
+        topic_activity: Arc<watch::Sender<u64>>,
+        ops: Option<Arc<dyn FileOps>>,
+    ) -> Result<Partition> {
+        let log = match ops {
+            Some(ops) => PartitionLog::open_with_ops(dir, config, ops)?,
+            None => PartitionLog::open(dir, config)?,
+        };
+        let report = log.recovery_report();
+        m::record_recovery(&topic, id, report.bytes_truncated, report.batches_truncated);
+        if report.bytes_truncated > 0 {
+            tracing::warn!(topic = %topic, partition = id, bytes = report.bytes_truncated,
+                batches = report.batches_truncated, "cut a torn or corrupt tail at recovery");
+        }
+        let producers = ProducerTable::rebuild(&log)?;
+        let end = log.end_offset();
+        let end_gauge = m::log_end_gauge(&topic, id);
+        end_gauge.set(end as f64);
+        Ok(Partition {
+            topic,
+            id,
+            inner: Mutex::new(Inner { log, producers }),
+            visible: watch::Sender::new(end),
+            // What recovery kept is whatever is on disk now.
+            sync_state: watch::Sender::new(SyncState {
+                durable: end,
+                failed: false,
+            }),
+            sync_running: AtomicBool::new(false),
+            always,
+            topic_activity,
+            end_gauge,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic under this lock leaves the log as the storage engine left it; the engine's
+        // own invariants are checked on every call, so carrying on is safe.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one batch (or recognises a retry of one), and returns once it is as durable as
+    /// the fsync policy promises.
+    pub async fn append(
+        self: &Arc<Self>,
+        payload: Payload<'_>,
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<Appended> {
+        let (appended, end) = self.append_now(payload, idempotence)?;
+        self.settle(end).await?;
+        Ok(appended)
+    }
+
+    /// Waits until everything below `end` is as durable as the policy promises (with
+    /// `--fsync always`: synced; otherwise there is nothing to wait for).
+    pub async fn settle(self: &Arc<Self>, end: u64) -> Result<()> {
+        if self.always {
+            self.wait_durable(end).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The check-then-append under the lock, without waiting for durability: returns where
+    /// the batch landed and the end offset to [`Partition::settle`] on. Readers see the batch
+    /// at once unless the policy is `always`.
+    pub fn append_now(
+        &self,
+        payload: Payload<'_>,
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<(Appended, u64)> {
+        let mut inner = self.lock();
+        if let Some(idem) = idempotence {
+            match inner.producers.check(idem.stamp) {
+                SeqCheck::New => {}
+                SeqCheck::Duplicate(entry) => {
+                    if let Payload::Records(records) = payload {
+                        if records.len() != entry.record_count as usize {
+                            return Err(BrokerError::SequenceMismatch {
+                                producer: idem.producer.to_string(),
+                                seq: idem.stamp.seq,
+                                partition: self.id,
+                                original: entry.record_count,
+                                retried: records.len(),
+                            });
+                        }
+                    }
+                    let end = entry.base_offset + u64::from(entry.record_count);
+                    let appended = Appended {
+                        base_offset: entry.base_offset,
+                        record_count: entry.record_count,
+                        duplicate: true,
+                    };
+                    return Ok((appended, end));
+                }
+                SeqCheck::Stale { latest } => {
+                    return Err(BrokerError::StaleSequence {
+                        producer: idem.producer.to_string(),
+                        seq: idem.stamp.seq,
+                        latest,
+                        partition: self.id,
+                    })
+                }
+            }
+        }
+        let stamp = idempotence.map(|i| i.stamp);
+        let outcome = match payload {
+            Payload::Records(records) => inner.log.append_unsynced(records, stamp)?,
+            Payload::Encoded(batch) => inner.log.append_encoded_unsynced(batch, stamp)?,
+        };
+        if let Some(stamp) = stamp {
+            inner
+                .producers
+                .record(stamp, outcome.base_offset, outcome.record_count);
+        }
+        drop(inner);
+        self.end_gauge.set(outcome.end_offset as f64);
+        if !self.always {
+            self.publish_visible(outcome.end_offset);
+        }
+        let appended = Appended {
+            base_offset: outcome.base_offset,
+            record_count: outcome.record_count,
+            duplicate: false,
+        };
+        Ok((appended, outcome.end_offset))
+    }
+
+    fn publish_visible(&self, end: u64) {
+        let grew = self.visible.send_if_modified(|v| {
+            if end > *v {
+                *v = end;
+                true
+            } else {
+                false
+            }
+        });
+        if grew {
+            self.topic_activity.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Waits until everything below `target` is durable, starting a sync when none runs.
+    async fn wait_durable(self: &Arc<Self>, target: u64) -> Result<()> {
+        let mut rx = self.sync_state.subscribe();
+        loop {
+            let state = *rx.borrow_and_update();
+            if state.failed {
+                return Err(self.sync_failed());
+            }
+            if state.durable >= target {
+                return Ok(());
+            }
+            self.start_sync();
+            if rx.changed().await.is_err() {
+                return Err(self.sync_failed());
+            }
+        }
+    }
+
+    fn sync_failed(&self) -> BrokerError {
+        BrokerError::SyncFailed {
+            topic: self.topic.to_string(),
+            partition: self.id,
+        }
+    }
+
+    /// With `--fsync always`, starts a sync now unless `end` is durable already (so the
+    /// partitions of one produce sync in parallel).
+    pub fn start_sync_for(self: &Arc<Self>, end: u64) {
+        if self.always && self.sync_state.borrow().durable < end {
+            self.start_sync();
+        }
+    }
+
+    /// Whether some appended data is not yet known durable.
+    pub fn has_unsynced(&self) -> bool {
+        let end = self.lock().log.end_offset();
+        end > self.sync_state.borrow().durable
+    }
+
+    /// Starts a sync task unless one is running. The task is detached so a client that
+    /// hangs up cannot cancel a sync others wait on.
+    pub fn start_sync(self: &Arc<Self>) {
+        if self
+            .sync_running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let pending = this.lock().log.pending_sync();
+            let started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || pending.sync()).await;
+            m::fsync_seconds(started.elapsed());
+            // Cleared before publishing: a waiter woken by the publish may need to lead the
+            // next sync, and must find the flag free.
+            this.sync_running.store(false, Ordering::Release);
+            match result {
+                Ok(Ok(durable)) => {
+                    this.sync_state
+                        .send_modify(|s| s.durable = s.durable.max(durable));
+                    if this.always {
+                        this.publish_visible(durable);
+                    }
+                }
+                Ok(Err(error)) => this.fail_sync(&error.to_string()),
+                Err(join) => this.fail_sync(&join.to_string()),
+            }
+        });
+    }
+
+    fn fail_sync(&self, error: &str) {
+        tracing::error!(topic = %self.topic, partition = self.id, error,
+            "sync failed: refusing writes to this partition until restart");
+        self.sync_state.send_modify(|s| s.failed = true);
+    }
+
+    /// Syncs now on the calling thread (shutdown).
+    pub fn sync_blocking(&self) -> Result<()> {
+        let mut inner = self.lock();
+        inner.log.sync()?;
+        let end = inner.log.end_offset();
+        drop(inner);
+        self.sync_state
+            .send_modify(|s| s.durable = s.durable.max(end));
+        Ok(())
+    }
+
+    /// `(log start, visible end)`.
+    pub fn offsets(&self) -> (u64, u64) {
+        let start = self.lock().log.start_offset();
+        (start, *self.visible.borrow())
+    }
+
+    /// Checks that `offset` is readable (between start and the visible end, inclusive).
+    fn check_range(&self, inner: &Inner, offset: u64) -> Result<u64> {
+        let start = inner.log.start_offset();
+        let end = *self.visible.borrow();
+        if offset < start || offset > end {
+            return Err(BrokerError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        Ok(end)
+    }
+
+    /// Up to `max` records from `offset` (empty at the visible end).
+    pub fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Result<Vec<OwnedRecord>> {
+        let inner = self.lock();
+        let end = self.check_range(&inner, offset)?;
+        if offset == end {
+            return Ok(Vec::new());
+        }
+        let mut records = inner.log.read(offset, max, max_bytes)?;
+        drop(inner);
+        records.retain(|r| r.offset < end);
+        Ok(records)
+    }
+
+    /// Whole encoded batches from the one holding `offset`, none past the visible end, and the
+    /// offset following the last record returned.
+    pub fn read_encoded(&self, offset: u64, max_bytes: usize) -> Result<(Vec<u8>, u64)> {
+        let inner = self.lock();
+        let end = self.check_range(&inner, offset)?;
+        if offset == end {
+            return Ok((Vec::new(), offset));
+        }
+        let bytes = inner.log.read_encoded(offset, max_bytes)?;
+        drop(inner);
+        Ok(crate::batches::truncate_to(bytes, end, offset))
+    }
+
+    /// A receiver of the visible end, for long-polls.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.visible.subscribe()
+    }
+
+    /// Deletes segments past retention; blocking (file deletions).
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        Ok(self.lock().log.enforce_retention(now_ms)?)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().log.size_bytes()
+    }
+}

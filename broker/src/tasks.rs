@@ -1,0 +1,77 @@
+//! Background tasks, each stopping when shutdown begins:
+//! the interval flusher (`--fsync interval`), the group session sweeper, and retention.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::broker::{blocking, Broker};
+use crate::config::FsyncMode;
+use crate::http::stopped;
+use crate::http::topics::now_ms;
+use crate::metrics as m;
+
+/// How often expired group members are looked for.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
+/// How often retention runs (when configured).
+const RETENTION_EVERY: Duration = Duration::from_secs(5);
+
+pub fn spawn_all(broker: &Arc<Broker>) {
+    if broker.config.fsync == FsyncMode::Interval {
+        let every = broker.config.fsync_interval();
+        spawn_every(broker, every, flush);
+    }
+    spawn_every(broker, SWEEP_EVERY, |b| b.groups.expire_all());
+    if broker.config.retention_bytes.is_some() || broker.config.retention_ms.is_some() {
+        spawn_every(broker, RETENTION_EVERY, |b| {
+            let b = Arc::clone(b);
+            tokio::spawn(async move {
+                if let Err(e) = blocking(move || retention(&b)).await {
+                    tracing::warn!(error = %e, "retention failed");
+                }
+            });
+        });
+    }
+}
+
+/// Runs `f` every `period` until shutdown.
+fn spawn_every(broker: &Arc<Broker>, period: Duration, f: impl Fn(&Arc<Broker>) + Send + 'static) {
+    let broker = Arc::clone(broker);
+    let mut stop: watch::Receiver<bool> = broker.shutdown.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => f(&broker),
+                _ = stopped(&mut stop) => return,
+            }
+        }
+    });
+}
+
+/// Starts a sync on every partition with unsynced data (each runs on a blocking thread).
+fn flush(broker: &Arc<Broker>) {
+    for topic in broker.topics.all() {
+        for part in &topic.partitions {
+            if part.has_unsynced() {
+                part.start_sync();
+            }
+        }
+    }
+}
+
+fn retention(broker: &Broker) -> crate::error::Result<()> {
+    let now = now_ms();
+    for topic in broker.topics.all() {
+        for part in &topic.partitions {
+            let deleted = part.enforce_retention(now)?;
+            if deleted > 0 {
+                m::retention_deleted(deleted);
+                tracing::info!(topic = %topic.name, partition = part.id, deleted, "retention deleted segments");
+            }
+        }
+    }
+    Ok(())
+}

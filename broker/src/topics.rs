@@ -1,0 +1,208 @@
+//! The topic registry: which topics exist, their partitions, and where they live on disk.
+//!
+//! Layout: `<data_dir>/topics/<topic>/topic.json` (`{"partitions": N}`, written atomically)
+//! and one log directory per partition, `<data_dir>/topics/<topic>/<partition>/`. A topic
+//! directory without a readable `topic.json` is ignored with a warning (a crash while
+//! creating it), never guessed at.
+//!
+//! Opening logs is blocking work; callers run [`Topics::recover`] and [`Topics::create`] off
+//! the reactor. Partition internals live in `partition.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::{Config, FsyncMode};
+use crate::error::{BrokerError, Result};
+use crate::naming::validate_name;
+use crate::partition::Partition;
+use crate::{fsutil, metrics as m};
+
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 4096;
+
+pub struct Topic {
+    pub name: Arc<str>,
+    pub partitions: Vec<Arc<Partition>>,
+    /// Bumped on new visible data in any partition.
+    pub activity: Arc<watch::Sender<u64>>,
+    pub counters: m::TopicCounters,
+}
+
+impl Topic {
+    pub fn partition(&self, id: u64) -> Result<&Arc<Partition>> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .ok_or_else(|| BrokerError::UnknownPartition {
+                topic: self.name.to_string(),
+                partition: id,
+                count: self.partition_count(),
+            })
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicMeta {
+    partitions: u32,
+}
+
+pub struct Topics {
+    root: PathBuf,
+    config: Config,
+    map: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, so two first produces do not both create a topic.
+    create_lock: Mutex<()>,
+}
+
+impl Topics {
+    pub fn new(config: &Config) -> Topics {
+        Topics {
+            root: config.data_dir.join("topics"),
+            config: config.clone(),
+            map: RwLock::new(HashMap::new()),
+            create_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The topic, or 404 (the name is validated first, so a bad name is a 400).
+    pub fn require(&self, name: &str) -> Result<Arc<Topic>> {
+        validate_name("topic", name)?;
+        self.get(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut topics: Vec<_> = map.values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Opens every topic found on disk. Blocking; run before the broker reports ready.
+    pub fn recover(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| BrokerError::io(format!("create {}", self.root.display()), e))?;
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| BrokerError::io(format!("list {}", self.root.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| BrokerError::io("list topics", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate_name("topic", &name).is_err() || !entry.path().is_dir() {
+                continue;
+            }
+            let Some(meta) = read_meta(&entry.path()) else {
+                tracing::warn!(topic = %name, "no readable topic.json: ignoring the directory");
+                continue;
+            };
+            let topic = self.open_topic(&name, meta.partitions)?;
+            tracing::info!(topic = %name, partitions = meta.partitions, "topic recovered");
+            self.insert(topic);
+        }
+        Ok(())
+    }
+
+    /// Creates a topic, or finds it. `Ok((topic, created))`; 409 when it exists with another
+    /// partition count. Blocking.
+    pub fn create(&self, name: &str, partitions: u32) -> Result<(Arc<Topic>, bool)> {
+        validate_name("topic", name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(BrokerError::BadRequest(format!(
+                "partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
+            )));
+        }
+        let _guard = self.create_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(topic) = self.get(name) {
+            if topic.partition_count() != partitions {
+                return Err(BrokerError::PartitionCountMismatch {
+                    topic: name.to_string(),
+                    existing: topic.partition_count(),
+                    requested: partitions,
+                });
+            }
+            return Ok((topic, false));
+        }
+        let dir = self.root.join(name);
+        let topic = self.open_topic(name, partitions)?;
+        // The metadata file is written last: a topic without it is an unfinished creation.
+        let meta = serde_json::to_vec(&TopicMeta { partitions })
+            .map_err(|e| BrokerError::Internal(e.to_string()))?;
+        fsutil::write_atomically(&dir.join("topic.json"), &meta)?;
+        tracing::info!(topic = %name, partitions, "topic created");
+        let topic = self.insert(topic);
+        Ok((topic, true))
+    }
+
+    /// The topic, created with the default partition count when missing. Blocking only when
+    /// it creates.
+    pub fn get_or_create(&self, name: &str) -> Result<Arc<Topic>> {
+        validate_name("topic", name)?;
+        if let Some(topic) = self.get(name) {
+            return Ok(topic);
+        }
+        match self.create(name, self.config.partitions) {
+            Ok((topic, _)) => Ok(topic),
+            // Created meanwhile by an explicit PUT with another count: use that one.
+            Err(BrokerError::PartitionCountMismatch { .. }) => self.require(name),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn insert(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.name.to_string(), Arc::clone(&topic));
+        topic
+    }
+
+    fn open_topic(&self, name: &str, partitions: u32) -> Result<Topic> {
+        let name: Arc<str> = Arc::from(name);
+        let activity = Arc::new(watch::Sender::new(0u64));
+        let always = self.config.fsync == FsyncMode::Always;
+        let dir = self.root.join(&*name);
+        let parts = (0..partitions)
+            .map(|id| {
+                let log_dir = dir.join(id.to_string());
+                Partition::open(
+                    Arc::clone(&name),
+                    id,
+                    &log_dir,
+                    self.config.log_config(),
+                    always,
+                    Arc::clone(&activity),
+                    self.config.file_ops(),
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Topic {
+            counters: m::TopicCounters::new(&name),
+            name,
+            partitions: parts,
+            activity,
+        })
+    }
+}
+
+fn read_meta(dir: &Path) -> Option<TopicMeta> {
+    let bytes = std::fs::read(dir.join("topic.json")).ok()?;
+    let meta: TopicMeta = serde_json::from_slice(&bytes).ok()?;
+    (meta.partitions > 0 && meta.partitions <= MAX_PARTITIONS).then_some(meta)
+}
