@@ -375,6 +375,11 @@ impl CsvRows {
         &self.columns
     }
 
+    /// How many bytes of the file have been read (for a progress bar).
+    pub fn byte_position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
     /// The next record with its line number, `None` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<CsvRow<'_>>, Error> {
         match self.reader.read_byte_record(&mut self.record) {

@@ -1,1 +1,76 @@
-fn main() {}
+//! `collector`: a consumer-group member writing the broker's telemetry into PostgreSQL,
+//! exactly once (see `clients::collector`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use clients::client::{BrokerClient, ClientConfig};
+use clients::collector::{self, CollectorConfig};
+use pipeline_common::db::DbArgs;
+use pipeline_common::ops::{OpsServer, Readiness};
+use pipeline_common::shutdown::ShutdownFlag;
+
+/// Consumes telemetry points from the broker and writes them into PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The broker's base URL.
+    #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
+    broker: String,
+    /// Bearer token for the broker, when it requires one.
+    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Topic to consume.
+    #[arg(long, env = "TOPIC", default_value = "telemetry")]
+    topic: String,
+    /// Consumer group; its members share the topic's partitions.
+    #[arg(long, env = "COLLECTOR_GROUP", default_value = "collectors")]
+    group: String,
+    /// Messages per database transaction (at most).
+    #[arg(long, env = "COLLECTOR_BATCH_SIZE", default_value_t = 100)]
+    batch_size: usize,
+    /// Write a batch at the latest this many milliseconds after its first message.
+    #[arg(long, env = "COLLECTOR_FLUSH_MS", default_value_t = 200)]
+    flush_ms: u64,
+    /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
+    #[arg(long, env = "COLLECTOR_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
+    metrics_listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn main() -> ExitCode {
+    pipeline_common::logging::init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "collector failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
+    collector::describe_metrics();
+    let readiness = Readiness::default();
+    let ops = OpsServer::start(args.metrics_listen, readiness.clone())
+        .with_context(|| format!("listening on {}", args.metrics_listen))?;
+    tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
+        group = %args.group, "collector starting");
+    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone())).with_shutdown(shutdown);
+    let config = CollectorConfig {
+        topic: args.topic,
+        group: args.group,
+        batch_size: args.batch_size,
+        flush_interval: Duration::from_millis(args.flush_ms.max(1)),
+        database: args.db.connection_string(),
+    };
+    collector::run(&config, client, &readiness)?;
+    tracing::info!("collector stopped");
+    Ok(())
+}

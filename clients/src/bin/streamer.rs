@@ -1,1 +1,91 @@
-fn main() {}
+//! `streamer`: reads a DCGM CSV and produces its rows to the broker as telemetry points,
+//! sharing the rows with the other streamers of its `--group` (see `clients::streamer`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use clients::client::{BrokerClient, ClientConfig};
+use clients::streamer::{self, StreamerConfig};
+use pipeline_common::ops::{OpsServer, Readiness};
+use pipeline_common::shutdown::ShutdownFlag;
+
+/// Streams a DCGM metrics CSV into the broker, exactly once per pass, shared by a group.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The broker's base URL.
+    #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
+    broker: String,
+    /// Bearer token for the broker, when it requires one.
+    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Topic to produce to.
+    #[arg(long, env = "TOPIC", default_value = "telemetry")]
+    topic: String,
+    /// The CSV file (header row with the DCGM columns, any order).
+    #[arg(long, env = "CSV_PATH")]
+    csv: PathBuf,
+    /// Rows per produce request (per shard).
+    #[arg(long, env = "STREAMER_BATCH_SIZE", default_value_t = 100)]
+    batch_size: usize,
+    /// Stream the file again and again (otherwise once).
+    #[arg(long = "loop", env = "STREAMER_LOOP")]
+    looping: bool,
+    /// Rows per second for this streamer; 0 = as fast as possible.
+    #[arg(long, env = "STREAMER_RATE", default_value_t = 0.0)]
+    rate: f64,
+    /// Streamers of one group share the file's rows.
+    #[arg(long, env = "STREAMER_GROUP", default_value = "streamers")]
+    group: String,
+    /// Shards the rows are split into (partitions of `<topic>.shards`; an existing shard
+    /// topic keeps its count).
+    #[arg(long, env = "STREAMER_SHARDS", default_value_t = 16)]
+    shards: u32,
+    /// Prefix of the per-shard idempotent producer ids (`<prefix>-shard-<n>`); the group name
+    /// by default.
+    #[arg(long, env = "STREAMER_PRODUCER_ID")]
+    producer_id: Option<String>,
+    /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
+    #[arg(long, env = "STREAMER_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
+    metrics_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    pipeline_common::logging::init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "streamer failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(args.rate >= 0.0 && args.rate.is_finite(), "--rate must be >= 0");
+    let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
+    streamer::describe_metrics();
+    let readiness = Readiness::default();
+    let ops = OpsServer::start(args.metrics_listen, readiness.clone())
+        .with_context(|| format!("listening on {}", args.metrics_listen))?;
+    tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
+        csv = %args.csv.display(), group = %args.group, "streamer starting");
+    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone())).with_shutdown(shutdown);
+    let config = StreamerConfig {
+        topic: args.topic,
+        csv: args.csv,
+        batch_size: args.batch_size,
+        looping: args.looping,
+        rate: args.rate,
+        group: args.group,
+        shards: args.shards,
+        producer_prefix: args.producer_id,
+    };
+    streamer::run(&config, client, &readiness)?;
+    tracing::info!("streamer stopped");
+    Ok(())
+}

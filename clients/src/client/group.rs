@@ -121,6 +121,23 @@ impl GroupMember {
         result
     }
 
+    /// Commits in one attempt, ignoring refusals: for offsets kept elsewhere (the collector's
+    /// live in PostgreSQL), where the broker's copy only shows lag.
+    pub fn commit_best_effort(&self, offsets: &BTreeMap<u32, u64>) {
+        let view = self.membership();
+        let owned: BTreeMap<u32, u64> = offsets
+            .iter()
+            .filter(|(p, _)| view.partitions.binary_search(p).is_ok())
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        if let Err(e) = self.shared.client.commit_once(&self.shared.group, &view, &self.shared.topic, &owned) {
+            tracing::debug!(error = %e, "broker offset commit skipped");
+        }
+    }
+
     /// The group's committed offsets for this topic.
     pub fn committed(&self) -> Result<BTreeMap<u32, u64>> {
         self.shared.client.committed(&self.shared.group, &self.shared.topic)

@@ -402,9 +402,26 @@ impl BrokerClient {
         membership(&path, &answer.body)
     }
 
-    /// `POST /v1/groups/{g}/offsets`. A stale generation or a partition not assigned to this
-    /// member is refused with 409.
+    /// `POST /v1/groups/{g}/offsets`, retried while the broker is unreachable. A stale
+    /// generation or a partition not assigned to this member is refused with 409.
     pub fn commit(&self, group: &str, member: &Membership, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+        self.commit_with(group, member, topic, offsets, true)
+    }
+
+    /// [`Self::commit`] in one attempt, for commits that are only informative (the collector's
+    /// offsets live in PostgreSQL; the broker's copy shows lag).
+    pub fn commit_once(&self, group: &str, member: &Membership, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+        self.commit_with(group, member, topic, offsets, false)
+    }
+
+    fn commit_with(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+        retrying: bool,
+    ) -> Result<()> {
         let offsets: BTreeMap<String, u64> = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
         let body = serde_json::json!({
             "member_id": member.member_id,
@@ -414,7 +431,12 @@ impl BrokerClient {
         })
         .to_string();
         let path = format!("/v1/groups/{}/offsets", enc(group));
-        self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        let body = Some(("application/json", body.as_bytes()));
+        if retrying {
+            self.exchange_retrying("POST", &path, body, Duration::ZERO)?;
+        } else {
+            self.exchange("POST", &self.url(&path), body, Duration::ZERO)?;
+        }
         Ok(())
     }
 

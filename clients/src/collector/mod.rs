@@ -1,1 +1,305 @@
-pub fn x(){}
+//! The collector: a consumer-group member that moves its partitions' telemetry points from
+//! the broker into PostgreSQL, exactly once.
+//!
+//! Two threads: the fetcher ([`fetch`]) long-polls the assigned partitions and decodes
+//! ([`chunk`]); the writer (here) gathers chunks into batches of `--batch-size` or whatever
+//! arrived within the flush interval and writes each in one transaction ([`sink`]). The
+//! database's offsets are the truth: resume from them on assignment, and a batch that does not
+//! start where the database says is never written. The broker's group offsets are committed
+//! too, best effort, so `GET /v1/groups/{g}` shows lag.
+//!
+//! Failures: the broker down → the client retries, the writer keeps its batch; PostgreSQL down
+//! → the writer retries the same batch with backoff while the fetcher waits on the bounded
+//! channel; SIGTERM → the fetcher stops, the writer flushes, the member leaves.
+
+pub mod chunk;
+pub mod fetch;
+pub mod sink;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use pipeline_common::ops::Readiness;
+use pipeline_common::shutdown::ShutdownFlag;
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::client::{BrokerClient, GroupMember, RetryPolicy};
+use crate::error::{Error, Result};
+use chunk::Chunk;
+use fetch::Fetcher;
+use sink::{Pool, Sink, Written};
+
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub topic: String,
+    pub group: String,
+    /// Messages per transaction (at most; a flush interval cuts it short).
+    pub batch_size: usize,
+    /// A batch is written at the latest this long after its first message arrived.
+    pub flush_interval: Duration,
+    /// `postgres::Config` connection string.
+    pub database: String,
+}
+
+/// Registers the collector's metrics with their help texts.
+pub fn describe_metrics() {
+    describe_counter!("collector_messages_fetched_total", "Messages fetched from the broker");
+    describe_counter!("collector_rows_written_total", "Telemetry rows committed to PostgreSQL");
+    describe_counter!("collector_dead_letters_total", "Undecodable messages stored as dead letters");
+    describe_counter!(
+        "collector_offset_conflicts_total",
+        "Batches of a partition left out because the database's offset had moved (another writer)"
+    );
+    describe_counter!("collector_db_errors_total", "Failed batch transactions (retried)");
+    describe_histogram!("collector_batch_seconds", "Time to write one batch transaction");
+    describe_histogram!("collector_batch_rows", "Rows per committed batch");
+    describe_gauge!("collector_lag_messages", "Messages in the partition's log not yet fetched");
+    describe_gauge!("collector_partitions_owned", "Partitions assigned to this collector");
+}
+
+/// A connection pool that does not connect until first used (so a database that is not up yet
+/// is waited for, not fatal).
+pub fn pool(database: &str, size: u32) -> Result<Pool> {
+    let config = postgres::Config::from_str(database)?;
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(5))
+        .build_unchecked(manager))
+}
+
+/// Applies the migrations, waiting for the database while it is unreachable.
+pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
+    let policy = RetryPolicy::default();
+    let mut attempt = 0;
+    loop {
+        let result = pool
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut c| crate::schema::migrate(&mut c).map_err(Error::from));
+        match result {
+            Ok(applied) => {
+                tracing::info!(applied, "database schema is current");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot migrate the database yet, retrying");
+                if shutdown.sleep(policy.pause(attempt)) {
+                    return Err(Error::Interrupted);
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Runs the collector until the client's shutdown flag is set.
+pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
+    let shutdown = client.shutdown_flag().clone();
+    let pool = pool(&config.database, 4)?;
+    match migrate(&pool, &shutdown) {
+        Err(Error::Interrupted) => return Ok(()),
+        other => other?,
+    }
+    let member = match join(&client, config) {
+        Err(Error::Interrupted) => return Ok(()),
+        other => other?,
+    };
+    let sink = Sink::new(pool, &config.group, &config.topic);
+    // Bounded: while PostgreSQL is slow or down, the fetcher waits instead of buffering.
+    let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Chunk>(8);
+    let (resync_tx, resync_rx) = mpsc::channel::<u32>();
+    readiness.set(true);
+    let fetched = std::thread::scope(|scope| {
+        let fetcher = Fetcher::new(
+            client.clone(),
+            &member,
+            &sink,
+            &config.topic,
+            config.batch_size as u32,
+            chunks_tx,
+            resync_rx,
+        );
+        let handle = scope.spawn(move || fetcher.run());
+        let mut writer = Writer::new(config, &sink, &member, shutdown.clone(), resync_tx);
+        writer.run(chunks_rx);
+        handle.join().unwrap_or_else(|_| {
+            Err(Error::Decode {
+                url: String::new(),
+                reason: "the fetch thread panicked".into(),
+            })
+        })
+    });
+    readiness.set(false);
+    member.leave();
+    fetched
+}
+
+/// Joins the group, waiting while the topic does not exist yet (no streamer has produced).
+fn join(client: &BrokerClient, config: &CollectorConfig) -> Result<GroupMember> {
+    let mut told = false;
+    loop {
+        match GroupMember::join(client.clone(), &config.group, &config.topic, None) {
+            Err(e) if e.status() == Some(404) => {
+                if !told {
+                    tracing::info!(topic = %config.topic, "topic does not exist yet, waiting for it");
+                    told = true;
+                }
+                if client.shutdown_flag().sleep(Duration::from_millis(500)) {
+                    return Err(Error::Interrupted);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Gathers chunks into batches and writes them.
+struct Writer<'a> {
+    sink: &'a Sink,
+    member: &'a GroupMember,
+    shutdown: ShutdownFlag,
+    batch_size: usize,
+    flush_interval: Duration,
+    resync: Sender<u32>,
+    pending: Vec<Chunk>,
+    pending_messages: usize,
+    oldest: Option<Instant>,
+    /// Chunks of a partition older than this epoch belong to a cursor that was reset.
+    min_epoch: HashMap<u32, u64>,
+    /// Offsets committed to PostgreSQL, not yet to the broker.
+    broker_due: BTreeMap<u32, u64>,
+    broker_committed_at: Instant,
+}
+
+/// The broker's copy of the offsets is informative only; once a second is plenty.
+const BROKER_COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+impl<'a> Writer<'a> {
+    fn new(
+        config: &CollectorConfig,
+        sink: &'a Sink,
+        member: &'a GroupMember,
+        shutdown: ShutdownFlag,
+        resync: Sender<u32>,
+    ) -> Self {
+        Writer {
+            sink,
+            member,
+            shutdown,
+            batch_size: config.batch_size.max(1),
+            flush_interval: config.flush_interval,
+            resync,
+            pending: Vec::new(),
+            pending_messages: 0,
+            oldest: None,
+            min_epoch: HashMap::new(),
+            broker_due: BTreeMap::new(),
+            broker_committed_at: Instant::now(),
+        }
+    }
+
+    /// Until the fetcher hangs up: gather, flush on size or age; then a final flush.
+    fn run(&mut self, chunks: Receiver<Chunk>) {
+        loop {
+            let wait = self
+                .oldest
+                .map_or(Duration::from_millis(250), |t| self.flush_interval.saturating_sub(t.elapsed()));
+            match chunks.recv_timeout(wait) {
+                Ok(chunk) => self.add(chunk),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let due = self.oldest.is_some_and(|t| t.elapsed() >= self.flush_interval);
+            if self.pending_messages >= self.batch_size || due {
+                self.flush();
+            }
+        }
+        self.flush();
+        self.commit_to_broker(true);
+    }
+
+    fn add(&mut self, chunk: Chunk) {
+        if self.min_epoch.get(&chunk.partition).is_some_and(|min| chunk.epoch < *min) {
+            return;
+        }
+        let breaks_chain = self
+            .pending
+            .iter()
+            .rev()
+            .find(|c| c.partition == chunk.partition)
+            .is_some_and(|prev| prev.next != chunk.expect);
+        if breaks_chain {
+            self.flush();
+        }
+        self.pending_messages += chunk.rows.len() + chunk.dead.len();
+        self.oldest.get_or_insert_with(Instant::now);
+        self.pending.push(chunk);
+    }
+
+    /// Writes the pending chunks of partitions this member still owns (a revoked partition's
+    /// new owner fetches them again from the database's offset).
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_messages = 0;
+        self.oldest = None;
+        let owned: Vec<Chunk> = pending.into_iter().filter(|c| self.member.owns(c.partition)).collect();
+        if owned.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let Some(written) = self.write_retrying(&owned) else { return };
+        histogram!("collector_batch_seconds").record(started.elapsed().as_secs_f64());
+        histogram!("collector_batch_rows").record(written.rows as f64);
+        counter!("collector_rows_written_total").increment(written.rows);
+        counter!("collector_dead_letters_total").increment(written.dead);
+        for p in &written.mismatched {
+            let newest = owned.iter().filter(|c| c.partition == *p).map(|c| c.epoch).max().unwrap_or(0);
+            self.min_epoch.insert(*p, newest + 1);
+            counter!("collector_offset_conflicts_total").increment(1);
+            tracing::info!(partition = p, "database offset moved under this batch; re-reading it");
+            let _ = self.resync.send(*p);
+        }
+        for (p, next) in &written.offsets {
+            self.broker_due.insert(*p, (*next).max(0) as u64);
+        }
+        self.commit_to_broker(false);
+    }
+
+    /// The batch transaction, retried with backoff while PostgreSQL fails. During shutdown
+    /// it gets a few attempts; what is not written is fetched again by the next owner.
+    fn write_retrying(&self, chunks: &[Chunk]) -> Option<Written> {
+        let policy = RetryPolicy::default();
+        let mut attempt = 0;
+        loop {
+            match self.sink.write(chunks) {
+                Ok(w) => return Some(w),
+                Err(e) => {
+                    counter!("collector_db_errors_total").increment(1);
+                    if attempt % 10 == 0 {
+                        tracing::warn!(error = %e, attempt, "batch transaction failed, retrying");
+                    }
+                    if self.shutdown.is_set() && attempt >= 3 {
+                        tracing::warn!("giving up on the batch at shutdown; it will be fetched again");
+                        return None;
+                    }
+                    self.shutdown.sleep(policy.pause(attempt));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn commit_to_broker(&mut self, now: bool) {
+        if self.broker_due.is_empty() || (!now && self.broker_committed_at.elapsed() < BROKER_COMMIT_EVERY) {
+            return;
+        }
+        self.member.commit_best_effort(&self.broker_due);
+        self.broker_due.clear();
+        self.broker_committed_at = Instant::now();
+    }
+}

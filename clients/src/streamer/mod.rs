@@ -1,1 +1,422 @@
-pub fn x(){}
+//! The streamer: CSV rows → telemetry points → the broker, shared by the members of a
+//! streamer group, exactly once (the scheme is in [`shards`]).
+//!
+//! Owns the scan of the file (once, or again and again with `--loop`), batching per shard,
+//! pacing (`--rate`), the produce-then-commit step, reacting to rebalances, and the bad-row
+//! accounting. The wire protocol is [`crate::client`]'s, the row mapping [`crate::telemetry`]'s.
+//!
+//! A one-shot run is done when every shard's committed progress has reached the end of pass
+//! 0 — not merely its own shards — so a streamer whose peer dies keeps running until it has
+//! been handed the dead peer's shards and finished them; the last streamer standing exits 0
+//! once the whole file is in the broker.
+
+pub mod report;
+pub mod shards;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use pipeline_common::ops::Readiness;
+
+use crate::client::{push_record, BrokerClient, GroupMember, Idempotence};
+use crate::error::{Error, Result};
+use crate::telemetry::CsvRows;
+use report::{Pacer, Reporter};
+use shards::{producer_id, shard_of, Progress, FIRST_PASS_DONE};
+
+/// Everything the streamer needs to know (flags of DESIGN.md plus the sharding knobs).
+#[derive(Debug, Clone)]
+pub struct StreamerConfig {
+    pub topic: String,
+    pub csv: PathBuf,
+    pub batch_size: usize,
+    /// Stream the file again and again.
+    pub looping: bool,
+    /// Rows per second; 0 = as fast as possible.
+    pub rate: f64,
+    pub group: String,
+    /// Shards to create the shard topic with (an existing topic keeps its count).
+    pub shards: u32,
+    /// Prefix of the shards' producer ids; the group name when `None`.
+    pub producer_prefix: Option<String>,
+}
+
+/// A paced batch is sent once its first row is this old, so a slow `--rate` is not held back
+/// until a whole batch has filled.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// Registers the streamer's metrics with their help texts.
+pub fn describe_metrics() {
+    describe_counter!("streamer_rows_read_total", "CSV rows read for the shards this streamer owns");
+    describe_counter!("streamer_rows_skipped_total", "CSV rows skipped because they do not parse");
+    describe_counter!("streamer_rows_produced_total", "Rows acknowledged by the broker");
+    describe_counter!(
+        "streamer_rows_deduplicated_total",
+        "Rows resent after a takeover or restart that the broker already had (not appended again)"
+    );
+    describe_counter!("streamer_passes_total", "Shard passes over the file completed");
+    describe_histogram!("streamer_batch_seconds", "Time to produce one batch and commit its progress");
+    describe_gauge!("streamer_shards_owned", "Shards currently assigned to this streamer");
+}
+
+/// Runs until a one-shot run is complete or `client`'s shutdown flag is set.
+pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
+    let shard_topic = format!("{}.shards", config.topic);
+    let shards = ensure_shard_topic(&client, &shard_topic, config.shards)?;
+    let member = match GroupMember::join(client.clone(), &config.group, &shard_topic, None) {
+        Err(Error::Interrupted) => return Ok(()),
+        other => other?,
+    };
+    readiness.set(true);
+    let mut streamer = Streamer {
+        config,
+        client,
+        member: &member,
+        shards,
+        reporter: Reporter::new(),
+        pacer: Pacer::new(config.rate),
+    };
+    let result = streamer.run_loop();
+    streamer.reporter.finish();
+    readiness.set(false);
+    member.leave();
+    match result {
+        Err(Error::Interrupted) => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates `<topic>.shards` (or finds it) and returns its partition count.
+fn ensure_shard_topic(client: &BrokerClient, topic: &str, shards: u32) -> Result<u32> {
+    match client.create_topic(topic, shards.max(1)) {
+        Ok(_) => Ok(shards.max(1)),
+        // It exists with another count: the group's streamers must agree, so use it.
+        Err(e) if e.status() == Some(409) => Ok(client.topic(topic)?.partitions.len().max(1) as u32),
+        Err(e) => Err(e),
+    }
+}
+
+struct Streamer<'a> {
+    config: &'a StreamerConfig,
+    client: BrokerClient,
+    member: &'a GroupMember,
+    shards: u32,
+    reporter: Reporter,
+    pacer: Pacer,
+}
+
+/// How a scan of the file ended.
+enum ScanEnd {
+    /// End of file: every owned shard finished its pass.
+    Finished,
+    /// The assignment changed or a commit was refused: start over from committed progress.
+    Rebalanced,
+    Shutdown,
+}
+
+/// One owned shard during a scan.
+struct Cursor {
+    shard: u32,
+    producer: String,
+    /// Where the shard is: everything before `progress.position` in this pass is in the broker.
+    progress: Progress,
+    /// Records of this shard met so far in this scan (the position of the next one).
+    seen: u32,
+    batch: Batch,
+    /// Good rows still to drop because an earlier, longer batch with the same seq already
+    /// holds them (see [`Streamer::send`]).
+    skip: usize,
+}
+
+/// Encoded NDJSON lines waiting to be produced, with each line's shard position.
+#[derive(Default)]
+struct Batch {
+    body: Vec<u8>,
+    ends: Vec<usize>,
+    positions: Vec<u32>,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Forgets the first `n` lines (the broker has them).
+    fn drain_front(&mut self, n: usize) {
+        if n >= self.len() {
+            *self = Batch::default();
+            return;
+        }
+        let cut = self.ends[n - 1];
+        self.body.drain(..cut);
+        self.ends.drain(..n);
+        self.ends.iter_mut().for_each(|e| *e -= cut);
+        self.positions.drain(..n);
+    }
+}
+
+impl Streamer<'_> {
+    fn shutdown(&self) -> bool {
+        self.client.shutdown_flag().is_set()
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        loop {
+            if self.shutdown() {
+                return Ok(());
+            }
+            let epoch = self.member.epoch();
+            let view = self.member.membership();
+            let committed = self.member.committed()?;
+            let mut cursors = self.cursors(&view.partitions, &committed);
+            gauge!("streamer_shards_owned").set(view.partitions.len() as f64);
+            if cursors.is_empty() {
+                if !self.config.looping && self.all_done(&committed) {
+                    tracing::info!("every shard has finished the file: one-shot run complete");
+                    return Ok(());
+                }
+                self.wait_for_change(epoch, Duration::from_millis(300));
+                continue;
+            }
+            match self.scan(epoch, &mut cursors)? {
+                ScanEnd::Finished | ScanEnd::Rebalanced => {}
+                ScanEnd::Shutdown => return Ok(()),
+            }
+        }
+    }
+
+    /// Cursors for the owned shards that still have work (a one-shot run skips finished ones).
+    fn cursors(&self, owned: &[u32], committed: &BTreeMap<u32, u64>) -> BTreeMap<u32, Cursor> {
+        let prefix = self.config.producer_prefix.as_deref().unwrap_or(&self.config.group);
+        owned
+            .iter()
+            .map(|&shard| (shard, Progress::decode(committed.get(&shard).copied().unwrap_or(0))))
+            .filter(|(_, progress)| self.config.looping || progress.pass == 0)
+            .map(|(shard, progress)| {
+                let cursor = Cursor {
+                    shard,
+                    producer: producer_id(prefix, shard),
+                    progress,
+                    seen: 0,
+                    batch: Batch::default(),
+                    skip: 0,
+                };
+                (shard, cursor)
+            })
+            .collect()
+    }
+
+    fn all_done(&self, committed: &BTreeMap<u32, u64>) -> bool {
+        (0..self.shards).all(|s| committed.get(&s).is_some_and(|p| *p >= FIRST_PASS_DONE))
+    }
+
+    fn wait_for_change(&self, epoch: u64, at_most: Duration) {
+        let until = Instant::now() + at_most;
+        while Instant::now() < until && self.member.epoch() == epoch && !self.shutdown() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One pass of the file for the owned shards, from each shard's progress.
+    fn scan(&mut self, epoch: u64, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+        let mut rows = CsvRows::open(&self.config.csv)?;
+        let file_len = std::fs::metadata(&self.config.csv).map_or(1, |m| m.len().max(1));
+        let owned: Vec<u32> = cursors.keys().copied().collect();
+        let mut epoch = epoch;
+        loop {
+            if self.shutdown() {
+                return self.flush_for_shutdown(cursors);
+            }
+            let Some(row) = rows.next_record()? else { break };
+            let shard = shard_of(row.hostname_bytes(), self.shards);
+            let Some(cursor) = cursors.get_mut(&shard) else { continue };
+            let position = cursor.seen;
+            cursor.seen += 1;
+            if position < cursor.progress.position {
+                continue;
+            }
+            counter!("streamer_rows_read_total").increment(1);
+            if self.pacer.wait_for_row(self.client.shutdown_flag()) {
+                return self.flush_for_shutdown(cursors);
+            }
+            match row.point(Utc::now()) {
+                Ok(_) if cursor.skip > 0 => {
+                    // Already in the broker under an earlier batch's seq.
+                    cursor.skip -= 1;
+                    if cursor.skip == 0 {
+                        cursor.progress.position = position + 1;
+                        if let Some(end) = self.commit(cursor)? {
+                            return Ok(end);
+                        }
+                    }
+                }
+                Ok(point) => {
+                    push_record(&mut cursor.batch.body, &point.gpu_uuid, &point)?;
+                    cursor.batch.ends.push(cursor.batch.body.len());
+                    cursor.batch.positions.push(position);
+                    cursor.batch.started.get_or_insert_with(Instant::now);
+                }
+                Err(problem) => {
+                    self.reporter.skipped += 1;
+                    counter!("streamer_rows_skipped_total").increment(1);
+                    tracing::warn!(line = row.line, reason = %problem, "skipping bad row");
+                }
+            }
+            if cursor.batch.len() >= self.config.batch_size {
+                if let Some(end) = self.send(cursor)? {
+                    return Ok(end);
+                }
+                if self.rebalanced(&mut epoch, &owned) {
+                    return Ok(ScanEnd::Rebalanced);
+                }
+            }
+            if self.pacer.is_paced() {
+                if let Some(end) = self.send_lingering(cursors)? {
+                    return Ok(end);
+                }
+            }
+            self.reporter.tick(rows.byte_position() as f64 / file_len as f64);
+        }
+        self.finish_pass(cursors)
+    }
+
+    /// Whether the assignment moved under the scan (a new generation that keeps the same
+    /// shards is no reason to start over: commits simply carry the new generation).
+    fn rebalanced(&self, epoch: &mut u64, owned: &[u32]) -> bool {
+        let now = self.member.epoch();
+        if now == *epoch {
+            return false;
+        }
+        *epoch = now;
+        let changed = self.member.membership().partitions != owned;
+        if changed {
+            tracing::info!("shard assignment changed, restarting from the committed progress");
+        }
+        changed
+    }
+
+    /// Sends paced batches whose first row has waited [`LINGER`].
+    fn send_lingering(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<Option<ScanEnd>> {
+        for cursor in cursors.values_mut() {
+            if cursor.batch.started.is_some_and(|t| t.elapsed() >= LINGER) {
+                if let Some(end) = self.send(cursor)? {
+                    return Ok(Some(end));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// End of file: send what is left, then mark each shard's pass done.
+    fn finish_pass(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+        for cursor in cursors.values_mut() {
+            if let Some(end) = self.send(cursor)? {
+                return Ok(end);
+            }
+            cursor.progress = cursor.progress.next_pass();
+            if let Some(end) = self.commit(cursor)? {
+                return Ok(end);
+            }
+            counter!("streamer_passes_total").increment(1);
+            tracing::debug!(shard = cursor.shard, pass = cursor.progress.pass, "shard pass complete");
+        }
+        Ok(ScanEnd::Finished)
+    }
+
+    /// SIGTERM: produce and commit what is buffered (one attempt each), then stop.
+    fn flush_for_shutdown(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+        for cursor in cursors.values_mut() {
+            match self.send(cursor) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(Error::Interrupted) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not flush at shutdown");
+                    break;
+                }
+            }
+        }
+        Ok(ScanEnd::Shutdown)
+    }
+
+    /// Produces the cursor's batch under its shard's idempotent identity and commits the new
+    /// progress. `Some(end)` when the scan must stop (refused commit, shutdown).
+    fn send(&mut self, cursor: &mut Cursor) -> Result<Option<ScanEnd>> {
+        while !cursor.batch.is_empty() {
+            let started = Instant::now();
+            let first = cursor.batch.positions[0];
+            let seq = Progress {
+                pass: cursor.progress.pass,
+                position: first,
+            }
+            .encode();
+            let id = Idempotence {
+                producer: &cursor.producer,
+                seq,
+            };
+            let sent = cursor.batch.len();
+            let covered = match self.client.produce(&self.config.topic, &cursor.batch.body, Some(id)) {
+                Ok(ack) if ack.results.is_empty() => {
+                    return Err(Error::Decode {
+                        url: format!("/v1/topics/{}/messages", self.config.topic),
+                        reason: format!("no offsets for a batch of {sent}"),
+                    })
+                }
+                Ok(ack) if ack.duplicate => {
+                    counter!("streamer_rows_deduplicated_total").increment(ack.results.len().min(sent) as u64);
+                    ack.results.len()
+                }
+                Ok(ack) => {
+                    counter!("streamer_rows_produced_total").increment(ack.results.len() as u64);
+                    self.reporter.produced += ack.results.len() as u64;
+                    ack.results.len()
+                }
+                // Older than the broker's remembered seqs: a later batch of this shard was
+                // appended, so this one was too (batches of a shard go one at a time, in order).
+                Err(e) if e.status() == Some(409) => {
+                    tracing::warn!(producer = %cursor.producer, seq, error = %e, "treating a refused old seq as already appended");
+                    sent
+                }
+                Err(Error::Interrupted) => return Ok(Some(ScanEnd::Shutdown)),
+                Err(e) => return Err(e),
+            };
+            let last = cursor.batch.positions[covered.min(sent) - 1];
+            cursor.batch.drain_front(covered);
+            if covered > sent {
+                // The broker's earlier batch with this seq was longer: its extra rows are the
+                // next good rows of this shard. Drop them as they come; commit after.
+                cursor.skip = covered - sent;
+                continue;
+            }
+            cursor.progress.position = last + 1;
+            let end = self.commit(cursor)?;
+            histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
+            if end.is_some() {
+                return Ok(end);
+            }
+        }
+        cursor.batch.started = None;
+        Ok(None)
+    }
+
+    /// Commits a cursor's progress as its shard's group offset.
+    fn commit(&self, cursor: &Cursor) -> Result<Option<ScanEnd>> {
+        let offsets = BTreeMap::from([(cursor.shard, cursor.progress.encode())]);
+        match self.member.commit(&offsets) {
+            Ok(()) => Ok(None),
+            Err(e) if matches!(e.status(), Some(404 | 409)) => {
+                tracing::info!(shard = cursor.shard, error = %e, "progress commit refused: shard moved");
+                Ok(Some(ScanEnd::Rebalanced))
+            }
+            Err(Error::Interrupted) => Ok(Some(ScanEnd::Shutdown)),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Fetched messages turned into what the sink writes: rows for `telemetry`, dead letters for
+//! what cannot be decoded, and the offsets the chunk moves its partition between.
+//!
+//! Decoding never fails a chunk: a message that is not a telemetry point, or holds something
+//! PostgreSQL would refuse (a NUL character, a time out of range), becomes a dead letter with
+//! the reason, so one bad message can never stall a partition.
+
+use chrono::{DateTime, Datelike, Utc};
+
+use crate::client::Fetched;
+use crate::telemetry::Point;
+
+/// A consecutive run of one partition's messages, decoded.
+#[derive(Debug)]
+pub struct Chunk {
+    pub partition: u32,
+    /// The fetcher's cursor generation; lets the sink drop chunks of a cursor it reset.
+    pub epoch: u64,
+    /// The database's next offset this chunk follows (what must be committed before it).
+    pub expect: i64,
+    /// The next offset once this chunk is written.
+    pub next: i64,
+    /// The partition's log end when fetched (for lag).
+    pub log_end: i64,
+    pub rows: Vec<Row>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// One `telemetry` row plus the GPU attributes for the `gpus` upsert.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub offset: i64,
+    pub gpu_uuid: String,
+    pub ts: DateTime<Utc>,
+    pub metric: String,
+    pub value: f64,
+    pub source_ts: Option<DateTime<Utc>>,
+    pub hostname: String,
+    pub container: Option<String>,
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    /// The labels object as JSON text (written as jsonb without reparsing).
+    pub labels: String,
+    pub gpu_index: i32,
+    pub device: String,
+    pub model: String,
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: String,
+    pub reason: String,
+}
+
+/// Decodes one fetch answer into a chunk.
+pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
+    let mut rows = Vec::new();
+    let mut dead = Vec::new();
+    let mut last = None;
+    for item in fetched.messages() {
+        match item {
+            Ok(m) => {
+                last = Some(m.offset);
+                match row_of(m.offset as i64, m.value.get()) {
+                    Ok(row) => rows.push(row),
+                    Err(reason) => dead.push(DeadLetter {
+                        offset: m.offset as i64,
+                        key: m.key.map(|k| k.into_owned()),
+                        payload: m.value.get().replace('\0', "\\u0000"),
+                        reason,
+                    }),
+                }
+            }
+            Err(bad) => {
+                last = bad.offset.or(last);
+                dead.push(DeadLetter {
+                    offset: bad.offset.map_or(-1, |o| o as i64),
+                    key: None,
+                    payload: bad.line.replace('\0', "\\u0000"),
+                    reason: bad.reason,
+                });
+            }
+        }
+    }
+    let after_last = last.map_or(fetched.offset, |o| o + 1);
+    Chunk {
+        partition: fetched.partition,
+        epoch,
+        expect,
+        next: fetched.next_offset.max(after_last) as i64,
+        log_end: fetched.log_end_offset as i64,
+        rows,
+        dead,
+    }
+}
+
+/// One message's value as a row, or why it cannot be one.
+pub fn row_of(offset: i64, value: &str) -> Result<Row, String> {
+    let p: Point<'_> = serde_json::from_str(value).map_err(|e| format!("not a telemetry point: {e}"))?;
+    let labels = serde_json::to_string(&p.labels).map_err(|e| e.to_string())?;
+    let texts = [&p.gpu_uuid, &p.metric, &p.hostname, &p.device, &p.model];
+    let optional = [&p.container, &p.pod, &p.namespace];
+    if texts.iter().any(|t| t.contains('\0'))
+        || optional.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        || labels.contains("\\u0000")
+    {
+        return Err("contains a NUL character, which PostgreSQL text cannot hold".into());
+    }
+    for t in std::iter::once(&p.ts).chain(p.source_ts.as_ref()) {
+        if !(1..=9999).contains(&t.year()) {
+            return Err(format!("time {t} is out of range"));
+        }
+    }
+    if p.gpu_uuid.is_empty() || p.metric.is_empty() {
+        return Err("gpu_uuid and metric must not be empty".into());
+    }
+    Ok(Row {
+        offset,
+        gpu_uuid: p.gpu_uuid.into_owned(),
+        ts: p.ts,
+        metric: p.metric.into_owned(),
+        value: p.value,
+        source_ts: p.source_ts,
+        hostname: p.hostname.into_owned(),
+        container: p.container.map(|c| c.into_owned()),
+        pod: p.pod.map(|c| c.into_owned()),
+        namespace: p.namespace.map(|c| c.into_owned()),
+        labels,
+        gpu_index: p.gpu_index,
+        device: p.device.into_owned(),
+        model: p.model.into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"ts":"2026-01-02T03:04:05.123456Z","source_ts":"2025-07-18T20:42:34.000000Z","metric":"M","gpu_uuid":"GPU-1","gpu_index":0,"device":"nvidia0","model":"H100","hostname":"h","container":null,"pod":"p","namespace":null,"value":1.5,"labels":{"a":"b"}}"#;
+
+    #[test]
+    fn a_point_becomes_a_row_with_its_labels_as_json_text() {
+        let row = row_of(7, GOOD).unwrap();
+        assert_eq!((row.offset, row.metric.as_str(), row.value), (7, "M", 1.5));
+        assert_eq!(row.labels, r#"{"a":"b"}"#);
+        assert_eq!(row.pod.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn undecodable_values_say_why() {
+        assert!(row_of(1, "[1,2]").unwrap_err().contains("not a telemetry point"));
+        assert!(row_of(1, r#"{"ts":"x"}"#).unwrap_err().contains("not a telemetry point"));
+        let nul = GOOD.replace(r#""h""#, r#""h\u0000""#);
+        assert!(row_of(1, &nul).unwrap_err().contains("NUL"));
+        let far = GOOD.replace("2026-01-02", "+12026-01-02");
+        assert!(row_of(1, &far).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! What the streamer tells people while it runs: a progress bar with rows/s on a terminal,
+//! a rate line every few seconds otherwise (a service's log), and the pacing of `--rate`.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use pipeline_common::shutdown::ShutdownFlag;
+
+/// Counts rows and shows the rate: a redrawn line on a terminal, a log line elsewhere.
+pub struct Reporter {
+    terminal: bool,
+    started: Instant,
+    last_shown: Instant,
+    every: Duration,
+    rows_at_last: u64,
+    pub produced: u64,
+    pub skipped: u64,
+}
+
+impl Reporter {
+    pub fn new() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        Reporter {
+            terminal,
+            started: Instant::now(),
+            last_shown: Instant::now(),
+            every: if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) },
+            rows_at_last: 0,
+            produced: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Shows progress if it is time; `fraction` is how far through the file the scan is.
+    pub fn tick(&mut self, fraction: f64) {
+        let now = Instant::now();
+        let since = now.duration_since(self.last_shown);
+        if since < self.every {
+            return;
+        }
+        let rate = (self.produced - self.rows_at_last) as f64 / since.as_secs_f64();
+        if self.terminal {
+            let width = 30;
+            let done = ((fraction.clamp(0.0, 1.0)) * width as f64) as usize;
+            eprint!(
+                "\r[{}{}] {:>3.0}%  {} rows  {:.0} rows/s  {} skipped ",
+                "#".repeat(done),
+                " ".repeat(width - done),
+                fraction * 100.0,
+                self.produced,
+                rate,
+                self.skipped
+            );
+            let _ = std::io::stderr().flush();
+        } else {
+            tracing::info!(rows_produced = self.produced, rows_skipped = self.skipped,
+                rows_per_second = rate.round(), file_fraction = (fraction * 1000.0).round() / 1000.0, "streaming");
+        }
+        self.last_shown = now;
+        self.rows_at_last = self.produced;
+    }
+
+    /// Ends the bar's line and logs the totals.
+    pub fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+        let secs = self.started.elapsed().as_secs_f64();
+        tracing::info!(rows_produced = self.produced, rows_skipped = self.skipped,
+            seconds = (secs * 10.0).round() / 10.0,
+            rows_per_second = (self.produced as f64 / secs.max(1e-9)).round(), "streamer finished");
+    }
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Holds rows back to `--rate` rows/s (0: no limit), measured from the first row.
+pub struct Pacer {
+    rate: f64,
+    started: Option<Instant>,
+    rows: u64,
+}
+
+impl Pacer {
+    pub fn new(rate: f64) -> Self {
+        Pacer {
+            rate,
+            started: None,
+            rows: 0,
+        }
+    }
+
+    pub fn is_paced(&self) -> bool {
+        self.rate > 0.0
+    }
+
+    /// Waits until one more row is due; returns `true` when shutdown interrupted the wait.
+    pub fn wait_for_row(&mut self, shutdown: &ShutdownFlag) -> bool {
+        if !self.is_paced() {
+            return false;
+        }
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let due = started + Duration::from_secs_f64(self.rows as f64 / self.rate);
+        self.rows += 1;
+        let now = Instant::now();
+        due > now && shutdown.sleep(due - now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_holds_rows_to_the_rate() {
+        let mut p = Pacer::new(200.0);
+        let t = Instant::now();
+        for _ in 0..21 {
+            assert!(!p.wait_for_row(&ShutdownFlag::new()));
+        }
+        // 20 intervals of 5 ms after the first row.
+        assert!(t.elapsed() >= Duration::from_millis(95), "{:?}", t.elapsed());
+        let mut unpaced = Pacer::new(0.0);
+        assert!(!unpaced.wait_for_row(&ShutdownFlag::new()));
+    }
+}
