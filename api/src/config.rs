@@ -61,9 +61,9 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = value.parse::<u16>() {
         return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     }
-    value
-        .parse::<SocketAddr>()
-        .map_err(|_| format!("expected a port (8080) or an address (127.0.0.1:8080), got {value:?}"))
+    value.parse::<SocketAddr>().map_err(|_| {
+        format!("expected a port (8080) or an address (127.0.0.1:8080), got {value:?}")
+    })
 }
 
 #[cfg(test)]
@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn an_address_is_taken_as_given() {
-        assert_eq!(parse_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(
+            parse_listen("127.0.0.1:0").unwrap().to_string(),
+            "127.0.0.1:0"
+        );
         assert_eq!(parse_listen("[::1]:80").unwrap().to_string(), "[::1]:80");
     }
 

@@ -118,7 +118,8 @@ struct LogPoolErrors;
 
 impl r2d2::HandleError<postgres::Error> for LogPoolErrors {
     fn handle_error(&self, error: postgres::Error) {
-        tracing::warn!(error = %error, "cannot open a database connection");
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        tracing::warn!(error = %error, cause = cause.as_deref().unwrap_or(""), "cannot open a database connection");
     }
 }
 

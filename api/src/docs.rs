@@ -53,7 +53,11 @@ mod tests {
     fn the_page_and_its_scripts_are_embedded() {
         let (page, kind) = asset("").unwrap();
         assert!(kind.starts_with("text/html"));
-        for script in ["/docs/swagger-ui-bundle.js", "/docs/init.js", "/docs/swagger-ui.css"] {
+        for script in [
+            "/docs/swagger-ui-bundle.js",
+            "/docs/init.js",
+            "/docs/swagger-ui.css",
+        ] {
             assert!(std::str::from_utf8(&page).unwrap().contains(script));
             let name = script.trim_start_matches("/docs/");
             let (bytes, _) = asset(name).unwrap_or_else(|| panic!("{name} is not embedded"));

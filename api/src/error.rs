@@ -71,7 +71,9 @@ impl ApiError {
     /// The HTTP answer for this error; the only status mapping in the crate.
     pub fn to_problem(&self) -> Problem {
         match self {
-            ApiError::BadParameter { .. } => Problem::new(StatusCode::BAD_REQUEST, self.to_string()),
+            ApiError::BadParameter { .. } => {
+                Problem::new(StatusCode::BAD_REQUEST, self.to_string())
+            }
             ApiError::UnknownGpu(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
             e if e.is_unavailable() => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

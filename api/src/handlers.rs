@@ -45,9 +45,10 @@ const SEGMENT: &AsciiSet = &CONTROLS
 pub async fn health(state: &AppState) -> Result<HttpResponse, ApiError> {
     let (status, body) = match state.db.run(db::ping).await {
         Ok(()) => (StatusCode::OK, health_body("ok", "ok")),
-        Err(e) if e.is_unavailable() => {
-            (StatusCode::SERVICE_UNAVAILABLE, health_body("unavailable", "unreachable"))
-        }
+        Err(e) if e.is_unavailable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            health_body("unavailable", "unreachable"),
+        ),
         Err(e) => return Err(e),
     };
     Ok(json(status, &body))

@@ -156,7 +156,12 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 fn parse_limit(value: &str) -> Result<u32, ApiError> {
-    let range = || format!("must be an integer between 1 and {MAX_LIMIT}, got {:?}", shorten(value));
+    let range = || {
+        format!(
+            "must be an integer between 1 and {MAX_LIMIT}, got {:?}",
+            shorten(value)
+        )
+    };
     let limit: u64 = value
         .parse()
         .map_err(|_| ApiError::bad_parameter("limit", range()))?;
@@ -219,7 +224,11 @@ mod tests {
             "start_time=2025-07-18T13:42:33Z",
         ] {
             let w = TelemetryQuery::parse(raw).unwrap().resolve().unwrap();
-            assert_eq!(format_ts(&w.start.unwrap()), "2025-07-18T13:42:33.000000Z", "{raw}");
+            assert_eq!(
+                format_ts(&w.start.unwrap()),
+                "2025-07-18T13:42:33.000000Z",
+                "{raw}"
+            );
         }
     }
 
@@ -246,8 +255,10 @@ mod tests {
         assert!(detail("metric=").starts_with("metric: must not be empty"));
         assert!(detail("colour=red").starts_with("colour: unknown query parameter"));
         assert!(detail("limit=1&limit=2").starts_with("limit: given more than once"));
-        assert!(detail("start_time=2025-01-02T00:00:00Z&end_time=2025-01-01T00:00:00Z")
-            .starts_with("start_time: must not be after end_time"));
+        assert!(
+            detail("start_time=2025-01-02T00:00:00Z&end_time=2025-01-01T00:00:00Z")
+                .starts_with("start_time: must not be after end_time")
+        );
     }
 
     #[test]
@@ -262,6 +273,9 @@ mod tests {
             "start_time=2025-07-18T13%3A42%3A33.000000Z&metric=a+b&limit=5&offset=5"
         );
         let again = TelemetryQuery::parse(&next).unwrap().resolve().unwrap();
-        assert_eq!((again.start, again.metric, again.offset), (w.start, w.metric, 5));
+        assert_eq!(
+            (again.start, again.metric, again.offset),
+            (w.start, w.metric, 5)
+        );
     }
 }

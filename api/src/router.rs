@@ -53,7 +53,9 @@ impl Route {
         if id.is_empty() || id.contains('/') {
             return None;
         }
-        let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?;
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .ok()?;
         Some(Route::Telemetry(id.into_owned()))
     }
 
@@ -87,7 +89,9 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     };
     let response = if ALLOWED.contains(&method) {
         let query = req.uri().query().unwrap_or("");
-        dispatch(&state, route.clone(), query).await.unwrap_or_else(error_response)
+        dispatch(&state, route.clone(), query)
+            .await
+            .unwrap_or_else(error_response)
     } else {
         pipeline_common::problem::method_not_allowed(&method, &ALLOWED)
     };
@@ -153,7 +157,10 @@ mod tests {
             Some(Route::Telemetry("GPU-1 a".into()))
         );
         assert_eq!(Route::from_path("/docs"), Some(Route::Docs(String::new())));
-        assert_eq!(Route::from_path("/docs/init.js"), Some(Route::Docs("init.js".into())));
+        assert_eq!(
+            Route::from_path("/docs/init.js"),
+            Some(Route::Docs("init.js".into()))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 pub const REQUESTS: &str = "api_http_requests_total";
 pub const LATENCY: &str = "api_http_request_duration_seconds";
@@ -16,7 +18,10 @@ pub const POOL_IDLE: &str = "api_db_pool_idle_connections";
 /// Installs the recorder (once per process) and gives every metric its HELP line.
 pub fn describe() {
     pipeline_common::ops::install_metrics_recorder();
-    describe_counter!(REQUESTS, "HTTP requests answered, by route, method and status code.");
+    describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by route, method and status code."
+    );
     describe_histogram!(
         LATENCY,
         Unit::Seconds,

@@ -1,0 +1,191 @@
+//! The shared harness: a real PostgreSQL with the collector's schema, seeded with known
+//! points; the real `api` binary on a free port; HTTP through ureq.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use testkit::{wait_until, Child, Postgres};
+
+/// The first point's time; point `i` of a GPU is `T0 + i` seconds.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 7, 18, 13, 42, 0)
+        .single()
+        .expect("valid time")
+}
+
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(seconds)
+}
+
+pub const UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
+pub const TEMP: &str = "DCGM_FI_DEV_GPU_TEMP";
+/// 50 seconds of UTIL and TEMP, plus one extra UTIL at second 10 (a tie on `ts`).
+pub const GPU_A: &str = "GPU-aaaaaaaa-0000-0000-0000-000000000001";
+/// 5 UTIL points with pod labels and no source timestamp.
+pub const GPU_B: &str = "GPU-bbbbbbbb-0000-0000-0000-000000000002";
+/// Known in `gpus`, but no points in the windows the tests ask for.
+pub const GPU_C: &str = "GPU-cccccccc-0000-0000-0000-000000000003";
+pub const GPU_A_POINTS: usize = 101;
+pub const TOTAL_POINTS: i64 = 106;
+
+/// A seeded database and an `api` process serving it.
+pub struct Fixture {
+    pub pg: Postgres,
+    pub api: Child,
+    pub base: String,
+}
+
+impl Fixture {
+    /// PostgreSQL, the schema, the known points, and the API, ready.
+    pub fn start() -> Fixture {
+        let pg = Postgres::start();
+        let mut client = pg.connect();
+        clients::schema::migrate(&mut client).expect("migrate");
+        seed(&mut client);
+        let (api, base) = start_api(&pg);
+        Fixture { pg, api, base }
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Reply {
+        request("GET", &format!("{}{path_and_query}", self.base))
+    }
+}
+
+/// Starts the `api` binary against `pg` and waits until it answers.
+pub fn start_api(pg: &Postgres) -> (Child, String) {
+    let port = testkit::free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", pg.url())
+        .env("RUST_LOG", "info");
+    let api = Child::spawn("api", command);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(
+        Duration::from_secs(30),
+        "the api to answer /healthz",
+        || testkit::http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200),
+    );
+    (api, base)
+}
+
+/// One HTTP answer, whatever its status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub allow: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The `detail` of a problem+json answer, after checking it is one.
+    pub fn problem_detail(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "{}",
+            self.body
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        body["detail"].as_str().expect("detail").to_string()
+    }
+}
+
+/// `method url` over a fresh connection-pooling agent; 4xx/5xx are answers, not errors.
+pub fn request(method: &str, url: &str) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .build();
+    let response = match agent.request(method, url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    Reply {
+        status: response.status(),
+        content_type: response.content_type().to_string(),
+        allow: response.header("allow").map(str::to_string),
+        body: response.into_string().expect("body"),
+    }
+}
+
+/// The known points, in an order unlike their time order (so ORDER BY is what sorts them),
+/// then `gpus` and `metric_totals` as the collector keeps them.
+pub fn seed(client: &mut postgres::Client) {
+    let insert = client
+        .prepare(
+            "INSERT INTO telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, container, pod,
+                                    namespace, labels, src_partition, src_offset)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .expect("prepare insert");
+    let mut rows: Vec<(&str, i64, &str, f64, i64)> = Vec::new();
+    for i in 0..50 {
+        rows.push((GPU_A, i, UTIL, i as f64, 2 * i));
+        rows.push((GPU_A, i, TEMP, 1000.0 + i as f64, 2 * i + 1));
+    }
+    // Same ts as second 10, later in the log: must come after both points of second 10.
+    rows.push((GPU_A, 10, UTIL, 10.5, 500));
+    for i in 0..5 {
+        rows.push((GPU_B, i * 60, UTIL, 50.0 + i as f64, i));
+    }
+    rows.reverse();
+    let labels = serde_json::json!({"DCGM_FI_DRIVER_VERSION": "535.129.03"});
+    for (gpu, second, metric, value, offset) in rows {
+        let (host, pod, source_ts) = match gpu {
+            GPU_A => (
+                "host-a",
+                None,
+                Some(at(second) - chrono::Duration::milliseconds(250)),
+            ),
+            _ => ("host-a", Some("trainer-0"), None),
+        };
+        client
+            .execute(
+                &insert,
+                &[
+                    &gpu,
+                    &at(second),
+                    &metric,
+                    &value,
+                    &source_ts,
+                    &host,
+                    &pod,
+                    &pod,
+                    &pod,
+                    &labels,
+                    &0i32,
+                    &offset,
+                ],
+            )
+            .expect("insert point");
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO gpus VALUES
+               ('{GPU_A}', 'host-a', 0, 'nvidia0', 'NVIDIA H100 80GB HBM3', '{a0}', '{a1}'),
+               ('{GPU_B}', 'host-a', 1, 'nvidia1', 'NVIDIA H100 80GB HBM3', '{b0}', '{b1}'),
+               ('{GPU_C}', 'host-b', 0, 'nvidia0', 'NVIDIA H100 80GB HBM3', '{c0}', '{c0}');
+             INSERT INTO metric_totals
+               SELECT metric, count(*), min(ts), max(ts) FROM telemetry GROUP BY metric;",
+            a0 = at(0).to_rfc3339(),
+            a1 = at(49).to_rfc3339(),
+            b0 = at(0).to_rfc3339(),
+            b1 = at(240).to_rfc3339(),
+            c0 = at(-3600).to_rfc3339(),
+        ))
+        .expect("seed gpus and totals");
+}
+
+/// Formats a time the way the API does.
+pub fn iso(t: DateTime<Utc>) -> String {
+    api::model::format_ts(&t)
+}

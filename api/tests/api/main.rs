@@ -1,0 +1,10 @@
+//! Integration tests of the `api` binary: a real PostgreSQL (testkit), the real binary over
+//! real HTTP. One test binary built from modules, sharing the harness.
+
+mod browser;
+mod conformance;
+mod endpoints;
+mod errors;
+mod explain;
+mod harness;
+mod restart;
