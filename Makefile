@@ -10,7 +10,7 @@ HELM_CHART := deploy/helm/telemetry-pipeline
 
 .PHONY: build test test-unit test-integration test-coverage bench openapi db-setup \
         run-broker run-streamer run-collector run-api up down soak \
-        docker-build helm-lint helm-template helm-install helm-uninstall lint fmt clean
+        docker-build docker-lint helm-lint helm-template helm-install helm-uninstall lint fmt clean
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -81,7 +81,11 @@ helm-lint:
 	bash deploy/lint.sh helm
 
 helm-template:
-	bash deploy/lint.sh template
+	bash deploy/lint.sh tools
+	$$(ls -d .tools/helm/*/helm | tail -n 1) template $(HELM_RELEASE) $(HELM_CHART)
+
+docker-lint:
+	bash deploy/lint.sh docker
 
 helm-install:
 	helm upgrade --install $(HELM_RELEASE) $(HELM_CHART) --wait
