@@ -51,6 +51,10 @@ pub fn describe() {
         "Log end offset minus committed offset (at least 0) per group, topic and partition."
     );
     describe_gauge!("broker_group_members", "Live members per group.");
+    describe_gauge!(
+        "broker_long_polls_parked",
+        "Fetches parked waiting for data right now."
+    );
     describe_counter!(
         "broker_recovery_bytes_truncated_total",
         Unit::Bytes,

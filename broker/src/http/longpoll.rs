@@ -17,9 +17,27 @@ pub async fn wait<T>(
     if *shutdown.borrow() || Instant::now() >= deadline {
         return false;
     }
+    let _parked = Parked::new();
     tokio::select! {
         changed = signal.changed() => changed.is_ok(),
         _ = tokio::time::sleep_until(deadline.into()) => false,
         _ = shutdown.changed() => false,
+    }
+}
+
+/// Counts a parked poll in `broker_long_polls_parked` for as long as it lives (also when the
+/// client hangs up and the request future is dropped).
+struct Parked;
+
+impl Parked {
+    fn new() -> Parked {
+        metrics::gauge!("broker_long_polls_parked").increment(1.0);
+        Parked
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        metrics::gauge!("broker_long_polls_parked").decrement(1.0);
     }
 }

@@ -1,0 +1,15 @@
+//! Integration tests of the `broker` binary over real HTTP: one test binary built from
+//! modules, each scenario named for the behaviour it proves. Every test starts its own
+//! broker process on port 0 with a temporary data directory.
+
+mod harness;
+
+mod auth;
+mod disk_full;
+mod errors;
+mod groups;
+mod idempotence;
+mod longpoll;
+mod produce_fetch;
+mod restart;
+mod shutdown;
