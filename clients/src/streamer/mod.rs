@@ -44,9 +44,9 @@ pub struct StreamerConfig {
     pub producer_prefix: Option<String>,
 }
 
-/// A paced batch is sent once its first row is this old, so a slow `--rate` is not held back
-/// until a whole batch has filled.
-const LINGER: Duration = Duration::from_millis(200);
+
+
+
 
 /// Registers the streamer's metrics with their help texts.
 pub fn describe_metrics() {
@@ -125,42 +125,18 @@ struct Cursor {
     progress: Progress,
     /// Records of this shard met so far in this scan (the position of the next one).
     seen: u32,
+    /// The good rows of the current batch cell, encoded.
     batch: Batch,
-    /// Good rows still to drop because an earlier, longer batch with the same seq already
-    /// holds them (see [`Streamer::send`]).
-    skip: usize,
 }
 
-/// Encoded NDJSON lines waiting to be produced, with each line's shard position.
+/// The encoded NDJSON lines of one batch cell: the good rows among the shard positions
+/// `[start, start + batch_size)`. Cells are fixed by the file and the batch size, so a cell
+/// resent by a successor has the same seq and the same messages as the first time.
 #[derive(Default)]
 struct Batch {
+    start: u32,
     body: Vec<u8>,
-    ends: Vec<usize>,
-    positions: Vec<u32>,
-    started: Option<Instant>,
-}
-
-impl Batch {
-    fn len(&self) -> usize {
-        self.positions.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.positions.is_empty()
-    }
-
-    /// Forgets the first `n` lines (the broker has them).
-    fn drain_front(&mut self, n: usize) {
-        if n >= self.len() {
-            *self = Batch::default();
-            return;
-        }
-        let cut = self.ends[n - 1];
-        self.body.drain(..cut);
-        self.ends.drain(..n);
-        self.ends.iter_mut().for_each(|e| *e -= cut);
-        self.positions.drain(..n);
-    }
+    rows: usize,
 }
 
 impl Streamer<'_> {
@@ -206,8 +182,10 @@ impl Streamer<'_> {
                     producer: producer_id(prefix, shard),
                     progress,
                     seen: 0,
-                    batch: Batch::default(),
-                    skip: 0,
+                    batch: Batch {
+                        start: progress.position,
+                        ..Batch::default()
+                    },
                 };
                 (shard, cursor)
             })
@@ -225,11 +203,17 @@ impl Streamer<'_> {
         }
     }
 
+    /// Rows per batch cell; every streamer of a group must use the same (see [`shards`]).
+    fn cell_size(&self) -> u32 {
+        self.config.batch_size.clamp(1, u32::MAX as usize) as u32
+    }
+
     /// One pass of the file for the owned shards, from each shard's progress.
     fn scan(&mut self, epoch: u64, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
         let mut rows = CsvRows::open(&self.config.csv)?;
         let file_len = std::fs::metadata(&self.config.csv).map_or(1, |m| m.len().max(1));
         let owned: Vec<u32> = cursors.keys().copied().collect();
+        let cell_size = self.cell_size();
         let mut epoch = epoch;
         loop {
             if self.shutdown() {
@@ -243,44 +227,33 @@ impl Streamer<'_> {
             if position < cursor.progress.position {
                 continue;
             }
+            let cell = position - position % cell_size;
+            if cell != cursor.batch.start {
+                // The previous cell is complete: send it (a fixed seq, fixed messages).
+                cursor.seen -= 1;
+                let end = self.send(cursor)?;
+                cursor.seen += 1;
+                if let Some(end) = end {
+                    return Ok(end);
+                }
+                cursor.batch.start = cell;
+                if self.rebalanced(&mut epoch, &owned) {
+                    return Ok(ScanEnd::Rebalanced);
+                }
+            }
             counter!("streamer_rows_read_total").increment(1);
             if self.pacer.wait_for_row(self.client.shutdown_flag()) {
                 return self.flush_for_shutdown(cursors);
             }
             match row.point(Utc::now()) {
-                Ok(_) if cursor.skip > 0 => {
-                    // Already in the broker under an earlier batch's seq.
-                    cursor.skip -= 1;
-                    if cursor.skip == 0 {
-                        cursor.progress.position = position + 1;
-                        if let Some(end) = self.commit(cursor)? {
-                            return Ok(end);
-                        }
-                    }
-                }
                 Ok(point) => {
                     push_record(&mut cursor.batch.body, &point.gpu_uuid, &point)?;
-                    cursor.batch.ends.push(cursor.batch.body.len());
-                    cursor.batch.positions.push(position);
-                    cursor.batch.started.get_or_insert_with(Instant::now);
+                    cursor.batch.rows += 1;
                 }
                 Err(problem) => {
                     self.reporter.skipped += 1;
                     counter!("streamer_rows_skipped_total").increment(1);
                     tracing::warn!(line = row.line, reason = %problem, "skipping bad row");
-                }
-            }
-            if cursor.batch.len() >= self.config.batch_size {
-                if let Some(end) = self.send(cursor)? {
-                    return Ok(end);
-                }
-                if self.rebalanced(&mut epoch, &owned) {
-                    return Ok(ScanEnd::Rebalanced);
-                }
-            }
-            if self.pacer.is_paced() {
-                if let Some(end) = self.send_lingering(cursors)? {
-                    return Ok(end);
                 }
             }
             self.reporter.tick(rows.byte_position() as f64 / file_len as f64);
@@ -303,19 +276,7 @@ impl Streamer<'_> {
         changed
     }
 
-    /// Sends paced batches whose first row has waited [`LINGER`].
-    fn send_lingering(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<Option<ScanEnd>> {
-        for cursor in cursors.values_mut() {
-            if cursor.batch.started.is_some_and(|t| t.elapsed() >= LINGER) {
-                if let Some(end) = self.send(cursor)? {
-                    return Ok(Some(end));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// End of file: send what is left, then mark each shard's pass done.
+    /// End of file: send each shard's last cell, then mark its pass done.
     fn finish_pass(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
         for cursor in cursors.values_mut() {
             if let Some(end) = self.send(cursor)? {
@@ -331,79 +292,66 @@ impl Streamer<'_> {
         Ok(ScanEnd::Finished)
     }
 
-    /// SIGTERM: produce and commit what is buffered (one attempt each), then stop.
-    fn flush_for_shutdown(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
-        for cursor in cursors.values_mut() {
-            match self.send(cursor) {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(Error::Interrupted) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not flush at shutdown");
-                    break;
-                }
-            }
-        }
+    /// SIGTERM: stop without sending the incomplete cells — a cell is only ever sent whole, so
+    /// that whoever streams the shard next sends the very same batch under the same seq.
+    fn flush_for_shutdown(&mut self, _cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+        tracing::info!("shutdown: stopping at the last committed cell of each shard");
         Ok(ScanEnd::Shutdown)
     }
 
-    /// Produces the cursor's batch under its shard's idempotent identity and commits the new
-    /// progress. `Some(end)` when the scan must stop (refused commit, shutdown).
+    /// Produces the cursor's current cell under its shard's idempotent identity, then commits
+    /// the progress past it. `Some(end)` when the scan must stop (refused commit, shutdown).
     fn send(&mut self, cursor: &mut Cursor) -> Result<Option<ScanEnd>> {
-        while !cursor.batch.is_empty() {
-            let started = Instant::now();
-            let first = cursor.batch.positions[0];
-            let seq = Progress {
-                pass: cursor.progress.pass,
-                position: first,
-            }
-            .encode();
-            let id = Idempotence {
-                producer: &cursor.producer,
-                seq,
-            };
-            let sent = cursor.batch.len();
-            let covered = match self.client.produce(&self.config.topic, &cursor.batch.body, Some(id)) {
-                Ok(ack) if ack.results.is_empty() => {
-                    return Err(Error::Decode {
-                        url: format!("/v1/topics/{}/messages", self.config.topic),
-                        reason: format!("no offsets for a batch of {sent}"),
-                    })
-                }
-                Ok(ack) if ack.duplicate => {
-                    counter!("streamer_rows_deduplicated_total").increment(ack.results.len().min(sent) as u64);
-                    ack.results.len()
-                }
-                Ok(ack) => {
-                    counter!("streamer_rows_produced_total").increment(ack.results.len() as u64);
-                    self.reporter.produced += ack.results.len() as u64;
-                    ack.results.len()
-                }
-                // Older than the broker's remembered seqs: a later batch of this shard was
-                // appended, so this one was too (batches of a shard go one at a time, in order).
-                Err(e) if e.status() == Some(409) => {
-                    tracing::warn!(producer = %cursor.producer, seq, error = %e, "treating a refused old seq as already appended");
-                    sent
-                }
-                Err(Error::Interrupted) => return Ok(Some(ScanEnd::Shutdown)),
-                Err(e) => return Err(e),
-            };
-            let last = cursor.batch.positions[covered.min(sent) - 1];
-            cursor.batch.drain_front(covered);
-            if covered > sent {
-                // The broker's earlier batch with this seq was longer: its extra rows are the
-                // next good rows of this shard. Drop them as they come; commit after.
-                cursor.skip = covered - sent;
-                continue;
-            }
-            cursor.progress.position = last + 1;
-            let end = self.commit(cursor)?;
-            histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
-            if end.is_some() {
-                return Ok(end);
-            }
+        let batch = std::mem::take(&mut cursor.batch);
+        let next = Progress {
+            pass: cursor.progress.pass,
+            position: cursor.seen.min(batch.start.saturating_add(self.cell_size())),
+        };
+        if batch.rows == 0 {
+            // Nothing but bad rows: the next cell's commit covers it.
+            cursor.progress = next;
+            return Ok(None);
         }
-        cursor.batch.started = None;
-        Ok(None)
+        let started = Instant::now();
+        let seq = Progress {
+            pass: cursor.progress.pass,
+            position: batch.start,
+        }
+        .encode();
+        let id = Idempotence {
+            producer: &cursor.producer,
+            seq,
+        };
+        match self.client.produce(&self.config.topic, &batch.body, Some(id)) {
+            Ok(ack) if ack.duplicate => {
+                counter!("streamer_rows_deduplicated_total").increment(ack.results.len() as u64);
+            }
+            Ok(ack) => {
+                counter!("streamer_rows_produced_total").increment(ack.results.len() as u64);
+                self.reporter.produced += ack.results.len() as u64;
+            }
+            Err(e) if e.status() == Some(409) && e.to_string().contains("this retry has") => {
+                return Err(Error::Csv {
+                    path: self.config.csv.display().to_string(),
+                    reason: format!(
+                        "shard {} was streamed before with another --batch-size or another file \
+                         (every streamer of group {} must use the same): {e}",
+                        cursor.shard, self.config.group
+                    ),
+                });
+            }
+            // Older than the seqs the broker remembers: a later batch of this shard was
+            // appended, so this one was too (a shard's batches go one at a time, in order).
+            Err(e) if e.status() == Some(409) => {
+                tracing::warn!(producer = %cursor.producer, seq, error = %e, "treating a refused old seq as already appended");
+            }
+            Err(Error::Interrupted) => return Ok(Some(ScanEnd::Shutdown)),
+            Err(e) => return Err(e),
+        }
+        cursor.progress = next;
+        let end = self.commit(cursor)?;
+        histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
+        Ok(end)
     }
 
     /// Commits a cursor's progress as its shard's group offset.

@@ -3,4 +3,5 @@
 //!
 //! Run with `make test` (which builds the binaries first) or `make test-integration`.
 
+mod pipeline;
 mod soak;
