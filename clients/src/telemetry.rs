@@ -73,7 +73,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object of string labels")
             }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Labels<'a>, M::Error> {
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Labels<'a>, M::Error> {
                 let mut pairs = Vec::new();
                 while let Some((k, v)) = m.next_entry::<BorrowedStr<'a>, BorrowedStr<'a>>()? {
                     pairs.push((k.0, v.0));
@@ -166,7 +169,8 @@ impl Columns {
                 .iter()
                 .position(|h| std::str::from_utf8(h).is_ok_and(|h| h.trim() == name))
         };
-        let need = |name: &str| find(name).ok_or_else(|| format!("no column {name:?} in the header"));
+        let need =
+            |name: &str| find(name).ok_or_else(|| format!("no column {name:?} in the header"));
         Ok(Columns {
             timestamp: need("timestamp")?,
             metric: need("metric_name")?,
@@ -190,7 +194,11 @@ impl Columns {
     }
 
     /// Turns one CSV record into a point processed at `ts`, or says what is wrong with it.
-    pub fn point<'r>(&self, record: &'r ByteRecord, ts: DateTime<Utc>) -> Result<Point<'r>, RowProblem> {
+    pub fn point<'r>(
+        &self,
+        record: &'r ByteRecord,
+        ts: DateTime<Utc>,
+    ) -> Result<Point<'r>, RowProblem> {
         let text = |i: usize, name: &str| -> Result<&'r str, RowProblem> {
             let raw = record
                 .get(i)
@@ -240,10 +248,14 @@ impl Columns {
 
 /// A GPU UUID as DCGM prints it: `GPU-` (or `MIG-`) then hex digits and dashes.
 fn check_uuid(uuid: &str) -> Result<(), RowProblem> {
-    let body = uuid.strip_prefix("GPU-").or_else(|| uuid.strip_prefix("MIG-"));
+    let body = uuid
+        .strip_prefix("GPU-")
+        .or_else(|| uuid.strip_prefix("MIG-"));
     match body {
         Some(b) if !b.is_empty() && b.chars().all(|c| c.is_ascii_hexdigit() || c == '-') => Ok(()),
-        _ => Err(RowProblem(format!("uuid {uuid:?} is not a GPU UUID (GPU-<hex>)"))),
+        _ => Err(RowProblem(format!(
+            "uuid {uuid:?} is not a GPU UUID (GPU-<hex>)"
+        ))),
     }
 }
 
@@ -293,13 +305,19 @@ pub fn parse_labels(raw: &str) -> Result<Labels<'_>, String> {
         let body = after
             .strip_prefix('"')
             .ok_or_else(|| format!("value of label {key} does not start with a quote"))?;
-        let (value, used) = unquote(body).ok_or_else(|| format!("value of label {key} has no closing quote"))?;
+        let (value, used) =
+            unquote(body).ok_or_else(|| format!("value of label {key} has no closing quote"))?;
         pairs.push((Cow::Borrowed(key), value));
         rest = body[used..].trim_start();
         match rest.strip_prefix(',') {
             Some(r) => rest = r.trim_start(),
             None if rest.is_empty() => {}
-            None => return Err(format!("expected ',' after label {key}, found {:?}", truncate(rest))),
+            None => {
+                return Err(format!(
+                    "expected ',' after label {key}, found {:?}",
+                    truncate(rest)
+                ))
+            }
         }
     }
     Ok(Labels(pairs))
@@ -361,7 +379,9 @@ impl CsvRows {
             .flexible(true)
             .buffer_capacity(1 << 20)
             .from_reader(file);
-        let header = reader.byte_headers().map_err(|e| csv_error(e.to_string()))?;
+        let header = reader
+            .byte_headers()
+            .map_err(|e| csv_error(e.to_string()))?;
         let columns = Columns::from_header(header).map_err(csv_error)?;
         Ok(CsvRows {
             path: path.to_path_buf(),

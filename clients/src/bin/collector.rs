@@ -36,7 +36,11 @@ struct Args {
     #[arg(long, env = "COLLECTOR_FLUSH_MS", default_value_t = 200)]
     flush_ms: u64,
     /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
-    #[arg(long, env = "COLLECTOR_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
+    #[arg(
+        long,
+        env = "COLLECTOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:9102"
+    )]
     metrics_listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
@@ -62,7 +66,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
         group = %args.group, "collector starting");
-    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone())).with_shutdown(shutdown);
+    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone()))
+        .with_shutdown(shutdown);
     let config = CollectorConfig {
         topic: args.topic,
         group: args.group,

@@ -49,7 +49,11 @@ struct Args {
     #[arg(long, env = "STREAMER_PRODUCER_ID")]
     producer_id: Option<String>,
     /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
-    #[arg(long, env = "STREAMER_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
+    #[arg(
+        long,
+        env = "STREAMER_METRICS_LISTEN",
+        default_value = "127.0.0.1:9101"
+    )]
     metrics_listen: SocketAddr,
 }
 
@@ -66,7 +70,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    anyhow::ensure!(args.rate >= 0.0 && args.rate.is_finite(), "--rate must be >= 0");
+    anyhow::ensure!(
+        args.rate >= 0.0 && args.rate.is_finite(),
+        "--rate must be >= 0"
+    );
     let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
     streamer::describe_metrics();
     let readiness = Readiness::default();
@@ -74,7 +81,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
         csv = %args.csv.display(), group = %args.group, "streamer starting");
-    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone())).with_shutdown(shutdown);
+    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone()))
+        .with_shutdown(shutdown);
     let config = StreamerConfig {
         topic: args.topic,
         csv: args.csv,

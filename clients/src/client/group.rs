@@ -90,7 +90,11 @@ impl GroupMember {
 
     /// Whether `partition` is assigned to this member as far as it knows.
     pub fn owns(&self, partition: u32) -> bool {
-        self.shared.lock().partitions.binary_search(&partition).is_ok()
+        self.shared
+            .lock()
+            .partitions
+            .binary_search(&partition)
+            .is_ok()
     }
 
     pub fn group(&self) -> &str {
@@ -112,7 +116,10 @@ impl GroupMember {
     /// caller sees the new epoch at once.
     pub fn commit(&self, offsets: &BTreeMap<u32, u64>) -> Result<()> {
         let view = self.membership();
-        let result = self.shared.client.commit(&self.shared.group, &view, &self.shared.topic, offsets);
+        let result =
+            self.shared
+                .client
+                .commit(&self.shared.group, &view, &self.shared.topic, offsets);
         if let Err(e) = &result {
             if matches!(e.status(), Some(404 | 409)) {
                 let _ = self.shared.beat();
@@ -133,14 +140,20 @@ impl GroupMember {
         if owned.is_empty() {
             return;
         }
-        if let Err(e) = self.shared.client.commit_once(&self.shared.group, &view, &self.shared.topic, &owned) {
+        if let Err(e) =
+            self.shared
+                .client
+                .commit_once(&self.shared.group, &view, &self.shared.topic, &owned)
+        {
             tracing::debug!(error = %e, "broker offset commit skipped");
         }
     }
 
     /// The group's committed offsets for this topic.
     pub fn committed(&self) -> Result<BTreeMap<u32, u64>> {
-        self.shared.client.committed(&self.shared.group, &self.shared.topic)
+        self.shared
+            .client
+            .committed(&self.shared.group, &self.shared.topic)
     }
 
     /// Stops heartbeating and leaves the group (one attempt; the session timeout covers a
@@ -150,7 +163,9 @@ impl GroupMember {
         let id = self.shared.lock().member_id.clone();
         match self.shared.client.leave(&self.shared.group, &id) {
             Ok(()) => tracing::info!(group = %self.shared.group, member = %id, "left group"),
-            Err(e) => tracing::warn!(group = %self.shared.group, error = %e, "could not leave group"),
+            Err(e) => {
+                tracing::warn!(group = %self.shared.group, error = %e, "could not leave group")
+            }
         }
     }
 
@@ -219,7 +234,8 @@ impl Shared {
         if self.stop.load(Ordering::SeqCst) {
             return Err(Error::Interrupted);
         }
-        self.client.join(&self.group, &self.topic, self.session_timeout)
+        self.client
+            .join(&self.group, &self.topic, self.session_timeout)
     }
 
     fn update(&self, mut fresh: Membership) {

@@ -322,9 +322,9 @@ impl BrokerClient {
     ) -> Result<Answer> {
         let url = self.url(path);
         let what = format!("{method} {path}");
-        self.config
-            .retry
-            .run(&self.shutdown, &what, || self.exchange(method, &url, body, extra_wait))
+        self.config.retry.run(&self.shutdown, &what, || {
+            self.exchange(method, &url, body, extra_wait)
+        })
     }
 
     /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
@@ -332,7 +332,12 @@ impl BrokerClient {
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<bool> {
         let body = serde_json::json!({ "partitions": partitions }).to_string();
         let path = format!("/v1/topics/{}", enc(topic));
-        let answer = self.exchange_retrying("PUT", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        let answer = self.exchange_retrying(
+            "PUT",
+            &path,
+            Some(("application/json", body.as_bytes())),
+            Duration::ZERO,
+        )?;
         Ok(answer.status == 201)
     }
 
@@ -345,7 +350,12 @@ impl BrokerClient {
 
     /// `POST /v1/topics/{t}/messages` with an NDJSON body (see [`push_record`]). With
     /// `idempotence` the request is retried until acknowledged; without, it is tried once.
-    pub fn produce(&self, topic: &str, ndjson: &[u8], idempotence: Option<Idempotence<'_>>) -> Result<ProduceAck> {
+    pub fn produce(
+        &self,
+        topic: &str,
+        ndjson: &[u8],
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<ProduceAck> {
         let mut path = format!("/v1/topics/{}/messages", enc(topic));
         if let Some(id) = idempotence {
             path.push_str(&format!("?producer={}&seq={}", enc(id.producer), id.seq));
@@ -364,7 +374,14 @@ impl BrokerClient {
 
     /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`,
     /// waiting up to `wait` for the first when there is none (long poll).
-    pub fn fetch(&self, topic: &str, partition: u32, offset: u64, max: u32, wait: Duration) -> Result<Fetched> {
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Fetched> {
         let path = format!(
             "/v1/topics/{}/partitions/{partition}/messages?offset={offset}&max={max}&wait_ms={}",
             enc(topic),
@@ -383,34 +400,65 @@ impl BrokerClient {
     }
 
     /// `POST /v1/groups/{g}/members`: join; `session_timeout` is the broker's default if `None`.
-    pub fn join(&self, group: &str, topic: &str, session_timeout: Option<Duration>) -> Result<Membership> {
+    pub fn join(
+        &self,
+        group: &str,
+        topic: &str,
+        session_timeout: Option<Duration>,
+    ) -> Result<Membership> {
         let mut body = serde_json::json!({ "topic": topic });
         if let Some(t) = session_timeout {
             body["session_timeout_ms"] = (t.as_millis() as u64).into();
         }
         let path = format!("/v1/groups/{}/members", enc(group));
         let body = body.to_string();
-        let answer = self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())), Duration::ZERO)?;
+        let answer = self.exchange_retrying(
+            "POST",
+            &path,
+            Some(("application/json", body.as_bytes())),
+            Duration::ZERO,
+        )?;
         membership(&path, &answer.body)
     }
 
     /// `POST /v1/groups/{g}/members/{m}/heartbeat`, one attempt (the heartbeat thread is the
     /// retry loop). A 404 means the member is gone and must rejoin.
     pub fn heartbeat(&self, group: &str, member_id: &str) -> Result<Membership> {
-        let path = format!("/v1/groups/{}/members/{}/heartbeat", enc(group), enc(member_id));
-        let answer = self.exchange("POST", &self.url(&path), Some(("application/json", b"{}")), Duration::ZERO)?;
+        let path = format!(
+            "/v1/groups/{}/members/{}/heartbeat",
+            enc(group),
+            enc(member_id)
+        );
+        let answer = self.exchange(
+            "POST",
+            &self.url(&path),
+            Some(("application/json", b"{}")),
+            Duration::ZERO,
+        )?;
         membership(&path, &answer.body)
     }
 
     /// `POST /v1/groups/{g}/offsets`, retried while the broker is unreachable. A stale
     /// generation or a partition not assigned to this member is refused with 409.
-    pub fn commit(&self, group: &str, member: &Membership, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+    pub fn commit(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+    ) -> Result<()> {
         self.commit_with(group, member, topic, offsets, true)
     }
 
     /// [`Self::commit`] in one attempt, for commits that are only informative (the collector's
     /// offsets live in PostgreSQL; the broker's copy shows lag).
-    pub fn commit_once(&self, group: &str, member: &Membership, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+    pub fn commit_once(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+    ) -> Result<()> {
         self.commit_with(group, member, topic, offsets, false)
     }
 
@@ -422,7 +470,8 @@ impl BrokerClient {
         offsets: &BTreeMap<u32, u64>,
         retrying: bool,
     ) -> Result<()> {
-        let offsets: BTreeMap<String, u64> = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+        let offsets: BTreeMap<String, u64> =
+            offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
         let body = serde_json::json!({
             "member_id": member.member_id,
             "generation": member.generation,
@@ -495,7 +544,11 @@ fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
 fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Response) -> Error {
     let text = resp.into_string().unwrap_or_default();
     let problem: ProblemWire = serde_json::from_str(&text).unwrap_or_default();
-    let mut detail = if problem.detail.is_empty() { text } else { problem.detail };
+    let mut detail = if problem.detail.is_empty() {
+        text
+    } else {
+        problem.detail
+    };
     if let (Some(s), Some(e)) = (problem.log_start_offset, problem.log_end_offset) {
         // Carried in the detail so `out_of_range` can rebuild the structured error.
         detail = format!("{detail} [log_start_offset={s} log_end_offset={e}]");
@@ -510,12 +563,21 @@ fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Respon
 
 /// Turns a 416 into [`Error::OffsetOutOfRange`] with the partition's bounds.
 fn out_of_range(e: Error, topic: &str, partition: u32, offset: u64) -> Error {
-    let Error::Status { status: 416, detail, .. } = &e else {
+    let Error::Status {
+        status: 416,
+        detail,
+        ..
+    } = &e
+    else {
         return e;
     };
     let find = |name: &str| -> Option<u64> {
         let start = detail.find(name)? + name.len();
-        detail[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        detail[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     match (find("log_start_offset="), find("log_end_offset=")) {
         (Some(log_start), Some(log_end)) => Error::OffsetOutOfRange {
@@ -602,7 +664,9 @@ mod tests {
             detail: "gone [log_start_offset=100 log_end_offset=250]".into(),
         };
         match out_of_range(e, "t", 3, 5) {
-            Error::OffsetOutOfRange { log_start, log_end, .. } => assert_eq!((log_start, log_end), (100, 250)),
+            Error::OffsetOutOfRange {
+                log_start, log_end, ..
+            } => assert_eq!((log_start, log_end), (100, 250)),
             other => panic!("{other:?}"),
         }
     }

@@ -73,7 +73,7 @@ impl RetryPolicy {
                     last: Box::new(err),
                 });
             }
-            if attempt == 1 || attempt % 10 == 0 {
+            if attempt.is_power_of_two() {
                 tracing::warn!(error = %err, attempt, "{what} failed, retrying");
             }
             if shutdown.sleep(pause) {

@@ -99,12 +99,15 @@ pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
 
 /// One message's value as a row, or why it cannot be one.
 pub fn row_of(offset: i64, value: &str) -> Result<Row, String> {
-    let p: Point<'_> = serde_json::from_str(value).map_err(|e| format!("not a telemetry point: {e}"))?;
+    let p: Point<'_> =
+        serde_json::from_str(value).map_err(|e| format!("not a telemetry point: {e}"))?;
     let labels = serde_json::to_string(&p.labels).map_err(|e| e.to_string())?;
     let texts = [&p.gpu_uuid, &p.metric, &p.hostname, &p.device, &p.model];
     let optional = [&p.container, &p.pod, &p.namespace];
     if texts.iter().any(|t| t.contains('\0'))
-        || optional.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        || optional
+            .iter()
+            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
         || labels.contains("\\u0000")
     {
         return Err("contains a NUL character, which PostgreSQL text cannot hold".into());
@@ -151,8 +154,12 @@ mod tests {
 
     #[test]
     fn undecodable_values_say_why() {
-        assert!(row_of(1, "[1,2]").unwrap_err().contains("not a telemetry point"));
-        assert!(row_of(1, r#"{"ts":"x"}"#).unwrap_err().contains("not a telemetry point"));
+        assert!(row_of(1, "[1,2]")
+            .unwrap_err()
+            .contains("not a telemetry point"));
+        assert!(row_of(1, r#"{"ts":"x"}"#)
+            .unwrap_err()
+            .contains("not a telemetry point"));
         let nul = GOOD.replace(r#""h""#, r#""h\u0000""#);
         assert!(row_of(1, &nul).unwrap_err().contains("NUL"));
         let far = GOOD.replace("2026-01-02", "+12026-01-02");

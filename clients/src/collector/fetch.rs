@@ -105,7 +105,11 @@ impl<'a> Fetcher<'a> {
                 continue;
             }
             let stored = self.sink.stored_offset(p)?;
-            tracing::info!(partition = p, offset = stored, "resuming partition from the database's offset");
+            tracing::info!(
+                partition = p,
+                offset = stored,
+                "resuming partition from the database's offset"
+            );
             let epoch = self.next_epoch;
             self.next_epoch += 1;
             self.cursors.insert(
@@ -125,11 +129,22 @@ impl<'a> Fetcher<'a> {
         let parts: Vec<u32> = self.cursors.keys().copied().collect();
         let p = parts[self.turn % parts.len()];
         self.turn = self.turn.wrapping_add(1);
-        let wait = if self.idle >= parts.len() { IDLE_WAIT } else { Duration::ZERO };
-        let Some(cursor) = self.cursors.get_mut(&p) else { return Ok(true) };
-        let fetched = match self.client.fetch(&self.topic, p, cursor.position, self.max, wait) {
+        let wait = if self.idle >= parts.len() {
+            IDLE_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let Some(cursor) = self.cursors.get_mut(&p) else {
+            return Ok(true);
+        };
+        let fetched = match self
+            .client
+            .fetch(&self.topic, p, cursor.position, self.max, wait)
+        {
             Ok(f) => f,
-            Err(Error::OffsetOutOfRange { log_start, log_end, .. }) => {
+            Err(Error::OffsetOutOfRange {
+                log_start, log_end, ..
+            }) => {
                 out_of_range(p, cursor, log_start, log_end);
                 return Ok(true);
             }
@@ -143,7 +158,8 @@ impl<'a> Fetcher<'a> {
         }
         self.idle = 0;
         let chunk = decode(&fetched, cursor.epoch, cursor.expect);
-        counter!("collector_messages_fetched_total").increment((chunk.rows.len() + chunk.dead.len()) as u64);
+        counter!("collector_messages_fetched_total")
+            .increment((chunk.rows.len() + chunk.dead.len()) as u64);
         cursor.expect = chunk.next;
         cursor.position = chunk.next as u64;
         Ok(self.out.send(chunk).is_ok())
@@ -155,12 +171,20 @@ impl<'a> Fetcher<'a> {
 /// broker lost messages it had acknowledged, so wait for the log to grow back.
 fn out_of_range(p: u32, cursor: &mut Cursor, log_start: u64, log_end: u64) {
     if cursor.position < log_start {
-        tracing::error!(partition = p, from = cursor.position, to = log_start,
-            "offsets deleted by retention before they were stored; skipping to the log start");
+        tracing::error!(
+            partition = p,
+            from = cursor.position,
+            to = log_start,
+            "offsets deleted by retention before they were stored; skipping to the log start"
+        );
         cursor.position = log_start;
     } else {
-        tracing::error!(partition = p, position = cursor.position, log_end,
-            "stored offset is past the log end: the broker lost acknowledged messages");
+        tracing::error!(
+            partition = p,
+            position = cursor.position,
+            log_end,
+            "stored offset is past the log end: the broker lost acknowledged messages"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -47,18 +47,39 @@ pub struct CollectorConfig {
 
 /// Registers the collector's metrics with their help texts.
 pub fn describe_metrics() {
-    describe_counter!("collector_messages_fetched_total", "Messages fetched from the broker");
-    describe_counter!("collector_rows_written_total", "Telemetry rows committed to PostgreSQL");
-    describe_counter!("collector_dead_letters_total", "Undecodable messages stored as dead letters");
+    describe_counter!(
+        "collector_messages_fetched_total",
+        "Messages fetched from the broker"
+    );
+    describe_counter!(
+        "collector_rows_written_total",
+        "Telemetry rows committed to PostgreSQL"
+    );
+    describe_counter!(
+        "collector_dead_letters_total",
+        "Undecodable messages stored as dead letters"
+    );
     describe_counter!(
         "collector_offset_conflicts_total",
         "Batches of a partition left out because the database's offset had moved (another writer)"
     );
-    describe_counter!("collector_db_errors_total", "Failed batch transactions (retried)");
-    describe_histogram!("collector_batch_seconds", "Time to write one batch transaction");
+    describe_counter!(
+        "collector_db_errors_total",
+        "Failed batch transactions (retried)"
+    );
+    describe_histogram!(
+        "collector_batch_seconds",
+        "Time to write one batch transaction"
+    );
     describe_histogram!("collector_batch_rows", "Rows per committed batch");
-    describe_gauge!("collector_lag_messages", "Messages in the partition's log not yet fetched");
-    describe_gauge!("collector_partitions_owned", "Partitions assigned to this collector");
+    describe_gauge!(
+        "collector_lag_messages",
+        "Messages in the partition's log not yet fetched"
+    );
+    describe_gauge!(
+        "collector_partitions_owned",
+        "Partitions assigned to this collector"
+    );
 }
 
 /// A connection pool that does not connect until first used (so a database that is not up yet
@@ -206,15 +227,17 @@ impl<'a> Writer<'a> {
     /// Until the fetcher hangs up: gather, flush on size or age; then a final flush.
     fn run(&mut self, chunks: Receiver<Chunk>) {
         loop {
-            let wait = self
-                .oldest
-                .map_or(Duration::from_millis(250), |t| self.flush_interval.saturating_sub(t.elapsed()));
+            let wait = self.oldest.map_or(Duration::from_millis(250), |t| {
+                self.flush_interval.saturating_sub(t.elapsed())
+            });
             match chunks.recv_timeout(wait) {
                 Ok(chunk) => self.add(chunk),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            let due = self.oldest.is_some_and(|t| t.elapsed() >= self.flush_interval);
+            let due = self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.flush_interval);
             if self.pending_messages >= self.batch_size || due {
                 self.flush();
             }
@@ -224,7 +247,11 @@ impl<'a> Writer<'a> {
     }
 
     fn add(&mut self, chunk: Chunk) {
-        if self.min_epoch.get(&chunk.partition).is_some_and(|min| chunk.epoch < *min) {
+        if self
+            .min_epoch
+            .get(&chunk.partition)
+            .is_some_and(|min| chunk.epoch < *min)
+        {
             return;
         }
         let breaks_chain = self
@@ -247,21 +274,34 @@ impl<'a> Writer<'a> {
         let pending = std::mem::take(&mut self.pending);
         self.pending_messages = 0;
         self.oldest = None;
-        let owned: Vec<Chunk> = pending.into_iter().filter(|c| self.member.owns(c.partition)).collect();
+        let owned: Vec<Chunk> = pending
+            .into_iter()
+            .filter(|c| self.member.owns(c.partition))
+            .collect();
         if owned.is_empty() {
             return;
         }
         let started = Instant::now();
-        let Some(written) = self.write_retrying(&owned) else { return };
+        let Some(written) = self.write_retrying(&owned) else {
+            return;
+        };
         histogram!("collector_batch_seconds").record(started.elapsed().as_secs_f64());
         histogram!("collector_batch_rows").record(written.rows as f64);
         counter!("collector_rows_written_total").increment(written.rows);
         counter!("collector_dead_letters_total").increment(written.dead);
         for p in &written.mismatched {
-            let newest = owned.iter().filter(|c| c.partition == *p).map(|c| c.epoch).max().unwrap_or(0);
+            let newest = owned
+                .iter()
+                .filter(|c| c.partition == *p)
+                .map(|c| c.epoch)
+                .max()
+                .unwrap_or(0);
             self.min_epoch.insert(*p, newest + 1);
             counter!("collector_offset_conflicts_total").increment(1);
-            tracing::info!(partition = p, "database offset moved under this batch; re-reading it");
+            tracing::info!(
+                partition = p,
+                "database offset moved under this batch; re-reading it"
+            );
             let _ = self.resync.send(*p);
         }
         for (p, next) in &written.offsets {
@@ -274,17 +314,19 @@ impl<'a> Writer<'a> {
     /// it gets a few attempts; what is not written is fetched again by the next owner.
     fn write_retrying(&self, chunks: &[Chunk]) -> Option<Written> {
         let policy = RetryPolicy::default();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             match self.sink.write(chunks) {
                 Ok(w) => return Some(w),
                 Err(e) => {
                     counter!("collector_db_errors_total").increment(1);
-                    if attempt % 10 == 0 {
+                    if attempt == 0 || attempt.is_power_of_two() {
                         tracing::warn!(error = %e, attempt, "batch transaction failed, retrying");
                     }
                     if self.shutdown.is_set() && attempt >= 3 {
-                        tracing::warn!("giving up on the batch at shutdown; it will be fetched again");
+                        tracing::warn!(
+                            "giving up on the batch at shutdown; it will be fetched again"
+                        );
                         return None;
                     }
                     self.shutdown.sleep(policy.pause(attempt));
@@ -295,7 +337,9 @@ impl<'a> Writer<'a> {
     }
 
     fn commit_to_broker(&mut self, now: bool) {
-        if self.broker_due.is_empty() || (!now && self.broker_committed_at.elapsed() < BROKER_COMMIT_EVERY) {
+        if self.broker_due.is_empty()
+            || (!now && self.broker_committed_at.elapsed() < BROKER_COMMIT_EVERY)
+        {
             return;
         }
         self.member.commit_best_effort(&self.broker_due);

@@ -27,7 +27,8 @@ use crate::error::Result;
 pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// The columns the COPY fills, in order, with their types.
-const COPY_SQL: &str = "COPY telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, container, pod, \
+const COPY_SQL: &str =
+    "COPY telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, container, pod, \
      namespace, labels, src_partition, src_offset) FROM STDIN (FORMAT binary)";
 const COPY_TYPES: [Type; 12] = [
     Type::TEXT,
@@ -67,7 +68,11 @@ pub struct Written {
 struct JsonbText<'a>(&'a str);
 
 impl ToSql for JsonbText<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         if *ty == Type::JSONB {
             out.put_u8(1);
         }
@@ -115,7 +120,10 @@ impl Sink {
                 written.mismatched.insert(*p);
             }
         }
-        let accepted: Vec<&Chunk> = chunks.iter().filter(|c| written.offsets.contains_key(&c.partition)).collect();
+        let accepted: Vec<&Chunk> = chunks
+            .iter()
+            .filter(|c| written.offsets.contains_key(&c.partition))
+            .collect();
         written.rows = copy_rows(&mut tx, &accepted)?;
         written.dead = self.insert_dead_letters(&mut tx, &accepted)?;
         upsert_gpus(&mut tx, &accepted)?;
@@ -127,7 +135,11 @@ impl Sink {
 
     /// Makes sure each partition has an offsets row, locks them in partition order, and
     /// returns what they hold.
-    fn lock_offsets(&self, tx: &mut Transaction<'_>, partitions: Vec<i32>) -> Result<BTreeMap<u32, i64>> {
+    fn lock_offsets(
+        &self,
+        tx: &mut Transaction<'_>,
+        partitions: Vec<i32>,
+    ) -> Result<BTreeMap<u32, i64>> {
         // A concurrent first insert makes this wait for the other transaction, and the SELECT
         // below then sees its committed offset: the guard holds from the very first batch.
         tx.execute(
@@ -142,7 +154,10 @@ impl Sink {
              ORDER BY partition FOR UPDATE",
             &[&self.group, &self.topic, &partitions],
         )?;
-        Ok(rows.iter().map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1)))
+            .collect())
     }
 
     fn store_offsets(&self, tx: &mut Transaction<'_>, offsets: &BTreeMap<u32, i64>) -> Result<()> {

@@ -44,22 +44,36 @@ pub struct StreamerConfig {
     pub producer_prefix: Option<String>,
 }
 
-
-
-
-
 /// Registers the streamer's metrics with their help texts.
 pub fn describe_metrics() {
-    describe_counter!("streamer_rows_read_total", "CSV rows read for the shards this streamer owns");
-    describe_counter!("streamer_rows_skipped_total", "CSV rows skipped because they do not parse");
-    describe_counter!("streamer_rows_produced_total", "Rows acknowledged by the broker");
+    describe_counter!(
+        "streamer_rows_read_total",
+        "CSV rows read for the shards this streamer owns"
+    );
+    describe_counter!(
+        "streamer_rows_skipped_total",
+        "CSV rows skipped because they do not parse"
+    );
+    describe_counter!(
+        "streamer_rows_produced_total",
+        "Rows acknowledged by the broker"
+    );
     describe_counter!(
         "streamer_rows_deduplicated_total",
         "Rows resent after a takeover or restart that the broker already had (not appended again)"
     );
-    describe_counter!("streamer_passes_total", "Shard passes over the file completed");
-    describe_histogram!("streamer_batch_seconds", "Time to produce one batch and commit its progress");
-    describe_gauge!("streamer_shards_owned", "Shards currently assigned to this streamer");
+    describe_counter!(
+        "streamer_passes_total",
+        "Shard passes over the file completed"
+    );
+    describe_histogram!(
+        "streamer_batch_seconds",
+        "Time to produce one batch and commit its progress"
+    );
+    describe_gauge!(
+        "streamer_shards_owned",
+        "Shards currently assigned to this streamer"
+    );
 }
 
 /// Runs until a one-shot run is complete or `client`'s shutdown flag is set.
@@ -94,7 +108,9 @@ fn ensure_shard_topic(client: &BrokerClient, topic: &str, shards: u32) -> Result
     match client.create_topic(topic, shards.max(1)) {
         Ok(_) => Ok(shards.max(1)),
         // It exists with another count: the group's streamers must agree, so use it.
-        Err(e) if e.status() == Some(409) => Ok(client.topic(topic)?.partitions.len().max(1) as u32),
+        Err(e) if e.status() == Some(409) => {
+            Ok(client.topic(topic)?.partitions.len().max(1) as u32)
+        }
         Err(e) => Err(e),
     }
 }
@@ -171,10 +187,19 @@ impl Streamer<'_> {
 
     /// Cursors for the owned shards that still have work (a one-shot run skips finished ones).
     fn cursors(&self, owned: &[u32], committed: &BTreeMap<u32, u64>) -> BTreeMap<u32, Cursor> {
-        let prefix = self.config.producer_prefix.as_deref().unwrap_or(&self.config.group);
+        let prefix = self
+            .config
+            .producer_prefix
+            .as_deref()
+            .unwrap_or(&self.config.group);
         owned
             .iter()
-            .map(|&shard| (shard, Progress::decode(committed.get(&shard).copied().unwrap_or(0))))
+            .map(|&shard| {
+                (
+                    shard,
+                    Progress::decode(committed.get(&shard).copied().unwrap_or(0)),
+                )
+            })
             .filter(|(_, progress)| self.config.looping || progress.pass == 0)
             .map(|(shard, progress)| {
                 let cursor = Cursor {
@@ -219,9 +244,13 @@ impl Streamer<'_> {
             if self.shutdown() {
                 return self.flush_for_shutdown(cursors);
             }
-            let Some(row) = rows.next_record()? else { break };
+            let Some(row) = rows.next_record()? else {
+                break;
+            };
             let shard = shard_of(row.hostname_bytes(), self.shards);
-            let Some(cursor) = cursors.get_mut(&shard) else { continue };
+            let Some(cursor) = cursors.get_mut(&shard) else {
+                continue;
+            };
             let position = cursor.seen;
             cursor.seen += 1;
             if position < cursor.progress.position {
@@ -256,7 +285,8 @@ impl Streamer<'_> {
                     tracing::warn!(line = row.line, reason = %problem, "skipping bad row");
                 }
             }
-            self.reporter.tick(rows.byte_position() as f64 / file_len as f64);
+            self.reporter
+                .tick(rows.byte_position() as f64 / file_len as f64);
         }
         self.finish_pass(cursors)
     }
@@ -287,7 +317,11 @@ impl Streamer<'_> {
                 return Ok(end);
             }
             counter!("streamer_passes_total").increment(1);
-            tracing::debug!(shard = cursor.shard, pass = cursor.progress.pass, "shard pass complete");
+            tracing::debug!(
+                shard = cursor.shard,
+                pass = cursor.progress.pass,
+                "shard pass complete"
+            );
         }
         Ok(ScanEnd::Finished)
     }
@@ -305,7 +339,9 @@ impl Streamer<'_> {
         let batch = std::mem::take(&mut cursor.batch);
         let next = Progress {
             pass: cursor.progress.pass,
-            position: cursor.seen.min(batch.start.saturating_add(self.cell_size())),
+            position: cursor
+                .seen
+                .min(batch.start.saturating_add(self.cell_size())),
         };
         if batch.rows == 0 {
             // Nothing but bad rows: the next cell's commit covers it.
@@ -322,7 +358,10 @@ impl Streamer<'_> {
             producer: &cursor.producer,
             seq,
         };
-        match self.client.produce(&self.config.topic, &batch.body, Some(id)) {
+        match self
+            .client
+            .produce(&self.config.topic, &batch.body, Some(id))
+        {
             Ok(ack) if ack.duplicate => {
                 counter!("streamer_rows_deduplicated_total").increment(ack.results.len() as u64);
             }

@@ -24,7 +24,11 @@ impl Reporter {
             terminal,
             started: Instant::now(),
             last_shown: Instant::now(),
-            every: if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) },
+            every: if terminal {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(5)
+            },
             rows_at_last: 0,
             produced: 0,
             skipped: 0,
@@ -53,8 +57,13 @@ impl Reporter {
             );
             let _ = std::io::stderr().flush();
         } else {
-            tracing::info!(rows_produced = self.produced, rows_skipped = self.skipped,
-                rows_per_second = rate.round(), file_fraction = (fraction * 1000.0).round() / 1000.0, "streaming");
+            tracing::info!(
+                rows_produced = self.produced,
+                rows_skipped = self.skipped,
+                rows_per_second = rate.round(),
+                file_fraction = (fraction * 1000.0).round() / 1000.0,
+                "streaming"
+            );
         }
         self.last_shown = now;
         self.rows_at_last = self.produced;
@@ -66,9 +75,13 @@ impl Reporter {
             eprintln!();
         }
         let secs = self.started.elapsed().as_secs_f64();
-        tracing::info!(rows_produced = self.produced, rows_skipped = self.skipped,
+        tracing::info!(
+            rows_produced = self.produced,
+            rows_skipped = self.skipped,
             seconds = (secs * 10.0).round() / 10.0,
-            rows_per_second = (self.produced as f64 / secs.max(1e-9)).round(), "streamer finished");
+            rows_per_second = (self.produced as f64 / secs.max(1e-9)).round(),
+            "streamer finished"
+        );
     }
 }
 
@@ -123,7 +136,11 @@ mod tests {
             assert!(!p.wait_for_row(&ShutdownFlag::new()));
         }
         // 20 intervals of 5 ms after the first row.
-        assert!(t.elapsed() >= Duration::from_millis(95), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            t.elapsed()
+        );
         let mut unpaced = Pacer::new(0.0);
         assert!(!unpaced.wait_for_row(&ShutdownFlag::new()));
     }

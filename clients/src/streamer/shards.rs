@@ -63,7 +63,13 @@ impl Progress {
 pub fn producer_id(prefix: &str, shard: u32) -> String {
     let clean: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._:-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(100)
         .collect();
     format!("{clean}-shard-{shard}")
@@ -76,17 +82,27 @@ mod tests {
     #[test]
     fn shard_hash_is_stable_and_spreads_hosts() {
         // Pinned: changing the hash would move shards under running streamers.
-        assert_eq!(shard_of(b"mtv5-dgx1-hgpu-031", 16), shard_of(b"mtv5-dgx1-hgpu-031", 16));
+        assert_eq!(
+            shard_of(b"mtv5-dgx1-hgpu-031", 16),
+            shard_of(b"mtv5-dgx1-hgpu-031", 16)
+        );
         assert_eq!(shard_of(b"", 16), (0xcbf2_9ce4_8422_2325u64 % 16) as u32);
-        let used: std::collections::BTreeSet<u32> =
-            (0..31).map(|i| shard_of(format!("mtv5-dgx1-hgpu-{i:03}").as_bytes(), 16)).collect();
+        let used: std::collections::BTreeSet<u32> = (0..31)
+            .map(|i| shard_of(format!("mtv5-dgx1-hgpu-{i:03}").as_bytes(), 16))
+            .collect();
         assert!(used.len() >= 10, "{used:?}");
     }
 
     #[test]
     fn progress_orders_by_pass_then_position_and_round_trips() {
-        let a = Progress { pass: 0, position: u32::MAX };
-        let b = Progress { pass: 1, position: 0 };
+        let a = Progress {
+            pass: 0,
+            position: u32::MAX,
+        };
+        let b = Progress {
+            pass: 1,
+            position: 0,
+        };
         assert!(a.encode() < b.encode());
         assert_eq!(Progress::decode(b.encode()), b);
         assert_eq!(a.next_pass().encode(), FIRST_PASS_DONE);

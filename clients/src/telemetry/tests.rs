@@ -83,7 +83,8 @@ fn reordered_and_extra_columns_are_found_by_header_name() {
 #[test]
 fn a_header_without_a_required_column_is_refused_naming_it() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(b"timestamp,metric_name,gpu_id\n1,2,3\n").unwrap();
+    file.write_all(b"timestamp,metric_name,gpu_id\n1,2,3\n")
+        .unwrap();
     let err = CsvRows::open(file.path()).err().unwrap().to_string();
     assert!(err.contains("\"device\""), "{err}");
 }
@@ -134,7 +135,8 @@ fn each_bad_field_is_reported_with_its_line_and_reason() {
     let bad_ts = ROW.replace("2025-07-18T20:42:34Z", "yesterday");
     let bad_index = ROW.replace(r#","0","nvidia0""#, r#","-1","nvidia0""#);
     let short = r#""2025-07-18T20:42:34Z","M","0""#;
-    let text = format!("{HEADER}\n{good}\n{bad_value}\n{bad_uuid}\n{bad_ts}\n{bad_index}\n{short}\n");
+    let text =
+        format!("{HEADER}\n{good}\n{bad_value}\n{bad_uuid}\n{bad_ts}\n{bad_index}\n{short}\n");
     let all = map_file(text.as_bytes());
     assert!(all[0].is_ok());
     let errors: Vec<(u64, String)> = all.into_iter().filter_map(|r| r.err()).collect();

@@ -67,20 +67,31 @@ impl Broker {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["partitions"]
             .as_array()
-            .map(|ps| ps.iter().map(|p| p["log_end_offset"].as_i64().unwrap_or(0)).sum())
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| p["log_end_offset"].as_i64().unwrap_or(0))
+                    .sum()
+            })
             .unwrap_or(-1)
     }
 }
 
 fn streamer(broker: &Broker, csv: &Path, group: &str, extra: &[&str]) -> Child {
     let mut cmd = Command::new(bin_path("streamer"));
-    cmd.args(["--broker", &broker.url(), "--topic", TOPIC, "--group", group])
-        .arg("--csv")
-        .arg(csv)
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json");
+    cmd.args([
+        "--broker",
+        &broker.url(),
+        "--topic",
+        TOPIC,
+        "--group",
+        group,
+    ])
+    .arg("--csv")
+    .arg(csv)
+    .args(["--metrics-listen", "127.0.0.1:0"])
+    .args(extra)
+    .env("RUST_LOG", "info")
+    .env("LOG_FORMAT", "json");
     Child::spawn("streamer", cmd)
 }
 
@@ -96,7 +107,10 @@ fn collector(broker: &Broker, pg: &Postgres, extra: &[&str]) -> Child {
 
 fn count(pg: &Postgres, sql: &str) -> i64 {
     match postgres::Client::connect(&pg.connection_string(), postgres::NoTls) {
-        Ok(mut c) => c.query_one(sql, &[]).map(|r| r.get::<_, i64>(0)).unwrap_or(-1),
+        Ok(mut c) => c
+            .query_one(sql, &[])
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(-1),
         Err(_) => -1,
     }
 }
@@ -108,10 +122,18 @@ fn rows(pg: &Postgres) -> i64 {
 /// Waits until the collectors have stored offsets for every message in the broker's log and
 /// the log holds `expected` messages.
 fn wait_caught_up(pg: &Postgres, broker: &Broker, expected: i64, timeout: Duration) {
-    wait_until(timeout, &format!("{expected} messages produced and stored"), || {
-        let end = broker.log_end_total();
-        end == expected && count(pg, "SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets") == end
-    });
+    wait_until(
+        timeout,
+        &format!("{expected} messages produced and stored"),
+        || {
+            let end = broker.log_end_total();
+            end == expected
+                && count(
+                    pg,
+                    "SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets",
+                ) == end
+        },
+    );
 }
 
 /// Waits for a one-shot streamer to finish and checks it exited 0.
@@ -152,7 +174,10 @@ fn assert_exactly_once(pg: &Postgres, expected: i64) {
         "SELECT count(*) FROM (SELECT 1 FROM telemetry GROUP BY src_partition, src_offset HAVING count(*) > 1) d",
     );
     assert_eq!(dup, 0, "a broker message written twice");
-    let totals = count(pg, "SELECT COALESCE(sum(points), 0)::bigint FROM metric_totals");
+    let totals = count(
+        pg,
+        "SELECT COALESCE(sum(points), 0)::bigint FROM metric_totals",
+    );
     assert_eq!(totals, expected, "metric_totals agree with the rows");
 }
 
@@ -166,12 +191,20 @@ fn generate_csv(path: &Path, rows: usize, hosts: usize, bad: &[usize]) {
         "timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw"
     )
     .unwrap();
-    let metrics = ["DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"];
+    let metrics = [
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_GPU_TEMP",
+        "DCGM_FI_DEV_POWER_USAGE",
+    ];
     for seq in 0..rows {
         let gpu = seq % 8;
         let host = (seq / 8) % hosts;
         let metric = metrics[(seq / (8 * hosts)) % metrics.len()];
-        let value = if bad.contains(&(seq + 2)) { "n/a".to_string() } else { format!("{}", seq % 100) };
+        let value = if bad.contains(&(seq + 2)) {
+            "n/a".to_string()
+        } else {
+            format!("{}", seq % 100)
+        };
         writeln!(
             out,
             "\"2025-07-18T20:42:34Z\",\"{metric}\",\"{gpu}\",\"nvidia{gpu}\",\"GPU-{host:08x}-0000-4000-8000-{gpu:012x}\",\"NVIDIA H100 80GB HBM3\",\"gen-host-{host:03}\",\"\",\"\",\"\",\"{value}\",\"seq=\"\"{seq}\"\",Hostname=\"\"gen-host-{host:03}\"\"\""
@@ -190,16 +223,24 @@ fn sample_by_two_streamers_into_three_collectors_arrives_once_and_in_order() {
     let broker = Broker::start();
     let mut collectors: Vec<Child> = (0..3).map(|_| collector(&broker, &pg, &[])).collect();
     let csv = sample_csv();
-    let mut streamers: Vec<Child> = (0..2).map(|_| streamer(&broker, &csv, "sample", &[])).collect();
+    let mut streamers: Vec<Child> = (0..2)
+        .map(|_| streamer(&broker, &csv, "sample", &[]))
+        .collect();
     for s in &mut streamers {
         wait_exit_ok(s, Duration::from_secs(45));
     }
     wait_caught_up(&pg, &broker, 2470, Duration::from_secs(30));
 
     assert_exactly_once(&pg, 2470);
-    assert_eq!(count(&pg, "SELECT count(DISTINCT gpu_uuid) FROM telemetry"), 247);
+    assert_eq!(
+        count(&pg, "SELECT count(DISTINCT gpu_uuid) FROM telemetry"),
+        247
+    );
     assert_eq!(count(&pg, "SELECT count(*) FROM gpus"), 247);
-    assert_eq!(count(&pg, "SELECT count(DISTINCT hostname) FROM telemetry"), 31);
+    assert_eq!(
+        count(&pg, "SELECT count(DISTINCT hostname) FROM telemetry"),
+        31
+    );
     // One GPU's points live in one partition, in processing order.
     let split = count(
         &pg,
@@ -212,7 +253,10 @@ fn sample_by_two_streamers_into_three_collectors_arrives_once_and_in_order() {
                               FROM telemetry) o WHERE back",
     );
     assert_eq!(backwards, 0, "a GPU's points out of processing order");
-    let first_last = count(&pg, "SELECT count(*) FROM gpus WHERE first_seen > last_seen");
+    let first_last = count(
+        &pg,
+        "SELECT count(*) FROM gpus WHERE first_seen > last_seen",
+    );
     assert_eq!(first_last, 0);
     // Both streamers' acknowledged rows add up to the file: nothing was appended twice.
     let produced: u64 = streamers.iter().map(|s| produced_in_log(&s.log())).sum();
@@ -246,18 +290,30 @@ fn crashes_of_collectors_and_the_broker_lose_and_double_nothing() {
     let mut broker = Broker::start();
     let opts = ["--batch-size", "1000"];
     let mut collectors: Vec<Child> = (0..3).map(|_| collector(&broker, &pg, &opts)).collect();
-    let mut streamers: Vec<Child> = (0..2).map(|_| streamer(&broker, &csv, "crashy", &opts)).collect();
+    let mut streamers: Vec<Child> = (0..2)
+        .map(|_| streamer(&broker, &csv, "crashy", &opts))
+        .collect();
     let started = Instant::now();
 
-    wait_until(Duration::from_secs(40), "20k rows stored", || rows(&pg) >= 20_000);
+    wait_until(Duration::from_secs(40), "20k rows stored", || {
+        rows(&pg) >= 20_000
+    });
     collectors[0].kill9();
     collectors[0] = collector(&broker, &pg, &opts);
 
-    wait_until(Duration::from_secs(40), "60k rows stored", || rows(&pg) >= 60_000);
+    wait_until(Duration::from_secs(40), "60k rows stored", || {
+        rows(&pg) >= 60_000
+    });
+    assert!(
+        streamers.iter_mut().all(|s| s.is_running()),
+        "the broker must die mid-stream"
+    );
     broker.kill9();
     broker.restart();
 
-    wait_until(Duration::from_secs(40), "110k rows stored", || rows(&pg) >= 110_000);
+    wait_until(Duration::from_secs(40), "110k rows stored", || {
+        rows(&pg) >= 110_000
+    });
     collectors[1].kill9();
     collectors[1] = collector(&broker, &pg, &opts);
 
@@ -268,9 +324,15 @@ fn crashes_of_collectors_and_the_broker_lose_and_double_nothing() {
     eprintln!("200k rows with 3 crashes in {:?}", started.elapsed());
 
     assert_exactly_once(&pg, N);
-    let seqs = count(&pg, "SELECT count(DISTINCT (labels->>'seq')::int)::bigint FROM telemetry");
+    let seqs = count(
+        &pg,
+        "SELECT count(DISTINCT (labels->>'seq')::int)::bigint FROM telemetry",
+    );
     assert_eq!(seqs, N, "every generated row exactly once");
-    let range = count(&pg, "SELECT (max((labels->>'seq')::int) - min((labels->>'seq')::int))::bigint FROM telemetry");
+    let range = count(
+        &pg,
+        "SELECT (max((labels->>'seq')::int) - min((labels->>'seq')::int))::bigint FROM telemetry",
+    );
     assert_eq!(range, N - 1);
     stop(&mut collectors);
 }
@@ -285,16 +347,24 @@ fn streamers_and_collectors_join_and_leave_mid_run_and_the_count_stays_exact() {
     let broker = Broker::start();
     let paced = ["--rate", "2500"];
     let mut collectors: Vec<Child> = (0..3).map(|_| collector(&broker, &pg, &[])).collect();
-    let mut streamers: Vec<Child> = (0..2).map(|_| streamer(&broker, &csv, "elastic", &paced)).collect();
+    let mut streamers: Vec<Child> = (0..2)
+        .map(|_| streamer(&broker, &csv, "elastic", &paced))
+        .collect();
 
-    wait_until(Duration::from_secs(30), "5k rows stored", || rows(&pg) >= 5_000);
+    wait_until(Duration::from_secs(30), "5k rows stored", || {
+        rows(&pg) >= 5_000
+    });
     streamers.push(streamer(&broker, &csv, "elastic", &paced));
     collectors.push(collector(&broker, &pg, &[]));
-    wait_until(Duration::from_secs(30), "the new members to take a share", || {
-        group_members(&broker, "elastic") == 3 && group_members(&broker, "collectors") == 4
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the new members to take a share",
+        || group_members(&broker, "elastic") == 3 && group_members(&broker, "collectors") == 4,
+    );
 
-    wait_until(Duration::from_secs(30), "15k rows stored", || rows(&pg) >= 15_000);
+    wait_until(Duration::from_secs(30), "15k rows stored", || {
+        rows(&pg) >= 15_000
+    });
     let mut leaving_streamer = streamers.remove(0);
     let mut leaving_collector = collectors.remove(0);
     stop(std::slice::from_mut(&mut leaving_streamer));
@@ -305,7 +375,10 @@ fn streamers_and_collectors_join_and_leave_mid_run_and_the_count_stays_exact() {
     }
     wait_caught_up(&pg, &broker, N, Duration::from_secs(30));
     assert_exactly_once(&pg, N);
-    let seqs = count(&pg, "SELECT count(DISTINCT (labels->>'seq')::int)::bigint FROM telemetry");
+    let seqs = count(
+        &pg,
+        "SELECT count(DISTINCT (labels->>'seq')::int)::bigint FROM telemetry",
+    );
     assert_eq!(seqs, N);
     stop(&mut collectors);
 }
@@ -336,17 +409,36 @@ fn bad_rows_are_reported_by_line_and_the_good_ones_arrive() {
     wait_exit_ok(&mut s, Duration::from_secs(30));
 
     // A message that is no telemetry point, produced straight to the topic: dead-lettered.
-    let client = clients::client::BrokerClient::new(clients::client::ClientConfig::new(broker.url()));
+    let client =
+        clients::client::BrokerClient::new(clients::client::ClientConfig::new(broker.url()));
     let mut body = Vec::new();
-    clients::client::push_record(&mut body, "GPU-dead", &serde_json::json!({"not": "a point"})).unwrap();
-    client.produce(TOPIC, &body, None).expect("produce a bad message");
+    clients::client::push_record(
+        &mut body,
+        "GPU-dead",
+        &serde_json::json!({"not": "a point"}),
+    )
+    .unwrap();
+    client
+        .produce(TOPIC, &body, None)
+        .expect("produce a bad message");
 
     wait_caught_up(&pg, &broker, 1000 - 4 + 1, Duration::from_secs(30));
     assert_eq!(rows(&pg), 1000 - 4);
-    assert_eq!(count(&pg, "SELECT count(*) FROM dead_letters WHERE reason LIKE 'not a telemetry point%'"), 1);
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM dead_letters WHERE reason LIKE 'not a telemetry point%'"
+        ),
+        1
+    );
     let reported: Vec<(u64, String)> = events(&s.log(), "skipping bad row")
         .iter()
-        .map(|e| (e["line"].as_u64().unwrap_or(0), e["reason"].as_str().unwrap_or("").to_string()))
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     let mut expected: Vec<(u64, &str)> = bad_lines
         .iter()
