@@ -190,14 +190,10 @@ impl ActiveIndex {
         self.last_pos = pos;
     }
 
-    /// Cuts the file to the entries in use and makes it durable (segment roll).
+    /// Cuts the file to the entries in use and makes it durable (segment roll). The entries
+    /// were written through the shared map: dirty page-cache pages that fdatasync writes.
     pub(crate) fn seal(&self, path: &Path, ops: &dyn FileOps) -> Result<(), LogError> {
         let used = self.count * ENTRY_LEN;
-        if used > 0 {
-            self.map
-                .flush_range(0, used)
-                .map_err(|e| LogError::io(format!("msync {}", path.display()), e))?;
-        }
         self.file
             .set_len(used as u64)
             .map_err(|e| LogError::io(format!("truncate {}", path.display()), e))?;

@@ -2,7 +2,7 @@
 //!
 //! A partition is a directory of segments named by their zero-padded base offset
 //! (`00000000000000000000.log` with its sparse `.index`). The last segment is active:
-//! preallocated, memory-mapped, appended to by copying into the map. Older segments are
+//! preallocated, memory-mapped for reads, appended to with `pwrite`. Older segments are
 //! sealed (truncated to their real length, synced) and mapped lazily for reads, at most
 //! `max_mapped_segments` at once. The byte layout lives in `segments-format.md` and in
 //! [`record`], the only module that reads or writes batch bytes.
@@ -32,7 +32,7 @@ pub use crate::error::LogError;
 pub use crate::log::PartitionLog;
 pub use crate::sync::PendingSync;
 
-/// When appended data is made durable (msync of the dirty range, then fdatasync).
+/// When appended data is made durable (fdatasync of the active segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
     /// Every `append`/`append_encoded` syncs before it returns.

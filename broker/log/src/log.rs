@@ -32,7 +32,12 @@ pub struct PartitionLog {
     durability: Arc<Durability>,
     flusher: Option<Flusher>,
     report: RecoveryReport,
+    /// Reused encoding buffer (see `ActiveSegment::write_tail` for why appends encode first).
+    scratch: Vec<u8>,
 }
+
+/// Largest encoding buffer kept between appends.
+const SCRATCH_KEEP_BYTES: usize = 8 << 20;
 
 impl PartitionLog {
     /// Creates the directory if needed; recovers (scan active tail, cut torn/corrupt, rebuild
@@ -85,6 +90,7 @@ impl PartitionLog {
             durability,
             flusher,
             report,
+            scratch: Vec::new(),
         })
     }
 
@@ -132,7 +138,11 @@ impl PartitionLog {
         let count = records.len() as u32;
         self.make_room(len, count)?;
         let base = self.active.next_offset;
-        record::encode_into(self.active.slot(len), base, records, producer);
+        let mut buf = self.take_scratch(len);
+        record::encode_into(&mut buf, base, records, producer);
+        let written = self.active.write_tail(&buf);
+        self.return_scratch(buf);
+        written?;
         Ok(self.commit(len, base, count))
     }
 
@@ -149,10 +159,28 @@ impl PartitionLog {
         let (len, count) = (batch.len(), header.record_count);
         self.make_room(len, count)?;
         let base = self.active.next_offset;
-        let slot = self.active.slot(len);
-        slot.copy_from_slice(batch);
-        record::restamp(slot, base, producer, now_ms());
+        let mut buf = self.take_scratch(len);
+        buf.copy_from_slice(batch);
+        record::restamp(&mut buf, base, producer, now_ms());
+        let written = self.active.write_tail(&buf);
+        self.return_scratch(buf);
+        written?;
         Ok(self.commit(len, base, count))
+    }
+
+    /// A zeroed buffer of `len` bytes for encoding, reusing the last one's allocation.
+    fn take_scratch(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn return_scratch(&mut self, buf: Vec<u8>) {
+        // Keep ordinary batch buffers; let a rare huge one go.
+        if buf.capacity() <= SCRATCH_KEEP_BYTES {
+            self.scratch = buf;
+        }
     }
 
     fn commit(&mut self, len: usize, base: u64, count: u32) -> AppendOutcome {
@@ -183,7 +211,7 @@ impl PartitionLog {
         PendingSync::capture(&self.durability)
     }
 
-    /// Makes everything appended so far durable (msync of the dirty range, fdatasync), now.
+    /// Makes everything appended so far durable (fdatasync of the active segment), now.
     pub fn sync(&mut self) -> Result<(), LogError> {
         self.durability.sync_current().map(|_| ())
     }

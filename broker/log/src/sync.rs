@@ -1,10 +1,11 @@
 //! Durability: making written bytes of the active segment durable, outside the log's lock.
 //!
-//! Appends copy bytes into the active segment's map and then publish how far they wrote
-//! ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the interval [`Flusher`] or
-//! `PartitionLog::sync`) msyncs (MS_ASYNC) the dirty range `[durable_pos, written_pos)` of
-//! that map and then fdatasyncs the file (see [`SyncTarget::sync_to`] for why). Nothing here touches the bytes themselves, so a sync can run on
-//! another thread while appends continue (group commit).
+//! Appends write bytes into the active segment (its page cache) and then publish how far
+//! they wrote ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the interval
+//! [`Flusher`] or `PartitionLog::sync`) makes `[0, written_pos)` durable with one fdatasync
+//! of the file when anything past `durable_pos` is new (see [`SyncTarget::sync_to`]).
+//! Nothing here touches the bytes themselves, so a sync can run on another thread while
+//! appends continue (group commit).
 //!
 //! A failed sync poisons the log: what the kernel dropped cannot be known, so the log refuses
 //! appends until it is reopened (and recovery re-checks the tail) instead of pretending.
@@ -30,7 +31,7 @@ pub(crate) struct SyncTarget {
     pub file: File,
     pub map: MmapRaw,
     pub ops: Arc<dyn FileOps>,
-    /// Bytes written into the map (published after the copy).
+    /// Bytes written into the segment (published after the write).
     written_pos: AtomicUsize,
     /// The offset after the last record written.
     written_end: AtomicU64,
@@ -70,19 +71,17 @@ impl SyncTarget {
         (pos, end)
     }
 
-    /// Makes `[0, pos)` durable: msync(MS_ASYNC) of the dirty range, then fdatasync.
+    /// Makes `[0, pos)` durable with one fdatasync.
     ///
-    /// Why not msync(MS_SYNC) + fdatasync: on Linux, MS_SYNC already ends in an fsync of the
-    /// range, so the pair flushes the device twice (measured ~1.5-2x slower per sync);
-    /// fdatasync alone writes the dirty pages of a shared mapping (they live in the page
-    /// cache, tracked dirty by the kernel). MS_ASYNC queues the range for writeback where an
-    /// OS needs that (a no-op on Linux); fdatasync is the durability point.
+    /// Why no msync: appends reach the page cache through `pwrite`, and even bytes written
+    /// through the shared map (recovery zeroing a cut tail) are dirty page-cache pages that
+    /// fdatasync writes on Linux. msync(MS_SYNC) would flush the device a second time per
+    /// sync (measured 1.5-2x slower) and MS_ASYNC is a no-op on Linux.
     pub(crate) fn sync_to(&self, pos: usize) -> std::io::Result<()> {
         let from = self.durable_pos.load(Ordering::Acquire);
         if pos <= from {
             return Ok(());
         }
-        self.map.flush_async_range(from, pos - from)?;
         self.ops.sync_data(&self.file)?;
         self.durable_pos.fetch_max(pos, Ordering::AcqRel);
         Ok(())
@@ -185,7 +184,7 @@ impl PendingSync {
         }
     }
 
-    /// Makes everything captured durable (msync of the dirty range, fdatasync) and returns
+    /// Makes everything captured durable (fdatasync of that segment) and returns
     /// the offset up to which everything is now durable.
     pub fn sync(self) -> Result<u64, LogError> {
         self.durability.sync(&self.target, self.pos, self.end)

@@ -45,7 +45,7 @@ fn read_all(log: &PartitionLog, max_records: usize) -> Vec<OwnedRecord> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn appended_records_read_back_exactly(
