@@ -168,11 +168,15 @@ impl PartitionLog {
         Ok(self.commit(len, base, count))
     }
 
-    /// A zeroed buffer of `len` bytes for encoding, reusing the last one's allocation.
+    /// A buffer of `len` bytes for encoding, reusing the last one's allocation. Its bytes
+    /// are stale, not zeroed: the encoder writes every byte of a batch (zeroing 400 KiB per
+    /// append showed up at ~5% of the append profile).
     fn take_scratch(&mut self, len: usize) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        buf.resize(len, 0);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf.truncate(len);
         buf
     }
 

@@ -319,7 +319,8 @@ pub struct Encoded {
 }
 
 /// Encodes `records` into `buf`, which must be exactly [`encoded_len`] bytes, and stamps the
-/// CRC. The caller checked that `records` is not empty and fits `MAX_BATCH_BYTES`.
+/// CRC. Every byte of `buf` is written, so it need not be zeroed. The caller checked that
+/// `records` is not empty and fits `MAX_BATCH_BYTES`.
 pub fn encode_into(
     buf: &mut [u8],
     base_offset: u64,
