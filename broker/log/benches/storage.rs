@@ -108,6 +108,22 @@ fn log_append(w: &Workload, dir: &Path, fsync: FsyncPolicy) -> (Duration, Partit
     (start.elapsed(), log)
 }
 
+/// The binary produce path: already-encoded batches appended with `append_encoded`.
+fn log_append_encoded(w: &Workload, dir: &Path, fsync: FsyncPolicy) -> Duration {
+    let config = LogConfig {
+        fsync,
+        ..LogConfig::default()
+    };
+    let batch = record::encode(0, &records(&w.values), None);
+    let start = Instant::now();
+    let mut log = PartitionLog::open(dir, config).expect("open");
+    for _ in 0..w.batches {
+        log.append_encoded(&batch, None).expect("append_encoded");
+    }
+    log.sync().expect("sync");
+    start.elapsed()
+}
+
 fn log_read(w: &Workload, log: &PartitionLog) -> (Duration, Duration) {
     let start = Instant::now();
     let (mut next, mut n) = (0, 0usize);
@@ -143,7 +159,7 @@ fn last_end(batches: &[u8]) -> u64 {
 
 fn row(name: &str, f: &Figure, reference: &Figure) {
     println!(
-        "{name:<36} {:>9.0} MB/s {:>11.0} rec/s   {:>5.2}x",
+        "{name:<38} {:>9.0} MB/s {:>11.0} rec/s   {:>5.2}x",
         f.mb_s,
         f.rec_s,
         f.mb_s / reference.mb_s
@@ -158,6 +174,7 @@ struct Timings {
     cache_ref: Duration,
     durable_ref: Duration,
     interval: Duration,
+    interval_encoded: Duration,
     never: Duration,
     always: Duration,
     read_owned: Duration,
@@ -190,12 +207,17 @@ fn run_once(w: &Workload, base: &Path, rep: usize) -> Timings {
         std::fs::remove_dir_all(&dir).expect("cleanup");
         t
     };
+    let dir = fresh("encoded");
+    let interval_encoded =
+        log_append_encoded(w, &dir, FsyncPolicy::Interval(Duration::from_millis(20)));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
     let never = timed("never", FsyncPolicy::Never);
     let always = timed("always", FsyncPolicy::Always);
     Timings {
         cache_ref,
         durable_ref,
         interval,
+        interval_encoded,
         never,
         always,
         read_owned,
@@ -222,7 +244,7 @@ fn main() {
     let cache_ref = figure(&w, best(|t| t.cache_ref));
     let durable_ref = figure(&w, best(|t| t.durable_ref));
     println!(
-        "{:<36} {:>14} {:>17}   ratio",
+        "{:<38} {:>14} {:>17}   ratio",
         "case", "throughput", "records"
     );
     row("plain write + 1 fdatasync (ref)", &cache_ref, &cache_ref);
@@ -234,6 +256,11 @@ fn main() {
     row(
         "append fsync=interval(20ms) vs page",
         &figure(&w, best(|t| t.interval)),
+        &cache_ref,
+    );
+    row(
+        "append_encoded fsync=interval vs page",
+        &figure(&w, best(|t| t.interval_encoded)),
         &cache_ref,
     );
     row(

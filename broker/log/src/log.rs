@@ -140,7 +140,7 @@ impl PartitionLog {
         let base = self.active.next_offset;
         let mut buf = self.take_scratch(len);
         record::encode_into(&mut buf, base, records, producer);
-        let written = self.active.write_tail(&buf);
+        let written = self.active.write_tail(&[&buf]);
         self.return_scratch(buf);
         written?;
         Ok(self.commit(len, base, count))
@@ -154,17 +154,14 @@ impl PartitionLog {
     ) -> Result<AppendOutcome, LogError> {
         self.check_writable()?;
         check_size(batch.len())?;
-        let header = record::validate_for_append(batch)
+        let base = self.active.next_offset;
+        let (head, header) = record::restamped_header(batch, base, producer, now_ms())
             .map_err(|reason| LogError::InvalidBatch { reason })?;
         let (len, count) = (batch.len(), header.record_count);
         self.make_room(len, count)?;
-        let base = self.active.next_offset;
-        let mut buf = self.take_scratch(len);
-        buf.copy_from_slice(batch);
-        record::restamp(&mut buf, base, producer, now_ms());
-        let written = self.active.write_tail(&buf);
-        self.return_scratch(buf);
-        written?;
+        // The restamped header, then the records as sent: no copy of the batch.
+        self.active
+            .write_tail(&[&head, &batch[record::HEADER_LEN..]])?;
         Ok(self.commit(len, base, count))
     }
 

@@ -408,49 +408,88 @@ fn stamp_crc(buf: &mut [u8]) {
 /// Checks a batch sent by a producer (binary produce): framing, CRC, magic, reserved fields,
 /// record framing. Returns the header on success and a reason otherwise.
 pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader, String> {
-    let b = match decode(batch) {
-        Decoded::Intact(b) => b,
-        Decoded::Empty => return Err("empty batch (all-zero header)".into()),
-        Decoded::Torn { needed, available } => {
-            return Err(format!("batch claims {needed} bytes, body has {available}"))
-        }
-        Decoded::Corrupt { expected, found } => {
-            return Err(format!(
-                "CRC mismatch: header says {expected:#010x}, bytes give {found:#010x}"
-            ))
-        }
-        Decoded::Malformed { reason } => return Err(reason.into()),
-    };
-    if b.bytes.len() != batch.len() {
-        return Err(format!(
-            "body has {} bytes after the batch (one batch per request)",
-            batch.len() - b.bytes.len()
-        ));
-    }
-    if b.header.attributes != 0 || u16::from_le_bytes([batch[18], batch[19]]) != 0 {
-        return Err("attributes and reserved bytes must be 0".into());
-    }
-    b.validate_records()?;
-    Ok(b.header)
+    check_for_append(batch).map(|(header, _)| header)
 }
 
-/// The broker's overwrite of a validated batch copied into place: base offset, append time
-/// (first timestamp = `now_ms`, max moved by the same shift, deltas kept), producer, CRC.
-pub fn restamp(
-    buf: &mut [u8],
+/// [`validate_for_append`], also returning the CRC state of the records (bytes from
+/// `HEADER_LEN` on), so a restamp does not read them a second time.
+fn check_for_append(batch: &[u8]) -> Result<(BatchHeader, crc32fast::Hasher), String> {
+    if batch.len() < HEADER_LEN {
+        return Err(format!(
+            "{} bytes is shorter than a batch header",
+            batch.len()
+        ));
+    }
+    let header = BatchHeader::parse(batch);
+    if header.batch_length as usize != batch.len() {
+        return Err(format!(
+            "batch_length is {} but the body has {} bytes (one batch per request)",
+            header.batch_length,
+            batch.len()
+        ));
+    }
+    if batch.len() > MAX_BATCH_BYTES {
+        return Err("batch length over the maximum".into());
+    }
+    let mut body = crc32fast::Hasher::new();
+    body.update(&batch[HEADER_LEN..]);
+    let found = header_crc_with(&batch[..HEADER_LEN], &body);
+    if found != header.crc {
+        return Err(format!(
+            "CRC mismatch: header says {:#010x}, bytes give {found:#010x}",
+            header.crc
+        ));
+    }
+    if header.magic != MAGIC {
+        return Err("unknown magic (format version)".into());
+    }
+    if header.attributes != 0 || u16::from_le_bytes([batch[18], batch[19]]) != 0 {
+        return Err("attributes and reserved bytes must be 0".into());
+    }
+    if header.record_count == 0 {
+        return Err("batch without records".into());
+    }
+    Batch {
+        header,
+        bytes: batch,
+    }
+    .validate_records()?;
+    Ok((header, body))
+}
+
+/// The batch CRC from its header bytes and the CRC state of everything after the header.
+fn header_crc_with(header: &[u8], body: &crc32fast::Hasher) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..OFF_CRC]);
+    h.update(&header[OFF_CRC + 4..HEADER_LEN]);
+    h.combine(body);
+    h.finalize()
+}
+
+/// Validates a producer's batch (as [`validate_for_append`]) and returns the header the broker
+/// stores in its place: base offset, append time (first timestamp = `now_ms`, max moved by
+/// the same shift, deltas kept), producer stamp, and the CRC recomputed. The records after
+/// the header are stored unchanged, so the caller writes `header` then `batch[HEADER_LEN..]`;
+/// they are read once (framing check and CRC) and never copied here.
+pub fn restamped_header(
+    batch: &[u8],
     base_offset: u64,
     producer: Option<ProducerStamp>,
     now_ms: i64,
-) -> BatchHeader {
-    let old_first = u64_at(buf, OFF_FIRST_TS) as i64;
-    let old_max = u64_at(buf, OFF_MAX_TS) as i64;
+) -> Result<([u8; HEADER_LEN], BatchHeader), String> {
+    let (_, body) = check_for_append(batch)?;
+    let mut out = [0u8; HEADER_LEN];
+    out.copy_from_slice(&batch[..HEADER_LEN]);
+    let old_first = u64_at(&out, OFF_FIRST_TS) as i64;
+    let old_max = u64_at(&out, OFF_MAX_TS) as i64;
     let new_max = now_ms.wrapping_add(old_max.wrapping_sub(old_first));
-    put_u64(buf, OFF_BASE, base_offset);
-    put_u64(buf, OFF_FIRST_TS, now_ms as u64);
-    put_u64(buf, OFF_MAX_TS, new_max as u64);
-    stamp_producer(buf, producer);
-    stamp_crc(buf);
-    BatchHeader::parse(buf)
+    put_u64(&mut out, OFF_BASE, base_offset);
+    put_u64(&mut out, OFF_FIRST_TS, now_ms as u64);
+    put_u64(&mut out, OFF_MAX_TS, new_max as u64);
+    stamp_producer(&mut out, producer);
+    let crc = header_crc_with(&out, &body);
+    put_u32(&mut out, OFF_CRC, crc);
+    Ok((out, BatchHeader::parse(&out)))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -516,11 +555,20 @@ mod tests {
     }
 
     #[test]
-    fn restamp_keeps_validity() {
-        let mut buf = two();
-        let h = restamp(&mut buf, 100, None, 1000);
-        assert_eq!(h.max_timestamp_ms, 1002);
-        assert!(validate_for_append(&buf).is_ok());
+    fn restamped_header_keeps_validity() {
+        let buf = two();
+        let (head, h) = restamped_header(&buf, 100, None, 1000).expect("valid");
+        assert_eq!(
+            (h.base_offset, h.max_timestamp_ms, h.producer()),
+            (100, 1002, None)
+        );
+        let mut stored = head.to_vec();
+        stored.extend_from_slice(&buf[HEADER_LEN..]);
+        assert!(validate_for_append(&stored).is_ok());
+        assert!(matches!(decode(&stored), Decoded::Intact(_)));
+        let mut bad = buf.clone();
+        bad[HEADER_LEN + 5] ^= 1;
+        assert!(restamped_header(&bad, 0, None, 0).is_err());
     }
 
     #[test]
