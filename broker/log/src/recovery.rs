@@ -48,8 +48,10 @@ pub(crate) fn recover_active(
     let t = seg.target.clone();
     t.publish(seg.len, seg.next_offset);
     // Make the recovered state (and any zeroed tail) durable once, so later syncs start
-    // from a known-durable prefix.
-    t.sync_to(seg.capacity)
+    // from a known-durable prefix: exactly `len`, never the capacity, or later syncs of
+    // new appends would believe they have nothing to do.
+    t.ops
+        .sync_data(&t.file)
         .map_err(|e| LogError::io(format!("sync {}", seg.path.display()), e))?;
     t.mark_durable(seg.len);
     Ok(())

@@ -6,17 +6,18 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use broker_log::io::{FileOps, RealFileOps};
 use broker_log::{FsyncPolicy, LogConfig, LogError, PartitionLog, Record};
 
-/// Real operations, except when the switches say the disk is full or broken.
+/// Real operations, except when the switches say the disk is full or broken; counts syncs.
 #[derive(Debug, Default)]
 struct Faulty {
     disk_full: AtomicBool,
     sync_fails: AtomicBool,
+    syncs: AtomicUsize,
 }
 
 impl FileOps for Faulty {
@@ -28,6 +29,7 @@ impl FileOps for Faulty {
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         if self.sync_fails.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
@@ -158,4 +160,26 @@ fn pending_sync_runs_outside_the_lock_and_reports_durable_offset() {
         .expect("append during sync");
     assert_eq!(t.join().expect("join").expect("sync"), 2);
     assert!(log.durable_offset() >= 2);
+}
+
+#[test]
+fn always_syncs_every_append_also_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..2 {
+        let ops = Arc::new(Faulty::default());
+        let cfg = LogConfig {
+            segment_bytes: 1 << 20,
+            ..config(FsyncPolicy::Always)
+        };
+        let mut log = PartitionLog::open_with_ops(dir.path(), cfg, ops.clone()).expect("open");
+        for i in 0..3 {
+            let before = ops.syncs.load(Ordering::SeqCst);
+            append(&mut log, "durable").expect("append");
+            assert!(
+                ops.syncs.load(Ordering::SeqCst) > before,
+                "round {round}, append {i}: acknowledged without an fdatasync"
+            );
+            assert_eq!(log.durable_offset(), log.end_offset());
+        }
+    }
 }
