@@ -1,1 +1,348 @@
-fn main() {}
+//! API latency on a large table, next to the same SQL run directly in the same run.
+//!
+//! `cargo bench -p api --bench latency` seeds a throwaway PostgreSQL (testkit) with
+//! 10,000,000 points (250 GPUs x 10 metrics x 4,000 seconds) in SQL, starts the real `api`
+//! binary, and measures:
+//!
+//! - a 100-point window of one GPU (10 seconds x 10 metrics, random GPU and start) through the
+//!   API, 8 concurrent keep-alive clients, p50/p99;
+//! - the same SQL (`api::db::WINDOW_SQL`, prepared, same parameters) on 8 threads with their
+//!   own connections: the reference, and the ratio API/SQL;
+//! - the GPU list and the stats through the API (one client), which read only small tables.
+//!
+//! Goals: window p99 ≤ 5 ms and ≤ 1.5x direct SQL; GPU list and stats ≤ 25 ms.
+//! Knobs: `API_BENCH_SECONDS` (timestamps per GPU per metric, default 4000, i.e. 10M points),
+//! `API_BENCH_REQUESTS` (window requests per client per round, default 1500).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use testkit::{wait_until, Child, Postgres};
+
+const GPUS: i64 = 250;
+const METRICS: i64 = 10;
+const CLIENTS: usize = 8;
+const ROUNDS: usize = 2;
+/// 10 seconds x 10 metrics = a 100-point window.
+const WINDOW_SECONDS: i64 = 9;
+
+fn env_num(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn base_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 7, 18, 0, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn gpu_uuid(g: i64) -> String {
+    format!("GPU-{g:08}-0000-4000-8000-000000000000")
+}
+
+/// Seeds `seconds` x 250 GPUs x 10 metrics points, in time order as a collector would write
+/// them, then the index, `gpus` and `metric_totals`. Returns (insert, index+analyze) times.
+fn seed(client: &mut postgres::Client, seconds: i64) -> (Duration, Duration) {
+    let started = Instant::now();
+    client
+        .batch_execute("DROP INDEX telemetry_gpu_ts_idx; SET maintenance_work_mem = '1GB'")
+        .expect("drop index for a fast load");
+    let per_second = GPUS * METRICS;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, labels,
+                                    src_partition, src_offset)
+             SELECT 'GPU-' || lpad(((n / {METRICS}) % {GPUS})::text, 8, '0') || '-0000-4000-8000-000000000000',
+                    timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
+                    'DCGM_FI_METRIC_' || (n % {METRICS}),
+                    (n % 997)::float8,
+                    timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
+                    'host-' || lpad((((n / {METRICS}) % {GPUS}) / 8)::text, 3, '0'),
+                    '{{\"DCGM_FI_DRIVER_VERSION\": \"535.129.03\", \"pci_bus_id\": \"00000000:18:00.0\"}}'::jsonb,
+                    ((n / {METRICS}) % {GPUS}) % 16,
+                    (n / {per_second}) * {METRICS} + n % {METRICS}
+             FROM generate_series(0::bigint, {total} - 1) AS n",
+            total = seconds * per_second,
+        ))
+        .expect("seed points");
+    let inserted = started.elapsed();
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "CREATE INDEX telemetry_gpu_ts_idx ON telemetry (gpu_uuid, ts, src_offset);
+             ANALYZE telemetry;
+             INSERT INTO gpus
+               SELECT 'GPU-' || lpad(g::text, 8, '0') || '-0000-4000-8000-000000000000',
+                      'host-' || lpad((g / 8)::text, 3, '0'), g % 8, 'nvidia' || (g % 8),
+                      'NVIDIA H100 80GB HBM3', timestamptz '2025-07-18 00:00:00+00',
+                      timestamptz '2025-07-18 00:00:00+00' + ({seconds} - 1) * interval '1 second'
+               FROM generate_series(0, {GPUS} - 1) AS g;
+             INSERT INTO metric_totals
+               SELECT 'DCGM_FI_METRIC_' || m, {seconds} * {GPUS}, timestamptz '2025-07-18 00:00:00+00',
+                      timestamptz '2025-07-18 00:00:00+00' + ({seconds} - 1) * interval '1 second'
+               FROM generate_series(0, {METRICS} - 1) AS m;
+             ANALYZE gpus; ANALYZE metric_totals;"
+        ))
+        .expect("index and totals");
+    (inserted, started.elapsed())
+}
+
+/// A random 100-point window: (gpu, start, end).
+fn random_window(rng: &mut fastrand::Rng, seconds: i64) -> (String, DateTime<Utc>, DateTime<Utc>) {
+    let gpu = gpu_uuid(rng.i64(0..GPUS));
+    let start = base_time() + chrono::Duration::seconds(rng.i64(0..seconds - WINDOW_SECONDS));
+    (
+        gpu,
+        start,
+        start + chrono::Duration::seconds(WINDOW_SECONDS),
+    )
+}
+
+fn iso(t: &DateTime<Utc>) -> String {
+    api::model::format_ts(t)
+}
+
+/// Runs `each` on `clients` threads, `per_client` times each; returns every latency.
+fn concurrent<S: Send + 'static>(
+    clients: usize,
+    per_client: usize,
+    setup: impl Fn(usize) -> S + Send + Sync + 'static,
+    each: impl Fn(&mut S, &mut fastrand::Rng) + Send + Sync + 'static,
+) -> Vec<Duration> {
+    let setup = Arc::new(setup);
+    let each = Arc::new(each);
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (setup, each) = (setup.clone(), each.clone());
+            std::thread::spawn(move || {
+                let mut state = setup(i);
+                let mut rng = fastrand::Rng::with_seed(i as u64 * 7919 + 1);
+                let mut samples = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    let started = Instant::now();
+                    each(&mut state, &mut rng);
+                    samples.push(started.elapsed());
+                }
+                samples
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("bench thread"))
+        .collect()
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let rank = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> String {
+    let response = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response.into_string().expect("body")
+}
+
+fn api_window_round(base: &str, seconds: i64, clients: usize, per_client: usize) -> Vec<Duration> {
+    let base = base.to_string();
+    concurrent(
+        clients,
+        per_client,
+        |_| {
+            ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .build()
+        },
+        move |agent, rng| {
+            let (gpu, start, end) = random_window(rng, seconds);
+            let url = format!(
+                "{base}/api/v1/gpus/{gpu}/telemetry?start_time={}&end_time={}&limit=100",
+                iso(&start),
+                iso(&end)
+            );
+            let body = get(agent, &url);
+            debug_assert!(body.contains("\"count\":100"));
+        },
+    )
+}
+
+fn sql_window_round(
+    pg_conn: &str,
+    seconds: i64,
+    clients: usize,
+    per_client: usize,
+) -> Vec<Duration> {
+    let conn = pg_conn.to_string();
+    concurrent(
+        clients,
+        per_client,
+        move |_| {
+            let mut client = postgres::Client::connect(&conn, postgres::NoTls).expect("connect");
+            let statement = client.prepare(api::db::WINDOW_SQL).expect("prepare");
+            (client, statement)
+        },
+        move |(client, statement), rng| {
+            let (gpu, start, end) = random_window(rng, seconds);
+            // limit + 1, as the API asks, to know whether a next page exists.
+            let rows = client
+                .query(
+                    &*statement,
+                    &[&gpu, &Some(start), &Some(end), &101i64, &0i64],
+                )
+                .expect("window query");
+            assert_eq!(rows.len(), 100);
+        },
+    )
+}
+
+fn sequential(agent: &ureq::Agent, url: &str, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            get(agent, url);
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn main() {
+    let seconds = env_num("API_BENCH_SECONDS", 4000).max(WINDOW_SECONDS + 1);
+    let per_client = env_num("API_BENCH_REQUESTS", 1500).max(10) as usize;
+    let total_points = seconds * GPUS * METRICS;
+
+    let pg = Postgres::start();
+    {
+        // Room for the table's hot pages; PostgreSQL reads the setting at start.
+        let mut client = pg.connect();
+        client
+            .batch_execute("ALTER SYSTEM SET shared_buffers = '1GB'")
+            .expect("shared_buffers");
+    }
+    pg.stop();
+    pg.start_again();
+    let mut client = pg.connect();
+    clients::schema::migrate(&mut client).expect("migrate");
+    let (insert, index) = seed(&mut client, seconds);
+    println!(
+        "seeded {total_points} points ({GPUS} GPUs x {METRICS} metrics x {seconds} s) in {:.1} s (insert {:.1} s, index + analyze + totals {:.1} s)",
+        (insert + index).as_secs_f64(),
+        insert.as_secs_f64(),
+        index.as_secs_f64()
+    );
+
+    let port = testkit::free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", pg.url())
+        .env("RUST_LOG", "warn");
+    let api = Child::spawn("api", command);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the api", || {
+        testkit::http_get(&format!("{base}/health")).is_some_and(|(s, _)| s == 200)
+    });
+
+    // Warm both paths (connections, prepared statements, caches), checking the answers.
+    let sample = get(
+        &ureq::agent(),
+        &format!(
+            "{base}/api/v1/gpus/{}/telemetry?start_time={}&end_time={}",
+            gpu_uuid(0),
+            iso(&base_time()),
+            iso(&(base_time() + chrono::Duration::seconds(WINDOW_SECONDS)))
+        ),
+    );
+    assert!(
+        sample.contains("\"count\":100"),
+        "a window holds 100 points: {sample:.300}"
+    );
+    let conn = pg.connection_string();
+    sql_window_round(&conn, seconds, CLIENTS, per_client / 5);
+    api_window_round(&base, seconds, CLIENTS, per_client / 5);
+
+    // Rounds alternate between the two paths so that noise from the (shared) machine falls on
+    // both alike.
+    let (mut sql, mut via_api) = (Vec::new(), Vec::new());
+    let (mut sql1, mut api1) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        sql.extend(sql_window_round(&conn, seconds, CLIENTS, per_client));
+        via_api.extend(api_window_round(&base, seconds, CLIENTS, per_client));
+        sql1.extend(sql_window_round(&conn, seconds, 1, per_client / 2));
+        api1.extend(api_window_round(&base, seconds, 1, per_client / 2));
+    }
+    let agent = ureq::agent();
+    let mut gpus = sequential(&agent, &format!("{base}/api/v1/gpus"), 300);
+    let mut stats = sequential(&agent, &format!("{base}/api/v1/stats"), 300);
+    api.scan_for_panics();
+
+    let (sql50, sql99) = (percentile(&mut sql, 0.50), percentile(&mut sql, 0.99));
+    let (api50, api99) = (
+        percentile(&mut via_api, 0.50),
+        percentile(&mut via_api, 0.99),
+    );
+    let (sql1_50, sql1_99) = (percentile(&mut sql1, 0.50), percentile(&mut sql1, 0.99));
+    let (api1_50, api1_99) = (percentile(&mut api1, 0.50), percentile(&mut api1, 0.99));
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!();
+    println!("| what ({total_points} points) | clients | requests | p50 | p99 | goal |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| 100-point window, direct SQL (reference) | {CLIENTS} | {} | {} | {} | |",
+        sql.len(),
+        ms(sql50),
+        ms(sql99)
+    );
+    println!(
+        "| 100-point window, API | {CLIENTS} | {} | {} | {} | p99 <= 5 ms |",
+        via_api.len(),
+        ms(api50),
+        ms(api99)
+    );
+    println!(
+        "| ratio API / SQL | | | {:.2}x | {:.2}x | p99 <= 1.5x |",
+        ratio(api50, sql50),
+        ratio(api99, sql99)
+    );
+    println!(
+        "| 100-point window, direct SQL (reference) | 1 | {} | {} | {} | |",
+        sql1.len(),
+        ms(sql1_50),
+        ms(sql1_99)
+    );
+    println!(
+        "| 100-point window, API | 1 | {} | {} | {} | |",
+        api1.len(),
+        ms(api1_50),
+        ms(api1_99)
+    );
+    println!(
+        "| ratio API / SQL, 1 client | | | {:.2}x | {:.2}x | |",
+        ratio(api1_50, sql1_50),
+        ratio(api1_99, sql1_99)
+    );
+    println!(
+        "| GPU list ({GPUS} GPUs), API | 1 | {} | {} | {} | <= 25 ms |",
+        gpus.len(),
+        ms(percentile(&mut gpus, 0.5)),
+        ms(percentile(&mut gpus, 0.99))
+    );
+    println!(
+        "| stats, API | 1 | {} | {} | {} | <= 25 ms |",
+        stats.len(),
+        ms(percentile(&mut stats, 0.5)),
+        ms(percentile(&mut stats, 0.99))
+    );
+}

@@ -11,9 +11,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use postgres::types::{FromSql, Type};
 use postgres::{NoTls, Row, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
+use serde_json::value::RawValue;
 
 use crate::config::Config;
 use crate::error::{is_connection_error, ApiError};
@@ -242,8 +244,33 @@ fn point_from_row(row: &Row) -> Result<Point, ApiError> {
         container: row.try_get(5)?,
         pod: row.try_get(6)?,
         namespace: row.try_get(7)?,
-        labels: row.try_get(8)?,
+        labels: row.try_get::<_, RawJson>(8)?.0,
     })
+}
+
+/// A `jsonb` (or `json`) column as raw JSON text: validated, but not rebuilt into a tree and
+/// serialised again, since the API only passes it through.
+struct RawJson(Box<RawValue>);
+
+impl<'a> FromSql<'a> for RawJson {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a version byte (1) and then the JSON text.
+        let text = match (ty, raw.split_first()) {
+            (&Type::JSONB, Some((1, rest))) => rest,
+            (&Type::JSONB, _) => return Err("unsupported jsonb format version".into()),
+            _ => raw,
+        };
+        Ok(RawJson(RawValue::from_string(
+            std::str::from_utf8(text)?.to_owned(),
+        )?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSONB | Type::JSON)
+    }
 }
 
 /// Why a window came back empty: `Err` when the GPU or the metric is unknown.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -76,9 +77,9 @@ pub struct Point {
     pub pod: Option<String>,
     #[schema(required = true)]
     pub namespace: Option<String>,
-    /// The source's extra labels.
+    /// The source's extra labels (passed through as stored).
     #[schema(value_type = Object)]
-    pub labels: Value,
+    pub labels: Box<RawValue>,
 }
 
 /// Where this page sits in the window, and how to get the next one.
