@@ -192,8 +192,8 @@ impl ActiveSegment {
     fn prefix(&self, n: usize) -> &[u8] {
         debug_assert!(n <= self.target.map.len());
         // SAFETY: `n` is within the map, owned by `target` which lives as long as `self`;
-        // writes go through `&mut self` (`slot`, `write_tail`), so none overlaps this borrow; the file
-        // covers `[0, n)` (preallocated, or truncated to `len` at seal).
+        // writes go through `&mut self` (`slot`, `write_tail`), so none overlaps this
+        // borrow; the file covers `[0, n)` (preallocated, or truncated to `len` at seal).
         unsafe { std::slice::from_raw_parts(self.target.map.as_ptr(), n) }
     }
 
@@ -236,7 +236,7 @@ impl ActiveSegment {
         self.len = len;
     }
 
-    /// Accounts a batch just written into `slot`.
+    /// Accounts a batch just written by `write_tail`: index, length, offsets, sync marks.
     pub(crate) fn commit(&mut self, bytes: usize, record_count: u32) {
         let rel = (self.next_offset - self.base) as u32;
         self.index.note_batch(rel, self.len);
