@@ -269,6 +269,12 @@ impl Groups {
         }
         // A commit also proves the member is alive.
         mem.last_seen = Instant::now();
+        // Committing past what was delivered (a consumer resuming from offsets it keeps
+        // itself) moves the member's position there; committing less never rewinds it.
+        for (p, o) in offsets {
+            let position = mem.positions.entry(*p).or_insert(*o);
+            *position = (*position).max(*o);
+        }
         let committed = g.committed.entry(topic.to_string()).or_default();
         committed.extend(offsets.iter().map(|(p, o)| (*p, *o)));
         g.version += 1;

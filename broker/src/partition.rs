@@ -33,6 +33,19 @@ pub enum Payload<'a> {
     Encoded(&'a [u8]),
 }
 
+impl Payload<'_> {
+    /// How many records the payload holds (`None`: an encoded batch whose header is not
+    /// even readable; the append will refuse it).
+    fn record_count(&self) -> Option<usize> {
+        match self {
+            Payload::Records(records) => Some(records.len()),
+            Payload::Encoded(batch) => {
+                broker_log::record::peek_header(batch).map(|h| h.record_count as usize)
+            }
+        }
+    }
+}
+
 /// An idempotent produce's identity: the stamp stored in the batch, and the id as the
 /// client wrote it (for errors).
 #[derive(Clone, Copy, Debug)]
@@ -163,16 +176,15 @@ impl Partition {
             match inner.producers.check(idem.stamp) {
                 SeqCheck::New => {}
                 SeqCheck::Duplicate(entry) => {
-                    if let Payload::Records(records) = payload {
-                        if records.len() != entry.record_count as usize {
-                            return Err(BrokerError::SequenceMismatch {
-                                producer: idem.producer.to_string(),
-                                seq: idem.stamp.seq,
-                                partition: self.id,
-                                original: entry.record_count,
-                                retried: records.len(),
-                            });
-                        }
+                    let retried = payload.record_count();
+                    if retried.is_some_and(|n| n != entry.record_count as usize) {
+                        return Err(BrokerError::SequenceMismatch {
+                            producer: idem.producer.to_string(),
+                            seq: idem.stamp.seq,
+                            partition: self.id,
+                            original: entry.record_count,
+                            retried: retried.unwrap_or(0),
+                        });
                     }
                     let end = entry.base_offset + u64::from(entry.record_count);
                     let appended = Appended {

@@ -219,3 +219,36 @@ fn a_commit_with_a_stale_generation_or_a_foreign_partition_is_refused() {
     assert_eq!(offsets["offsets"], json!({ mine[0].to_string(): 3 }));
     b.stop();
 }
+
+#[test]
+fn committing_ahead_moves_the_member_fetch_position_and_committing_behind_does_not_rewind() {
+    let dir = tempdir();
+    let b = Broker::start(dir.path(), &[]);
+    assert_eq!(b.put_topic("seek", 1).status, 201);
+    let lines: Vec<String> = (0..10).map(|i| pinned(0, i)).collect();
+    b.produce("seek", "", &lines);
+    let joined = b
+        .post_json("/v1/groups/seekers/members", &json!({"topic": "seek"}))
+        .json();
+    let id = joined["member_id"].as_str().expect("id").to_string();
+    let generation = joined["generation"].as_u64().expect("generation");
+    let commit = |offset: u64| {
+        b.post_json(
+            "/v1/groups/seekers/offsets",
+            &json!({"member_id": id, "generation": generation, "topic": "seek", "offsets": {"0": offset}}),
+        )
+        .status
+    };
+    let fetch = || -> Vec<u64> {
+        b.get(&format!("/v1/groups/seekers/members/{id}/messages?max=3"))
+            .lines()
+            .iter()
+            .map(|l| l["offset"].as_u64().expect("offset"))
+            .collect()
+    };
+    assert_eq!(commit(6), 200);
+    assert_eq!(fetch(), [6, 7, 8]);
+    assert_eq!(commit(2), 200);
+    assert_eq!(fetch(), [9], "a lower commit does not rewind");
+    b.stop();
+}
