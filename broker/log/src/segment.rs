@@ -329,14 +329,44 @@ impl<'a> SegmentView<'a> {
     /// Position of the batch containing `offset` (or the first after it).
     pub(crate) fn position_of(&self, offset: u64) -> Result<usize, LogError> {
         let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
-        let mut pos = index::lookup(self.index, self.index_count, rel);
+        let hint = index::lookup(self.index, self.index_count, rel);
+        match self.walk_to(hint, offset) {
+            Ok(Some(pos)) => Ok(pos),
+            // The index is a hint: if it pointed somewhere wrong, scan from the start.
+            _ if hint != 0 => {
+                tracing::warn!(segment = %self.path.display(), offset, hint,
+                    "index entry does not lead to the offset; scanning the segment");
+                self.walk_to(0, offset)?
+                    .ok_or_else(|| self.corrupt(0, "no batch holds the offset".into()))
+            }
+            other => other?.ok_or_else(|| self.corrupt(0, "no batch holds the offset".into())),
+        }
+    }
+
+    /// From the batch at `pos` (which must not start after `offset`), the position of the
+    /// batch holding `offset`, or of the end of the data if none does. None when the batch
+    /// at `pos` starts after `offset`.
+    fn walk_to(&self, mut pos: usize, offset: u64) -> Result<Option<usize>, LogError> {
+        if let Some(first) = self.batch_at(pos)? {
+            if first.header.base_offset > offset {
+                return Ok(None);
+            }
+        }
         while let Some(b) = self.batch_at(pos)? {
             if b.header.end_offset() > offset {
-                return Ok(pos);
+                return Ok(Some(pos));
             }
             pos += b.bytes.len();
         }
-        Ok(pos)
+        Ok(Some(pos))
+    }
+
+    fn corrupt(&self, pos: usize, reason: String) -> LogError {
+        LogError::Corrupt {
+            path: self.path.to_path_buf(),
+            position: pos as u64,
+            reason,
+        }
     }
 
     /// The intact batch at `pos`, None at the end of the data, an error when corrupt.
@@ -347,11 +377,7 @@ impl<'a> SegmentView<'a> {
         match record::decode(rest) {
             Decoded::Intact(b) => Ok(Some(b)),
             Decoded::Empty => Ok(None),
-            other => Err(LogError::Corrupt {
-                path: self.path.to_path_buf(),
-                position: pos as u64,
-                reason: format!("{other:?}"),
-            }),
+            other => Err(self.corrupt(pos, format!("{other:?}"))),
         }
     }
 }

@@ -211,3 +211,31 @@ fn corrupt_sealed_segment_answers_an_error_not_bad_data() {
     let later = log.read(log.end_offset() - 1, 1, 0).expect("read later");
     assert_eq!(later[0].value, value(log.end_offset() - 1));
 }
+
+#[test]
+fn a_sealed_index_entry_pointing_into_a_batch_falls_back_to_a_scan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 1,
+        ..config()
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg.clone()).expect("open");
+    append_batches(&mut log, 40);
+    assert!(log.segment_count() > 1);
+    drop(log);
+    let ipath = dir.path().join(seg_name(0, "index"));
+    let mut index = std::fs::read(&ipath).expect("read index");
+    assert!(index.len() >= 3 * 8, "several entries");
+    // Entry 1 now points 8 bytes into the batch of entry 0: still well formed (increasing,
+    // inside the file), so only a read through it can notice.
+    let p0 = u32::from_le_bytes(index[4..8].try_into().expect("4 bytes"));
+    index[12..16].copy_from_slice(&(p0 + 8).to_le_bytes());
+    std::fs::write(&ipath, &index).expect("write index");
+    let rel1 = u32::from_le_bytes(index[8..12].try_into().expect("4 bytes"));
+    let log = PartitionLog::open(dir.path(), cfg).expect("reopen");
+    for offset in u64::from(rel1)..u64::from(rel1) + PER {
+        let got = log.read(offset, 1, 0).expect("read through the bad entry");
+        assert_eq!((got[0].offset, &got[0].value), (offset, &value(offset)));
+    }
+}
