@@ -239,3 +239,25 @@ fn a_sealed_index_entry_pointing_into_a_batch_falls_back_to_a_scan() {
         assert_eq!((got[0].offset, &got[0].value), (offset, &value(offset)));
     }
 }
+
+#[test]
+fn an_intact_batch_that_does_not_continue_the_offsets_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pos, len) = pristine(dir.path());
+    // A replay of the last batch right after it: a valid CRC, but a base offset that does not
+    // continue the log (as stale bytes from an earlier life of the segment could be).
+    let path = dir.path().join(seg_name(0, "log"));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let mut last = vec![0u8; len as usize];
+    f.read_exact_at(&mut last, pos).expect("read last batch");
+    f.write_all_at(&last, pos + len).expect("replay it");
+    drop(f);
+    let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+    assert_eq!(log.end_offset(), BATCHES * PER, "the replay is not data");
+    assert_eq!(log.recovery_report().bytes_truncated, len);
+    assert_eq!(log.recovery_report().batches_truncated, 1);
+}
