@@ -214,7 +214,7 @@ impl ActiveSegment {
     /// write fault, the filesystem's page_mkwrite and a zero-fill of the preallocated
     /// (unwritten) extent, about 1.5 µs per 4 KiB page even when prefaulted in one
     /// `MADV_POPULATE_WRITE`. Measured in `benches/storage.rs` on the same run: copying into
-    /// the map reached 0.40x of a plain sequential write, `pwrite` 0.7x.
+    /// the map reached 0.40x of a plain sequential write, `pwrite` 0.7-0.8x.
     pub(crate) fn write_tail(&mut self, parts: &[&[u8]]) -> Result<(), LogError> {
         let mut at = self.len;
         for part in parts {
