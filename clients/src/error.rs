@@ -45,6 +45,14 @@ pub enum Error {
     /// One CSV row that cannot become a telemetry point (the row is skipped, never fatal).
     #[error("line {line}: {reason}")]
     BadRow { line: u64, reason: RowProblem },
+    /// A shard's batch cell differs from what was produced under its seq before: the group's
+    /// streamers do not agree on `--batch-size` (or the file changed under the group).
+    #[error("shard {shard} was streamed before with another --batch-size or another file (every streamer of group {group} must use the same): {detail}")]
+    BatchMismatch {
+        shard: u32,
+        group: String,
+        detail: String,
+    },
     /// The CSV as a whole is unusable (cannot be opened, or lacks a required column).
     #[error("CSV {path}: {reason}")]
     Csv { path: String, reason: String },

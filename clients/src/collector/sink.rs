@@ -211,7 +211,9 @@ fn ranges(chunks: &[Chunk]) -> BTreeMap<u32, (i64, i64)> {
     out
 }
 
-fn copy_rows(tx: &mut Transaction<'_>, chunks: &[&Chunk]) -> Result<u64> {
+/// Binary COPY of the chunks' rows into `telemetry` (public so the benchmark's reference
+/// measures PostgreSQL's COPY of the very same rows, the same way).
+pub fn copy_rows(tx: &mut Transaction<'_>, chunks: &[&Chunk]) -> Result<u64> {
     if chunks.iter().all(|c| c.rows.is_empty()) {
         return Ok(0);
     }

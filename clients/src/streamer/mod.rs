@@ -11,20 +11,25 @@
 //! once the whole file is in the broker.
 
 pub mod report;
+pub mod sender;
 pub mod shards;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use pipeline_common::ops::Readiness;
 
-use crate::client::{push_record, BrokerClient, GroupMember, Idempotence};
+use crate::client::{push_record, BrokerClient, GroupMember};
 use crate::error::{Error, Result};
 use crate::telemetry::CsvRows;
 use report::{Pacer, Reporter};
+use sender::{Outgoing, SendEnd, Sender};
 use shards::{producer_id, shard_of, Progress, FIRST_PASS_DONE};
 
 /// Everything the streamer needs to know (flags of DESIGN.md plus the sharding knobs).
@@ -68,7 +73,7 @@ pub fn describe_metrics() {
     );
     describe_histogram!(
         "streamer_batch_seconds",
-        "Time to produce one batch and commit its progress"
+        "Time to produce one batch cell (until acknowledged)"
     );
     describe_gauge!(
         "streamer_shards_owned",
@@ -233,8 +238,49 @@ impl Streamer<'_> {
         self.config.batch_size.clamp(1, u32::MAX as usize) as u32
     }
 
-    /// One pass of the file for the owned shards, from each shard's progress.
+    /// One pass of the file for the owned shards, from each shard's progress. A sender thread
+    /// produces the completed cells while this thread reads and encodes the next ones.
     fn scan(&mut self, epoch: u64, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+        let cancel = AtomicBool::new(false);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Outgoing>(4);
+        let sender = Sender::new(
+            self.client.clone(),
+            self.member,
+            &self.config.topic,
+            &self.config.group,
+            Arc::clone(&self.reporter.produced),
+        );
+        std::thread::scope(|scope| {
+            let cancel = &cancel;
+            let handle = scope.spawn(move || sender.run(work_rx, cancel));
+            let scanned = self.scan_rows(epoch, cursors, &work_tx);
+            if !matches!(scanned, Ok(ScanEnd::Finished)) {
+                cancel.store(true, Ordering::SeqCst);
+            }
+            drop(work_tx);
+            let sent = handle.join().unwrap_or_else(|_| {
+                SendEnd::Failed(Error::Csv {
+                    path: self.config.csv.display().to_string(),
+                    reason: "the sender thread panicked".into(),
+                })
+            });
+            match (scanned, sent) {
+                (Err(e), _) | (_, SendEnd::Failed(e)) => Err(e),
+                (_, SendEnd::Shutdown) => Ok(ScanEnd::Shutdown),
+                (_, SendEnd::Rebalanced) => Ok(ScanEnd::Rebalanced),
+                (Ok(end), SendEnd::Done) => Ok(end),
+            }
+        })
+    }
+
+    /// Reads the file, encoding each owned shard's rows into its current cell and handing
+    /// complete cells to the sender.
+    fn scan_rows(
+        &mut self,
+        epoch: u64,
+        cursors: &mut BTreeMap<u32, Cursor>,
+        work: &SyncSender<Outgoing>,
+    ) -> Result<ScanEnd> {
         let mut rows = CsvRows::open(&self.config.csv)?;
         let file_len = std::fs::metadata(&self.config.csv).map_or(1, |m| m.len().max(1));
         let owned: Vec<u32> = cursors.keys().copied().collect();
@@ -242,7 +288,7 @@ impl Streamer<'_> {
         let mut epoch = epoch;
         loop {
             if self.shutdown() {
-                return self.flush_for_shutdown(cursors);
+                return Ok(ScanEnd::Shutdown);
             }
             let Some(row) = rows.next_record()? else {
                 break;
@@ -258,12 +304,9 @@ impl Streamer<'_> {
             }
             let cell = position - position % cell_size;
             if cell != cursor.batch.start {
-                // The previous cell is complete: send it (a fixed seq, fixed messages).
-                cursor.seen -= 1;
-                let end = self.send(cursor)?;
-                cursor.seen += 1;
-                if let Some(end) = end {
-                    return Ok(end);
+                // The previous cell is complete: hand it over (a fixed seq, fixed messages).
+                if !self.hand_over(cursor, cell, work) {
+                    return Ok(ScanEnd::Rebalanced);
                 }
                 cursor.batch.start = cell;
                 if self.rebalanced(&mut epoch, &owned) {
@@ -272,7 +315,7 @@ impl Streamer<'_> {
             }
             counter!("streamer_rows_read_total").increment(1);
             if self.pacer.wait_for_row(self.client.shutdown_flag()) {
-                return self.flush_for_shutdown(cursors);
+                return Ok(ScanEnd::Shutdown);
             }
             match row.point(Utc::now()) {
                 Ok(point) => {
@@ -288,7 +331,7 @@ impl Streamer<'_> {
             self.reporter
                 .tick(rows.byte_position() as f64 / file_len as f64);
         }
-        self.finish_pass(cursors)
+        self.finish_pass(cursors, work)
     }
 
     /// Whether the assignment moved under the scan (a new generation that keeps the same
@@ -306,104 +349,59 @@ impl Streamer<'_> {
         changed
     }
 
-    /// End of file: send each shard's last cell, then mark its pass done.
-    fn finish_pass(&mut self, cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
+    /// End of file: hand over each shard's last cell, then its pass's end.
+    fn finish_pass(
+        &mut self,
+        cursors: &mut BTreeMap<u32, Cursor>,
+        work: &SyncSender<Outgoing>,
+    ) -> Result<ScanEnd> {
         for cursor in cursors.values_mut() {
-            if let Some(end) = self.send(cursor)? {
-                return Ok(end);
+            let end_of_file = cursor.seen;
+            if !self.hand_over(cursor, end_of_file, work) {
+                return Ok(ScanEnd::Rebalanced);
             }
             cursor.progress = cursor.progress.next_pass();
-            if let Some(end) = self.commit(cursor)? {
-                return Ok(end);
+            let item = Outgoing::Progress {
+                shard: cursor.shard,
+                after: cursor.progress,
+                now: true,
+            };
+            if work.send(item).is_err() {
+                return Ok(ScanEnd::Rebalanced);
             }
             counter!("streamer_passes_total").increment(1);
-            tracing::debug!(
-                shard = cursor.shard,
-                pass = cursor.progress.pass,
-                "shard pass complete"
-            );
         }
         Ok(ScanEnd::Finished)
     }
 
-    /// SIGTERM: stop without sending the incomplete cells — a cell is only ever sent whole, so
-    /// that whoever streams the shard next sends the very same batch under the same seq.
-    fn flush_for_shutdown(&mut self, _cursors: &mut BTreeMap<u32, Cursor>) -> Result<ScanEnd> {
-        tracing::info!("shutdown: stopping at the last committed cell of each shard");
-        Ok(ScanEnd::Shutdown)
-    }
-
-    /// Produces the cursor's current cell under its shard's idempotent identity, then commits
-    /// the progress past it. `Some(end)` when the scan must stop (refused commit, shutdown).
-    fn send(&mut self, cursor: &mut Cursor) -> Result<Option<ScanEnd>> {
+    /// Gives the cursor's current cell, which ends where `until` (the next cell, or the end of
+    /// the file) starts, to the sender. `false` when the sender has stopped.
+    fn hand_over(&self, cursor: &mut Cursor, until: u32, work: &SyncSender<Outgoing>) -> bool {
         let batch = std::mem::take(&mut cursor.batch);
-        let next = Progress {
+        cursor.progress = Progress {
             pass: cursor.progress.pass,
-            position: cursor
-                .seen
-                .min(batch.start.saturating_add(self.cell_size())),
+            position: until.min(batch.start.saturating_add(self.cell_size())),
         };
-        if batch.rows == 0 {
-            // Nothing but bad rows: the next cell's commit covers it.
-            cursor.progress = next;
-            return Ok(None);
-        }
-        let started = Instant::now();
-        let seq = Progress {
-            pass: cursor.progress.pass,
-            position: batch.start,
-        }
-        .encode();
-        let id = Idempotence {
-            producer: &cursor.producer,
-            seq,
+        let item = if batch.rows == 0 {
+            // Nothing but bad rows: record the progress with the next commit.
+            Outgoing::Progress {
+                shard: cursor.shard,
+                after: cursor.progress,
+                now: false,
+            }
+        } else {
+            Outgoing::Cell {
+                shard: cursor.shard,
+                producer: cursor.producer.clone(),
+                seq: Progress {
+                    pass: cursor.progress.pass,
+                    position: batch.start,
+                }
+                .encode(),
+                body: batch.body,
+                after: cursor.progress,
+            }
         };
-        match self
-            .client
-            .produce(&self.config.topic, &batch.body, Some(id))
-        {
-            Ok(ack) if ack.duplicate => {
-                counter!("streamer_rows_deduplicated_total").increment(ack.results.len() as u64);
-            }
-            Ok(ack) => {
-                counter!("streamer_rows_produced_total").increment(ack.results.len() as u64);
-                self.reporter.produced += ack.results.len() as u64;
-            }
-            Err(e) if e.status() == Some(409) && e.to_string().contains("this retry has") => {
-                return Err(Error::Csv {
-                    path: self.config.csv.display().to_string(),
-                    reason: format!(
-                        "shard {} was streamed before with another --batch-size or another file \
-                         (every streamer of group {} must use the same): {e}",
-                        cursor.shard, self.config.group
-                    ),
-                });
-            }
-            // Older than the seqs the broker remembers: a later batch of this shard was
-            // appended, so this one was too (a shard's batches go one at a time, in order).
-            Err(e) if e.status() == Some(409) => {
-                tracing::warn!(producer = %cursor.producer, seq, error = %e, "treating a refused old seq as already appended");
-            }
-            Err(Error::Interrupted) => return Ok(Some(ScanEnd::Shutdown)),
-            Err(e) => return Err(e),
-        }
-        cursor.progress = next;
-        let end = self.commit(cursor)?;
-        histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
-        Ok(end)
-    }
-
-    /// Commits a cursor's progress as its shard's group offset.
-    fn commit(&self, cursor: &Cursor) -> Result<Option<ScanEnd>> {
-        let offsets = BTreeMap::from([(cursor.shard, cursor.progress.encode())]);
-        match self.member.commit(&offsets) {
-            Ok(()) => Ok(None),
-            Err(e) if matches!(e.status(), Some(404 | 409)) => {
-                tracing::info!(shard = cursor.shard, error = %e, "progress commit refused: shard moved");
-                Ok(Some(ScanEnd::Rebalanced))
-            }
-            Err(Error::Interrupted) => Ok(Some(ScanEnd::Shutdown)),
-            Err(e) => Err(e),
-        }
+        work.send(item).is_ok()
     }
 }

@@ -2,6 +2,8 @@
 //! a rate line every few seconds otherwise (a service's log), and the pacing of `--rate`.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline_common::shutdown::ShutdownFlag;
@@ -13,7 +15,8 @@ pub struct Reporter {
     last_shown: Instant,
     every: Duration,
     rows_at_last: u64,
-    pub produced: u64,
+    /// Rows the broker acknowledged (counted by the sender thread).
+    pub produced: Arc<AtomicU64>,
     pub skipped: u64,
 }
 
@@ -30,7 +33,7 @@ impl Reporter {
                 Duration::from_secs(5)
             },
             rows_at_last: 0,
-            produced: 0,
+            produced: Arc::default(),
             skipped: 0,
         }
     }
@@ -42,7 +45,8 @@ impl Reporter {
         if since < self.every {
             return;
         }
-        let rate = (self.produced - self.rows_at_last) as f64 / since.as_secs_f64();
+        let produced = self.produced.load(Ordering::Relaxed);
+        let rate = produced.saturating_sub(self.rows_at_last) as f64 / since.as_secs_f64();
         if self.terminal {
             let width = 30;
             let done = ((fraction.clamp(0.0, 1.0)) * width as f64) as usize;
@@ -51,14 +55,14 @@ impl Reporter {
                 "#".repeat(done),
                 " ".repeat(width - done),
                 fraction * 100.0,
-                self.produced,
+                produced,
                 rate,
                 self.skipped
             );
             let _ = std::io::stderr().flush();
         } else {
             tracing::info!(
-                rows_produced = self.produced,
+                rows_produced = produced,
                 rows_skipped = self.skipped,
                 rows_per_second = rate.round(),
                 file_fraction = (fraction * 1000.0).round() / 1000.0,
@@ -66,7 +70,7 @@ impl Reporter {
             );
         }
         self.last_shown = now;
-        self.rows_at_last = self.produced;
+        self.rows_at_last = produced;
     }
 
     /// Ends the bar's line and logs the totals.
@@ -75,11 +79,12 @@ impl Reporter {
             eprintln!();
         }
         let secs = self.started.elapsed().as_secs_f64();
+        let produced = self.produced.load(Ordering::Relaxed);
         tracing::info!(
-            rows_produced = self.produced,
+            rows_produced = produced,
             rows_skipped = self.skipped,
             seconds = (secs * 10.0).round() / 10.0,
-            rows_per_second = (self.produced as f64 / secs.max(1e-9)).round(),
+            rows_per_second = (produced as f64 / secs.max(1e-9)).round(),
             "streamer finished"
         );
     }

@@ -6,13 +6,16 @@
 //! broker hands the shards out, and each shard's *progress* — which pass over the file, and
 //! how many of the shard's records are done — is committed as that partition's group offset.
 //!
-//! Exactly once: each shard produces as its own idempotent producer (`<prefix>-shard-<n>`) with
-//! `seq = pass << 32 | position of the batch's first row within the shard`. Progress is
-//! committed after every acknowledged batch, so at most one acknowledged batch is not yet
-//! covered by the committed progress; whoever streams the shard next resends it from that
-//! progress with the same seq, and the broker answers with the original offsets instead of
-//! appending. The answer's length says how many rows that earlier batch held, so batch
-//! boundaries need not match between the two (another `--batch-size`, a time-based flush).
+//! Exactly once: each shard produces as its own idempotent producer (`<prefix>-shard-<n>`).
+//! A shard's records are cut into fixed *cells* of `--batch-size` positions (bad rows keep
+//! their position, so the cells depend only on the file); a cell's good rows are one produce
+//! request with `seq = pass << 32 | the cell's first position`. Progress is committed after at
+//! most a few acknowledged cells (see [`super::sender`]), always at a cell boundary, so
+//! whoever streams the shard next — after a crash or a rebalance — resends exactly the same
+//! cells under the same seqs, and the broker answers those it has with the original offsets
+//! instead of appending them again. Hence every streamer of a group must use the same
+//! `--batch-size`; a mismatch is detected (the broker refuses a seq retried with another
+//! message count) and stops the streamer with an error rather than risk a duplicate.
 
 /// Progress and seq share one layout: the pass in the high 32 bits, a position in the low.
 pub const PASS_SHIFT: u32 = 32;

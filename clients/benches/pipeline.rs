@@ -1,0 +1,215 @@
+//! Whole-pipeline benchmark: generated CSV rows → streamer → broker → collector →
+//! PostgreSQL, next to PostgreSQL's own binary COPY of the same rows into the same schema,
+//! measured in the same run on the same machine, reported as a ratio (goal ≥ 0.7).
+//!
+//! `cargo build --release --bins && cargo bench -p clients --bench pipeline`
+//! (`BENCH_ROWS`, default 1,000,000; `BENCH_COLLECTORS`, default 1; `BENCH_STREAMERS`,
+//! default 1; `BENCH_STREAMER_BATCH`, default 1000; `BENCH_COLLECTOR_BATCH`, default 5000).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use clients::collector::chunk::{row_of, Chunk};
+use clients::collector::sink::copy_rows;
+use clients::telemetry::CsvRows;
+use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const METRICS: [&str; 10] = [
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_MEM_COPY_UTIL",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_MEM_CLOCK",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+];
+
+/// Rows shaped like the sample export (same columns, the same nine labels): 125 hosts × 8 GPUs.
+fn generate_csv(path: &Path, rows: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create csv"));
+    writeln!(out, "timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw").unwrap();
+    for i in 0..rows {
+        let gpu = i % 8;
+        let host = (i / 8) % 125;
+        let metric = METRICS[(i / 1000) % METRICS.len()];
+        let uuid = format!("GPU-{host:08x}-86f3-7a43-b711-{gpu:012x}");
+        let hostname = format!("mtv5-dgx1-hgpu-{host:03}");
+        writeln!(
+            out,
+            "\"2025-07-18T20:42:34Z\",\"{metric}\",\"{gpu}\",\"nvidia{gpu}\",\"{uuid}\",\"NVIDIA H100 80GB HBM3\",\"{hostname}\",\"\",\"\",\"\",\"{v}\",\"DCGM_FI_DRIVER_VERSION=\"\"535.129.03\"\",Hostname=\"\"{hostname}\"\",UUID=\"\"{uuid}\"\",__name__=\"\"{metric}\"\",device=\"\"nvidia{gpu}\"\",gpu=\"\"{gpu}\"\",instance=\"\"{hostname}:9400\"\",job=\"\"dgx_dcgm_exporter\"\",modelName=\"\"NVIDIA H100 80GB HBM3\"\"\"",
+            v = i % 100
+        )
+        .unwrap();
+    }
+}
+
+/// PostgreSQL's own binary COPY of the same rows, timed without the CSV parsing: rows are
+/// prepared in slices of 100k, and only the COPY (one transaction for all) is timed.
+fn reference_copy(pg: &Postgres, csv: &Path) -> (u64, Duration) {
+    let mut client = pg.connect_to("reference");
+    clients::schema::migrate(&mut client).expect("migrate reference");
+    let mut rows = CsvRows::open(csv).expect("open csv");
+    let mut tx = client.transaction().expect("tx");
+    let mut copied = 0;
+    let mut timed = Duration::ZERO;
+    let mut offset = 0i64;
+    loop {
+        let mut chunk = Chunk {
+            partition: 0,
+            epoch: 0,
+            expect: offset,
+            next: offset,
+            log_end: 0,
+            rows: Vec::with_capacity(100_000),
+            dead: Vec::new(),
+        };
+        while chunk.rows.len() < 100_000 {
+            let Some(row) = rows.next_record().expect("read csv") else {
+                break;
+            };
+            let point = row.point(Utc::now()).expect("generated rows are good");
+            let json = serde_json::to_string(&point).expect("encode");
+            chunk.rows.push(row_of(offset, &json).expect("decode"));
+            offset += 1;
+        }
+        if chunk.rows.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        copied += copy_rows(&mut tx, &[&chunk]).expect("copy");
+        timed += started.elapsed();
+    }
+    let started = Instant::now();
+    tx.commit().expect("commit");
+    (copied, timed + started.elapsed())
+}
+
+fn stored(pg: &Postgres) -> i64 {
+    let Ok(mut c) = postgres::Client::connect(&pg.connection_string(), postgres::NoTls) else {
+        return -1;
+    };
+    c.query_one(
+        "SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets",
+        &[],
+    )
+    .map(|r| r.get(0))
+    .unwrap_or(-1)
+}
+
+fn main() {
+    let n = env_or("BENCH_ROWS", 1_000_000);
+    let collectors = env_or("BENCH_COLLECTORS", 1);
+    let streamers = env_or("BENCH_STREAMERS", 1);
+    let streamer_batch = env_or("BENCH_STREAMER_BATCH", 1000).to_string();
+    let collector_batch = env_or("BENCH_COLLECTOR_BATCH", 5000).to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("bench.csv");
+    generate_csv(&csv, n);
+    let size = std::fs::metadata(&csv).map(|m| m.len()).unwrap_or(0);
+    println!("pipeline bench: {n} rows ({:.0} MiB CSV), {streamers} streamer(s), {collectors} collector(s)", size as f64 / 1048576.0);
+
+    let pg = Postgres::start();
+    pg.create_database("reference");
+    let (copied, ref_time) = reference_copy(&pg, &csv);
+    assert_eq!(copied as usize, n);
+    let ref_rate = n as f64 / ref_time.as_secs_f64();
+    println!(
+        "reference: PostgreSQL binary COPY of the same rows: {:.2} s, {ref_rate:.0} rows/s",
+        ref_time.as_secs_f64()
+    );
+    let mut c = pg.connect();
+    clients::schema::migrate(&mut c).expect("migrate");
+
+    let port = free_port();
+    let data = dir.path().join("broker");
+    let mut broker_cmd = Command::new(bin_path("broker"));
+    broker_cmd
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data);
+    let broker = Child::spawn("broker", broker_cmd);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(20), "broker ready", || {
+        matches!(http_get(&format!("{url}/readyz")), Some((200, _)))
+    });
+
+    let started = Instant::now();
+    let mut children = vec![broker];
+    for _ in 0..collectors {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
+        cmd.args([
+            "--broker",
+            &url,
+            "--batch-size",
+            &collector_batch,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", pg.url())
+        .env("RUST_LOG", "warn");
+        children.push(Child::spawn("collector", cmd));
+    }
+    let mut streamer_children = Vec::new();
+    for _ in 0..streamers {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamer"));
+        cmd.args([
+            "--broker",
+            &url,
+            "--batch-size",
+            &streamer_batch,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--csv")
+        .arg(&csv)
+        .env("RUST_LOG", "warn");
+        streamer_children.push(Child::spawn("streamer", cmd));
+    }
+    let mut produced_at = None;
+    wait_until(Duration::from_secs(900), "every row stored", || {
+        if produced_at.is_none() && streamer_children.iter_mut().all(|s| !s.is_running()) {
+            produced_at = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        stored(&pg) >= n as i64
+    });
+    let elapsed = started.elapsed();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM telemetry", &[])
+        .map(|r| r.get(0))
+        .unwrap_or(-1);
+    assert_eq!(rows, n as i64, "exactly once");
+    let rate = n as f64 / elapsed.as_secs_f64();
+    if let Some(p) = produced_at {
+        println!(
+            "streamer(s) done producing after {:.2} s ({:.0} rows/s into the broker)",
+            p.as_secs_f64(),
+            n as f64 / p.as_secs_f64()
+        );
+    }
+    println!(
+        "pipeline: CSV → streamer → broker → collector → PostgreSQL: {:.2} s, {rate:.0} rows/s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "ratio pipeline / PostgreSQL binary COPY: {:.2} (goal ≥ 0.70)",
+        rate / ref_rate
+    );
+    for child in children.iter_mut().chain(streamer_children.iter_mut()) {
+        child.scan_for_panics();
+    }
+}
