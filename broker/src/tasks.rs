@@ -15,7 +15,7 @@ use crate::metrics as m;
 /// How often expired group members are looked for.
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// How often retention runs (when configured).
-const RETENTION_EVERY: Duration = Duration::from_secs(5);
+const RETENTION_EVERY: Duration = Duration::from_secs(1);
 
 pub fn spawn_all(broker: &Arc<Broker>) {
     if broker.config.fsync == FsyncMode::Interval {

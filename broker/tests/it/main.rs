@@ -11,5 +11,6 @@ mod groups;
 mod idempotence;
 mod longpoll;
 mod produce_fetch;
+mod recovery;
 mod restart;
 mod shutdown;
