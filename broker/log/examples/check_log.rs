@@ -5,6 +5,7 @@
 //! continue without a gap from segment to segment, and prints one line per segment. Exits 1
 //! when anything but the clean zero tail of the last segment is found.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -71,6 +72,11 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// Prints one line; false when stdout is gone (e.g. piped into `head`), to stop quietly.
+fn say(line: &str) -> bool {
+    writeln!(std::io::stdout().lock(), "{line}").is_ok()
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: check_log <partition dir>");
@@ -89,15 +95,18 @@ fn main() -> ExitCode {
     for (base, path) in &segs {
         // After a damaged segment its end is unknown: only report the damage once.
         if previous_ok && *base != expected {
-            println!(
-                "{}: starts at {base}, previous segment ended at {expected}",
+            ok = false;
+            let line = format!(
+                "{}: starts at {base}, previous ended at {expected}",
                 path.display()
             );
-            ok = false;
+            if !say(&line) {
+                break;
+            }
         }
         match check_segment(path, *base) {
             Ok(s) => {
-                println!(
+                let line = format!(
                     "{}: {} batches, {} records, offsets {base}..{}, {} bytes{}",
                     path.display(),
                     s.batches,
@@ -112,10 +121,15 @@ fn main() -> ExitCode {
                 previous_ok = s.problem.is_none();
                 ok &= previous_ok;
                 expected = s.end_offset;
+                if !say(&line) {
+                    break;
+                }
             }
             Err(e) => {
-                println!("{}: cannot read: {e}", path.display());
                 (ok, previous_ok) = (false, false);
+                if !say(&format!("{}: cannot read: {e}", path.display())) {
+                    break;
+                }
             }
         }
     }
