@@ -88,3 +88,48 @@ proptest! {
         }
     }
 }
+
+/// Walks whatever a decode answers, as a reader would.
+fn consume(bytes: &[u8]) {
+    if let broker_log::record::Decoded::Intact(b) = broker_log::record::decode(bytes) {
+        for r in b.records() {
+            if r.is_err() {
+                break;
+            }
+        }
+        let _ = b.validate_records();
+    }
+    let _ = broker_log::record::peek_header(bytes);
+    let _ = broker_log::record::restamped_header(bytes, 1, None, 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Decoding answers, it never panics: arbitrary bytes, and valid batches with a few
+    /// bytes overwritten (the CRC is re-stamped half of the time so that the record walk,
+    /// not only the CRC check, meets the damage).
+    #[test]
+    fn decoding_never_panics(
+        noise in proptest::collection::vec(any::<u8>(), 0..400),
+        values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..5),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        restamp in any::<bool>(),
+    ) {
+        consume(&noise);
+        let records: Vec<Record<'_>> = values
+            .iter()
+            .map(|v| Record { timestamp_ms: 5, key: Some(v), value: v })
+            .collect();
+        let mut batch = broker_log::record::encode(9, &records, None);
+        for (at, byte) in edits {
+            let n = batch.len();
+            batch[at % n] = byte;
+        }
+        if restamp && batch.len() >= 16 {
+            let crc = broker_log::record::crc_of(&batch);
+            batch[12..16].copy_from_slice(&crc.to_le_bytes());
+        }
+        consume(&batch);
+    }
+}
