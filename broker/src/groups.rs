@@ -99,11 +99,10 @@ struct OffsetsFile {
     offsets: BTreeMap<String, BTreeMap<u32, u64>>,
 }
 
-/// A commit to make durable: the group's offsets after it, and their version.
+/// A commit to make durable: its group, and the group's offsets version that includes it.
 pub struct PendingCommit {
     group: String,
     version: u64,
-    bytes: Vec<u8>,
 }
 
 pub struct Groups {
@@ -278,18 +277,15 @@ impl Groups {
         let committed = g.committed.entry(topic.to_string()).or_default();
         committed.extend(offsets.iter().map(|(p, o)| (*p, *o)));
         g.version += 1;
-        let file = OffsetsFile {
-            offsets: g.committed.clone(),
-        };
-        let bytes = serde_json::to_vec(&file).map_err(|e| BrokerError::Internal(e.to_string()))?;
         Ok(PendingCommit {
             group: group.to_string(),
             version: g.version,
-            bytes,
         })
     }
 
-    /// Writes a commit's snapshot durably, unless a newer one is on disk already. Blocking.
+    /// Makes a commit durable. Blocking. Commits to one group are coalesced: whoever holds
+    /// the group's file lock writes the group's latest offsets, which covers every commit
+    /// made so far, and those waiting behind it find their version already on disk.
     pub fn persist(&self, commit: PendingCommit) -> Result<()> {
         let slot = {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -299,10 +295,24 @@ impl Groups {
         if commit.version <= *last {
             return Ok(());
         }
+        let (version, bytes) = self.latest_offsets(&commit.group)?;
         let path = self.dir.join(format!("{}.json", commit.group));
-        fsutil::write_atomically(&path, &commit.bytes)?;
-        *last = commit.version;
+        fsutil::write_atomically(&path, &bytes)?;
+        *last = version;
         Ok(())
+    }
+
+    /// The group's current offsets file content and its version.
+    fn latest_offsets(&self, group: &str) -> Result<(u64, Vec<u8>)> {
+        let groups = self.lock();
+        let g = groups
+            .get(group)
+            .ok_or_else(|| BrokerError::UnknownGroup(group.to_string()))?;
+        let file = OffsetsFile {
+            offsets: g.committed.clone(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(|e| BrokerError::Internal(e.to_string()))?;
+        Ok((g.version, bytes))
     }
 
     /// The committed offsets of `group` for `topic` (404 when the group is unknown).
@@ -550,6 +560,30 @@ mod tests {
         let sizes: Vec<usize> = a.iter().map(Vec::len).collect();
         all == (0..count).collect::<Vec<_>>()
             && sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0) <= 1
+    }
+
+    #[test]
+    fn commits_are_coalesced_and_the_file_never_goes_backwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let groups = Groups::new(dir.path(), Duration::from_secs(10));
+        let a = groups.join("g", "t", 2, None).expect("join");
+        let commit = |offset: u64| {
+            let offsets = BTreeMap::from([(0u32, offset)]);
+            groups
+                .commit("g", &a.member_id, a.generation, "t", &offsets)
+                .expect("commit")
+        };
+        let (first, second) = (commit(5), commit(9));
+        // The later commit lands first and writes the latest offsets; the earlier one then
+        // finds its version on disk already and must not write its older view.
+        groups.persist(second).expect("persist");
+        groups.persist(first).expect("persist");
+        let again = Groups::new(dir.path(), Duration::from_secs(10));
+        again.recover().expect("recover");
+        assert_eq!(
+            again.committed("g", "t").expect("offsets"),
+            BTreeMap::from([(0, 9)])
+        );
     }
 
     #[test]

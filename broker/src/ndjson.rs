@@ -42,7 +42,8 @@ pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        // Lines start with '{': the whole-line scan only runs for odd ones.
+        if !matches!(raw.first(), Some(b'{')) && raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let line: Line<'_> = serde_json::from_slice(raw).map_err(|e| BrokerError::BadLine {
