@@ -80,6 +80,10 @@ pub struct Config {
     #[arg(long, env = "BROKER_FAILPOINT_ENOSPC_FILE", hide = true)]
     pub failpoint_enospc_file: Option<PathBuf>,
 
+    /// Test failpoint: while this file exists, segment syncs fail with EIO.
+    #[arg(long, env = "BROKER_FAILPOINT_EIO_SYNC_FILE", hide = true)]
+    pub failpoint_eio_sync_file: Option<PathBuf>,
+
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[arg(long, env = "BROKER_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -101,12 +105,15 @@ impl Config {
         Duration::from_millis(self.session_timeout_ms)
     }
 
-    /// The file operations the logs use: the failpoint when armed, else the real ones.
+    /// The file operations the logs use: the failpoints when armed, else the real ones.
     pub fn file_ops(&self) -> Option<std::sync::Arc<dyn broker_log::io::FileOps>> {
-        self.failpoint_enospc_file.clone().map(|trigger| {
-            std::sync::Arc::new(crate::failpoint::NoSpaceWhileFileExists { trigger })
-                as std::sync::Arc<dyn broker_log::io::FileOps>
-        })
+        if self.failpoint_enospc_file.is_none() && self.failpoint_eio_sync_file.is_none() {
+            return None;
+        }
+        Some(std::sync::Arc::new(crate::failpoint::Failpoints {
+            no_space_while: self.failpoint_enospc_file.clone(),
+            sync_fails_while: self.failpoint_eio_sync_file.clone(),
+        }))
     }
 
     /// The storage settings of one partition log. The log itself is told never to sync on

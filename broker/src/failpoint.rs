@@ -1,8 +1,12 @@
-//! A test failpoint for the full-disk path, armed only through the hidden
-//! `--failpoint-enospc-file` flag (env `BROKER_FAILPOINT_ENOSPC_FILE`): while that file
-//! exists, preallocating a new segment fails with `ENOSPC`, exactly where a real full disk
-//! fails. It rides on the storage crate's injectable [`FileOps`]; syncs are never touched.
-//! Production runs never set it and use the storage crate's real operations directly.
+//! Test failpoints for the disk-failure paths, armed only through hidden flags:
+//!
+//! - `--failpoint-enospc-file` (env `BROKER_FAILPOINT_ENOSPC_FILE`): while that file exists,
+//!   preallocating a new segment fails with `ENOSPC`, exactly where a real full disk fails;
+//! - `--failpoint-eio-sync-file` (env `BROKER_FAILPOINT_EIO_SYNC_FILE`): while that file
+//!   exists, `fdatasync` of a segment fails with `EIO`.
+//!
+//! They ride on the storage crate's injectable [`FileOps`]. Production runs never set them and
+//! use the storage crate's real operations directly.
 
 use std::fs::File;
 use std::io;
@@ -10,26 +14,33 @@ use std::path::PathBuf;
 
 use broker_log::io::{FileOps, RealFileOps};
 
+/// ENOSPC and EIO on Linux (the only platform the broker targets); spelled out to avoid a
+/// libc dependency for two constants.
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
 #[derive(Debug)]
-pub struct NoSpaceWhileFileExists {
-    pub trigger: PathBuf,
+pub struct Failpoints {
+    pub no_space_while: Option<PathBuf>,
+    pub sync_fails_while: Option<PathBuf>,
 }
 
-impl FileOps for NoSpaceWhileFileExists {
+fn armed(trigger: &Option<PathBuf>) -> bool {
+    trigger.as_ref().is_some_and(|t| t.exists())
+}
+
+impl FileOps for Failpoints {
     fn preallocate(&self, file: &File, len: u64) -> io::Result<()> {
-        if self.trigger.exists() {
-            return Err(io::Error::from_raw_os_error(libc_enospc()));
+        if armed(&self.no_space_while) {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
         }
         RealFileOps.preallocate(file, len)
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
+        if armed(&self.sync_fails_while) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         RealFileOps.sync_data(file)
     }
-}
-
-/// ENOSPC on Linux (the only platform the broker targets); spelled out to avoid a libc
-/// dependency for one constant.
-const fn libc_enospc() -> i32 {
-    28
 }

@@ -1,6 +1,8 @@
-//! A full disk answers 507 and reads keep working. The disk is "full" through the broker's
-//! env-gated failpoint (`BROKER_FAILPOINT_ENOSPC_FILE`): while the named file exists, new
-//! segments fail to preallocate with ENOSPC — the exact call a real full disk fails.
+//! Disk failures, injected through the broker's env-gated failpoints at the exact calls a
+//! real disk fails in: while `BROKER_FAILPOINT_ENOSPC_FILE` names an existing file, new
+//! segments fail to preallocate with ENOSPC (a full disk: 507, reads keep working, writes
+//! resume once there is room); while `BROKER_FAILPOINT_EIO_SYNC_FILE` does, fdatasync fails
+//! with EIO (the produce fails and the partition refuses writes until restart).
 
 use crate::harness::{pinned, tempdir, Broker};
 
@@ -44,5 +46,47 @@ fn a_full_disk_answers_507_reads_keep_working_and_writes_resume_after() {
         r.json()["results"][0]["offset"].as_u64(),
         Some(stored.len() as u64)
     );
+    b.stop();
+}
+
+#[test]
+fn a_failed_sync_fails_the_produce_and_the_partition_refuses_writes_until_restart() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let trigger = dir.path().join("sync-fails");
+    let env = [(
+        "BROKER_FAILPOINT_EIO_SYNC_FILE",
+        trigger.to_str().expect("utf8 path"),
+    )];
+    let mut b = Broker::start_with_env(&data, &["--fsync", "always"], &env);
+    assert_eq!(b.put_topic("eio", 1).status, 201);
+    b.produce("eio", "", &[pinned(0, 1)]);
+    std::fs::write(&trigger, b"").expect("arm the failpoint");
+    let failed = b.produce_raw("eio", "", &[pinned(0, 2)]);
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    std::fs::remove_file(&trigger).expect("disarm");
+    let refused = b.produce_raw("eio", "", &[pinned(0, 3)]);
+    assert_eq!(refused.status, 500, "never pretend: {}", refused.text());
+    let stored = b.fetch_all("eio", 0, 0);
+    assert_eq!(
+        stored.len(),
+        1,
+        "reads keep working and show only synced data"
+    );
+    b.child.kill9();
+
+    let b = Broker::start_with_env(&data, &["--fsync", "always"], &env);
+    let r = b.produce("eio", "", &[pinned(0, 4)]);
+    let offset = r.json()["results"][0]["offset"].as_u64().expect("offset");
+    let stored = b.fetch_all("eio", 0, 0);
+    assert_eq!(
+        stored[0]["value"]["n"], 1,
+        "the acknowledged message survived"
+    );
+    assert_eq!(
+        stored.last().map(|m| m["value"]["n"].clone()),
+        Some(4.into())
+    );
+    assert_eq!(stored.len() as u64, offset + 1);
     b.stop();
 }
