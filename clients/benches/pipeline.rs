@@ -97,6 +97,23 @@ fn reference_copy(pg: &Postgres, csv: &Path) -> (u64, Duration) {
     (copied, timed + started.elapsed())
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn stored(pg: &Postgres) -> i64 {
     let Ok(mut c) = postgres::Client::connect(&pg.connection_string(), postgres::NoTls) else {
         return -1;
@@ -180,9 +197,22 @@ fn main() {
         streamer_children.push(Child::spawn("streamer", cmd));
     }
     let mut produced_at = None;
+    let mut cpu: Vec<(String, u32, f64)> = children
+        .iter()
+        .map(|c| ("broker/collector", c.pid()))
+        .chain(streamer_children.iter().map(|c| ("streamer", c.pid())))
+        .map(|(name, pid)| (name.to_string(), pid, 0.0))
+        .collect();
+    cpu[0].0 = "broker".into();
+    for c in cpu.iter_mut().skip(1).take(collectors) {
+        c.0 = "collector".into();
+    }
     wait_until(Duration::from_secs(900), "every row stored", || {
         if produced_at.is_none() && streamer_children.iter_mut().all(|s| !s.is_running()) {
             produced_at = Some(started.elapsed());
+        }
+        for (_, pid, seconds) in cpu.iter_mut() {
+            *seconds = cpu_seconds(*pid).max(*seconds);
         }
         std::thread::sleep(Duration::from_millis(50));
         stored(&pg) >= n as i64
@@ -205,6 +235,9 @@ fn main() {
         "pipeline: CSV → streamer → broker → collector → PostgreSQL: {:.2} s, {rate:.0} rows/s",
         elapsed.as_secs_f64()
     );
+    for (name, _, seconds) in &cpu {
+        println!("  cpu {name}: {seconds:.2} s");
+    }
     println!(
         "ratio pipeline / PostgreSQL binary COPY: {:.2} (goal ≥ 0.70)",
         rate / ref_rate

@@ -105,7 +105,7 @@ pub fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-mod rfc3339_micros {
+pub(crate) mod rfc3339_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -121,7 +121,7 @@ mod rfc3339_micros {
     }
 }
 
-mod rfc3339_micros_opt {
+pub(crate) mod rfc3339_micros_opt {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

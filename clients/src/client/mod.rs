@@ -12,6 +12,7 @@
 //! answers a repeated seq with the original offsets). A produce without them is tried once,
 //! since a retry after a lost answer could append twice.
 
+pub mod fetched;
 pub mod group;
 pub mod retry;
 
@@ -21,14 +22,16 @@ use std::time::Duration;
 
 use pipeline_common::shutdown::ShutdownFlag;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
+pub use fetched::{BadLine, Encoding, Fetched, Message, Messages};
 pub use group::{GroupMember, Membership};
 pub use retry::RetryPolicy;
 
 /// Media type of produce bodies and fetch answers.
 pub const NDJSON: &str = "application/x-ndjson";
+/// Media type of record batches in the `segments-format.md` layout.
+pub const BATCHES: &str = "application/vnd.broker.batch";
 
 /// How to reach the broker.
 #[derive(Debug, Clone)]
@@ -133,83 +136,6 @@ pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Re
     Ok(())
 }
 
-/// A fetch answer: the raw NDJSON plus the offsets the headers carry.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub partition: u32,
-    /// The offset this fetch started at.
-    pub offset: u64,
-    /// `Broker-Next-Offset`: where to fetch next.
-    pub next_offset: u64,
-    /// `Broker-Log-End-Offset`: for lag.
-    pub log_end_offset: u64,
-    body: Vec<u8>,
-}
-
-/// One fetched message, borrowing from the fetch's body.
-#[derive(Debug, Deserialize)]
-pub struct Message<'a> {
-    pub partition: u32,
-    pub offset: u64,
-    #[serde(default)]
-    pub timestamp: i64,
-    #[serde(borrow, default)]
-    pub key: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub value: &'a RawValue,
-}
-
-/// A fetched line the client could not read as a message: the offset when it can be found
-/// (so the collector dead-letters it and moves on), the line, and why.
-#[derive(Debug)]
-pub struct BadLine<'a> {
-    pub offset: Option<u64>,
-    pub line: &'a str,
-    pub reason: String,
-}
-
-impl Fetched {
-    pub fn is_empty(&self) -> bool {
-        self.body.iter().all(u8::is_ascii_whitespace)
-    }
-
-    pub fn body_len(&self) -> usize {
-        self.body.len()
-    }
-
-    /// The messages in offset order. A line that is not a message is handed back as a
-    /// [`BadLine`] instead of failing the whole fetch.
-    pub fn messages(&self) -> impl Iterator<Item = std::result::Result<Message<'_>, BadLine<'_>>> {
-        self.body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|line| match std::str::from_utf8(line) {
-                Err(e) => Err(BadLine {
-                    offset: None,
-                    line: "",
-                    reason: format!("not UTF-8: {e}"),
-                }),
-                Ok(text) => serde_json::from_str::<Message<'_>>(text).map_err(|e| BadLine {
-                    offset: sniff_offset(text),
-                    line: text,
-                    reason: format!("not a message: {e}"),
-                }),
-            })
-    }
-}
-
-/// Finds `"offset":N` in a line that does not parse as a whole, so the bad message can still
-/// be accounted for at its offset.
-fn sniff_offset(line: &str) -> Option<u64> {
-    let start = line.find("\"offset\":")? + "\"offset\":".len();
-    let digits: String = line[start..]
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// `POST /v1/groups/{g}/members` answers and heartbeats.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 struct MembershipWire {
@@ -290,10 +216,25 @@ impl BrokerClient {
         body: Option<(&str, &[u8])>,
         extra_wait: Duration,
     ) -> Result<Answer> {
+        self.exchange_accepting(method, url, body, extra_wait, None)
+    }
+
+    /// [`Self::exchange`] asking for a media type (`Accept`).
+    fn exchange_accepting(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+        accept: Option<&str>,
+    ) -> Result<Answer> {
         let mut req = self
             .agent
             .request(method, url)
             .timeout(self.config.request_timeout + extra_wait);
+        if let Some(accept) = accept {
+            req = req.set("Accept", accept);
+        }
         if let Some(token) = &self.config.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
         }
@@ -372,8 +313,9 @@ impl BrokerClient {
         })
     }
 
-    /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`,
-    /// waiting up to `wait` for the first when there is none (long poll).
+    /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`
+    /// (NDJSON; with [`Encoding::Batches`] whole record batches, `max` not applying), waiting
+    /// up to `wait` for the first when there is none (long poll).
     pub fn fetch(
         &self,
         topic: &str,
@@ -381,20 +323,32 @@ impl BrokerClient {
         offset: u64,
         max: u32,
         wait: Duration,
+        encoding: Encoding,
     ) -> Result<Fetched> {
         let path = format!(
             "/v1/topics/{}/partitions/{partition}/messages?offset={offset}&max={max}&wait_ms={}",
             enc(topic),
             wait.as_millis()
         );
+        let accept = match encoding {
+            Encoding::Ndjson => NDJSON,
+            Encoding::Batches => BATCHES,
+        };
+        let url = self.url(&path);
+        let what = format!("GET {path}");
         let answer = self
-            .exchange_retrying("GET", &path, None, wait)
+            .config
+            .retry
+            .run(&self.shutdown, &what, || {
+                self.exchange_accepting("GET", &url, None, wait, Some(accept))
+            })
             .map_err(|e| out_of_range(e, topic, partition, offset))?;
         Ok(Fetched {
             partition,
             offset,
             next_offset: answer.next_offset.unwrap_or(offset),
             log_end_offset: answer.log_end_offset.unwrap_or(offset),
+            encoding,
             body: answer.body,
         })
     }
@@ -624,30 +578,6 @@ fn enc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fetched_lines_borrow_values_and_bad_lines_keep_their_offset() {
-        let body = concat!(
-            r#"{"partition":2,"offset":7,"timestamp":1,"key":"GPU-1","value":{"a":[1,2]}}"#,
-            "\n",
-            r#"{"partition":2,"offset":8,"timestamp":1,"key":null,"value":{"a":"#,
-            "\n\n"
-        );
-        let fetched = Fetched {
-            partition: 2,
-            offset: 7,
-            next_offset: 9,
-            log_end_offset: 9,
-            body: body.as_bytes().to_vec(),
-        };
-        let all: Vec<_> = fetched.messages().collect();
-        assert_eq!(all.len(), 2);
-        let first = all[0].as_ref().unwrap();
-        assert_eq!((first.offset, first.key.as_deref()), (7, Some("GPU-1")));
-        assert_eq!(first.value.get(), r#"{"a":[1,2]}"#);
-        let bad = all[1].as_ref().unwrap_err();
-        assert_eq!(bad.offset, Some(8));
-    }
 
     #[test]
     fn names_are_percent_encoded_in_paths() {

@@ -5,10 +5,13 @@
 //! PostgreSQL would refuse (a NUL character, a time out of range), becomes a dead letter with
 //! the reason, so one bad message can never stall a partition.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::client::Fetched;
-use crate::telemetry::Point;
 
 /// A consecutive run of one partition's messages, decoded.
 #[derive(Debug)]
@@ -57,19 +60,20 @@ pub struct DeadLetter {
 
 /// Decodes one fetch answer into a chunk.
 pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
-    let mut rows = Vec::new();
+    let messages = fetched.messages();
+    let mut rows = Vec::with_capacity(messages.items.len());
     let mut dead = Vec::new();
     let mut last = None;
-    for item in fetched.messages() {
+    for item in messages.items {
         match item {
             Ok(m) => {
                 last = Some(m.offset);
-                match row_of(m.offset as i64, m.value.get()) {
+                match row_of(m.offset as i64, m.value) {
                     Ok(row) => rows.push(row),
                     Err(reason) => dead.push(DeadLetter {
                         offset: m.offset as i64,
-                        key: m.key.map(|k| k.into_owned()),
-                        payload: m.value.get().replace('\0', "\\u0000"),
+                        key: m.key.map(|k| k.replace('\0', "\\u0000")),
+                        payload: m.value.replace('\0', "\\u0000"),
                         reason,
                     }),
                 }
@@ -86,22 +90,115 @@ pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
         }
     }
     let after_last = last.map_or(fetched.offset, |o| o + 1);
+    // A damaged answer is only trusted up to its last readable message.
+    let next = if messages.complete {
+        fetched.next_offset.max(after_last)
+    } else {
+        after_last
+    };
     Chunk {
         partition: fetched.partition,
         epoch,
         expect,
-        next: fetched.next_offset.max(after_last) as i64,
+        next: next as i64,
         log_end: fetched.log_end_offset as i64,
         rows,
         dead,
     }
 }
 
+impl Chunk {
+    /// Messages (rows and dead letters) in the chunk.
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.dead.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Cuts the chunk into consecutive chunks of at most `max` messages (a batch-format fetch
+    /// answers whole batches, whatever `--batch-size` is), chained by their offsets.
+    pub fn split(self, max: usize) -> Vec<Chunk> {
+        let max = max.max(1);
+        if self.len() <= max {
+            return vec![self];
+        }
+        let mut offsets: Vec<i64> = self
+            .rows
+            .iter()
+            .map(|r| r.offset)
+            .chain(self.dead.iter().map(|d| d.offset))
+            .collect();
+        offsets.sort_unstable();
+        // Each piece starts at one of these offsets; the last ends where the chunk does.
+        let starts: Vec<i64> = offsets.iter().step_by(max).copied().skip(1).collect();
+        let mut pieces = Vec::with_capacity(starts.len() + 1);
+        let mut rows = self.rows.into_iter().peekable();
+        let mut dead = self.dead.into_iter().peekable();
+        let mut expect = self.expect;
+        for end in starts.into_iter().map(Some).chain(std::iter::once(None)) {
+            let below = |o: i64| end.is_none_or(|e| o < e);
+            let mut piece = Chunk {
+                partition: self.partition,
+                epoch: self.epoch,
+                expect,
+                next: end.unwrap_or(self.next),
+                log_end: self.log_end,
+                rows: Vec::new(),
+                dead: Vec::new(),
+            };
+            while let Some(r) = rows.next_if(|r| below(r.offset)) {
+                piece.rows.push(r);
+            }
+            while let Some(d) = dead.next_if(|d| below(d.offset)) {
+                piece.dead.push(d);
+            }
+            expect = piece.next;
+            pieces.push(piece);
+        }
+        pieces
+    }
+}
+
+/// A telemetry point as the collector reads it: like [`crate::telemetry::Point`], but the
+/// labels stay JSON text (they go into a jsonb column as they are, never re-encoded).
+#[derive(Deserialize)]
+struct WirePoint<'a> {
+    #[serde(with = "crate::telemetry::rfc3339_micros")]
+    ts: DateTime<Utc>,
+    #[serde(with = "crate::telemetry::rfc3339_micros_opt", default)]
+    source_ts: Option<DateTime<Utc>>,
+    #[serde(borrow)]
+    metric: Cow<'a, str>,
+    #[serde(borrow)]
+    gpu_uuid: Cow<'a, str>,
+    gpu_index: i32,
+    #[serde(borrow)]
+    device: Cow<'a, str>,
+    #[serde(borrow)]
+    model: Cow<'a, str>,
+    #[serde(borrow)]
+    hostname: Cow<'a, str>,
+    #[serde(borrow, default)]
+    container: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pod: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    value: f64,
+    #[serde(borrow, default)]
+    labels: Option<&'a RawValue>,
+}
+
 /// One message's value as a row, or why it cannot be one.
 pub fn row_of(offset: i64, value: &str) -> Result<Row, String> {
-    let p: Point<'_> =
+    let p: WirePoint<'_> =
         serde_json::from_str(value).map_err(|e| format!("not a telemetry point: {e}"))?;
-    let labels = serde_json::to_string(&p.labels).map_err(|e| e.to_string())?;
+    let labels = p.labels.map_or("{}", RawValue::get);
+    if !labels.starts_with('{') {
+        return Err("labels is not an object".into());
+    }
     let texts = [&p.gpu_uuid, &p.metric, &p.hostname, &p.device, &p.model];
     let optional = [&p.container, &p.pod, &p.namespace];
     if texts.iter().any(|t| t.contains('\0'))
@@ -128,10 +225,10 @@ pub fn row_of(offset: i64, value: &str) -> Result<Row, String> {
         value: p.value,
         source_ts: p.source_ts,
         hostname: p.hostname.into_owned(),
-        container: p.container.map(|c| c.into_owned()),
-        pod: p.pod.map(|c| c.into_owned()),
-        namespace: p.namespace.map(|c| c.into_owned()),
-        labels,
+        container: p.container.map(Cow::into_owned),
+        pod: p.pod.map(Cow::into_owned),
+        namespace: p.namespace.map(Cow::into_owned),
+        labels: labels.to_string(),
         gpu_index: p.gpu_index,
         device: p.device.into_owned(),
         model: p.model.into_owned(),
@@ -153,6 +250,40 @@ mod tests {
     }
 
     #[test]
+    fn a_big_chunk_splits_into_chained_pieces_of_at_most_max() {
+        let row = row_of(0, GOOD).unwrap();
+        let chunk = Chunk {
+            partition: 1,
+            epoch: 3,
+            expect: 10,
+            next: 20,
+            log_end: 20,
+            rows: [10, 11, 13, 14, 15, 17, 18, 19]
+                .iter()
+                .map(|o| Row {
+                    offset: *o,
+                    ..row.clone()
+                })
+                .collect(),
+            dead: [12, 16]
+                .iter()
+                .map(|o| DeadLetter {
+                    offset: *o,
+                    key: None,
+                    payload: "x".into(),
+                    reason: "r".into(),
+                })
+                .collect(),
+        };
+        let pieces = chunk.split(4);
+        let shape: Vec<(i64, i64, usize, usize)> = pieces
+            .iter()
+            .map(|p| (p.expect, p.next, p.rows.len(), p.dead.len()))
+            .collect();
+        assert_eq!(shape, vec![(10, 14, 3, 1), (14, 18, 3, 1), (18, 20, 2, 0)]);
+    }
+
+    #[test]
     fn undecodable_values_say_why() {
         assert!(row_of(1, "[1,2]")
             .unwrap_err()
@@ -162,6 +293,10 @@ mod tests {
             .contains("not a telemetry point"));
         let nul = GOOD.replace(r#""h""#, r#""h\u0000""#);
         assert!(row_of(1, &nul).unwrap_err().contains("NUL"));
+        let nul_label = GOOD.replace(r#""b""#, r#""b\u0000""#);
+        assert!(row_of(1, &nul_label).unwrap_err().contains("NUL"));
+        let list = GOOD.replace(r#"{"a":"b"}"#, r#"["a"]"#);
+        assert!(row_of(1, &list).unwrap_err().contains("not an object"));
         let far = GOOD.replace("2026-01-02", "+12026-01-02");
         assert!(row_of(1, &far).is_err());
     }

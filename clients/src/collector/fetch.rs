@@ -14,7 +14,7 @@ use metrics::{counter, gauge};
 
 use super::chunk::{decode, Chunk};
 use super::sink::Sink;
-use crate::client::{BrokerClient, GroupMember};
+use crate::client::{BrokerClient, Encoding, GroupMember};
 use crate::error::{Error, Result};
 
 /// Long-poll this long when a whole round of partitions came back empty.
@@ -24,6 +24,9 @@ struct Cursor {
     position: u64,
     expect: i64,
     epoch: u64,
+    /// Whole record batches (cheapest for the broker and for us) unless a damaged batch
+    /// answer made no progress, then NDJSON, where every message is read on its own.
+    encoding: Encoding,
 }
 
 pub struct Fetcher<'a> {
@@ -118,6 +121,7 @@ impl<'a> Fetcher<'a> {
                     position: stored.max(0) as u64,
                     expect: stored,
                     epoch,
+                    encoding: Encoding::Batches,
                 },
             );
         }
@@ -137,10 +141,14 @@ impl<'a> Fetcher<'a> {
         let Some(cursor) = self.cursors.get_mut(&p) else {
             return Ok(true);
         };
-        let fetched = match self
-            .client
-            .fetch(&self.topic, p, cursor.position, self.max, wait)
-        {
+        let fetched = match self.client.fetch(
+            &self.topic,
+            p,
+            cursor.position,
+            self.max,
+            wait,
+            cursor.encoding,
+        ) {
             Ok(f) => f,
             Err(Error::OffsetOutOfRange {
                 log_start, log_end, ..
@@ -158,11 +166,25 @@ impl<'a> Fetcher<'a> {
         }
         self.idle = 0;
         let chunk = decode(&fetched, cursor.epoch, cursor.expect);
+        if chunk.next as u64 == cursor.position {
+            tracing::warn!(
+                partition = p,
+                offset = cursor.position,
+                "unreadable batch answer; reading this partition as NDJSON"
+            );
+            cursor.encoding = Encoding::Ndjson;
+            return Ok(true);
+        }
         counter!("collector_messages_fetched_total")
             .increment((chunk.rows.len() + chunk.dead.len()) as u64);
         cursor.expect = chunk.next;
         cursor.position = chunk.next as u64;
-        Ok(self.out.send(chunk).is_ok())
+        for piece in chunk.split(self.max as usize) {
+            if self.out.send(piece).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

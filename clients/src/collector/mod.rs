@@ -260,10 +260,11 @@ impl<'a> Writer<'a> {
             .rev()
             .find(|c| c.partition == chunk.partition)
             .is_some_and(|prev| prev.next != chunk.expect);
-        if breaks_chain {
+        let overfills = self.pending_messages + chunk.len() > self.batch_size;
+        if breaks_chain || overfills {
             self.flush();
         }
-        self.pending_messages += chunk.rows.len() + chunk.dead.len();
+        self.pending_messages += chunk.len();
         self.oldest.get_or_insert_with(Instant::now);
         self.pending.push(chunk);
     }
