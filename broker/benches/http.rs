@@ -13,7 +13,8 @@
 //! hyper server receiving the same request bodies over the same client, and a plain
 //! sequential file write of the same bytes.
 //!
-//! Sizes can be scaled with `BENCH_SCALE` (default 1.0); `BENCH_DIR` picks the data directory.
+//! Sizes can be scaled with `BENCH_SCALE` (default 1.0); `BENCH_DIR` picks the data directory;
+//! `BENCH_ONLY=binary,ndjson,always` runs only the named broker modes (references always run).
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -61,12 +62,20 @@ fn main() {
     let hyper_ndjson = bare_hyper(&workload.ndjson, batches(1000.0));
     hyper_ndjson.print("reference  bare hyper, NDJSON bodies ");
 
-    let binary = broker_run(&root, &workload, Mode::Binary, batches(2000.0));
-    binary.print(&hyper_binary, file);
-    let ndjson = broker_run(&root, &workload, Mode::Ndjson, batches(1000.0));
-    ndjson.print(&hyper_ndjson, file);
-    let always = broker_run(&root, &workload, Mode::Always64, batches(640.0));
-    always.print(&hyper_ndjson, file);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    if wanted("binary") {
+        let binary = broker_run(&root, &workload, Mode::Binary, batches(2000.0));
+        binary.print(&hyper_binary, file);
+    }
+    if wanted("ndjson") {
+        let ndjson = broker_run(&root, &workload, Mode::Ndjson, batches(1000.0));
+        ndjson.print(&hyper_ndjson, file);
+    }
+    if wanted("always") {
+        let always = broker_run(&root, &workload, Mode::Always64, batches(640.0));
+        always.print(&hyper_ndjson, file);
+    }
 
     println!("goals (2 cores): binary >= 1,000,000 msg/s, NDJSON >= 400,000 msg/s, always+64 >= 100,000 msg/s");
 }
