@@ -208,6 +208,20 @@ fn sql_window_round(
     )
 }
 
+/// User + system CPU time of process `pid` so far (Linux `/proc`, 100 ticks a second).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 fn sequential(agent: &ureq::Agent, url: &str, n: usize) -> Vec<Duration> {
     (0..n)
         .map(|_| {
@@ -277,9 +291,12 @@ fn main() {
     // both alike.
     let (mut sql, mut via_api) = (Vec::new(), Vec::new());
     let (mut sql1, mut api1) = (Vec::new(), Vec::new());
+    let mut api_cpu = Duration::ZERO;
     for _ in 0..ROUNDS {
         sql.extend(sql_window_round(&conn, seconds, CLIENTS, per_client));
+        let cpu_before = cpu_time(api.pid());
         via_api.extend(api_window_round(&base, seconds, CLIENTS, per_client));
+        api_cpu += cpu_time(api.pid()).saturating_sub(cpu_before);
         sql1.extend(sql_window_round(&conn, seconds, 1, per_client / 2));
         api1.extend(api_window_round(&base, seconds, 1, per_client / 2));
     }
@@ -344,5 +361,9 @@ fn main() {
         stats.len(),
         ms(percentile(&mut stats, 0.5)),
         ms(percentile(&mut stats, 0.99))
+    );
+    println!(
+        "api process CPU per window request (8 clients): {:.0} us",
+        api_cpu.as_secs_f64() * 1e6 / via_api.len() as f64
     );
 }

@@ -28,6 +28,11 @@ pub struct Args {
     #[arg(long, env = "API_DB_TIMEOUT_MS", default_value_t = 2000)]
     pub db_timeout_ms: u64,
 
+    /// Async worker threads (0: one per CPU core). Database calls run on a separate pool of
+    /// blocking threads either way.
+    #[arg(long, env = "API_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
     #[arg(long)]
     pub print_openapi: bool,

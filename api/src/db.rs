@@ -215,9 +215,9 @@ fn gpu_from_row(row: &Row) -> Result<Gpu, ApiError> {
     })
 }
 
-/// Up to `window.limit + 1` points of one GPU's window: the extra row only tells whether
+/// Up to `window.limit + 1` rows of one GPU's window: the extra row only tells whether
 /// another page follows, which is cheaper than counting the whole window.
-pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Point>, ApiError> {
+pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Row>, ApiError> {
     let limit = i64::from(window.limit) + 1;
     // `Window` caps the offset at i64::MAX.
     let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
@@ -231,10 +231,11 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Point>,
             &[&gpu, &window.start, &window.end, &limit, &offset, metric],
         )?,
     };
-    rows.iter().map(point_from_row).collect()
+    Ok(rows)
 }
 
-fn point_from_row(row: &Row) -> Result<Point, ApiError> {
+/// A row of [`WINDOW_SQL`] as a point borrowing the row's text.
+pub fn point_from_row(row: &Row) -> Result<Point<'_>, ApiError> {
     Ok(Point {
         ts: row.try_get(0)?,
         metric: row.try_get(1)?,
@@ -248,11 +249,11 @@ fn point_from_row(row: &Row) -> Result<Point, ApiError> {
     })
 }
 
-/// A `jsonb` (or `json`) column as raw JSON text: validated, but not rebuilt into a tree and
-/// serialised again, since the API only passes it through.
-struct RawJson(Box<RawValue>);
+/// A `jsonb` (or `json`) column as raw JSON text borrowed from the row: validated, but not
+/// rebuilt into a tree and serialised again, since the API only passes it through.
+struct RawJson<'a>(&'a RawValue);
 
-impl<'a> FromSql<'a> for RawJson {
+impl<'a> FromSql<'a> for RawJson<'a> {
     fn from_sql(
         ty: &Type,
         raw: &'a [u8],
@@ -263,9 +264,7 @@ impl<'a> FromSql<'a> for RawJson {
             (&Type::JSONB, _) => return Err("unsupported jsonb format version".into()),
             _ => raw,
         };
-        Ok(RawJson(RawValue::from_string(
-            std::str::from_utf8(text)?.to_owned(),
-        )?))
+        Ok(RawJson(serde_json::from_str(std::str::from_utf8(text)?)?))
     }
 
     fn accepts(ty: &Type) -> bool {

@@ -27,6 +27,10 @@ pub enum ApiError {
     #[error("database query failed")]
     Query(#[source] postgres::Error),
 
+    /// A response body could not be serialised.
+    #[error("cannot encode a response")]
+    Encode(#[source] serde_json::Error),
+
     /// A blocking database task panicked or was cancelled.
     #[error("database task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -84,20 +88,18 @@ impl ApiError {
     }
 }
 
-/// A connection-level failure: the socket closed or failed, or the server is shutting down
-/// or starting up (SQLSTATE class 08, 57P01–57P03). Such a query may be retried elsewhere.
+/// A connection-level failure: the socket closed or failed (an I/O error underneath), or the
+/// server is shutting down or starting up (SQLSTATE class 08, 57P01–57P03). Such a query may
+/// be retried on another connection. A value that does not convert is not one of these.
 pub fn is_connection_error(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
-    match e.code() {
-        Some(code) => {
-            let code = code.code();
-            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
-        }
-        // No SQLSTATE: an I/O or protocol error on the connection, not an SQL error.
-        None => e.as_db_error().is_none(),
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
     }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 #[cfg(test)]

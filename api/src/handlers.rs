@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::db;
 use crate::error::ApiError;
-use crate::model::{GpuList, Health, Paging, ProblemDoc, Stats, TelemetryPage};
-use crate::params::TelemetryQuery;
+use crate::model::{GpuList, Health, Paging, Point, ProblemDoc, Stats, TelemetryPage};
+use crate::params::{TelemetryQuery, Window};
 use crate::server::AppState;
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -122,17 +122,28 @@ pub async fn gpu_telemetry(
     raw_query: &str,
 ) -> Result<HttpResponse, ApiError> {
     let window = TelemetryQuery::parse(raw_query)?.resolve()?;
-    let (gpu, asked) = (id.clone(), window.clone());
-    let mut points = state
+    // The page is built and serialised on the blocking thread, straight from the rows.
+    let body = state
         .db
         .run(move |conn| {
-            let points = db::window(conn, &gpu, &asked)?;
-            if points.is_empty() {
-                db::check_known(conn, &gpu, asked.metric.as_deref())?;
+            let rows = db::window(conn, &id, &window)?;
+            if rows.is_empty() {
+                db::check_known(conn, &id, window.metric.as_deref())?;
             }
-            Ok(points)
+            let points = rows
+                .iter()
+                .map(db::point_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            encode(&page(&id, &window, points))
         })
         .await?;
+    let mut response = Response::new(Full::new(body));
+    set_content_type(&mut response, "application/json");
+    Ok(response)
+}
+
+/// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
+fn page<'a>(id: &'a str, window: &'a Window, mut points: Vec<Point<'a>>) -> TelemetryPage<'a> {
     let limit = window.limit as usize;
     let has_more = points.len() > limit;
     points.truncate(limit);
@@ -140,26 +151,31 @@ pub async fn gpu_telemetry(
         let next_offset = window.offset.saturating_add(u64::from(window.limit));
         format!(
             "/api/v1/gpus/{}/telemetry?{}",
-            utf8_percent_encode(&id, SEGMENT),
+            utf8_percent_encode(id, SEGMENT),
             window.query_string_at(next_offset)
         )
     });
-    let paging = Paging {
-        limit: window.limit,
-        offset: window.offset,
-        count: points.len(),
-        has_more,
-        next,
-    };
-    let page = TelemetryPage {
+    TelemetryPage {
         gpu_uuid: id,
         start_time: window.start,
         end_time: window.end,
-        metric: window.metric,
+        metric: window.metric.as_deref(),
+        paging: Paging {
+            limit: window.limit,
+            offset: window.offset,
+            count: points.len(),
+            has_more,
+            next,
+        },
         points,
-        paging,
-    };
-    Ok(json(StatusCode::OK, &page))
+    }
+}
+
+/// Serialises a body into a buffer sized for a full page in one allocation.
+fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    serde_json::to_writer(&mut buf, body).map_err(ApiError::Encode)?;
+    Ok(Bytes::from(buf))
 }
 
 /// Exact totals over everything stored, kept current by the collector (no counting per request).

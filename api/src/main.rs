@@ -1,6 +1,10 @@
 //! The `api` binary: flags, logging, signals; everything else is the `api` library.
 
 use anyhow::Context;
+
+/// See the `mimalloc` entry in Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
@@ -11,7 +15,11 @@ fn main() -> anyhow::Result<()> {
     }
     pipeline_common::logging::init();
     let config = api::Config::from(&args);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if args.worker_threads > 0 {
+        runtime.worker_threads(args.worker_threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -15,7 +15,9 @@ use crate::model::{Gpu, GpuList, Health, Paging, Point, ProblemDoc, Stats, Telem
         version = "1",
         description = "GPU telemetry (DCGM metrics) carried from the hosts through the pipeline's \
             broker into PostgreSQL, served read-only. Times are RFC 3339; responses use UTC with \
-            microseconds. Errors are `application/problem+json` (RFC 9457).",
+            microseconds. Errors are `application/problem+json` (RFC 9457). Every route answers GET \
+            and HEAD; any other method is answered 405 with an `Allow` header, and a path that is \
+            not listed here 404, both as problems.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(

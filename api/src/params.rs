@@ -5,7 +5,6 @@
 //! parameters in the OpenAPI spec, so the spec and the parser cannot drift apart.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -19,7 +18,7 @@ pub const MAX_LIMIT: u32 = 1000;
 pub const ACCEPTED: [&str; 5] = ["start_time", "end_time", "metric", "limit", "offset"];
 
 /// The query parameters of `GET /api/v1/gpus/{id}/telemetry`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, PartialEq, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TelemetryQuery {
     /// Inclusive start of the window, RFC 3339 with any offset (`Z`, `+02:00`; in a query

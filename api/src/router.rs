@@ -95,12 +95,14 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     } else {
         pipeline_common::problem::method_not_allowed(&method, &ALLOWED)
     };
+    let status = response.status().as_u16();
     telemetry::record_request(
         route.template(),
         method_label(&method),
-        response.status().as_u16(),
+        status,
         started.elapsed(),
     );
+    tracing::debug!(method = %method, route = route.template(), status, elapsed_us = started.elapsed().as_micros() as u64, "request");
     response
 }
 
