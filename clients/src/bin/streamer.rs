@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use clients::client::{BrokerClient, ClientConfig};
-use clients::streamer::{self, StreamerConfig};
+use clients::streamer::{self, ProduceFormat, StreamerConfig};
 use pipeline_common::ops::{OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
 
@@ -48,6 +48,13 @@ struct Args {
     /// by default.
     #[arg(long, env = "STREAMER_PRODUCER_ID")]
     producer_id: Option<String>,
+    /// Produce content type: `batch` (binary record batches per partition, cheapest for the
+    /// broker) or `ndjson`.
+    #[arg(long, env = "STREAMER_PRODUCE_FORMAT", value_enum, default_value_t = Format::Batch)]
+    produce_format: Format,
+    /// Partitions to create the topic with if it does not exist yet.
+    #[arg(long, env = "STREAMER_TOPIC_PARTITIONS", default_value_t = 16)]
+    partitions: u32,
     /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
     #[arg(
         long,
@@ -55,6 +62,12 @@ struct Args {
         default_value = "127.0.0.1:9101"
     )]
     metrics_listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Batch,
+    Ndjson,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +105,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         group: args.group,
         shards: args.shards,
         producer_prefix: args.producer_id,
+        format: match args.produce_format {
+            Format::Batch => ProduceFormat::Batch,
+            Format::Ndjson => ProduceFormat::Ndjson,
+        },
+        partitions: args.partitions,
     };
     streamer::run(&config, client, &readiness)?;
     tracing::info!("streamer stopped");

@@ -153,6 +153,51 @@ struct ProduceWire {
 }
 
 #[derive(Deserialize)]
+struct BatchWire {
+    base_offset: u64,
+    record_count: u32,
+}
+
+/// The answer to a binary batch produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchAck {
+    pub base_offset: u64,
+    pub record_count: u32,
+    /// The broker had this (producer, seq) already and appended nothing.
+    pub duplicate: bool,
+}
+
+/// The partition the broker puts a keyed message in: FNV-1a 64 of the key's UTF-8 bytes,
+/// modulo the partition count (broker/PROTOCOL.md, "Partitioning").
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    (fnv1a64(key) % u64::from(partitions.max(1))) as u32
+}
+
+/// FNV-1a, 64 bit (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// One record batch (segments-format.md) holding `(key, value)` records, for
+/// [`BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and producer stamp.
+pub fn encode_batch<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let records: Vec<broker_log::Record<'_>> = records
+        .into_iter()
+        .map(|(key, value)| broker_log::Record {
+            timestamp_ms: 0,
+            key: Some(key),
+            value,
+        })
+        .collect();
+    broker_log::record::encode(0, &records, None)
+}
+
+#[derive(Deserialize)]
 struct OffsetsWire {
     #[serde(default)]
     offsets: BTreeMap<String, u64>,
@@ -309,6 +354,33 @@ impl BrokerClient {
         let wire: ProduceWire = decode(&path, &answer.body)?;
         Ok(ProduceAck {
             results: wire.results,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// `POST /v1/topics/{t}/messages?partition=P` with one record batch in the
+    /// `segments-format.md` layout (build it with [`encode_batch`]): the cheapest produce for
+    /// the broker, which only checks the framing and CRC. Retried like [`Self::produce`].
+    pub fn produce_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<BatchAck> {
+        let mut path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
+        if let Some(id) = idempotence {
+            path.push_str(&format!("&producer={}&seq={}", enc(id.producer), id.seq));
+        }
+        let body = Some((BATCHES, batch));
+        let answer = match idempotence {
+            Some(_) => self.exchange_retrying("POST", &path, body, Duration::ZERO)?,
+            None => self.exchange("POST", &self.url(&path), body, Duration::ZERO)?,
+        };
+        let wire: BatchWire = decode(&path, &answer.body)?;
+        Ok(BatchAck {
+            base_offset: wire.base_offset,
+            record_count: wire.record_count,
             duplicate: answer.duplicate,
         })
     }
@@ -578,6 +650,30 @@ fn enc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_hash_to_partitions_as_the_broker_documents() {
+        // FNV-1a 64 test vectors: "" and "a".
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            partition_for_key(b"a", 16),
+            (0xaf63_dc4c_8601_ec8cu64 % 16) as u32
+        );
+    }
+
+    #[test]
+    fn an_encoded_batch_decodes_to_its_records() {
+        let bytes = encode_batch([
+            (&b"GPU-1"[..], &b"{\"v\":1}"[..]),
+            (&b"GPU-2"[..], &b"2"[..]),
+        ]);
+        let broker_log::record::Decoded::Intact(batch) = broker_log::record::decode(&bytes) else {
+            panic!("not intact");
+        };
+        let values: Vec<&[u8]> = batch.records().map(|r| r.unwrap().value).collect();
+        assert_eq!(values, vec![&b"{\"v\":1}"[..], &b"2"[..]]);
+    }
 
     #[test]
     fn names_are_percent_encoded_in_paths() {

@@ -25,11 +25,11 @@ use chrono::Utc;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use pipeline_common::ops::Readiness;
 
-use crate::client::{push_record, BrokerClient, GroupMember};
+use crate::client::{encode_batch, partition_for_key, push_record, BrokerClient, GroupMember};
 use crate::error::{Error, Result};
-use crate::telemetry::CsvRows;
+use crate::telemetry::{CsvRows, Point};
 use report::{Pacer, Reporter};
-use sender::{Outgoing, SendEnd, Sender};
+use sender::{Outgoing, Payload, SendEnd, Sender};
 use shards::{producer_id, shard_of, Progress, FIRST_PASS_DONE};
 
 /// Everything the streamer needs to know (flags of DESIGN.md plus the sharding knobs).
@@ -47,6 +47,24 @@ pub struct StreamerConfig {
     pub shards: u32,
     /// Prefix of the shards' producer ids; the group name when `None`.
     pub producer_prefix: Option<String>,
+    /// How cells go on the wire.
+    pub format: ProduceFormat,
+    /// Partitions to create the topic with when it does not exist yet (batch format only:
+    /// the streamer must know the count to route keys itself).
+    pub partitions: u32,
+}
+
+/// A record's key and value bytes.
+type KeyValue<'a> = (&'a [u8], &'a [u8]);
+
+/// The produce content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceFormat {
+    /// One record batch per partition (`application/vnd.broker.batch`): the broker only checks
+    /// framing and CRC, the cheapest path.
+    Batch,
+    /// One NDJSON request per cell; the broker parses and routes each line.
+    Ndjson,
 }
 
 /// Registers the streamer's metrics with their help texts.
@@ -89,12 +107,17 @@ pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness)
         Err(Error::Interrupted) => return Ok(()),
         other => other?,
     };
+    let data_partitions = match config.format {
+        ProduceFormat::Batch => data_partitions(&client, &config.topic, config.partitions)?,
+        ProduceFormat::Ndjson => 0,
+    };
     readiness.set(true);
     let mut streamer = Streamer {
         config,
         client,
         member: &member,
         shards,
+        data_partitions,
         reporter: Reporter::new(),
         pacer: Pacer::new(config.rate),
     };
@@ -120,11 +143,30 @@ fn ensure_shard_topic(client: &BrokerClient, topic: &str, shards: u32) -> Result
     }
 }
 
+/// The data topic's partition count (creating the topic when missing), for routing keys.
+fn data_partitions(client: &BrokerClient, topic: &str, create_with: u32) -> Result<u32> {
+    match client.topic(topic) {
+        Ok(meta) => Ok(meta.partitions.len().max(1) as u32),
+        Err(e) if e.status() == Some(404) => {
+            match client.create_topic(topic, create_with.max(1)) {
+                Ok(_) => Ok(create_with.max(1)),
+                // Created meanwhile by someone else, maybe with another count.
+                Err(e) if e.status() == Some(409) => {
+                    Ok(client.topic(topic)?.partitions.len().max(1) as u32)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 struct Streamer<'a> {
     config: &'a StreamerConfig,
     client: BrokerClient,
     member: &'a GroupMember,
     shards: u32,
+    data_partitions: u32,
     reporter: Reporter,
     pacer: Pacer,
 }
@@ -150,13 +192,16 @@ struct Cursor {
     batch: Batch,
 }
 
-/// The encoded NDJSON lines of one batch cell: the good rows among the shard positions
+/// The encoded messages of one batch cell: the good rows among the shard positions
 /// `[start, start + batch_size)`. Cells are fixed by the file and the batch size, so a cell
 /// resent by a successor has the same seq and the same messages as the first time.
 #[derive(Default)]
 struct Batch {
     start: u32,
+    /// NDJSON lines, or (batch format) each record's key then value, back to back.
     body: Vec<u8>,
+    /// Batch format: (partition, key start, value start, value end) per record.
+    spans: Vec<(u32, usize, usize, usize)>,
     rows: usize,
 }
 
@@ -319,7 +364,7 @@ impl Streamer<'_> {
             }
             match row.point(Utc::now()) {
                 Ok(point) => {
-                    push_record(&mut cursor.batch.body, &point.gpu_uuid, &point)?;
+                    self.encode(&mut cursor.batch, &point)?;
                     cursor.batch.rows += 1;
                 }
                 Err(problem) => {
@@ -374,6 +419,48 @@ impl Streamer<'_> {
         Ok(ScanEnd::Finished)
     }
 
+    /// Appends one point to a cell in the configured format.
+    fn encode(&self, batch: &mut Batch, point: &Point<'_>) -> Result<()> {
+        match self.config.format {
+            ProduceFormat::Ndjson => push_record(&mut batch.body, &point.gpu_uuid, point),
+            ProduceFormat::Batch => {
+                let key = point.gpu_uuid.as_bytes();
+                let key_start = batch.body.len();
+                batch.body.extend_from_slice(key);
+                let value_start = batch.body.len();
+                serde_json::to_writer(&mut batch.body, point).map_err(|e| Error::Decode {
+                    url: String::new(),
+                    reason: format!("cannot encode a point: {e}"),
+                })?;
+                let partition = partition_for_key(key, self.data_partitions);
+                batch
+                    .spans
+                    .push((partition, key_start, value_start, batch.body.len()));
+                Ok(())
+            }
+        }
+    }
+
+    /// The cell as requests: one NDJSON body, or one record batch per partition.
+    fn payload(&self, batch: Batch) -> Payload {
+        if self.config.format == ProduceFormat::Ndjson {
+            return Payload::Ndjson(batch.body);
+        }
+        let mut by_partition: BTreeMap<u32, Vec<KeyValue<'_>>> = BTreeMap::new();
+        for (p, k, v, end) in &batch.spans {
+            by_partition
+                .entry(*p)
+                .or_default()
+                .push((&batch.body[*k..*v], &batch.body[*v..*end]));
+        }
+        Payload::Batches(
+            by_partition
+                .into_iter()
+                .map(|(p, records)| (p, encode_batch(records)))
+                .collect(),
+        )
+    }
+
     /// Gives the cursor's current cell, which ends where `until` (the next cell, or the end of
     /// the file) starts, to the sender. `false` when the sender has stopped.
     fn hand_over(&self, cursor: &mut Cursor, until: u32, work: &SyncSender<Outgoing>) -> bool {
@@ -398,7 +485,7 @@ impl Streamer<'_> {
                     position: batch.start,
                 }
                 .encode(),
-                body: batch.body,
+                payload: self.payload(batch),
                 after: cursor.progress,
             }
         };

@@ -32,7 +32,7 @@ pub enum Outgoing {
         shard: u32,
         producer: String,
         seq: u64,
-        body: Vec<u8>,
+        payload: Payload,
         after: Progress,
     },
     /// Only progress (a shard finished its pass, or cells with nothing but bad rows).
@@ -41,6 +41,14 @@ pub enum Outgoing {
         after: Progress,
         now: bool,
     },
+}
+
+/// A cell's messages as they go on the wire.
+pub enum Payload {
+    /// One NDJSON request (the broker splits it by partition).
+    Ndjson(Vec<u8>),
+    /// One record batch per partition, each its own request under the cell's seq.
+    Batches(Vec<(u32, Vec<u8>)>),
 }
 
 /// How the sender stopped.
@@ -106,10 +114,10 @@ impl<'a> Sender<'a> {
                     shard,
                     producer,
                     seq,
-                    body,
+                    payload,
                     after,
                 } => self
-                    .send(shard, &producer, seq, &body, after)
+                    .send(shard, &producer, seq, &payload, after)
                     .or_else(|| self.commit_if_due(false)),
                 Outgoing::Progress { shard, after, now } => {
                     self.pending.insert(shard, after.encode());
@@ -130,19 +138,57 @@ impl<'a> Sender<'a> {
         shard: u32,
         producer: &str,
         seq: u64,
-        body: &[u8],
+        payload: &Payload,
         after: Progress,
     ) -> Option<SendEnd> {
         let started = Instant::now();
         let id = Idempotence { producer, seq };
-        match self.client.produce(&self.topic, body, Some(id)) {
-            Ok(ack) if ack.duplicate => {
-                counter!("streamer_rows_deduplicated_total").increment(ack.results.len() as u64);
+        match payload {
+            Payload::Ndjson(body) => {
+                let result = self
+                    .client
+                    .produce(&self.topic, body, Some(id))
+                    .map(|ack| (ack.results.len() as u64, ack.duplicate));
+                if let Some(end) = self.account(shard, producer, seq, result) {
+                    return Some(end);
+                }
             }
-            Ok(ack) => {
-                counter!("streamer_rows_produced_total").increment(ack.results.len() as u64);
-                self.produced
-                    .fetch_add(ack.results.len() as u64, Ordering::Relaxed);
+            Payload::Batches(parts) => {
+                // A retry after a crash half-way resends every part: the parts the broker has
+                // answer as duplicates, the others append.
+                for (partition, batch) in parts {
+                    let result = self
+                        .client
+                        .produce_batch(&self.topic, *partition, batch, Some(id))
+                        .map(|ack| (u64::from(ack.record_count), ack.duplicate));
+                    if let Some(end) = self.account(shard, producer, seq, result) {
+                        return Some(end);
+                    }
+                }
+            }
+        }
+        histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
+        self.pending.insert(shard, after.encode());
+        self.cells_since_commit += 1;
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        None
+    }
+
+    /// Counts one produce answer; `Some(end)` when it ends the sending.
+    fn account(
+        &mut self,
+        shard: u32,
+        producer: &str,
+        seq: u64,
+        result: Result<(u64, bool), Error>,
+    ) -> Option<SendEnd> {
+        match result {
+            Ok((n, true)) => {
+                counter!("streamer_rows_deduplicated_total").increment(n);
+            }
+            Ok((n, false)) => {
+                counter!("streamer_rows_produced_total").increment(n);
+                self.produced.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) if e.status() == Some(409) && e.to_string().contains("this retry has") => {
                 return Some(SendEnd::Failed(Error::BatchMismatch {
@@ -159,10 +205,6 @@ impl<'a> Sender<'a> {
             Err(Error::Interrupted) => return Some(SendEnd::Shutdown),
             Err(e) => return Some(SendEnd::Failed(e)),
         }
-        histogram!("streamer_batch_seconds").record(started.elapsed().as_secs_f64());
-        self.pending.insert(shard, after.encode());
-        self.cells_since_commit += 1;
-        self.oldest_pending.get_or_insert_with(Instant::now);
         None
     }
 

@@ -25,12 +25,7 @@ pub const FIRST_PASS_DONE: u64 = 1 << PASS_SHIFT;
 
 /// The shard a row belongs to: FNV-1a 64 of its hostname bytes, modulo the shard count.
 pub fn shard_of(hostname: &[u8], shards: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in hostname {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % u64::from(shards.max(1))) as u32
+    crate::client::partition_for_key(hostname, shards)
 }
 
 /// A shard's place: pass number and the count of its records already done in that pass.

@@ -405,7 +405,8 @@ fn bad_rows_are_reported_by_line_and_the_good_ones_arrive() {
     let pg = Postgres::start();
     let broker = Broker::start();
     let mut collectors = vec![collector(&broker, &pg, &[])];
-    let mut s = streamer(&broker, &csv, "bad", &[]);
+    // NDJSON produce here; the other scenarios use the default binary batches.
+    let mut s = streamer(&broker, &csv, "bad", &["--produce-format", "ndjson"]);
     wait_exit_ok(&mut s, Duration::from_secs(30));
 
     // A message that is no telemetry point, produced straight to the topic: dead-lettered.
