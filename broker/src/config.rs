@@ -90,13 +90,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with every default, for tests and embedding.
-    pub fn with_data_dir(data_dir: PathBuf) -> Config {
-        let mut config = Config::parse_from(["broker"]);
-        config.data_dir = data_dir;
-        config
-    }
-
     pub fn fsync_interval(&self) -> Duration {
         Duration::from_millis(self.fsync_interval_ms)
     }

@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::longpoll;
 use super::request::{
-    bytes_response, empty_response, json_body, json_response, read_body, set_number, Body, Query,
-    NDJSON,
+    bytes_response, empty_response, json_body, json_response, set_number, Body, Query, NDJSON,
 };
 use super::topics::{fetch_limits, FETCH_MAX_BYTES};
 use crate::broker::{blocking, Broker};
@@ -46,15 +45,14 @@ struct Offsets {
 pub async fn join(
     broker: &Arc<Broker>,
     group: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     validate_name("group", group)?;
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
+    let body = req.body();
     let JoinBody {
         topic,
         session_timeout_ms,
-    } = json_body(&body)?;
+    } = json_body(body)?;
     let topic = broker.topic_or_create(&topic).await?;
     let assignment = broker.groups.join(
         group,
@@ -78,12 +76,11 @@ pub fn leave(broker: &Broker, group: &str, member: &str) -> Result<Response<Body
 pub async fn commit(
     broker: &Arc<Broker>,
     group: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     validate_name("group", group)?;
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
-    let commit: CommitBody = json_body(&body)?;
+    let body = req.body();
+    let commit: CommitBody = json_body(body)?;
     let offsets = commit
         .offsets
         .iter()
@@ -127,7 +124,7 @@ pub async fn fetch(
     broker: &Broker,
     group: &str,
     member: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     let (max, deadline) = fetch_limits(&Query::parse(req.uri().query()))?;
     let plan = broker.groups.fetch_plan(group, member)?;

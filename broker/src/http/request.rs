@@ -83,7 +83,12 @@ pub async fn read_body(body: Incoming, headers: &HeaderMap, max: usize) -> Resul
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
+    if let Some(len) = declared.filter(|&len| len > max as u64) {
+        // A modest overrun is read and dropped so the 413 reaches the client on a healthy
+        // connection; closing on unread data makes the kernel reset it under the answer.
+        if len <= DRAIN_LIMIT {
+            drain(body).await;
+        }
         return Err(BrokerError::BodyTooLarge { max });
     }
     match Limited::new(body, max).collect().await {
@@ -94,6 +99,17 @@ pub async fn read_body(body: Incoming, headers: &HeaderMap, max: usize) -> Resul
         Err(e) => Err(BrokerError::BadRequest(format!(
             "cannot read the body: {e}"
         ))),
+    }
+}
+
+/// Largest oversized body still read (and dropped) before answering 413.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+async fn drain(mut body: Incoming) {
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return;
+        }
     }
 }
 

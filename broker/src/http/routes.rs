@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pipeline_common::ops::{render_metrics, METRICS_CONTENT_TYPE};
 use pipeline_common::problem;
 
-use super::request::{bytes_response, Body};
+use super::request::{bytes_response, read_body, Body};
 use super::{error, groups, topics};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
@@ -101,10 +102,14 @@ pub async fn handle(broker: Arc<Broker>, req: Request<Incoming>) -> Response<Bod
     let started = Instant::now();
     let path = req.uri().path().to_string();
     let route = Route::parse(&path);
-    let response = match respond(&broker, route, &path, req).await {
-        Ok(response) => response,
-        Err(e) => error::into_response(&e),
+    // Every body is read before anything can refuse the request: answering while the client
+    // is still sending would make the kernel reset the connection under the answer.
+    let (parts, body) = req.into_parts();
+    let response = match read_body(body, &parts.headers, broker.config.max_body_bytes).await {
+        Ok(body) => respond(&broker, route, &path, Request::from_parts(parts, body)).await,
+        Err(e) => Err(e),
     };
+    let response = response.unwrap_or_else(|e| error::into_response(&e));
     m::request(route.label(), response.status().as_u16(), started.elapsed());
     response
 }
@@ -113,7 +118,7 @@ async fn respond(
     broker: &Arc<Broker>,
     route: Route<'_>,
     path: &str,
-    req: Request<Incoming>,
+    req: Request<Bytes>,
 ) -> Result<Response<Body>> {
     if route == Route::NotFound {
         return Ok(problem::not_found(path));
@@ -131,16 +136,16 @@ async fn respond(
     let method = req.method().clone();
     match route {
         Route::Topics => topics::list(broker),
-        Route::Topic(t) if method == Method::PUT => topics::create(broker, t, req).await,
+        Route::Topic(t) if method == Method::PUT => topics::create(broker, t, &req).await,
         Route::Topic(t) => topics::describe(broker, t, req.headers()),
-        Route::Produce(t) => topics::produce(broker, t, req).await,
-        Route::Fetch(t, p) => topics::fetch(broker, t, p, req).await,
+        Route::Produce(t) => topics::produce(broker, t, &req).await,
+        Route::Fetch(t, p) => topics::fetch(broker, t, p, &req).await,
         Route::Group(g) => groups::describe(broker, g),
-        Route::Join(g) => groups::join(broker, g, req).await,
+        Route::Join(g) => groups::join(broker, g, &req).await,
         Route::Member(g, mem) => groups::leave(broker, g, mem),
         Route::Heartbeat(g, mem) => groups::heartbeat(broker, g, mem),
-        Route::MemberFetch(g, mem) => groups::fetch(broker, g, mem, req).await,
-        Route::Offsets(g) if method == Method::POST => groups::commit(broker, g, req).await,
+        Route::MemberFetch(g, mem) => groups::fetch(broker, g, mem, &req).await,
+        Route::Offsets(g) if method == Method::POST => groups::commit(broker, g, &req).await,
         Route::Offsets(g) => groups::offsets(broker, g, req.uri().query()),
         Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => {
             Ok(problem::not_found(path))

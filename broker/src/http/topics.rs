@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_log::{ProducerStamp, Record};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::longpoll;
 use super::request::{
-    accepts_batch, bytes_response, json_body, json_response, media_type, read_body, set_number,
-    Body, Query, BATCH, NDJSON,
+    accepts_batch, bytes_response, json_body, json_response, media_type, set_number, Body, Query,
+    BATCH, NDJSON,
 };
 use crate::broker::{blocking, Broker};
 use crate::error::{BrokerError, Result};
@@ -63,12 +63,11 @@ pub fn list(broker: &Broker) -> Result<Response<Body>> {
 pub async fn create(
     broker: &Arc<Broker>,
     name: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     validate_name("topic", name)?;
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
-    let CreateBody { partitions } = json_body(&body)?;
+    let body = req.body();
+    let CreateBody { partitions } = json_body(body)?;
     let this = Arc::clone(broker);
     let owned = name.to_string();
     let (topic, created) = blocking(move || this.topics.create(&owned, partitions)).await?;
@@ -77,7 +76,7 @@ pub async fn create(
     } else {
         StatusCode::OK
     };
-    json_response(status, &topic_info(broker, &topic, &parts.headers))
+    json_response(status, &topic_info(broker, &topic, req.headers()))
 }
 
 pub fn describe(broker: &Broker, name: &str, headers: &HeaderMap) -> Result<Response<Body>> {
@@ -150,15 +149,14 @@ fn content_kind(headers: &HeaderMap) -> Result<Kind> {
 pub async fn produce(
     broker: &Arc<Broker>,
     name: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     validate_name("topic", name)?;
     let query = Query::parse(req.uri().query());
     let kind = content_kind(req.headers())?;
     let idem = idempotence(&query)?;
     let partition = query.u64("partition")?;
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, &parts.headers, broker.config.max_body_bytes).await?;
+    let body = req.body();
     let topic = broker.topic_or_create(name).await?;
     topic.counters.bytes_in.increment(body.len() as u64);
     let idem = idem.as_ref().map(|(producer, seq)| Idempotence {
@@ -166,12 +164,12 @@ pub async fn produce(
         producer,
     });
     match kind {
-        Kind::Ndjson => produce_ndjson(broker, &topic, &body, idem).await,
+        Kind::Ndjson => produce_ndjson(broker, &topic, body, idem).await,
         Kind::Batch => {
             let p = partition.ok_or_else(|| {
                 BrokerError::BadRequest(format!("the {BATCH} content type needs ?partition=P"))
             })?;
-            produce_batch(&topic, p, &body, idem).await
+            produce_batch(&topic, p, body, idem).await
         }
     }
 }
@@ -285,7 +283,7 @@ pub async fn fetch(
     broker: &Broker,
     name: &str,
     partition: &str,
-    req: Request<Incoming>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     let topic = broker.topics.require(name)?;
     let p: u64 = partition.parse().map_err(|_| {

@@ -88,6 +88,13 @@ fn each_bad_input_gets_its_status_and_the_broker_still_works() {
         404,
         "unknown group",
     );
+    assert_problem(&b.get("/v1/groups/nobody"), 404, "unknown group");
+    assert_problem(
+        &b.get("/v1/groups/nobody/offsets?topic=ok"),
+        404,
+        "unknown group",
+    );
+    assert_problem(&b.get("/v1/groups/g/offsets"), 400, "topic");
     let wrong_method = b.send("DELETE", "/v1/topics/ok", "application/json", b"");
     assert_problem(&wrong_method, 405, "not allowed");
     assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, PUT"));
