@@ -236,6 +236,9 @@ fn broker_run(root: &Path, workload: &Workload, mode: Mode, batches: usize) -> B
     let create = format!("{{\"partitions\":{PARTITIONS}}}");
     let (status, _, _) = conn.request("PUT", "/v1/topics/bench", &[], create.as_bytes());
     assert!(status == 201 || status == 200, "create topic: {status}");
+    if mode == Mode::Binary {
+        long_poll_wakeups(addr);
+    }
 
     let connections = if mode == Mode::Always64 {
         64
@@ -318,6 +321,50 @@ fn wait_for_address(log: &Path) -> SocketAddr {
         assert!(Instant::now() < deadline, "broker did not start: {text}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// How long a parked fetch takes to answer once a produce is sent (on the idle broker).
+fn long_poll_wakeups(addr: SocketAddr) {
+    let mut conn = Conn::open(addr);
+    let (status, _, _) = conn.request("PUT", "/v1/topics/wake", &[], b"{\"partitions\":1}");
+    assert!(status == 201 || status == 200);
+    let mut waits = Vec::new();
+    for offset in 0..50u64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let poller = std::thread::spawn(move || {
+            let mut conn = Conn::open(addr);
+            let path =
+                format!("/v1/topics/wake/partitions/0/messages?offset={offset}&wait_ms=5000");
+            let (status, _, body) = conn.request("GET", &path, &[], b"");
+            let answered = Instant::now();
+            assert!(
+                status == 200 && !body.is_empty(),
+                "the poll got the message"
+            );
+            tx.send(answered).expect("send");
+        });
+        // Give the poll time to park (the bench has no parked-poll probe; a late park only
+        // makes the figure smaller, never larger).
+        std::thread::sleep(Duration::from_millis(20));
+        let sent = Instant::now();
+        let (status, _, _) = conn.request(
+            "POST",
+            "/v1/topics/wake/messages",
+            &[("Content-Type", "application/x-ndjson")],
+            b"{\"partition\":0,\"value\":1}",
+        );
+        assert_eq!(status, 200);
+        let answered = rx.recv().expect("poll answer");
+        poller.join().expect("poller");
+        waits.push(answered.saturating_duration_since(sent));
+    }
+    waits.sort_unstable();
+    println!(
+        "broker     long-poll wake-up (produce sent -> parked fetch answered): p50 {:.2} ms, max {:.2} ms over {} polls",
+        ms(waits[waits.len() / 2]),
+        ms(waits[waits.len() - 1]),
+        waits.len()
+    );
 }
 
 /// Sends `batches` requests spread over `connections` keep-alive connections.
