@@ -165,7 +165,7 @@ fn read_plan(topic: &Topic, plan: &FetchPlan, max: usize) -> Result<PlanRead> {
     let mut delivered = Vec::new();
     let mut count = 0;
     for &(p, position) in &plan.positions {
-        if count >= max {
+        if count >= max || body.len() >= FETCH_MAX_BYTES {
             break;
         }
         let part = topic.partition(u64::from(p))?;
@@ -176,7 +176,7 @@ fn read_plan(topic: &Topic, plan: &FetchPlan, max: usize) -> Result<PlanRead> {
         if from >= end {
             continue;
         }
-        let records = match part.read(from, max - count, FETCH_MAX_BYTES) {
+        let records = match part.read(from, max - count, FETCH_MAX_BYTES - body.len()) {
             Ok(records) => records,
             Err(BrokerError::OffsetOutOfRange { .. }) => continue,
             Err(e) => return Err(e),
