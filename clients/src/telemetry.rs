@@ -102,7 +102,71 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
 
 /// RFC 3339 in UTC with exactly six fractional digits, the wire form of `ts`.
 pub fn format_ts(ts: &DateTime<Utc>) -> String {
-    ts.to_rfc3339_opts(SecondsFormat::Micros, true)
+    let mut buf = [0u8; TS_LEN];
+    match write_ts(ts, &mut buf) {
+        Some(text) => text.to_string(),
+        None => ts.to_rfc3339_opts(SecondsFormat::Micros, true),
+    }
+}
+
+/// Length of `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+const TS_LEN: usize = 27;
+
+/// Formats `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` into `buf` without allocating (this runs
+/// twice per row); `None` for years outside 0–9999, which chrono's formatter handles.
+fn write_ts<'b>(ts: &DateTime<Utc>, buf: &'b mut [u8; TS_LEN]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(ts.year()).ok().filter(|y| *y <= 9999)?;
+    // A leap second shows as nanosecond >= 1e9; chrono prints it as second 60.
+    let (second, nanos) = match ts.nanosecond() {
+        n if n >= 1_000_000_000 => (60, n - 1_000_000_000),
+        n => (ts.second(), n),
+    };
+    let fields: [(usize, u32, usize); 7] = [
+        (0, year, 4),
+        (5, ts.month(), 2),
+        (8, ts.day(), 2),
+        (11, ts.hour(), 2),
+        (14, ts.minute(), 2),
+        (17, second, 2),
+        (20, nanos / 1000, 6),
+    ];
+    buf.copy_from_slice(b"0000-00-00T00:00:00.000000Z");
+    for (at, mut value, width) in fields {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    std::str::from_utf8(buf).ok()
+}
+
+/// Parses RFC 3339; the exact form [`format_ts`] writes takes a fast path.
+pub fn parse_ts(text: &str) -> Option<DateTime<Utc>> {
+    parse_ts_fast(text).or_else(|| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
+}
+
+fn parse_ts_fast(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != TS_LEN || &b[4..5] != b"-" || b[10] != b'T' || b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let seps = [(7, b'-'), (13, b':'), (16, b':')];
+    if seps.iter().any(|(i, c)| b[*i] != *c) {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?
+        .and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)
+        .map(|t| t.and_utc())
 }
 
 pub(crate) mod rfc3339_micros {
@@ -110,14 +174,17 @@ pub(crate) mod rfc3339_micros {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_ts(ts))
+        let mut buf = [0u8; super::TS_LEN];
+        match super::write_ts(ts, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&super::format_ts(ts)),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        let text = super::BorrowedStr::deserialize(d)?.0;
+        super::parse_ts(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
     }
 }
 
@@ -133,11 +200,11 @@ pub(crate) mod rfc3339_micros_opt {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        let text = Option::<super::BorrowedStr<'de>>::deserialize(d)?;
         text.map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(serde::de::Error::custom)
+            super::parse_ts(&t.0).ok_or_else(|| {
+                serde::de::Error::custom(format!("{:?} is not an RFC 3339 time", t.0))
+            })
         })
         .transpose()
     }

@@ -198,3 +198,31 @@ fn zone_less_source_timestamps_are_taken_as_utc() {
     let t = parse_source_ts("2025-07-18 20:42:34.5").unwrap();
     assert_eq!(format_ts(&t), "2025-07-18T20:42:34.500000Z");
 }
+
+#[test]
+fn timestamps_format_with_six_digits_and_parse_back_fast_or_slow() {
+    for text in [
+        "2026-01-02T03:04:05.123456Z",
+        "0001-01-01T00:00:00.000000Z",
+        "9999-12-31T23:59:59.999999Z",
+    ] {
+        let t = parse_ts(text).unwrap();
+        assert_eq!(format_ts(&t), text);
+        assert_eq!(
+            t,
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc)
+        );
+    }
+    // Other RFC 3339 spellings go through chrono.
+    let t = parse_ts("2026-01-02T04:04:05.5+01:00").unwrap();
+    assert_eq!(format_ts(&t), "2026-01-02T03:04:05.500000Z");
+    for bad in [
+        "2026-13-02T03:04:05.123456Z",
+        "2026-01-02T03:04:05.12345xZ",
+        "x",
+    ] {
+        assert!(parse_ts(bad).is_none(), "{bad}");
+    }
+}
