@@ -66,12 +66,20 @@ pub const GPU_COUNTS_SQL: &str = "SELECT count(*), count(DISTINCT hostname) FROM
 /// A pooled connection: the client, the statements prepared on it, and whether it is known
 /// to be dead.
 pub struct Conn {
-    client: postgres::Client,
+    /// Always `Some` until the connection is dropped (see the `Drop` impl).
+    client: Option<postgres::Client>,
     statements: HashMap<&'static str, Statement>,
     broken: bool,
 }
 
 impl Conn {
+    fn client(&mut self) -> &mut postgres::Client {
+        match self.client.as_mut() {
+            Some(client) => client,
+            None => unreachable!("the client is taken only when the connection is dropped"),
+        }
+    }
+
     /// Runs `sql` (prepared on first use on this connection) with `params`.
     pub fn query(
         &mut self,
@@ -81,12 +89,31 @@ impl Conn {
         let statement = match self.statements.get(sql) {
             Some(s) => s.clone(),
             None => {
-                let s = self.client.prepare(sql)?;
+                let s = self.client().prepare(sql)?;
                 self.statements.insert(sql, s.clone());
                 s
             }
         };
-        self.client.query(&statement, params)
+        self.client().query(&statement, params)
+    }
+}
+
+impl Drop for Conn {
+    /// `postgres::Client`'s own drop drives a small runtime to say goodbye to the server, and
+    /// that panics on a thread that is running tokio tasks — where the last handle to the pool
+    /// can go away at shutdown. Inside a runtime, the client is closed on a plain thread.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if let Some(client) = self.client.take() {
+            let closing = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(client));
+            if let Err(e) = closing {
+                tracing::warn!(error = %e, "cannot close a database connection cleanly");
+            }
+        }
     }
 }
 
@@ -99,18 +126,18 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.0.connect()?,
+            client: Some(self.0.connect()?),
             statements: HashMap::new(),
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+        self.0.is_valid(conn.client())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || self.0.has_broken(&mut conn.client)
+        conn.broken || conn.client.as_mut().is_none_or(|c| self.0.has_broken(c))
     }
 }
 

@@ -66,6 +66,9 @@ fn health_body(status: &str, database: &str) -> Health {
     get, path = "/api/v1/gpus", tag = "telemetry",
     responses(
         (status = 200, description = "Every GPU, ordered by hostname then GPU index.", body = GpuList),
+        (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            example = json!(problem(400, "Bad Request", "host: unknown query parameter (this endpoint takes none)"))),
         (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )
@@ -183,6 +186,9 @@ fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
     get, path = "/api/v1/stats", tag = "telemetry",
     responses(
         (status = 200, description = "Totals.", body = Stats),
+        (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            example = json!(problem(400, "Bad Request", "host: unknown query parameter (this endpoint takes none)"))),
         (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )

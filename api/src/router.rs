@@ -107,9 +107,12 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
 }
 
 async fn dispatch(state: &AppState, route: Route, query: &str) -> Result<HttpResponse, ApiError> {
-    // Only the telemetry route takes parameters; elsewhere a query string is ignored.
+    // Only the telemetry route takes parameters. The other API routes refuse any, so a typo
+    // (`/api/v1/gpus?host=x`) is an error rather than silently ignored; the probes, metrics
+    // and docs ignore query strings, as scrapers and browsers may add their own.
     match route {
         Route::Health => handlers::health(state).await,
+        Route::Gpus | Route::Stats if !query.is_empty() => Err(no_parameters(query)),
         Route::Gpus => handlers::list_gpus(state).await,
         Route::Telemetry(id) => handlers::gpu_telemetry(state, id, query).await,
         Route::Stats => handlers::stats(state).await,
@@ -119,6 +122,15 @@ async fn dispatch(state: &AppState, route: Route, query: &str) -> Result<HttpRes
         Route::OpenApi => handlers::openapi_json(state).await,
         Route::Docs(tail) => handlers::docs(&tail).await,
     }
+}
+
+/// The 400 of a route that takes no query parameters, naming the first one given.
+fn no_parameters(query: &str) -> ApiError {
+    let name = form_urlencoded::parse(query.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_else(|| query.to_string());
+    ApiError::bad_parameter(&name, "unknown query parameter (this endpoint takes none)")
 }
 
 /// The problem+json answer for a failed request; internals go to the log only.

@@ -130,6 +130,8 @@ fn every_response_matches_the_generated_spec() {
         ("/readyz", "/readyz".into()),
         ("/api/v1/gpus", "/api/v1/gpus".into()),
         ("/api/v1/stats", "/api/v1/stats".into()),
+        ("/api/v1/stats", "/api/v1/stats?x=1".into()),
+        ("/api/v1/gpus", "/api/v1/gpus?x=1".into()),
         ("/openapi.json", "/openapi.json".into()),
         ("/docs", "/docs".into()),
         (telemetry, window(GPU_A, "")),

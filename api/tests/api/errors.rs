@@ -45,6 +45,14 @@ fn each_bad_request_is_answered_with_what_is_wrong() {
         assert_nothing_internal(&reply.body);
     }
 
+    for path in ["/api/v1/gpus?host=a", "/api/v1/stats?metric=x"] {
+        let detail = f.get(path).problem_detail(400);
+        assert!(
+            detail.ends_with(": unknown query parameter (this endpoint takes none)"),
+            "{detail}"
+        );
+    }
+
     let unknown = f.get("/api/v1/gpus/GPU-does-not-exist/telemetry");
     assert_eq!(
         unknown.problem_detail(404),
