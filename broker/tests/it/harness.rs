@@ -70,6 +70,11 @@ impl Broker {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
+        // Small segments unless a test picks its own: every active segment is preallocated
+        // whole, and tests start many brokers at once.
+        if !extra.contains(&"--segment-bytes") {
+            cmd.args(["--segment-bytes", "1048576"]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
