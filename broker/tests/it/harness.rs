@@ -78,19 +78,18 @@ impl Broker {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = Child::spawn("broker", cmd);
+        let mut child = Child::spawn("broker", cmd);
         let mut url = String::new();
-        wait_until(
-            Duration::from_secs(20),
-            "the broker to listen",
-            || match listening_url(&child.log()) {
+        wait_until(Duration::from_secs(20), "the broker to listen", || {
+            assert!(child.is_running(), "the broker exited:\n{}", child.log());
+            match listening_url(&child.log()) {
                 Some(u) => {
                     url = u;
                     true
                 }
                 None => false,
-            },
-        );
+            }
+        });
         let token = extra
             .windows(2)
             .find(|w| w[0] == "--token")
