@@ -38,18 +38,30 @@ impl ShutdownFlag {
         Self::default()
     }
 
-    /// A flag that SIGTERM and SIGINT set. Spawns one small thread that waits for the signal.
+    /// A flag that SIGTERM and SIGINT set. The handlers are installed before this returns
+    /// (a signal arriving right after start-up is caught, not fatal); one small thread then
+    /// waits for them.
     pub fn on_signals() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
         let flag = Self::new();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let (mut terminate, mut interrupt) = runtime.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
         let setter = flag.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    signal().await;
+                    tokio::select! {
+                        _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+                        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+                    }
                     setter.trigger();
                 })
             })?;
@@ -76,5 +88,26 @@ impl ShutdownFlag {
             std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (found by the soak): a streamer stopped within a moment of starting died of
+    /// the SIGTERM itself, because the handler was installed later on a background thread.
+    #[test]
+    fn a_sigterm_right_after_install_is_caught_not_fatal() {
+        let flag = ShutdownFlag::on_signals().expect("install handlers");
+        // SAFETY: raise(2) with a valid signal number; the handler is installed above.
+        unsafe {
+            libc::raise(libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while !flag.is_set() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(flag.is_set(), "SIGTERM did not set the flag");
     }
 }

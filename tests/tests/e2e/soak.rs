@@ -32,6 +32,8 @@ const METRICS: [&str; 4] = [
     "DCGM_FI_DEV_POWER_USAGE",
     "DCGM_FI_DEV_FB_USED",
 ];
+/// How many kinds of fault `Soak::inject` knows.
+const FAULT_KINDS: u32 = 7;
 /// Rows per GPU per pass: each GPU's sequence runs 1..=SEQ_PER_GPU.
 const SEQ_PER_GPU: usize = 40;
 
@@ -183,9 +185,9 @@ impl Soak {
         *self.faults.entry(fault).or_default() += 1;
     }
 
-    /// One random fault; returns what it was.
-    fn inject(&mut self) -> &'static str {
-        let fault = match self.rng.u32(0..8) {
+    /// Injects fault `kind` (0..FAULT_KINDS); returns what it was.
+    fn inject(&mut self, kind: u32) -> &'static str {
+        let fault = match kind {
             0 => {
                 if let Some(mut b) = self.broker.take() {
                     b.kill9();
@@ -213,12 +215,7 @@ impl Soak {
                 self.restarts += 1;
                 "streamer-kill9"
             }
-            3 if self.collectors.len() < 5 && self.streamers.len() < 4 => {
-                self.start_collector();
-                self.start_streamer();
-                "scale-up"
-            }
-            4 if self.collectors.len() > 1 && self.streamers.len() > 1 => {
+            3 if self.collectors.len() > 1 && self.streamers.len() > 1 => {
                 let mut c = self.collectors.remove(0);
                 let status = c.terminate(Duration::from_secs(30));
                 assert!(
@@ -237,11 +234,16 @@ impl Soak {
                 self.retire(s);
                 "scale-down"
             }
-            5 => {
+            4 => {
                 self.pg.stop();
                 std::thread::sleep(Duration::from_millis(self.rng.u64(2000..5000)));
                 self.pg.start_again();
                 "postgres-outage"
+            }
+            6 if self.collectors.len() < 5 && self.streamers.len() < 4 => {
+                self.start_collector();
+                self.start_streamer();
+                "scale-up"
             }
             _ => {
                 fuzz_burst(&self.broker_url(), self.api_port, &mut self.rng);
@@ -502,11 +504,20 @@ fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
         },
     );
     let started = Instant::now();
-    let mut injected = 0;
+    let mut injected = 0u32;
+    let mut first_round: Vec<u32> = (0..FAULT_KINDS).collect();
+    soak.rng.shuffle(&mut first_round);
     while started.elapsed() < duration || injected < min_faults {
         let pause = Duration::from_millis(soak.rng.u64(500..3000));
         std::thread::sleep(pause);
-        let fault = soak.inject();
+        // The first FAULT_KINDS faults are one of each kind, in a random order, so even the
+        // short run meets every kind; after that they are drawn at random.
+        let kind = if (injected as usize) < first_round.len() {
+            first_round[injected as usize]
+        } else {
+            soak.rng.u32(0..FAULT_KINDS)
+        };
+        let fault = soak.inject(kind);
         injected += 1;
         eprintln!(
             "[{:>5.1}s] fault {injected}: {fault}",
