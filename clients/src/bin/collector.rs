@@ -60,6 +60,8 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
+    // The recorder first: descriptions given before it exists are lost (no HELP lines).
+    pipeline_common::ops::install_metrics_recorder();
     collector::describe_metrics();
     let readiness = Readiness::default();
     let ops = OpsServer::start(args.metrics_listen, readiness.clone())

@@ -88,6 +88,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "--rate must be >= 0"
     );
     let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
+    // The recorder first: descriptions given before it exists are lost (no HELP lines).
+    pipeline_common::ops::install_metrics_recorder();
     streamer::describe_metrics();
     let readiness = Readiness::default();
     let ops = OpsServer::start(args.metrics_listen, readiness.clone())

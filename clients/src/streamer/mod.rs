@@ -445,7 +445,9 @@ impl Streamer<'_> {
     fn encode(&self, batch: &mut Batch, point: &Point<'_>) -> Result<()> {
         if batch.body.capacity() == 0 {
             // A sample row encodes to ~600 bytes; growing by doubling shows up in profiles.
-            batch.body.reserve((self.cell_size() as usize * 640).min(8 << 20));
+            batch
+                .body
+                .reserve((self.cell_size() as usize * 640).min(8 << 20));
         }
         match self.config.format {
             ProduceFormat::Ndjson => push_record(&mut batch.body, &point.gpu_uuid, point),
