@@ -8,10 +8,13 @@ pub struct DbArgs {
     /// Full connection string (URL or `key=value` form); overrides the DB_* parts.
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Database host (when DATABASE_URL is unset).
     #[arg(long = "db-host", env = "DB_HOST", default_value = "localhost")]
     pub host: String,
+    /// Database port.
     #[arg(long = "db-port", env = "DB_PORT", default_value_t = 5432)]
     pub port: u16,
+    /// Database user.
     #[arg(long = "db-user", env = "DB_USER", default_value = "postgres")]
     pub user: String,
     #[arg(
@@ -21,6 +24,7 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub password: String,
+    /// Database name.
     #[arg(long = "db-name", env = "DB_NAME", default_value = "telemetry")]
     pub name: String,
 }
