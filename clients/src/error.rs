@@ -56,6 +56,9 @@ pub enum Error {
     /// The CSV as a whole is unusable (cannot be opened, or lacks a required column).
     #[error("CSV {path}: {reason}")]
     Csv { path: String, reason: String },
+    /// One of our own threads panicked (a bug); the process stops rather than guess.
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(&'static str),
     #[error("database: {0}")]
     Db(#[from] postgres::Error),
     #[error("database connection pool: {0}")]

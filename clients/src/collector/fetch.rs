@@ -30,13 +30,13 @@ struct Cursor {
 }
 
 pub struct Fetcher<'a> {
-    pub client: BrokerClient,
-    pub member: &'a GroupMember,
-    pub sink: &'a Sink,
-    pub topic: String,
-    pub max: u32,
-    pub out: SyncSender<Chunk>,
-    pub resync: Receiver<u32>,
+    client: BrokerClient,
+    member: &'a GroupMember,
+    sink: &'a Sink,
+    topic: String,
+    max: u32,
+    out: SyncSender<Chunk>,
+    resync: Receiver<u32>,
     cursors: BTreeMap<u32, Cursor>,
     next_epoch: u64,
     turn: usize,

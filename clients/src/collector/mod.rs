@@ -148,12 +148,9 @@ pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness
         let handle = scope.spawn(move || fetcher.run());
         let mut writer = Writer::new(config, &sink, &member, shutdown.clone(), resync_tx);
         writer.run(chunks_rx);
-        handle.join().unwrap_or_else(|_| {
-            Err(Error::Decode {
-                url: String::new(),
-                reason: "the fetch thread panicked".into(),
-            })
-        })
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::ThreadPanicked("fetch")))
     });
     readiness.set(false);
     member.leave();

@@ -303,12 +303,9 @@ impl Streamer<'_> {
                 cancel.store(true, Ordering::SeqCst);
             }
             drop(work_tx);
-            let sent = handle.join().unwrap_or_else(|_| {
-                SendEnd::Failed(Error::Csv {
-                    path: self.config.csv.display().to_string(),
-                    reason: "the sender thread panicked".into(),
-                })
-            });
+            let sent = handle
+                .join()
+                .unwrap_or_else(|_| SendEnd::Failed(Error::ThreadPanicked("sender")));
             match (scanned, sent) {
                 (Err(e), _) | (_, SendEnd::Failed(e)) => Err(e),
                 (_, SendEnd::Shutdown) => Ok(ScanEnd::Shutdown),
