@@ -366,4 +366,14 @@ fn main() {
         "api process CPU per window request (8 clients): {:.0} us",
         api_cpu.as_secs_f64() * 1e6 / via_api.len() as f64
     );
+    for (name, samples) in [("direct SQL", &mut sql), ("API", &mut via_api)] {
+        let tail: Vec<String> = [0.9, 0.95, 0.99, 0.999, 1.0]
+            .iter()
+            .map(|p| ms(percentile(samples, *p)))
+            .collect();
+        println!(
+            "{name}, 8 clients: p90 / p95 / p99 / p99.9 / max = {}",
+            tail.join(" / ")
+        );
+    }
 }

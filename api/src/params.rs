@@ -277,4 +277,27 @@ mod tests {
             (w.start, w.metric, 5)
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, parsing answers (a window or a 400), never panics.
+        #[test]
+        fn any_query_string_is_answered_without_panicking(raw in "\\PC{0,80}") {
+            match TelemetryQuery::parse(&raw).and_then(TelemetryQuery::resolve) {
+                Ok(w) => proptest::prop_assert!((1..=MAX_LIMIT).contains(&w.limit)),
+                Err(e) => {
+                    let is_bad_parameter = matches!(e, ApiError::BadParameter { .. });
+                    proptest::prop_assert!(is_bad_parameter, "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn parameter_shaped_input_is_answered_without_panicking(
+            name in "(start_time|end_time|metric|limit|offset|x)",
+            value in "[-+:.0-9TZ% a-z]{0,40}",
+        ) {
+            let raw = format!("{name}={value}");
+            let _ = TelemetryQuery::parse(&raw).and_then(TelemetryQuery::resolve);
+        }
+    }
 }
