@@ -9,6 +9,13 @@
 //! 0 — not merely its own shards — so a streamer whose peer dies keeps running until it has
 //! been handed the dead peer's shards and finished them; the last streamer standing exits 0
 //! once the whole file is in the broker.
+//!
+//! SIGTERM: the cell being sent is finished and the acknowledged progress committed, then the
+//! member leaves; rows of incomplete cells are not sent (a cell only ever goes whole, so that
+//! whoever streams the shard next sends exactly the same batch under the same seq) — the next
+//! owner reads them again, with fresh processing times. With `--rate`, a cell is sent once it
+//! is complete, so a shard's rows reach the broker in bursts of `--batch-size`; a slow rate
+//! wants a small batch size.
 
 pub mod report;
 pub mod sender;
