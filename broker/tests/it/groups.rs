@@ -88,7 +88,7 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     }
     let a = join(&b, "g", "gt", 10_000);
     let leaver = join(&b, "g", "gt", 60_000);
-    let sleeper = join(&b, "g", "gt", 2_000);
+    let sleeper = join(&b, "g", "gt", 3_000);
     let (a_id, l_id, s_id) = (
         a["member_id"].as_str().expect("id").to_string(),
         leaver["member_id"].as_str().expect("id").to_string(),
@@ -111,6 +111,9 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     assert_eq!(drain(&b, "g", &l_id).len(), 2 * PER_PARTITION as usize);
     let a_first = drain(&b, "g", &a_id);
     assert_eq!(a_first.len(), 2 * PER_PARTITION as usize);
+    // The sleeper's last sign of life: it must not expire before the commits below, which
+    // carry this generation.
+    assert_eq!(heartbeat(&b, "g", &s_id).status, 200);
     let l_offsets: BTreeMap<String, u64> = l_parts.iter().map(|p| (p.to_string(), 2)).collect();
     assert_eq!(
         commit(&b, "g", &l_id, generation, json!(l_offsets)).status,
