@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use broker_log::io::FileOps;
-use broker_log::{AppendOutcome, LogConfig, OwnedRecord, PartitionLog, ProducerStamp, Record};
+use broker_log::{AppendOutcome, LogConfig, PartitionLog, ProducerStamp, Record};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
@@ -407,19 +407,6 @@ impl Partition {
             });
         }
         Ok(end)
-    }
-
-    /// Up to `max` records from `offset` (empty at the visible end).
-    pub fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Result<Vec<OwnedRecord>> {
-        let inner = self.lock();
-        let end = self.check_range(&inner, offset)?;
-        if offset == end {
-            return Ok(Vec::new());
-        }
-        let mut records = inner.log.read(offset, max, max_bytes)?;
-        drop(inner);
-        records.retain(|r| r.offset < end);
-        Ok(records)
     }
 
     /// Whole encoded batches from the one holding `offset`, none past the visible end, and the

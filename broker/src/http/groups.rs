@@ -13,7 +13,7 @@ use super::longpoll;
 use super::request::{
     bytes_response, empty_response, json_body, json_response, set_number, Body, Query, NDJSON,
 };
-use super::topics::{fetch_limits, FETCH_MAX_BYTES};
+use super::topics::{fetch_limits, read_budget, FETCH_MAX_BYTES};
 use crate::broker::{blocking, Broker};
 use crate::error::{BrokerError, Result};
 use crate::groups::{FetchPlan, GroupSnapshot};
@@ -176,15 +176,16 @@ fn read_plan(topic: &Topic, plan: &FetchPlan, max: usize) -> Result<PlanRead> {
         if from >= end {
             continue;
         }
-        let records = match part.read(from, max - count, FETCH_MAX_BYTES - body.len()) {
-            Ok(records) => records,
+        let budget = read_budget(max - count, FETCH_MAX_BYTES - body.len());
+        let batches = match part.read_encoded(from, budget) {
+            Ok((batches, _)) => batches,
             Err(BrokerError::OffsetOutOfRange { .. }) => continue,
             Err(e) => return Err(e),
         };
-        if let Some(last) = records.last() {
-            delivered.push((p, last.offset + 1));
-            count += records.len();
-            ndjson::encode(&mut body, p, &records);
+        let (next, n) = ndjson::encode_batches(&mut body, p, &batches, from, max - count)?;
+        if n > 0 {
+            delivered.push((p, next));
+            count += n;
         }
     }
     Ok(PlanRead {

@@ -325,15 +325,33 @@ fn read_partition(
         let count = usize::try_from(next.saturating_sub(offset)).unwrap_or(usize::MAX);
         return Ok((bytes, next, count));
     }
-    let records = part.read(offset, max, FETCH_MAX_BYTES)?;
-    let next = records.last().map_or(offset, |r| r.offset + 1);
-    let mut body = Vec::with_capacity(records.iter().map(|r| r.value.len() + 96).sum());
-    ndjson::encode(&mut body, part.id, &records);
-    Ok((body, next, records.len()))
+    let (batches, _) = part.read_encoded(offset, read_budget(max, FETCH_MAX_BYTES))?;
+    let mut body = Vec::with_capacity(batches.len() + batches.len() / 4);
+    let (next, count) = ndjson::encode_batches(&mut body, part.id, &batches, offset, max)?;
+    Ok((body, next, count))
+}
+
+/// How many stored bytes to read for `max` records: enough for records of a few hundred
+/// bytes (telemetry), never more than `limit`; bigger records just mean fewer per answer.
+pub fn read_budget(max: usize, limit: usize) -> usize {
+    max.saturating_mul(640).max(64 * 1024).min(limit.max(1))
 }
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_budget_never_exceeds_its_limit() {
+        assert_eq!(read_budget(1000, FETCH_MAX_BYTES), 640_000);
+        assert_eq!(read_budget(1, FETCH_MAX_BYTES), 64 * 1024);
+        assert_eq!(read_budget(10_000, 100), 100);
+        assert_eq!(read_budget(10_000, 0), 1);
+    }
 }
