@@ -57,23 +57,23 @@ fn main() {
         "reference  plain sequential file write: {:>8.0} MB/s (page cache, same bytes)",
         file
     );
-    let hyper_binary = bare_hyper(&workload.binary, batches(2000.0));
+    let hyper_binary = bare_hyper(&workload.binary, batches(5000.0));
     hyper_binary.print("reference  bare hyper, binary bodies ");
-    let hyper_ndjson = bare_hyper(&workload.ndjson, batches(1000.0));
+    let hyper_ndjson = bare_hyper(&workload.ndjson, batches(2000.0));
     hyper_ndjson.print("reference  bare hyper, NDJSON bodies ");
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
     if wanted("binary") {
-        let binary = broker_run(&root, &workload, Mode::Binary, batches(2000.0));
+        let binary = broker_run(&root, &workload, Mode::Binary, batches(5000.0));
         binary.print(&hyper_binary, file);
     }
     if wanted("ndjson") {
-        let ndjson = broker_run(&root, &workload, Mode::Ndjson, batches(1000.0));
+        let ndjson = broker_run(&root, &workload, Mode::Ndjson, batches(2000.0));
         ndjson.print(&hyper_ndjson, file);
     }
     if wanted("always") {
-        let always = broker_run(&root, &workload, Mode::Always64, batches(640.0));
+        let always = broker_run(&root, &workload, Mode::Always64, batches(1280.0));
         always.print(&hyper_ndjson, file);
     }
 
