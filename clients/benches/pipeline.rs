@@ -131,7 +131,12 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn stored(pg: &Postgres) -> i64 {
-    let Ok(mut c) = postgres::Client::connect(&pg.connection_string(), postgres::NoTls) else {
+    stored_in(pg, "telemetry")
+}
+
+fn stored_in(pg: &Postgres, db: &str) -> i64 {
+    let Ok(mut c) = postgres::Client::connect(&pg.connection_string_for(db), postgres::NoTls)
+    else {
         return -1;
     };
     c.query_one(
@@ -234,6 +239,33 @@ fn main() {
         .map(|r| r.get(0))
         .unwrap_or(-1);
     assert_eq!(rows, n as i64, "exactly once");
+    // The sink stage alone: a fresh collector group drains the same topic, already in the
+    // broker, into another database (the streamer is done, so it has the machine's CPUs).
+    pg.create_database("drain");
+    let drain_url = format!("postgres://postgres:postgres@127.0.0.1:{}/drain", pg.port());
+    let drain_started = Instant::now();
+    let mut drain_cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
+    drain_cmd
+        .args([
+            "--broker",
+            &url,
+            "--group",
+            "drain",
+            "--batch-size",
+            &collector_batch,
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &drain_url)
+        .env("RUST_LOG", "warn");
+    let drain = Child::spawn("collector", drain_cmd);
+    wait_until(Duration::from_secs(900), "the topic drained", || {
+        std::thread::sleep(Duration::from_millis(50));
+        stored_in(&pg, "drain") >= n as i64
+    });
+    let drain_time = drain_started.elapsed();
+    drain.scan_for_panics();
+    drop(drain);
+
     // The reference again after the pipeline, on the same (now warmer, busier) machine;
     // the faster of the two runs is the one compared against.
     let ref_after = reference_copy(&pg, "reference_after", &prepared);
@@ -256,6 +288,12 @@ fn main() {
     println!(
         "pipeline: CSV → streamer → broker → collector → PostgreSQL: {:.2} s, {rate:.0} rows/s",
         elapsed.as_secs_f64()
+    );
+    let drain_rate = n as f64 / drain_time.as_secs_f64();
+    println!(
+        "sink stage alone: one collector draining the topic into PostgreSQL: {:.2} s, {drain_rate:.0} rows/s (ratio {:.2})",
+        drain_time.as_secs_f64(),
+        drain_rate / ref_rate
     );
     for (name, _, seconds) in &cpu {
         println!("  cpu {name}: {seconds:.2} s");

@@ -35,6 +35,9 @@ struct Args {
     /// Write a batch at the latest this many milliseconds after its first message.
     #[arg(long, env = "COLLECTOR_FLUSH_MS", default_value_t = 200)]
     flush_ms: u64,
+    /// Writer threads (database connections writing in parallel).
+    #[arg(long, env = "COLLECTOR_WRITERS", default_value_t = 2)]
+    writers: usize,
     /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
     #[arg(
         long,
@@ -76,6 +79,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         flush_interval: Duration::from_millis(args.flush_ms.max(1)),
         database: args.db.connection_string(),
+        writers: args.writers.max(1),
     };
     collector::run(&config, client, &readiness)?;
     tracing::info!("collector stopped");

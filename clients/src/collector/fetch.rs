@@ -35,7 +35,8 @@ pub struct Fetcher<'a> {
     sink: &'a Sink,
     topic: String,
     max: u32,
-    out: SyncSender<Chunk>,
+    /// One channel per writer; partition `p` goes to `out[p % out.len()]`.
+    out: Vec<SyncSender<Chunk>>,
     resync: Receiver<u32>,
     cursors: BTreeMap<u32, Cursor>,
     next_epoch: u64,
@@ -50,7 +51,7 @@ impl<'a> Fetcher<'a> {
         sink: &'a Sink,
         topic: &str,
         max: u32,
-        out: SyncSender<Chunk>,
+        out: Vec<SyncSender<Chunk>>,
         resync: Receiver<u32>,
     ) -> Self {
         Fetcher {
@@ -180,7 +181,8 @@ impl<'a> Fetcher<'a> {
         cursor.expect = chunk.next;
         cursor.position = chunk.next as u64;
         for piece in chunk.split(self.max as usize) {
-            if self.out.send(piece).is_err() {
+            let writer = &self.out[p as usize % self.out.len()];
+            if writer.send(piece).is_err() {
                 return Ok(false);
             }
         }

@@ -1,9 +1,10 @@
 //! The collector: a consumer-group member that moves its partitions' telemetry points from
 //! the broker into PostgreSQL, exactly once.
 //!
-//! Two threads: the fetcher ([`fetch`]) long-polls the assigned partitions and decodes
-//! ([`chunk`]); the writer (here) gathers chunks into batches of `--batch-size` or whatever
-//! arrived within the flush interval and writes each in one transaction ([`sink`]). The
+//! Threads: the fetcher ([`fetch`]) long-polls the assigned partitions and decodes
+//! ([`chunk`]); `--writers` writers (here), each owning the partitions `p % writers == i`,
+//! gather chunks into batches of `--batch-size` or whatever arrived within the flush interval
+//! and write each in one transaction ([`sink`]). The
 //! database's offsets are the truth: resume from them on assignment, and a batch that does not
 //! start where the database says is never written. The broker's group offsets are committed
 //! too, best effort, so `GET /v1/groups/{g}` shows lag.
@@ -43,6 +44,9 @@ pub struct CollectorConfig {
     pub flush_interval: Duration,
     /// `postgres::Config` connection string.
     pub database: String,
+    /// Writer threads, each with its own connection and transactions, so PostgreSQL can COPY
+    /// on several cores; each partition belongs to one writer.
+    pub writers: usize,
 }
 
 /// Registers the collector's metrics with their help texts.
@@ -121,7 +125,7 @@ pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
 /// Runs the collector until the client's shutdown flag is set.
 pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
     let shutdown = client.shutdown_flag().clone();
-    let pool = pool(&config.database, 4)?;
+    let pool = pool(&config.database, config.writers.max(1) as u32 + 2)?;
     match migrate(&pool, &shutdown) {
         Err(Error::Interrupted) => return Ok(()),
         other => other?,
@@ -131,8 +135,11 @@ pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness
         other => other?,
     };
     let sink = Sink::new(pool, &config.group, &config.topic);
-    // Bounded: while PostgreSQL is slow or down, the fetcher waits instead of buffering.
-    let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Chunk>(8);
+    // One channel per writer, bounded: while PostgreSQL is slow or down, the fetcher waits
+    // instead of buffering. A partition always goes to the same writer (partition % writers).
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
+        .map(|_| mpsc::sync_channel::<Chunk>(8))
+        .unzip();
     let (resync_tx, resync_rx) = mpsc::channel::<u32>();
     readiness.set(true);
     let fetched = std::thread::scope(|scope| {
@@ -142,12 +149,23 @@ pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness
             &sink,
             &config.topic,
             config.batch_size as u32,
-            chunks_tx,
+            senders,
             resync_rx,
         );
         let handle = scope.spawn(move || fetcher.run());
-        let mut writer = Writer::new(config, &sink, &member, shutdown.clone(), resync_tx);
-        writer.run(chunks_rx);
+        let writers: Vec<_> = receivers
+            .into_iter()
+            .map(|chunks| {
+                let mut writer =
+                    Writer::new(config, &sink, &member, shutdown.clone(), resync_tx.clone());
+                scope.spawn(move || writer.run(chunks))
+            })
+            .collect();
+        for w in writers {
+            if w.join().is_err() {
+                return Err(Error::ThreadPanicked("writer"));
+            }
+        }
         handle
             .join()
             .unwrap_or_else(|_| Err(Error::ThreadPanicked("fetch")))
