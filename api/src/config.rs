@@ -20,8 +20,9 @@ pub struct Args {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// Most database connections held open at once.
-    #[arg(long, env = "API_DB_POOL_SIZE", default_value_t = 16)]
+    /// Most database queries in flight (and connections open) at once; 0 picks twice the
+    /// CPU cores, at least 4. More only adds context switches once the CPUs are busy.
+    #[arg(long, env = "API_DB_POOL_SIZE", default_value_t = 0)]
     pub db_pool_size: u32,
 
     /// How long a request waits for a database connection before answering 503.
@@ -54,10 +55,20 @@ impl From<&Args> for Config {
         Config {
             listen: args.listen,
             database: args.db.connection_string(),
-            pool_size: args.db_pool_size.max(1),
+            pool_size: match args.db_pool_size {
+                0 => default_pool_size(),
+                n => n,
+            },
             db_timeout: Duration::from_millis(args.db_timeout_ms.max(1)),
         }
     }
+}
+
+/// Twice the CPU cores, at least 4: enough to overlap each query's network wait with another's
+/// work, few enough that queries do not queue for the CPUs inside the database and the API.
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4)
 }
 
 /// A bare port means every interface (`PORT=8080` → `0.0.0.0:8080`); otherwise `host:port`.

@@ -23,6 +23,10 @@ pub enum ApiError {
     #[error("database unavailable")]
     PoolTimeout(#[source] r2d2::Error),
 
+    /// Every connection stayed busy for the whole timeout.
+    #[error("database busy: no connection free within the timeout")]
+    Busy,
+
     /// The database answered with an error, or the connection broke mid-query.
     #[error("database query failed")]
     Query(#[source] postgres::Error),
@@ -66,7 +70,7 @@ impl ApiError {
     /// rather than "this request or this code is wrong".
     pub fn is_unavailable(&self) -> bool {
         match self {
-            ApiError::PoolTimeout(_) => true,
+            ApiError::PoolTimeout(_) | ApiError::Busy => true,
             ApiError::Query(e) => is_connection_error(e),
             _ => false,
         }
