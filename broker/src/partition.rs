@@ -100,9 +100,6 @@ pub struct Partition {
     always: bool,
     /// The segment roll threshold.
     segment_bytes: u64,
-    /// Bumped whenever `visible` grows; shared by all partitions of a topic so a group
-    /// member's long-poll over several partitions waits on one signal.
-    topic_activity: Arc<watch::Sender<u64>>,
     end_gauge: metrics::Gauge,
 }
 
@@ -114,7 +111,6 @@ impl Partition {
         dir: &Path,
         config: LogConfig,
         always: bool,
-        topic_activity: Arc<watch::Sender<u64>>,
         ops: Option<Arc<dyn FileOps>>,
     ) -> Result<Partition> {
         let segment_bytes = config.segment_bytes;
@@ -149,7 +145,6 @@ impl Partition {
             }),
             sync_running: AtomicBool::new(false),
             always,
-            topic_activity,
             end_gauge,
         })
     }
@@ -287,7 +282,7 @@ impl Partition {
     }
 
     fn publish_visible(&self, end: u64) {
-        let grew = self.visible.send_if_modified(|v| {
+        self.visible.send_if_modified(|v| {
             if end > *v {
                 *v = end;
                 true
@@ -295,9 +290,6 @@ impl Partition {
                 false
             }
         });
-        if grew {
-            self.topic_activity.send_modify(|n| *n = n.wrapping_add(1));
-        }
     }
 
     /// Waits until everything below `target` is durable, starting a sync when none runs.
@@ -481,9 +473,8 @@ mod tests {
             fsync: broker_log::FsyncPolicy::Never,
             ..LogConfig::default()
         };
-        let activity = Arc::new(watch::Sender::new(0));
-        let part = Partition::open(Arc::from("t"), 0, dir.path(), config, false, activity, None)
-            .expect("open");
+        let part =
+            Partition::open(Arc::from("t"), 0, dir.path(), config, false, None).expect("open");
         let value = [b'v'; 300];
         for i in 0..40 {
             let records = vec![

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::{Config, FsyncMode};
 use crate::error::{BrokerError, Result};
@@ -27,8 +26,6 @@ pub const MAX_PARTITIONS: u32 = 4096;
 pub struct Topic {
     pub name: Arc<str>,
     pub partitions: Vec<Arc<Partition>>,
-    /// Bumped on new visible data in any partition.
-    pub activity: Arc<watch::Sender<u64>>,
     pub counters: m::TopicCounters,
 }
 
@@ -174,7 +171,6 @@ impl Topics {
 
     fn open_topic(&self, name: &str, partitions: u32) -> Result<Topic> {
         let name: Arc<str> = Arc::from(name);
-        let activity = Arc::new(watch::Sender::new(0u64));
         let always = self.config.fsync == FsyncMode::Always;
         let dir = self.root.join(&*name);
         let parts = (0..partitions)
@@ -186,7 +182,6 @@ impl Topics {
                     &log_dir,
                     self.config.log_config(),
                     always,
-                    Arc::clone(&activity),
                     self.config.file_ops(),
                 )
                 .map(Arc::new)
@@ -196,7 +191,6 @@ impl Topics {
             counters: m::TopicCounters::new(&name),
             name,
             partitions: parts,
-            activity,
         })
     }
 }

@@ -129,17 +129,21 @@ pub async fn fetch(
     let (max, deadline) = fetch_limits(&Query::parse(req.uri().query()))?;
     let plan = broker.groups.fetch_plan(group, member)?;
     let topic = broker.topics.require(&plan.topic)?;
-    let mut activity = topic.activity.subscribe();
     let mut shutdown = broker.shutdown.clone();
     loop {
-        activity.borrow_and_update();
         let plan = broker.groups.fetch_plan(group, member)?;
+        // Subscribed before reading, so an append landing in between still wakes the wait.
+        let mut signals: Vec<_> = plan
+            .positions
+            .iter()
+            .filter_map(|&(p, _)| topic.partition(u64::from(p)).ok().map(|x| x.subscribe()))
+            .collect();
         let PlanRead {
             body,
             delivered,
             count,
         } = read_plan(&topic, &plan, max)?;
-        if count > 0 || !longpoll::wait(&mut activity, deadline, &mut shutdown).await {
+        if count > 0 || !longpoll::wait_any(&mut signals, deadline, &mut shutdown).await {
             broker.groups.advance(group, member, &delivered);
             topic.counters.messages_out.increment(count as u64);
             topic.counters.bytes_out.increment(body.len() as u64);
