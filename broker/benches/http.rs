@@ -193,6 +193,8 @@ struct BrokerResult {
     consumed: usize,
     consume_elapsed: Duration,
     consume_bytes: usize,
+    /// Log syncs the broker made during the run.
+    fsyncs: f64,
 }
 
 impl BrokerResult {
@@ -214,6 +216,14 @@ impl BrokerResult {
             consume_rate,
             self.consume_bytes as f64 / self.consume_elapsed.as_secs_f64() / 1e6,
         );
+        if self.mode == Mode::Always64 {
+            println!(
+                "broker     {} group commit: {} log syncs for {} produce requests",
+                self.mode.name(),
+                self.fsyncs,
+                self.produced.latencies.len()
+            );
+        }
     }
 }
 
@@ -274,6 +284,8 @@ fn broker_run(root: &Path, workload: &Workload, mode: Mode, batches: usize) -> B
         consumed, produced.messages,
         "every produced message consumed"
     );
+    let (_, _, metrics) = conn.request("GET", "/metrics", &[], b"");
+    let fsyncs = sample(&metrics, "broker_fsync_duration_seconds_count");
     // SAFETY: kill(2) on our own child's pid with a valid signal.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -286,7 +298,18 @@ fn broker_run(root: &Path, workload: &Workload, mode: Mode, batches: usize) -> B
         consumed,
         consume_elapsed,
         consume_bytes,
+        fsyncs,
     }
+}
+
+/// The value of the first sample line starting with `name` in a Prometheus text body.
+fn sample(metrics: &[u8], name: &str) -> f64 {
+    String::from_utf8_lossy(metrics)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn start_broker(dir: &Path, fsync: &str) -> Child {
