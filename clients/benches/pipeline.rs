@@ -4,7 +4,12 @@
 //!
 //! `cargo build --release --bins && cargo bench -p clients --bench pipeline`
 //! (`BENCH_ROWS`, default 1,000,000; `BENCH_COLLECTORS`, default 1; `BENCH_STREAMERS`,
-//! default 1; `BENCH_STREAMER_BATCH`, default 1000; `BENCH_COLLECTOR_BATCH`, default 5000).
+//! default 1; `BENCH_STREAMER_BATCH`, default 5000; `BENCH_COLLECTOR_BATCH`, default 20000:
+//! the `--batch-size` of each; the collector runs its default 2 writers).
+//!
+//! Also printed: the streamer's rate into the broker, the sink stage alone (a second collector
+//! group draining the full topic into another database) and the CPU seconds of each process,
+//! so a low ratio can be told apart from a busy machine.
 
 use std::io::Write;
 use std::path::Path;
@@ -151,8 +156,8 @@ fn main() {
     let n = env_or("BENCH_ROWS", 1_000_000);
     let collectors = env_or("BENCH_COLLECTORS", 1);
     let streamers = env_or("BENCH_STREAMERS", 1);
-    let streamer_batch = env_or("BENCH_STREAMER_BATCH", 1000).to_string();
-    let collector_batch = env_or("BENCH_COLLECTOR_BATCH", 5000).to_string();
+    let streamer_batch = env_or("BENCH_STREAMER_BATCH", 5000).to_string();
+    let collector_batch = env_or("BENCH_COLLECTOR_BATCH", 20000).to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("bench.csv");
     generate_csv(&csv, n);

@@ -49,8 +49,8 @@ struct Args {
     #[arg(long, env = "STREAMER_PRODUCER_ID")]
     producer_id: Option<String>,
     /// Produce content type: `batch` (binary record batches per partition, cheapest for the
-    /// broker) or `ndjson`.
-    #[arg(long, env = "STREAMER_PRODUCE_FORMAT", value_enum, default_value_t = Format::Batch)]
+    /// broker), `ndjson`, or `auto` (batches for cells big enough, NDJSON for small ones).
+    #[arg(long, env = "STREAMER_PRODUCE_FORMAT", value_enum, default_value_t = Format::Auto)]
     produce_format: Format,
     /// Partitions to create the topic with if it does not exist yet.
     #[arg(long, env = "STREAMER_TOPIC_PARTITIONS", default_value_t = 16)]
@@ -66,6 +66,7 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
+    Auto,
     Batch,
     Ndjson,
 }
@@ -108,6 +109,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shards: args.shards,
         producer_prefix: args.producer_id,
         format: match args.produce_format {
+            Format::Auto => ProduceFormat::Auto,
             Format::Batch => ProduceFormat::Batch,
             Format::Ndjson => ProduceFormat::Ndjson,
         },

@@ -61,18 +61,43 @@ pub struct StreamerConfig {
     pub partitions: u32,
 }
 
+/// A cell encoded as spans, rewritten as NDJSON lines.
+fn ndjson_of(batch: &Batch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batch.body.len() + batch.spans.len() * 24);
+    for (_, k, v, end) in &batch.spans {
+        out.extend_from_slice(b"{\"key\":");
+        // Keys are GPU UUIDs from a `&str`: valid UTF-8, but quotes and backslashes must be escaped.
+        let key = String::from_utf8_lossy(&batch.body[*k..*v]);
+        let _ = serde_json::to_writer(&mut out, &key);
+        out.extend_from_slice(b",\"value\":");
+        out.extend_from_slice(&batch.body[*v..*end]);
+        out.extend_from_slice(b"}\n");
+    }
+    out
+}
+
 /// A record's key and value bytes.
 type KeyValue<'a> = (&'a [u8], &'a [u8]);
 
 /// The produce content type.
+///
+/// Either way the broker stores one batch per partition under the cell's seq, with the same
+/// messages, so the choice may differ from cell to cell and between streamers: a resent cell
+/// is recognised as a duplicate whichever way it travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProduceFormat {
+    /// Per cell: record batches when the cell has at least [`BATCH_ROWS_PER_PARTITION`] rows
+    /// per partition on average, else NDJSON (one request rather than many tiny ones).
+    Auto,
     /// One record batch per partition (`application/vnd.broker.batch`): the broker only checks
-    /// framing and CRC, the cheapest path.
+    /// framing and CRC, the cheapest path for big cells.
     Batch,
     /// One NDJSON request per cell; the broker parses and routes each line.
     Ndjson,
 }
+
+/// See [`ProduceFormat::Auto`].
+pub const BATCH_ROWS_PER_PARTITION: usize = 32;
 
 /// Registers the streamer's metrics with their help texts.
 pub fn describe_metrics() {
@@ -115,7 +140,9 @@ pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness)
         other => other?,
     };
     let data_partitions = match config.format {
-        ProduceFormat::Batch => data_partitions(&client, &config.topic, config.partitions)?,
+        ProduceFormat::Batch | ProduceFormat::Auto => {
+            data_partitions(&client, &config.topic, config.partitions)?
+        }
         ProduceFormat::Ndjson => 0,
     };
     readiness.set(true);
@@ -455,7 +482,7 @@ impl Streamer<'_> {
         }
         match self.config.format {
             ProduceFormat::Ndjson => push_record(&mut batch.body, &point.gpu_uuid, point),
-            ProduceFormat::Batch => {
+            ProduceFormat::Batch | ProduceFormat::Auto => {
                 let key = point.gpu_uuid.as_bytes();
                 let key_start = batch.body.len();
                 batch.body.extend_from_slice(key);
@@ -477,6 +504,14 @@ impl Streamer<'_> {
     fn payload(&self, batch: Batch) -> Payload {
         if self.config.format == ProduceFormat::Ndjson {
             return Payload::Ndjson(batch.body);
+        }
+        if self.config.format == ProduceFormat::Auto {
+            let mut partitions: Vec<u32> = batch.spans.iter().map(|s| s.0).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            if batch.rows < BATCH_ROWS_PER_PARTITION * partitions.len() {
+                return Payload::Ndjson(ndjson_of(&batch));
+            }
         }
         let mut by_partition: BTreeMap<u32, Vec<KeyValue<'_>>> = BTreeMap::new();
         for (p, k, v, end) in &batch.spans {
