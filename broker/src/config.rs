@@ -84,6 +84,10 @@ pub struct Config {
     #[arg(long, env = "BROKER_FAILPOINT_EIO_SYNC_FILE", hide = true)]
     pub failpoint_eio_sync_file: Option<PathBuf>,
 
+    /// Test failpoint: every segment sync takes at least this long.
+    #[arg(long, env = "BROKER_FAILPOINT_SYNC_DELAY_MS", hide = true)]
+    pub failpoint_sync_delay_ms: Option<u64>,
+
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[arg(long, env = "BROKER_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -100,12 +104,18 @@ impl Config {
 
     /// The file operations the logs use: the failpoints when armed, else the real ones.
     pub fn file_ops(&self) -> Option<std::sync::Arc<dyn broker_log::io::FileOps>> {
-        if self.failpoint_enospc_file.is_none() && self.failpoint_eio_sync_file.is_none() {
+        if self.failpoint_enospc_file.is_none()
+            && self.failpoint_eio_sync_file.is_none()
+            && self.failpoint_sync_delay_ms.is_none()
+        {
             return None;
         }
         Some(std::sync::Arc::new(crate::failpoint::Failpoints {
             no_space_while: self.failpoint_enospc_file.clone(),
             sync_fails_while: self.failpoint_eio_sync_file.clone(),
+            sync_delay: self
+                .failpoint_sync_delay_ms
+                .map(std::time::Duration::from_millis),
         }))
     }
 

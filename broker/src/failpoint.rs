@@ -3,7 +3,9 @@
 //! - `--failpoint-enospc-file` (env `BROKER_FAILPOINT_ENOSPC_FILE`): while that file exists,
 //!   preallocating a new segment fails with `ENOSPC`, exactly where a real full disk fails;
 //! - `--failpoint-eio-sync-file` (env `BROKER_FAILPOINT_EIO_SYNC_FILE`): while that file
-//!   exists, `fdatasync` of a segment fails with `EIO`.
+//!   exists, `fdatasync` of a segment fails with `EIO`;
+//! - `--failpoint-sync-delay-ms` (env `BROKER_FAILPOINT_SYNC_DELAY_MS`): every `fdatasync`
+//!   takes at least this long (a slow disk), so tests can count how requests share syncs.
 //!
 //! They ride on the storage crate's injectable [`FileOps`]. Production runs never set them and
 //! use the storage crate's real operations directly.
@@ -23,6 +25,7 @@ const EIO: i32 = 5;
 pub struct Failpoints {
     pub no_space_while: Option<PathBuf>,
     pub sync_fails_while: Option<PathBuf>,
+    pub sync_delay: Option<std::time::Duration>,
 }
 
 fn armed(trigger: &Option<PathBuf>) -> bool {
@@ -40,6 +43,9 @@ impl FileOps for Failpoints {
     fn sync_data(&self, file: &File) -> io::Result<()> {
         if armed(&self.sync_fails_while) {
             return Err(io::Error::from_raw_os_error(EIO));
+        }
+        if let Some(delay) = self.sync_delay {
+            std::thread::sleep(delay);
         }
         RealFileOps.sync_data(file)
     }
