@@ -181,7 +181,13 @@ async fn produce_ndjson(
     idem: Option<Idempotence<'_>>,
 ) -> Result<Response<Body>> {
     let count = topic.partition_count();
-    let messages = ndjson::parse(body, count, broker.next_keyless(count))?;
+    // A retry must land where the original did, so idempotent requests pick their keyless
+    // partition from (producer, seq) instead of the round-robin.
+    let keyless = match idem {
+        Some(i) => (i.stamp.producer_id.wrapping_add(i.stamp.seq) % u64::from(count)) as u32,
+        None => broker.next_keyless(count),
+    };
+    let messages = ndjson::parse(body, count, keyless)?;
     let now = now_ms();
     let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, msg) in messages.iter().enumerate() {

@@ -49,6 +49,20 @@ fn a_retried_produce_appends_nothing_before_and_after_a_restart() {
         "nothing appended after the restart"
     );
 
+    // Messages with neither key nor partition: the retry lands where the original did.
+    let keyless = vec![
+        r#"{"value":{"k":1}}"#.to_string(),
+        r#"{"value":{"k":2}}"#.to_string(),
+    ];
+    let original = b.produce("idem", "?producer=keyless&seq=1", &keyless);
+    let before = ends(&b, "idem");
+    for _ in 0..3 {
+        let retry = b.produce("idem", "?producer=keyless&seq=1", &keyless);
+        assert_eq!(retry.json(), original.json());
+        assert_eq!(retry.header("broker-duplicate"), Some("true"));
+    }
+    assert_eq!(ends(&b, "idem"), before);
+
     // Another producer with the same seq is independent.
     let other = b.produce("idem", "?producer=streamer-2&seq=1", &batch[..1]);
     assert_eq!(other.header("broker-duplicate"), None);
