@@ -15,7 +15,7 @@ use pipeline_common::shutdown::ShutdownFlag;
 
 /// Consumes telemetry points from the broker and writes them into PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The broker's base URL.
     #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]

@@ -14,7 +14,7 @@ use pipeline_common::shutdown::ShutdownFlag;
 
 /// Streams a DCGM metrics CSV into the broker, exactly once per pass, shared by a group.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The broker's base URL.
     #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
@@ -28,7 +28,8 @@ struct Args {
     /// The CSV file (header row with the DCGM columns, any order).
     #[arg(long, env = "CSV_PATH")]
     csv: PathBuf,
-    /// Rows per produce request (per shard).
+    /// Rows per batch (a cell of one shard, produced under one seq); every streamer of a group
+    /// must use the same.
     #[arg(long, env = "STREAMER_BATCH_SIZE", default_value_t = 100)]
     batch_size: usize,
     /// Stream the file again and again (otherwise once).
