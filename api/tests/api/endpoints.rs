@@ -98,6 +98,8 @@ fn every_endpoint_answers_from_the_seeded_database() {
         );
     }
 
+    promtool_accepts(&metrics.body);
+
     let head = request("HEAD", &format!("{}/api/v1/gpus", f.base));
     assert_eq!(
         (head.status, head.body.as_str()),
@@ -231,4 +233,33 @@ fn paging_through_a_window_returns_every_point_once() {
     let empty = f.get(&telemetry_path(GPU_C, &q));
     assert_eq!(empty.status, 200);
     assert_eq!(points(&empty.json()).len(), 0);
+}
+
+/// `promtool check metrics` (Debian package `prometheus`) accepts the exposition; skipped, with a
+/// message, where promtool is not installed.
+fn promtool_accepts(exposition: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("SKIPPED promtool check: promtool not installed (apt-get install -y prometheus)");
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(exposition.as_bytes())
+            .expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
