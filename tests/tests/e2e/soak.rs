@@ -159,8 +159,9 @@ impl Soak {
         ])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .env("DATABASE_URL", self.pg.url());
-        self.collectors
-            .push(Child::spawn(&format!("collector-{}", self.next_id), c));
+        let child = Child::spawn(&format!("collector-{}", self.next_id), c);
+        wait_started(&child, "collector starting");
+        self.collectors.push(child);
     }
 
     fn start_streamer(&mut self) {
@@ -171,8 +172,9 @@ impl Soak {
             .arg(&self.csv)
             .args(["--batch-size", "200", "--rate", "3000"])
             .args(["--metrics-listen", "127.0.0.1:0"]);
-        self.streamers
-            .push(Child::spawn(&format!("streamer-{}", self.next_id), c));
+        let child = Child::spawn(&format!("streamer-{}", self.next_id), c);
+        wait_started(&child, "streamer starting");
+        self.streamers.push(child);
     }
 
     fn retire(&mut self, child: Child) {
@@ -384,6 +386,13 @@ impl Soak {
             assert!(!log.contains("panicked at"), "a process panicked ({path})");
         }
     }
+}
+
+/// Waits for a client's start-up line, which it logs once its signal handlers are installed:
+/// a SIGTERM before that (while the process is still being exec'd) would kill it with the
+/// default action, which says nothing about its shutdown path.
+fn wait_started(child: &Child, line: &str) {
+    wait_until(Duration::from_secs(30), line, || child.log().contains(line));
 }
 
 struct Summary {
