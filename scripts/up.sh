@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=$PWD/.run
-BIN=$PWD/target/release
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 PGPORT=${PGPORT:-55432}
 API_PORT=${PORT:-8080}
 BROKER_LISTEN=${BROKER_LISTEN:-127.0.0.1:9090}
@@ -52,7 +52,7 @@ wait_http() { # url, name
   exit 1
 }
 
-start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker"
+start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker" --segment-bytes "${BROKER_SEGMENT_BYTES:-16777216}"
 wait_http "http://$BROKER_LISTEN/readyz" broker
 start collector-1 "$BIN/collector" --metrics-listen 127.0.0.1:9102
 start collector-2 "$BIN/collector" --metrics-listen 127.0.0.1:9103
