@@ -50,8 +50,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First of all, so that a SIGTERM right after start-up is a clean stop, not a kill.
+    let shutdown = ShutdownFlag::on_signals();
     pipeline_common::logging::init();
-    match run(Args::parse()) {
+    let result = shutdown
+        .context("installing signal handlers")
+        .and_then(|shutdown| run(Args::parse(), shutdown));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "collector failed");
@@ -60,9 +65,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
     // The recorder first: descriptions given before it exists are lost (no HELP lines).
     pipeline_common::ops::install_metrics_recorder();
     collector::describe_metrics();

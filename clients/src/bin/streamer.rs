@@ -73,8 +73,13 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // First of all, so that a SIGTERM right after start-up is a clean stop, not a kill.
+    let shutdown = ShutdownFlag::on_signals();
     pipeline_common::logging::init();
-    match run(Args::parse()) {
+    let result = shutdown
+        .context("installing signal handlers")
+        .and_then(|shutdown| run(Args::parse(), shutdown));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "streamer failed");
@@ -83,13 +88,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(
         args.rate >= 0.0 && args.rate.is_finite(),
         "--rate must be >= 0"
     );
-    let shutdown = ShutdownFlag::on_signals().context("installing signal handlers")?;
     // The recorder first: descriptions given before it exists are lost (no HELP lines).
     pipeline_common::ops::install_metrics_recorder();
     streamer::describe_metrics();

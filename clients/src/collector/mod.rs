@@ -122,8 +122,20 @@ pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
     }
 }
 
-/// Runs the collector until the client's shutdown flag is set.
+/// Runs the collector until the client's shutdown flag is set; a shutdown while waiting for
+/// the broker or the database is a clean stop.
 pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
+    match run_until_stopped(config, client, readiness) {
+        Err(Error::Interrupted) => Ok(()),
+        other => other,
+    }
+}
+
+fn run_until_stopped(
+    config: &CollectorConfig,
+    client: BrokerClient,
+    readiness: &Readiness,
+) -> Result<()> {
     let shutdown = client.shutdown_flag().clone();
     let pool = pool(&config.database, config.writers.max(1) as u32 + 2)?;
     match migrate(&pool, &shutdown) {

@@ -132,13 +132,22 @@ pub fn describe_metrics() {
 }
 
 /// Runs until a one-shot run is complete or `client`'s shutdown flag is set.
+/// A shutdown while waiting for the broker (at start-up or later) is a clean stop.
 pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
+    match run_until_done(config, client, readiness) {
+        Err(Error::Interrupted) => Ok(()),
+        other => other,
+    }
+}
+
+fn run_until_done(
+    config: &StreamerConfig,
+    client: BrokerClient,
+    readiness: &Readiness,
+) -> Result<()> {
     let shard_topic = format!("{}.shards", config.topic);
     let shards = ensure_shard_topic(&client, &shard_topic, config.shards)?;
-    let member = match GroupMember::join(client.clone(), &config.group, &shard_topic, None) {
-        Err(Error::Interrupted) => return Ok(()),
-        other => other?,
-    };
+    let member = GroupMember::join(client.clone(), &config.group, &shard_topic, None)?;
     let data_partitions = match config.format {
         ProduceFormat::Batch | ProduceFormat::Auto => {
             data_partitions(&client, &config.topic, config.partitions)?
@@ -159,10 +168,7 @@ pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness)
     streamer.reporter.finish();
     readiness.set(false);
     member.leave();
-    match result {
-        Err(Error::Interrupted) => Ok(()),
-        other => other,
-    }
+    result
 }
 
 /// Creates `<topic>.shards` (or finds it) and returns its partition count.
