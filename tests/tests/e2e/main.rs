@@ -3,5 +3,6 @@
 //!
 //! Run with `make test` (which builds the binaries first) or `make test-integration`.
 
+mod ops;
 mod pipeline;
 mod soak;
