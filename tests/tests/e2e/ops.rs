@@ -8,6 +8,7 @@
 //!   `application/problem+json`;
 //! - SIGTERM → exit status 0 (within 30 s), no panic in the log; SIGINT the same;
 //! - `LOG_FORMAT=json` → every line a process writes is a JSON object;
+//! - every setting the stack needs works from its environment variable alone;
 //! - `--help` answers with exit 0 and names every environment variable DESIGN.md gives.
 //!
 //! What each endpoint *means* (what readiness waits for, which metrics exist, the data path)
@@ -28,11 +29,40 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 /// How long a binary may take to stop after SIGTERM/SIGINT (DESIGN: finish in-flight work).
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
+/// How the binaries get their settings: by flags, or by environment variables only (which
+/// also proves the "every flag has an env var" half of the contract for the settings used).
+#[derive(Clone, Copy, PartialEq)]
+enum Config {
+    Flags,
+    Env,
+}
+
+/// One setting of a binary: its flag, its environment variable, its value (`None`: a switch).
+struct Setting {
+    flag: &'static str,
+    env: &'static str,
+    value: Option<String>,
+}
+
+fn set(flag: &'static str, env: &'static str, value: impl Into<String>) -> Setting {
+    Setting {
+        flag,
+        env,
+        value: Some(value.into()),
+    }
+}
+
 /// One running binary and the base URL of its HTTP server with the ops endpoints.
 struct Service {
     name: &'static str,
     child: Child,
     base: String,
+}
+
+impl Service {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
 }
 
 /// The four binaries running together on one PostgreSQL, in the order they are stopped
@@ -46,45 +76,56 @@ struct Stack {
 
 impl Stack {
     /// Starts broker, api, collector and a looping streamer (200 rows/s on the sample CSV),
-    /// each on its own free port, with `envs` added to every process's environment.
-    fn start(envs: &[(&str, &str)]) -> Stack {
+    /// each on its own free port, configured as `config` says, with `envs` added to every
+    /// process's environment.
+    fn start(config: Config, envs: &[(&str, &str)]) -> Stack {
         let pg = Postgres::start();
         let data = tempfile::tempdir().expect("tempdir");
-        let broker_base = format!("http://127.0.0.1:{}", free_port());
-        let broker = spawn(
-            "broker",
-            &[
-                "--listen",
-                &broker_base["http://".len()..],
+        let broker_addr = format!("127.0.0.1:{}", free_port());
+        let broker_url = format!("http://{broker_addr}");
+        let broker = [
+            set("--listen", "BROKER_LISTEN", &broker_addr),
+            set(
                 "--data-dir",
-                &data.path().display().to_string(),
-                "--segment-bytes",
-                "4194304",
-            ],
-            envs,
-        );
-        let broker = Service::new("broker", broker, broker_base.clone());
+                "BROKER_DATA_DIR",
+                data.path().display().to_string(),
+            ),
+            set("--segment-bytes", "BROKER_SEGMENT_BYTES", "4194304"),
+        ];
+        let broker = Service {
+            name: "broker",
+            child: spawn("broker", &broker, config, envs),
+            base: broker_url.clone(),
+        };
         wait_ready(&broker);
-        let api = service("api", &["--database-url", &pg.url()], envs);
-        let collector = service(
-            "collector",
-            &["--broker", &broker_base, "--database-url", &pg.url()],
-            envs,
-        );
-        let csv = sample_csv().display().to_string();
-        let streamer = service(
-            "streamer",
-            &[
-                "--broker",
-                &broker_base,
-                "--csv",
-                &csv,
-                "--loop",
-                "--rate",
-                "200",
-            ],
-            envs,
-        );
+        let api_port = free_port();
+        // PORT alone means 0.0.0.0:$PORT (DESIGN.md); the flag takes a full address.
+        let listen = match config {
+            Config::Flags => set("--listen", "PORT", format!("127.0.0.1:{api_port}")),
+            Config::Env => set("--listen", "PORT", api_port.to_string()),
+        };
+        let api = [listen, set("--database-url", "DATABASE_URL", pg.url())];
+        let api = Service {
+            name: "api",
+            child: spawn("api", &api, config, envs),
+            base: format!("http://127.0.0.1:{api_port}"),
+        };
+        let collector = [
+            set("--broker", "BROKER_URL", &broker_url),
+            set("--database-url", "DATABASE_URL", pg.url()),
+        ];
+        let collector = client("collector", collector, config, envs);
+        let streamer = [
+            set("--broker", "BROKER_URL", &broker_url),
+            set("--csv", "CSV_PATH", sample_csv().display().to_string()),
+            set("--rate", "STREAMER_RATE", "200"),
+            Setting {
+                flag: "--loop",
+                env: "STREAMER_LOOP",
+                value: None,
+            },
+        ];
+        let streamer = client("streamer", streamer, config, envs);
         Stack {
             services: vec![streamer, collector, api, broker],
             _pg: pg,
@@ -115,38 +156,42 @@ impl Stack {
     }
 }
 
-impl Service {
-    fn new(name: &'static str, child: Child, base: String) -> Service {
-        Service { name, child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-/// Spawns binary `name` with `args` and extra environment `envs`.
-fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Child {
+/// Spawns binary `name` with `settings` given as `config` says, plus environment `envs`.
+fn spawn(name: &str, settings: &[Setting], config: Config, envs: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(bin_path(name));
-    cmd.args(args);
+    for s in settings {
+        match (config, &s.value) {
+            (Config::Flags, Some(v)) => cmd.arg(s.flag).arg(v),
+            (Config::Flags, None) => cmd.arg(s.flag),
+            (Config::Env, Some(v)) => cmd.env(s.env, v),
+            (Config::Env, None) => cmd.env(s.env, "true"),
+        };
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
     Child::spawn(name, cmd)
 }
 
-/// Spawns a binary whose ops endpoints sit on their own port: `--listen` for the api,
-/// `--metrics-listen` for the clients.
-fn service(name: &'static str, args: &[&str], envs: &[(&str, &str)]) -> Service {
+/// Spawns a client (streamer or collector) with its ops endpoints on a port of its own.
+fn client<const N: usize>(
+    name: &'static str,
+    settings: [Setting; N],
+    config: Config,
+    envs: &[(&str, &str)],
+) -> Service {
     let addr = format!("127.0.0.1:{}", free_port());
-    let flag = if name == "api" {
-        "--listen"
-    } else {
-        "--metrics-listen"
+    let env = match name {
+        "streamer" => "STREAMER_METRICS_LISTEN",
+        _ => "COLLECTOR_METRICS_LISTEN",
     };
-    let mut all = vec![flag, addr.as_str()];
-    all.extend_from_slice(args);
-    Service::new(name, spawn(name, &all, envs), format!("http://{addr}"))
+    let mut all = vec![set("--metrics-listen", env, &addr)];
+    all.extend(settings);
+    Service {
+        name,
+        child: spawn(name, &all, config, envs),
+        base: format!("http://{addr}"),
+    }
 }
 
 fn wait_ready(s: &Service) {
@@ -379,7 +424,7 @@ fn wait_metrics(s: &Service) {
 
 #[test]
 fn every_binary_serves_health_ready_metrics_and_problem_errors() {
-    let stack = Stack::start(&[]);
+    let stack = Stack::start(Config::Flags, &[]);
     stack.wait_all_ready();
     // One API request, so the api's request metrics exist too.
     let _ = http_get(&stack.get("api").url("/api/v1/gpus"));
@@ -422,7 +467,7 @@ fn stop(child: &mut Child, signal: libc::c_int) -> Option<ExitStatus> {
 
 #[test]
 fn sigterm_stops_every_binary_with_exit_zero() {
-    let mut stack = Stack::start(&[]);
+    let mut stack = Stack::start(Config::Flags, &[]);
     stack.wait_all_ready();
     let mut failures = Failures::new();
     for s in &mut stack.services {
@@ -446,9 +491,12 @@ fn non_json_lines(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The stack configured by environment variables alone (no flag given), with
+/// `LOG_FORMAT=json`: every binary must come up ready that way, log only JSON objects, and
+/// stop on SIGINT with exit 0.
 #[test]
-fn log_format_json_makes_every_log_line_a_json_object() {
-    let mut stack = Stack::start(&[("LOG_FORMAT", "json")]);
+fn env_only_config_json_logs_and_sigint() {
+    let mut stack = Stack::start(Config::Env, &[("LOG_FORMAT", "json")]);
     stack.wait_all_ready();
     // Some requests, errors among them, so the logs hold more than the start-up lines.
     for name in ["api", "broker"] {
@@ -464,7 +512,7 @@ fn log_format_json_makes_every_log_line_a_json_object() {
         let status = stop(&mut s.child, libc::SIGINT);
         failures.extend(clean_exit(s.name, "SIGINT", status));
     }
-    for name in ["broker", "api"] {
+    for name in ["broker", "api", "streamer", "collector"] {
         let log = stack.get(name).child.log();
         assert!(!log.trim().is_empty(), "{name} logged nothing");
         let bad = non_json_lines(&log);
@@ -478,7 +526,7 @@ fn log_format_json_makes_every_log_line_a_json_object() {
     }
     assert!(
         failures.is_empty(),
-        "LOG_FORMAT=json / SIGINT violations:\n{}",
+        "env-only config / LOG_FORMAT=json / SIGINT violations:\n{}",
         failures.join("\n")
     );
 }
