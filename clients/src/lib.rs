@@ -7,9 +7,11 @@
 //! - [`telemetry`]: the telemetry point and the CSV row → point mapping;
 //! - [`streamer`]: CSV → broker, rows shared by the members of a streamer group, exactly once;
 //! - [`collector`]: broker → PostgreSQL with COPY, offsets kept in the same transaction;
+//! - [`cli`]: the start-up both binaries share (signals, logging, broker flags, ops server);
 //! - [`schema`]: the embedded migrations (the lead's);
 //! - [`error`]: the crate's one error type.
 
+pub mod cli;
 pub mod client;
 pub mod collector;
 pub mod error;

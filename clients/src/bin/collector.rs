@@ -7,22 +7,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use clients::client::{BrokerClient, ClientConfig};
+use clients::cli::{self, BrokerArgs};
 use clients::collector::{self, CollectorConfig};
 use pipeline_common::db::DbArgs;
-use pipeline_common::ops::{OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
 
 /// Consumes telemetry points from the broker and writes them into PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The broker's base URL.
-    #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
-    broker: String,
-    /// Bearer token for the broker, when it requires one.
-    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    connection: BrokerArgs,
     /// Topic to consume.
     #[arg(long, env = "TOPIC", default_value = "telemetry")]
     topic: String,
@@ -50,16 +45,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // First of all, so that a SIGTERM right after start-up is a clean stop, not a kill.
-    let shutdown = ShutdownFlag::on_signals();
-    pipeline_common::logging::init();
-    let result = shutdown
-        .context("installing signal handlers")
-        .and_then(|shutdown| run(Args::parse(), shutdown));
-    match result {
+    match cli::parse_and_run(run) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "collector failed");
+        Err(error) => {
+            tracing::error!(error, "collector failed");
             ExitCode::FAILURE
         }
     }
@@ -67,16 +56,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    // The recorder first: descriptions given before it exists are lost (no HELP lines).
-    pipeline_common::ops::install_metrics_recorder();
-    collector::describe_metrics();
-    let readiness = Readiness::default();
-    let ops = OpsServer::start(args.metrics_listen, readiness.clone())
+    let (readiness, ops) = cli::start_ops(args.metrics_listen, collector::describe_metrics)
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
-    tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
+    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
         group = %args.group, "collector starting");
-    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone()))
-        .with_shutdown(shutdown);
+    let client = args.connection.client(shutdown);
     let config = CollectorConfig {
         topic: args.topic,
         group: args.group,

@@ -7,21 +7,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use clients::client::{BrokerClient, ClientConfig};
+use clients::cli::{self, BrokerArgs};
 use clients::streamer::{self, ProduceFormat, StreamerConfig};
-use pipeline_common::ops::{OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
 
 /// Streams a DCGM metrics CSV into the broker, exactly once per pass, shared by a group.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The broker's base URL.
-    #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
-    broker: String,
-    /// Bearer token for the broker, when it requires one.
-    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    connection: BrokerArgs,
     /// Topic to produce to.
     #[arg(long, env = "TOPIC", default_value = "telemetry")]
     topic: String,
@@ -73,16 +68,10 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    // First of all, so that a SIGTERM right after start-up is a clean stop, not a kill.
-    let shutdown = ShutdownFlag::on_signals();
-    pipeline_common::logging::init();
-    let result = shutdown
-        .context("installing signal handlers")
-        .and_then(|shutdown| run(Args::parse(), shutdown));
-    match result {
+    match cli::parse_and_run(run) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "streamer failed");
+        Err(error) => {
+            tracing::error!(error, "streamer failed");
             ExitCode::FAILURE
         }
     }
@@ -94,16 +83,11 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
         args.rate >= 0.0 && args.rate.is_finite(),
         "--rate must be >= 0"
     );
-    // The recorder first: descriptions given before it exists are lost (no HELP lines).
-    pipeline_common::ops::install_metrics_recorder();
-    streamer::describe_metrics();
-    let readiness = Readiness::default();
-    let ops = OpsServer::start(args.metrics_listen, readiness.clone())
+    let (readiness, ops) = cli::start_ops(args.metrics_listen, streamer::describe_metrics)
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
-    tracing::info!(metrics = %ops.local_addr, broker = %args.broker, topic = %args.topic,
+    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
         csv = %args.csv.display(), group = %args.group, "streamer starting");
-    let client = BrokerClient::new(ClientConfig::new(&args.broker).token(args.token.clone()))
-        .with_shutdown(shutdown);
+    let client = args.connection.client(shutdown);
     let config = StreamerConfig {
         topic: args.topic,
         csv: args.csv,
