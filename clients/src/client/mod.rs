@@ -313,6 +313,16 @@ impl BrokerClient {
         })
     }
 
+    /// A POST under the retry policy when `retrying`, in one attempt otherwise (for a request
+    /// that a repeat could apply twice, or whose failure the caller tolerates).
+    fn post(&self, body: (&str, &[u8]), path: &str, retrying: bool) -> Result<Answer> {
+        if retrying {
+            self.exchange_retrying("POST", path, Some(body), Duration::ZERO)
+        } else {
+            self.exchange("POST", &self.url(path), Some(body), Duration::ZERO)
+        }
+    }
+
     /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
     /// that exists with another partition count is a 409 error.
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<bool> {
@@ -342,15 +352,8 @@ impl BrokerClient {
         ndjson: &[u8],
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<ProduceAck> {
-        let mut path = format!("/v1/topics/{}/messages", enc(topic));
-        if let Some(id) = idempotence {
-            path.push_str(&format!("?producer={}&seq={}", enc(id.producer), id.seq));
-        }
-        let body = Some((NDJSON, ndjson));
-        let answer = match idempotence {
-            Some(_) => self.exchange_retrying("POST", &path, body, Duration::ZERO)?,
-            None => self.exchange("POST", &self.url(&path), body, Duration::ZERO)?,
-        };
+        let path = format!("/v1/topics/{}/messages", enc(topic));
+        let (path, answer) = self.send_produce(path, (NDJSON, ndjson), idempotence)?;
         let wire: ProduceWire = decode(&path, &answer.body)?;
         Ok(ProduceAck {
             results: wire.results,
@@ -368,21 +371,35 @@ impl BrokerClient {
         batch: &[u8],
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<BatchAck> {
-        let mut path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
-        if let Some(id) = idempotence {
-            path.push_str(&format!("&producer={}&seq={}", enc(id.producer), id.seq));
-        }
-        let body = Some((BATCHES, batch));
-        let answer = match idempotence {
-            Some(_) => self.exchange_retrying("POST", &path, body, Duration::ZERO)?,
-            None => self.exchange("POST", &self.url(&path), body, Duration::ZERO)?,
-        };
+        let path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
+        let (path, answer) = self.send_produce(path, (BATCHES, batch), idempotence)?;
         let wire: BatchWire = decode(&path, &answer.body)?;
         Ok(BatchAck {
             base_offset: wire.base_offset,
             record_count: wire.record_count,
             duplicate: answer.duplicate,
         })
+    }
+
+    /// POSTs a produce body to `path` plus the `idempotence` query parameters: retried until
+    /// acknowledged when idempotent (the broker drops a repeat), tried once otherwise (a
+    /// repeat would be appended twice). Returns the path as sent, for decoding errors.
+    fn send_produce(
+        &self,
+        mut path: String,
+        body: (&str, &[u8]),
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<(String, Answer)> {
+        if let Some(id) = idempotence {
+            let joiner = if path.contains('?') { '&' } else { '?' };
+            path.push_str(&format!(
+                "{joiner}producer={}&seq={}",
+                enc(id.producer),
+                id.seq
+            ));
+        }
+        let answer = self.post(body, &path, idempotence.is_some())?;
+        Ok((path, answer))
     }
 
     /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`
@@ -506,12 +523,7 @@ impl BrokerClient {
         })
         .to_string();
         let path = format!("/v1/groups/{}/offsets", enc(group));
-        let body = Some(("application/json", body.as_bytes()));
-        if retrying {
-            self.exchange_retrying("POST", &path, body, Duration::ZERO)?;
-        } else {
-            self.exchange("POST", &self.url(&path), body, Duration::ZERO)?;
-        }
+        self.post(("application/json", body.as_bytes()), &path, retrying)?;
         Ok(())
     }
 
