@@ -68,7 +68,7 @@ fn health_body(status: &str, database: &str) -> Health {
         (status = 200, description = "Every GPU, ordered by hostname then GPU index.", body = GpuList),
         (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
             content_type = "application/problem+json",
-            example = json!(problem(400, "Bad Request", "host: unknown query parameter (this endpoint takes none)"))),
+            example = json!(no_parameters_example())),
         (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )
@@ -140,9 +140,7 @@ pub async fn gpu_telemetry(
             encode(&page(&id, &window, points))
         })
         .await?;
-    let mut response = Response::new(Full::new(body));
-    set_content_type(&mut response, "application/json");
-    Ok(response)
+    Ok(respond(StatusCode::OK, body, "application/json"))
 }
 
 /// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
@@ -188,7 +186,7 @@ fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
         (status = 200, description = "Totals.", body = Stats),
         (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
             content_type = "application/problem+json",
-            example = json!(problem(400, "Bad Request", "host: unknown query parameter (this endpoint takes none)"))),
+            example = json!(no_parameters_example())),
         (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )
@@ -252,9 +250,11 @@ pub async fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         example = json!({"openapi": "3.1.0", "info": {"title": "GPU telemetry API", "version": "1"}, "paths": {}})))
 )]
 pub async fn openapi_json(state: &AppState) -> Result<HttpResponse, ApiError> {
-    let mut response = Response::new(Full::new(state.spec.clone()));
-    set_content_type(&mut response, "application/json");
-    Ok(response)
+    Ok(respond(
+        StatusCode::OK,
+        state.spec.clone(),
+        "application/json",
+    ))
 }
 
 /// An interactive page (Swagger UI) over this spec; its assets are served by the API itself,
@@ -266,11 +266,7 @@ pub async fn openapi_json(state: &AppState) -> Result<HttpResponse, ApiError> {
 )]
 pub async fn docs(tail: &str) -> Result<HttpResponse, ApiError> {
     Ok(match crate::docs::asset(tail) {
-        Some((bytes, content_type)) => {
-            let mut response = Response::new(Full::new(bytes));
-            set_content_type(&mut response, &content_type);
-            response
-        }
+        Some((bytes, content_type)) => respond(StatusCode::OK, bytes, &content_type),
         None => pipeline_common::problem::not_found(&format!("/docs/{tail}")),
     })
 }
@@ -278,12 +274,7 @@ pub async fn docs(tail: &str) -> Result<HttpResponse, ApiError> {
 /// A JSON body with `status`.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = Response::new(Full::new(Bytes::from(bytes)));
-            *response.status_mut() = status;
-            set_content_type(&mut response, "application/json");
-            response
-        }
+        Ok(bytes) => respond(status, Bytes::from(bytes), "application/json"),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise a response body");
             pipeline_common::problem::Problem::new(
@@ -296,20 +287,35 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 }
 
 fn text(status: StatusCode, body: &str, content_type: &str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *response.status_mut() = status;
-    set_content_type(&mut response, content_type);
-    response
+    respond(
+        status,
+        Bytes::copy_from_slice(body.as_bytes()),
+        content_type,
+    )
 }
 
-fn set_content_type(response: &mut HttpResponse, content_type: &str) {
+/// The one place a handler's response is put together.
+fn respond(status: StatusCode, body: Bytes, content_type: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    // The types are constants and asset-table entries, all valid; were one not, the answer
+    // would go without the header rather than panic.
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
+    response
 }
 
 fn problem(status: u16, title: &str, detail: &str) -> serde_json::Value {
     serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail})
+}
+
+fn no_parameters_example() -> serde_json::Value {
+    problem(
+        400,
+        "Bad Request",
+        "host: unknown query parameter (this endpoint takes none)",
+    )
 }
 
 fn unavailable_example() -> serde_json::Value {
