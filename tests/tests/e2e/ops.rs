@@ -482,6 +482,70 @@ fn sigterm_stops_every_binary_with_exit_zero() {
     );
 }
 
+/// The broker's `--shutdown-grace-ms` default: how long its shutdown may wait for in-flight
+/// requests (its `--help` says so), plus slack for a loaded machine.
+const BROKER_GRACE: Duration = Duration::from_secs(10 + 5);
+
+/// The broker's `broker_long_polls_parked` gauge, summed over its series (0 when absent).
+fn parked_polls(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("broker_long_polls_parked")
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A long poll is the request a broker always has in flight (every collector keeps one open
+/// for up to 30 s); SIGTERM must not wait for it to run out, and the poller must get an
+/// answer rather than a cut connection.
+#[test]
+fn sigterm_stops_the_broker_during_a_long_poll() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let settings = [
+        set("--listen", "BROKER_LISTEN", &addr),
+        set(
+            "--data-dir",
+            "BROKER_DATA_DIR",
+            data.path().display().to_string(),
+        ),
+        set("--segment-bytes", "BROKER_SEGMENT_BYTES", "4194304"),
+    ];
+    let mut broker = Service {
+        name: "broker",
+        child: spawn("broker", &settings, Config::Flags, &[]),
+        base: format!("http://{addr}"),
+    };
+    wait_ready(&broker);
+    let topic = broker.url("/v1/topics/ops-longpoll");
+    let created = ureq::put(&topic).send_json(serde_json::json!({"partitions": 1}));
+    assert!(created.is_ok(), "create topic: {created:?}");
+    let poll_url = format!("{topic}/partitions/0/messages?offset=0&wait_ms=30000");
+    let poll = std::thread::spawn(move || request("GET", &poll_url).map(|a| a.status));
+    let metrics = broker.url("/metrics");
+    wait_until(READY_WITHIN, "broker_long_polls_parked >= 1", || {
+        http_get(&metrics).is_some_and(|(_, body)| parked_polls(&body) >= 1.0)
+    });
+    let started = std::time::Instant::now();
+    let status = stop(&mut broker.child, libc::SIGTERM);
+    let took = started.elapsed();
+    assert_eq!(clean_exit("broker", "SIGTERM", status), None);
+    assert!(
+        took < BROKER_GRACE,
+        "broker took {took:?} to stop with a long poll in flight"
+    );
+    let answered = poll.join().expect("poll thread");
+    assert_eq!(
+        answered,
+        Some(200),
+        "the long poll was not answered at shutdown"
+    );
+    broker.child.scan_for_panics();
+}
+
 /// Every non-empty line of `log` must be a JSON object; the offending lines otherwise.
 fn non_json_lines(log: &str) -> Vec<String> {
     log.lines()
