@@ -6,7 +6,8 @@
 //!   family;
 //! - an unknown path → 404, a method a route does not declare → 405 with `Allow`, both
 //!   `application/problem+json`;
-//! - SIGTERM → exit status 0 (within 30 s), no panic in the log; SIGINT the same;
+//! - SIGTERM → exit status 0 (within 30 s), no panic in the log; SIGINT the same; the broker
+//!   also with a long poll parked (answered, and within its shutdown grace);
 //! - `LOG_FORMAT=json` → every line a process writes is a JSON object;
 //! - every setting the stack needs works from its environment variable alone;
 //! - `--help` answers with exit 0 and names every environment variable DESIGN.md gives.
