@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::longpoll;
@@ -42,17 +43,22 @@ struct Offsets {
     offsets: BTreeMap<String, u64>,
 }
 
+/// The JSON body of a request to `group`, the group's name checked first so that a bad name
+/// is the error reported even when the body is bad too.
+fn group_body<T: DeserializeOwned>(group: &str, req: &Request<Bytes>) -> Result<T> {
+    validate_name("group", group)?;
+    json_body(req.body())
+}
+
 pub async fn join(
     broker: &Arc<Broker>,
     group: &str,
     req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
-    validate_name("group", group)?;
-    let body = req.body();
     let JoinBody {
         topic,
         session_timeout_ms,
-    } = json_body(body)?;
+    } = group_body(group, req)?;
     let topic = broker.topic_or_create(&topic).await?;
     let assignment = broker.groups.join(
         group,
@@ -78,9 +84,7 @@ pub async fn commit(
     group: &str,
     req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
-    validate_name("group", group)?;
-    let body = req.body();
-    let commit: CommitBody = json_body(body)?;
+    let commit: CommitBody = group_body(group, req)?;
     let offsets = commit
         .offsets
         .iter()
