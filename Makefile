@@ -29,14 +29,7 @@ test-integration:
 	$(CARGO) test -p testkit --test e2e
 
 test-coverage:
-	@command -v cargo-llvm-cov >/dev/null || { rustup component add llvm-tools-preview && $(CARGO) install cargo-llvm-cov --locked; }
-	$(CARGO) llvm-cov clean --workspace
-	source <($(CARGO) llvm-cov show-env --export-prefix) && \
-	  $(CARGO) build --workspace --bins && \
-	  $(CARGO) test --workspace --no-fail-fast && \
-	  $(CARGO) llvm-cov report --summary-only && \
-	  $(CARGO) llvm-cov report --html --output-dir target/coverage
-	@echo "HTML report: target/coverage/html/index.html"
+	scripts/coverage.sh
 
 # Benchmarks print figures next to a reference measured in the same run.
 bench:
