@@ -344,7 +344,11 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM first, so a process still running at the end of a test exits through its
+        // normal path (and writes its coverage profile); SIGKILL if it takes too long.
+        if self.is_running() && self.terminate(Duration::from_secs(3)).is_none() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         if std::thread::panicking() {
             let log = self.log();
