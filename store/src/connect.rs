@@ -1,0 +1,1 @@
+//! Connections to PostgreSQL: `sslmode` and TLS.
