@@ -5,3 +5,5 @@
 //! telemetry.
 
 pub mod connect;
+pub mod error;
+pub use error::Error;

@@ -10,8 +10,9 @@
 //! The end-to-end scenarios themselves live in `tests/e2e/`, one test binary built from modules.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -228,6 +229,70 @@ impl Postgres {
     pub fn connect_to(&self, dbname: &str) -> postgres::Client {
         postgres::Client::connect(&self.connection_string_for(dbname), postgres::NoTls)
             .expect("connect to the test PostgreSQL")
+    }
+
+    /// The one database a [`Postgres::start_with_tls`] cluster serves without TLS over TCP.
+    pub const PLAINTEXT_DATABASE: &'static str = "plaintext";
+
+    /// Like [`Postgres::start`], with `ssl=on` serving `cert_pem` (the server certificate,
+    /// followed by any intermediates) and `key_pem` (its private key).
+    ///
+    /// TCP connections must use TLS (`hostssl` in `pg_hba.conf`), except to the database
+    /// [`Postgres::PLAINTEXT_DATABASE`] (`hostnossl`, created here), so one cluster shows both
+    /// a refused plaintext connection and a plaintext session. [`Postgres::connect`] and the
+    /// other `NoTls` helpers therefore work only against that database.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        let pg = Postgres::start();
+        pg.create_database(Self::PLAINTEXT_DATABASE);
+        // SSL settings and pg_hba.conf are read at start; a restart, unlike a reload, leaves no
+        // moment where the old rules still apply.
+        pg.stop();
+
+        let cert_file = pg.dir.path().join("server.crt");
+        let key_file = pg.dir.path().join("server.key");
+        std::fs::write(&cert_file, cert_pem).expect("write server.crt");
+        std::fs::write(&key_file, key_pem).expect("write server.key");
+        // PostgreSQL refuses a key file that others can read, or that another user owns.
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        if running_as_root() {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cert_file)
+                .arg(&key_file)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the certificate files failed");
+        }
+
+        let data = pg.dir.path().join("data");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(
+            conf,
+            "\n# testkit: Postgres::start_with_tls\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+            cert_file.display(),
+            key_file.display()
+        )
+        .expect("append to postgresql.conf");
+        // Truncating keeps the file's owner (the server user) when we are root.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "# testkit: Postgres::start_with_tls. TCP needs TLS, except to database {plain}.\n\
+                 local     all      all                md5\n\
+                 hostssl   all      all  127.0.0.1/32  md5\n\
+                 hostssl   all      all  ::1/128       md5\n\
+                 hostnossl {plain}  all  127.0.0.1/32  md5\n",
+                plain = Self::PLAINTEXT_DATABASE
+            ),
+        )
+        .expect("write pg_hba.conf");
+
+        pg.start_again();
+        pg
     }
 }
 
