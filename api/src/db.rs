@@ -8,63 +8,22 @@
 //! are idempotent, so the retry is safe, and the API recovers by itself once the database is
 //! back. A checkout that waits past the pool timeout is [`ApiError::PoolTimeout`] (a 503).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use postgres::types::{FromSql, Type};
-use postgres::{NoTls, Row, Statement};
+use postgres::{Row, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
-use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::error::{is_connection_error, ApiError};
-use crate::model::{Gpu, Point, Stats};
+use crate::model::{Gpu, Stats};
 use crate::params::Window;
 
-/// One GPU's points in an inclusive window, in a stable total order: the index
-/// `telemetry_gpu_ts_idx (gpu_uuid, ts, src_offset)` yields them in this order, so the scan
-/// stops after `offset + limit` rows. A missing bound is ±infinity.
-pub const WINDOW_SQL: &str = "\
-SELECT ts, metric, value, source_ts, hostname, container, pod, namespace, labels
-FROM telemetry
-WHERE gpu_uuid = $1
-  AND ts >= coalesce($2::timestamptz, '-infinity')
-  AND ts <= coalesce($3::timestamptz, 'infinity')
-ORDER BY ts, src_offset
-LIMIT $4 OFFSET $5";
-
-/// [`WINDOW_SQL`] for one metric: the same range scan, with the metric as a filter.
-pub const WINDOW_METRIC_SQL: &str = "\
-SELECT ts, metric, value, source_ts, hostname, container, pod, namespace, labels
-FROM telemetry
-WHERE gpu_uuid = $1
-  AND ts >= coalesce($2::timestamptz, '-infinity')
-  AND ts <= coalesce($3::timestamptz, 'infinity')
-  AND metric = $6
-ORDER BY ts, src_offset
-LIMIT $4 OFFSET $5";
-
-/// Asked only when a window is empty: does the GPU exist, and is the metric known?
-const KNOWN_SQL: &str = "\
-SELECT EXISTS (SELECT 1 FROM gpus WHERE gpu_uuid = $1),
-       $2::text IS NULL OR EXISTS (SELECT 1 FROM metric_totals WHERE metric = $2)";
-
-/// The GPU list: the small `gpus` table only, never `telemetry`.
-pub const GPUS_SQL: &str = "\
-SELECT gpu_uuid, hostname, gpu_index, device, model, first_seen, last_seen
-FROM gpus
-ORDER BY hostname, gpu_index, gpu_uuid";
-
-/// Per-metric totals the collector keeps exact.
-pub const METRIC_TOTALS_SQL: &str =
-    "SELECT metric, points, first_ts, last_ts FROM metric_totals ORDER BY metric";
-
-/// GPU and host counts, from `gpus`.
-pub const GPU_COUNTS_SQL: &str = "SELECT count(*), count(DISTINCT hostname) FROM gpus";
+/// The statements, from the store (which owns every SQL statement about telemetry).
+use store::read::{GPUS_SQL, GPU_COUNTS_SQL, KNOWN_SQL, METRIC_TOTALS_SQL, WINDOW_METRIC_SQL, WINDOW_SQL};
 
 /// A pooled connection: the client, the statements prepared on it, and whether it is known
 /// to be dead.
@@ -120,8 +79,9 @@ impl Drop for Conn {
     }
 }
 
-/// r2d2_postgres's manager, with a statement cache and a "broken" mark on each connection.
-pub struct Manager(PostgresConnectionManager<NoTls>);
+/// r2d2_postgres's manager (TLS as `sslmode` says), with a statement cache and a "broken"
+/// mark on each connection.
+pub struct Manager(PostgresConnectionManager<store::connect::Tls>);
 
 impl ManageConnection for Manager {
     type Connection = Conn;
@@ -173,7 +133,8 @@ impl Db {
     /// Builds the pool without waiting for the database: the API starts (and answers 503)
     /// while the database is still down.
     pub fn new(config: &Config) -> Result<Db, ApiError> {
-        let mut pg: postgres::Config = config.database.parse().map_err(ApiError::DatabaseConfig)?;
+        let (mut pg, tls) =
+            store::connect::parse(&config.database).map_err(ApiError::DatabaseConfig)?;
         pg.connect_timeout(config.db_timeout);
         pg.application_name("api");
         let pool = r2d2::Pool::builder()
@@ -182,7 +143,7 @@ impl Db {
             .connection_timeout(config.db_timeout)
             .test_on_check_out(false)
             .error_handler(Box::new(LogPoolErrors))
-            .build_unchecked(Manager(PostgresConnectionManager::new(pg, NoTls)));
+            .build_unchecked(Manager(PostgresConnectionManager::new(pg, tls)));
         Ok(Db {
             pool,
             permits: Arc::new(Semaphore::new(config.pool_size as usize)),
@@ -285,44 +246,6 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Row>, A
     Ok(rows)
 }
 
-/// A row of [`WINDOW_SQL`] as a point borrowing the row's text.
-pub fn point_from_row(row: &Row) -> Result<Point<'_>, ApiError> {
-    Ok(Point {
-        ts: row.try_get(0)?,
-        metric: row.try_get(1)?,
-        value: row.try_get(2)?,
-        source_ts: row.try_get(3)?,
-        hostname: row.try_get(4)?,
-        container: row.try_get(5)?,
-        pod: row.try_get(6)?,
-        namespace: row.try_get(7)?,
-        labels: row.try_get::<_, RawJson>(8)?.0,
-    })
-}
-
-/// A `jsonb` (or `json`) column as raw JSON text borrowed from the row: validated, but not
-/// rebuilt into a tree and serialised again, since the API only passes it through.
-struct RawJson<'a>(&'a RawValue);
-
-impl<'a> FromSql<'a> for RawJson<'a> {
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        // jsonb's binary form is a version byte (1) and then the JSON text.
-        let text = match (ty, raw.split_first()) {
-            (&Type::JSONB, Some((1, rest))) => rest,
-            (&Type::JSONB, _) => return Err("unsupported jsonb format version".into()),
-            _ => raw,
-        };
-        Ok(RawJson(serde_json::from_str(std::str::from_utf8(text)?)?))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        matches!(*ty, Type::JSONB | Type::JSON)
-    }
-}
-
 /// Why a window came back empty: `Err` when the GPU or the metric is unknown.
 pub fn check_known(conn: &mut Conn, gpu: &str, metric: Option<&str>) -> Result<(), ApiError> {
     let rows = conn.query(KNOWN_SQL, &[&gpu, &metric])?;
@@ -345,34 +268,21 @@ pub fn check_known(conn: &mut Conn, gpu: &str, metric: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// Totals from `metric_totals` and `gpus`; no scan of `telemetry`.
+/// Totals from the day totals and `gpus`; no scan of the points.
 pub fn stats(conn: &mut Conn) -> Result<Stats, ApiError> {
-    let mut per_metric = BTreeMap::new();
-    let mut points = 0i64;
-    let mut first_ts: Option<DateTime<Utc>> = None;
-    let mut last_ts: Option<DateTime<Utc>> = None;
-    for row in conn.query(METRIC_TOTALS_SQL, &[])? {
-        let metric: String = row.try_get(0)?;
-        let count: i64 = row.try_get(1)?;
-        let first: DateTime<Utc> = row.try_get(2)?;
-        let last: DateTime<Utc> = row.try_get(3)?;
-        points += count;
-        first_ts = Some(first_ts.map_or(first, |t| t.min(first)));
-        last_ts = Some(last_ts.map_or(last, |t| t.max(last)));
-        per_metric.insert(metric, count);
-    }
+    let totals = store::read::Totals::from_rows(&conn.query(METRIC_TOTALS_SQL, &[])?)?;
     let counts = conn.query(GPU_COUNTS_SQL, &[])?;
     let (gpus, hosts) = match counts.first() {
         Some(row) => (row.try_get(0)?, row.try_get(1)?),
         None => (0, 0),
     };
     Ok(Stats {
-        points,
+        points: totals.points,
         gpus,
         hosts,
-        metrics: per_metric.len() as i64,
-        first_ts,
-        last_ts,
-        points_per_metric: per_metric,
+        metrics: totals.points_per_metric.len() as i64,
+        first_ts: totals.first_ts,
+        last_ts: totals.last_ts,
+        points_per_metric: totals.points_per_metric,
     })
 }

@@ -39,9 +39,9 @@ pub enum ApiError {
     #[error("database task failed")]
     Task(#[source] tokio::task::JoinError),
 
-    /// The database connection settings do not parse.
+    /// The database connection settings do not parse (or ask for TLS that cannot be set up).
     #[error("invalid database settings")]
-    DatabaseConfig(#[source] postgres::Error),
+    DatabaseConfig(#[source] store::Error),
 
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}")]
@@ -122,5 +122,16 @@ mod tests {
         let p = ApiError::UnknownGpu("GPU-x".into()).to_problem();
         assert_eq!(p.status, 404);
         assert!(p.detail.contains("GPU-x"));
+    }
+}
+
+impl From<store::Error> for ApiError {
+    /// A statement's failure is a query failure; anything else the store reports while
+    /// reading is about the connection settings.
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Postgres(e) => ApiError::Query(e),
+            other => ApiError::DatabaseConfig(other),
+        }
     }
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::db;
 use crate::error::ApiError;
-use crate::model::{GpuList, Health, Paging, Point, ProblemDoc, Stats, TelemetryPage};
+use crate::model::{GpuList, Health, Paging, ProblemDoc, Stats, TelemetryPage};
+use store::read::StoredPoint;
 use crate::params::{TelemetryQuery, Window};
 use crate::server::AppState;
 
@@ -135,7 +136,7 @@ pub async fn gpu_telemetry(
             }
             let points = rows
                 .iter()
-                .map(db::point_from_row)
+                .map(|row| StoredPoint::from_row(row).map_err(ApiError::from))
                 .collect::<Result<Vec<_>, _>>()?;
             encode(&page(&id, &window, points))
         })
@@ -144,7 +145,7 @@ pub async fn gpu_telemetry(
 }
 
 /// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
-fn page<'a>(id: &'a str, window: &'a Window, mut points: Vec<Point<'a>>) -> TelemetryPage<'a> {
+fn page<'a>(id: &'a str, window: &'a Window, mut points: Vec<StoredPoint<'a>>) -> TelemetryPage<'a> {
     let limit = window.limit as usize;
     let has_more = points.len() > limit;
     points.truncate(limit);

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
+use store::read::StoredPoint;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -55,32 +55,31 @@ pub struct GpuList {
     pub gpus: Vec<Gpu>,
 }
 
-/// One telemetry point of a GPU. Its text fields borrow from the database row, so a page is
-/// serialised without copying every string first.
+/// One telemetry point of a GPU: the OpenAPI description of `store::read::StoredPoint`, which
+/// the handlers serialise (its text fields borrow from the database row, so a page is
+/// serialised without copying every string first).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!(point_example()))]
-pub struct Point<'a> {
-    /// When the point was processed by the streamer (the time the API filters and orders by).
-    #[serde(serialize_with = "ts")]
+#[schema(as = Point, example = json!(point_example()))]
+pub struct PointDoc {
+    /// When the pipeline took the point (the time the API filters and orders by).
     pub ts: DateTime<Utc>,
     /// The DCGM metric name.
-    pub metric: &'a str,
+    pub metric: String,
     pub value: f64,
     /// The source's own timestamp, when it had one.
-    #[serde(serialize_with = "opt_ts")]
-    #[schema(value_type = Option<DateTime<Utc>>, required = true)]
+    #[schema(required = true)]
     pub source_ts: Option<DateTime<Utc>>,
-    pub hostname: &'a str,
+    pub hostname: String,
     #[schema(required = true)]
-    pub container: Option<&'a str>,
+    pub container: Option<String>,
     #[schema(required = true)]
-    pub pod: Option<&'a str>,
+    pub pod: Option<String>,
     #[schema(required = true)]
-    pub namespace: Option<&'a str>,
+    pub namespace: Option<String>,
     /// The source's extra labels (passed through as stored).
     #[schema(value_type = Object)]
-    pub labels: &'a RawValue,
+    pub labels: Value,
 }
 
 /// Where this page sits in the window, and how to get the next one.
@@ -126,7 +125,8 @@ pub struct TelemetryPage<'a> {
     #[schema(required = true)]
     pub metric: Option<&'a str>,
     /// The points, by `ts` (ties in arrival order).
-    pub points: Vec<Point<'a>>,
+    #[schema(value_type = Vec<PointDoc>)]
+    pub points: Vec<StoredPoint<'a>>,
     pub paging: Paging,
 }
 
@@ -175,71 +175,15 @@ pub struct ProblemDoc {
     pub detail: String,
 }
 
-/// RFC 3339, UTC, microseconds: the one time format of every body.
-pub fn format_ts(t: &DateTime<Utc>) -> String {
-    let mut buf = [0u8; TS_LEN];
-    match write_ts(t, &mut buf) {
-        Some(text) => text.to_string(),
-        None => t.to_rfc3339_opts(SecondsFormat::Micros, true),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`
-const TS_LEN: usize = 27;
-
-/// Writes [`format_ts`]'s text into `buf` without allocating (a page has two times per
-/// point); `None` for years outside 0–9999, which the caller formats the slow way.
-fn write_ts<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; TS_LEN]) -> Option<&'b str> {
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    // A leap second has nanoseconds >= 1e9; PostgreSQL never stores one.
-    let micros = (t.nanosecond() % 1_000_000_000) / 1000;
-    let fields = [
-        (0..4, year),
-        (5..7, t.month()),
-        (8..10, t.day()),
-        (11..13, t.hour()),
-        (14..16, t.minute()),
-        (17..19, t.second()),
-        (20..26, micros),
-    ];
-    for (range, value) in fields {
-        write_digits(&mut buf[range], value);
-    }
-    for (at, separator) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        buf[at] = separator;
-    }
-    std::str::from_utf8(buf).ok()
-}
-
-/// `value` as zero-padded decimal filling `out`.
-fn write_digits(out: &mut [u8], mut value: u32) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
+/// RFC 3339, UTC, microseconds: the one time format of every body (the store's).
+pub use store::time::format_ts;
 
 fn ts<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0u8; TS_LEN];
-    match write_ts(t, &mut buf) {
-        Some(text) => s.serialize_str(text),
-        None => s.serialize_str(&format_ts(t)),
-    }
+    store::time::rfc3339_micros::serialize(t, s)
 }
 
 fn opt_ts<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => ts(t, s),
-        None => s.serialize_none(),
-    }
+    store::time::rfc3339_micros_opt::serialize(t, s)
 }
 
 fn gpu_example() -> Value {
@@ -276,33 +220,4 @@ fn paging_example() -> Value {
         "has_more": true,
         "next": "/api/v1/gpus/GPU-5fd4f087-86f3-7a43-b711-4771313afc50/telemetry?start_time=2025-07-18T13%3A42%3A00.000000Z&end_time=2025-07-18T13%3A43%3A00.000000Z&limit=100&offset=100",
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn times_are_formatted_like_chrono_with_microseconds() {
-        let times = [
-            Utc.with_ymd_and_hms(2025, 7, 18, 13, 42, 33).unwrap(),
-            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
-                + chrono::Duration::microseconds(999_999),
-            Utc.with_ymd_and_hms(2000, 2, 29, 9, 5, 7).unwrap()
-                + chrono::Duration::nanoseconds(123_456_789),
-        ];
-        for t in times {
-            assert_eq!(
-                format_ts(&t),
-                t.to_rfc3339_opts(SecondsFormat::Micros, true)
-            );
-        }
-        let far = Utc.with_ymd_and_hms(12000, 1, 1, 0, 0, 0).unwrap();
-        assert_eq!(
-            format_ts(&far),
-            far.to_rfc3339_opts(SecondsFormat::Micros, true)
-        );
-    }
 }

@@ -6,7 +6,7 @@
 use utoipa::OpenApi;
 
 use crate::handlers;
-use crate::model::{Gpu, GpuList, Health, Paging, Point, ProblemDoc, Stats, TelemetryPage};
+use crate::model::{Gpu, GpuList, Health, Paging, PointDoc, ProblemDoc, Stats, TelemetryPage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,7 +31,7 @@ use crate::model::{Gpu, GpuList, Health, Paging, Point, ProblemDoc, Stats, Telem
         handlers::openapi_json,
         handlers::docs,
     ),
-    components(schemas(Health, Gpu, GpuList, Point, Paging, TelemetryPage, Stats, ProblemDoc)),
+    components(schemas(Health, Gpu, GpuList, PointDoc, Paging, TelemetryPage, Stats, ProblemDoc)),
     tags(
         (name = "telemetry", description = "GPUs, their points, totals."),
         (name = "health", description = "Whether the API and its database answer."),

@@ -61,6 +61,9 @@ pub enum Error {
     ThreadPanicked(&'static str),
     #[error("database: {0}")]
     Db(#[from] postgres::Error),
+    /// The store refused or failed (connection settings, a statement, a setting).
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
     #[error("database connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("i/o: {0}")]

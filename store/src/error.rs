@@ -26,7 +26,18 @@ pub enum Error {
         source: postgres::Error,
     },
 
+    /// Series ids could not be settled for a batch.
+    #[error("series: {0}")]
+    Series(String),
+
+    /// A setting of the store is out of range (a retention, an interval).
+    #[error("{0}")]
+    Setting(String),
+
     /// A statement on an open connection failed.
     #[error(transparent)]
     Postgres(#[from] postgres::Error),
 }
+
+/// The store's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

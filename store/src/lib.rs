@@ -1,9 +1,30 @@
 //! The telemetry store: everything about how telemetry lives in PostgreSQL.
 //!
-//! Owns the connection to PostgreSQL (TLS included, [`connect`]). The collector writes
-//! through this crate and the API reads through it; neither holds SQL of its own about
-//! telemetry.
+//! The collector writes through this crate and the API reads through it; neither holds SQL
+//! of its own about telemetry. The design — series, narrow points in daily partitions,
+//! rollups, retention, upgrades, scaling out — is explained in `docs/storage.md`.
+//!
+//! - [`point`]: the telemetry point (the broker message) and [`time`], its one time format;
+//! - [`schema`]: the migrations (`store/migrations/`), applied when a collector starts;
+//! - [`write`]: a batch of points into series, points, rollups, GPUs and day totals;
+//! - [`offsets`]: consumer offsets and dead letters, written in the same transaction;
+//! - [`read`]: the queries the API runs;
+//! - [`partitions`] and [`maintenance`]: daily partitions ahead of time, retention;
+//! - [`legacy`]: moving a `0001` database's points into the compact store;
+//! - [`connect`]: connection strings, `sslmode` and TLS.
 
 pub mod connect;
 pub mod error;
 pub use error::Error;
+pub use error::Result;
+pub mod legacy;
+pub mod maintenance;
+pub mod offsets;
+pub mod partitions;
+pub mod point;
+pub mod read;
+pub mod schema;
+pub mod time;
+pub mod write;
+
+pub use point::{Labels, Point};

@@ -42,6 +42,22 @@ struct Args {
     metrics_listen: SocketAddr,
     #[command(flatten)]
     db: DbArgs,
+    /// Keep raw points this long (`30d`, `12h`, `2w`, or `off`); older daily partitions are
+    /// dropped whole, and points already older are stored as dead letters.
+    #[arg(long, env = "COLLECTOR_RETENTION", default_value = "30d")]
+    retention: String,
+    /// Keep the per-minute rollups this long (or `off`).
+    #[arg(long, env = "COLLECTOR_ROLLUP_1M_RETENTION", default_value = "90d")]
+    rollup_1m_retention: String,
+    /// Keep the per-hour rollups this long (or `off`).
+    #[arg(long, env = "COLLECTOR_ROLLUP_1H_RETENTION", default_value = "2y")]
+    rollup_1h_retention: String,
+    /// Create the daily partitions this many days ahead.
+    #[arg(long, env = "COLLECTOR_PARTITIONS_AHEAD", default_value_t = 2)]
+    partitions_ahead: u16,
+    /// Seconds between maintenance rounds (partitions ahead, retention, 0001 upgrade).
+    #[arg(long, env = "COLLECTOR_MAINTENANCE_INTERVAL_S", default_value_t = 60)]
+    maintenance_interval_s: u64,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +72,15 @@ fn main() -> ExitCode {
 
 fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    let retention = |flag: &str, text: &str| {
+        store::maintenance::parse_retention(text).with_context(|| format!("--{flag}"))
+    };
+    let policy = store::maintenance::Policy {
+        points: retention("retention", &args.retention)?,
+        rollup_1m: retention("rollup-1m-retention", &args.rollup_1m_retention)?,
+        rollup_1h: retention("rollup-1h-retention", &args.rollup_1h_retention)?,
+        days_ahead: i64::from(args.partitions_ahead),
+    };
     let (readiness, ops) = cli::start_ops(args.metrics_listen, collector::describe_metrics)
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
@@ -68,6 +93,8 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
         flush_interval: Duration::from_millis(args.flush_ms.max(1)),
         database: args.db.connection_string(),
         writers: args.writers.max(1),
+        policy,
+        maintenance_interval: Duration::from_secs(args.maintenance_interval_s.max(1)),
     };
     collector::run(&config, client, &readiness)?;
     tracing::info!("collector stopped");

@@ -1,15 +1,14 @@
-//! Fetched messages turned into what the sink writes: rows for `telemetry`, dead letters for
-//! what cannot be decoded, and the offsets the chunk moves its partition between.
+//! Fetched messages turned into what the sink writes: records (points with their offsets) for
+//! the store, dead letters for what cannot be decoded, and the offsets the chunk moves its
+//! partition between.
 //!
 //! Decoding never fails a chunk: a message that is not a telemetry point, or holds something
 //! PostgreSQL would refuse (a NUL character, a time out of range), becomes a dead letter with
 //! the reason, so one bad message can never stall a partition.
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, Datelike, Utc};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use store::offsets::DeadLetter;
+use store::point::Point;
+use store::write::Record;
 
 use crate::client::Fetched;
 
@@ -25,37 +24,8 @@ pub struct Chunk {
     pub next: i64,
     /// The partition's log end when fetched (for lag).
     pub log_end: i64,
-    pub rows: Vec<Row>,
+    pub rows: Vec<Record>,
     pub dead: Vec<DeadLetter>,
-}
-
-/// One `telemetry` row plus the GPU attributes for the `gpus` upsert.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub offset: i64,
-    pub gpu_uuid: String,
-    pub ts: DateTime<Utc>,
-    pub metric: String,
-    pub value: f64,
-    pub source_ts: Option<DateTime<Utc>>,
-    pub hostname: String,
-    pub container: Option<String>,
-    pub pod: Option<String>,
-    pub namespace: Option<String>,
-    /// The labels object as JSON text (written as jsonb without reparsing).
-    pub labels: String,
-    pub gpu_index: i32,
-    pub device: String,
-    pub model: String,
-}
-
-/// A message that could not be decoded.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub offset: i64,
-    pub key: Option<String>,
-    pub payload: String,
-    pub reason: String,
 }
 
 /// Decodes one fetch answer into a chunk.
@@ -68,9 +38,10 @@ pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
         match item {
             Ok(m) => {
                 last = Some(m.offset);
-                match row_of(m.offset as i64, m.value) {
-                    Ok(row) => rows.push(row),
+                match record_of(fetched.partition, m.offset as i64, m.value) {
+                    Ok(record) => rows.push(record),
                     Err(reason) => dead.push(DeadLetter {
+                        partition: fetched.partition,
                         offset: m.offset as i64,
                         key: m.key.map(|k| k.replace('\0', "\\u0000")),
                         payload: m.value.replace('\0', "\\u0000"),
@@ -81,6 +52,7 @@ pub fn decode(fetched: &Fetched, epoch: u64, expect: i64) -> Chunk {
             Err(bad) => {
                 last = bad.offset.or(last);
                 dead.push(DeadLetter {
+                    partition: fetched.partition,
                     offset: bad.offset.map_or(-1, |o| o as i64),
                     key: None,
                     payload: bad.line.replace('\0', "\\u0000"),
@@ -161,77 +133,15 @@ impl Chunk {
     }
 }
 
-/// A telemetry point as the collector reads it: like [`crate::telemetry::Point`], but the
-/// labels stay JSON text (they go into a jsonb column as they are, never re-encoded).
-#[derive(Deserialize)]
-struct WirePoint<'a> {
-    #[serde(with = "crate::telemetry::rfc3339_micros")]
-    ts: DateTime<Utc>,
-    #[serde(with = "crate::telemetry::rfc3339_micros_opt", default)]
-    source_ts: Option<DateTime<Utc>>,
-    #[serde(borrow)]
-    metric: Cow<'a, str>,
-    #[serde(borrow)]
-    gpu_uuid: Cow<'a, str>,
-    gpu_index: i32,
-    #[serde(borrow)]
-    device: Cow<'a, str>,
-    #[serde(borrow)]
-    model: Cow<'a, str>,
-    #[serde(borrow)]
-    hostname: Cow<'a, str>,
-    #[serde(borrow, default)]
-    container: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pod: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    namespace: Option<Cow<'a, str>>,
-    value: f64,
-    #[serde(borrow, default)]
-    labels: Option<&'a RawValue>,
-}
-
-/// One message's value as a row, or why it cannot be one.
-pub fn row_of(offset: i64, value: &str) -> Result<Row, String> {
-    let p: WirePoint<'_> =
+/// One message's value as a record, or why it cannot be one.
+pub fn record_of(partition: u32, offset: i64, value: &str) -> Result<Record, String> {
+    let point: Point<'_> =
         serde_json::from_str(value).map_err(|e| format!("not a telemetry point: {e}"))?;
-    let labels = p.labels.map_or("{}", RawValue::get);
-    if !labels.starts_with('{') {
-        return Err("labels is not an object".into());
-    }
-    let texts = [&p.gpu_uuid, &p.metric, &p.hostname, &p.device, &p.model];
-    let optional = [&p.container, &p.pod, &p.namespace];
-    if texts.iter().any(|t| t.contains('\0'))
-        || optional
-            .iter()
-            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
-        || labels.contains("\\u0000")
-    {
-        return Err("contains a NUL character, which PostgreSQL text cannot hold".into());
-    }
-    for t in std::iter::once(&p.ts).chain(p.source_ts.as_ref()) {
-        if !(1..=9999).contains(&t.year()) {
-            return Err(format!("time {t} is out of range"));
-        }
-    }
-    if p.gpu_uuid.is_empty() || p.metric.is_empty() {
-        return Err("gpu_uuid and metric must not be empty".into());
-    }
-    Ok(Row {
+    point.check()?;
+    Ok(Record {
+        partition,
         offset,
-        gpu_uuid: p.gpu_uuid.into_owned(),
-        ts: p.ts,
-        metric: p.metric.into_owned(),
-        value: p.value,
-        source_ts: p.source_ts,
-        hostname: p.hostname.into_owned(),
-        container: p.container.map(Cow::into_owned),
-        pod: p.pod.map(Cow::into_owned),
-        namespace: p.namespace.map(Cow::into_owned),
-        labels: labels.to_string(),
-        gpu_index: p.gpu_index,
-        device: p.device.into_owned(),
-        model: p.model.into_owned(),
+        point: point.into_owned(),
     })
 }
 
@@ -243,15 +153,16 @@ mod tests {
 
     #[test]
     fn a_point_becomes_a_row_with_its_labels_as_json_text() {
-        let row = row_of(7, GOOD).unwrap();
-        assert_eq!((row.offset, row.metric.as_str(), row.value), (7, "M", 1.5));
-        assert_eq!(row.labels, r#"{"a":"b"}"#);
-        assert_eq!(row.pod.as_deref(), Some("p"));
+        let row = record_of(3, 7, GOOD).unwrap();
+        assert_eq!((row.partition, row.offset), (3, 7));
+        assert_eq!((row.point.metric.as_ref(), row.point.value), ("M", 1.5));
+        assert_eq!(row.point.labels.to_json(), r#"{"a":"b"}"#);
+        assert_eq!(row.point.pod.as_deref(), Some("p"));
     }
 
     #[test]
     fn a_big_chunk_splits_into_chained_pieces_of_at_most_max() {
-        let row = row_of(0, GOOD).unwrap();
+        let row = record_of(1, 0, GOOD).unwrap();
         let chunk = Chunk {
             partition: 1,
             epoch: 3,
@@ -260,7 +171,7 @@ mod tests {
             log_end: 20,
             rows: [10, 11, 13, 14, 15, 17, 18, 19]
                 .iter()
-                .map(|o| Row {
+                .map(|o| Record {
                     offset: *o,
                     ..row.clone()
                 })
@@ -268,6 +179,7 @@ mod tests {
             dead: [12, 16]
                 .iter()
                 .map(|o| DeadLetter {
+                    partition: 1,
                     offset: *o,
                     key: None,
                     payload: "x".into(),
@@ -285,19 +197,19 @@ mod tests {
 
     #[test]
     fn undecodable_values_say_why() {
-        assert!(row_of(1, "[1,2]")
+        assert!(record_of(0, 1, "[1,2]")
             .unwrap_err()
             .contains("not a telemetry point"));
-        assert!(row_of(1, r#"{"ts":"x"}"#)
+        assert!(record_of(0, 1, r#"{"ts":"x"}"#)
             .unwrap_err()
             .contains("not a telemetry point"));
         let nul = GOOD.replace(r#""h""#, r#""h\u0000""#);
-        assert!(row_of(1, &nul).unwrap_err().contains("NUL"));
+        assert!(record_of(0, 1, &nul).unwrap_err().contains("NUL"));
         let nul_label = GOOD.replace(r#""b""#, r#""b\u0000""#);
-        assert!(row_of(1, &nul_label).unwrap_err().contains("NUL"));
+        assert!(record_of(0, 1, &nul_label).unwrap_err().contains("NUL"));
         let list = GOOD.replace(r#"{"a":"b"}"#, r#"["a"]"#);
-        assert!(row_of(1, &list).unwrap_err().contains("not an object"));
+        assert!(record_of(0, 1, &list).unwrap_err().contains("not a telemetry point"));
         let far = GOOD.replace("2026-01-02", "+12026-01-02");
-        assert!(row_of(1, &far).is_err());
+        assert!(record_of(0, 1, &far).is_err());
     }
 }

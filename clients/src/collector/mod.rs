@@ -18,21 +18,19 @@ pub mod fetch;
 pub mod sink;
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use pipeline_common::ops::Readiness;
 use pipeline_common::shutdown::ShutdownFlag;
-use postgres::NoTls;
-use r2d2_postgres::PostgresConnectionManager;
 
 use crate::client::{BrokerClient, GroupMember, RetryPolicy};
 use crate::error::{Error, Result};
 use chunk::Chunk;
 use fetch::Fetcher;
-use sink::{Pool, Sink, Written};
+use sink::{Sink, Written};
+use store::connect::Pool;
 
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -47,6 +45,10 @@ pub struct CollectorConfig {
     /// Writer threads, each with its own connection and transactions, so PostgreSQL can COPY
     /// on several cores; each partition belongs to one writer.
     pub writers: usize,
+    /// Retention and partitions ahead (also decides which points are too old to store).
+    pub policy: store::maintenance::Policy,
+    /// How often the maintenance task runs (partitions ahead, retention, 0001 upgrade).
+    pub maintenance_interval: Duration,
 }
 
 /// Registers the collector's metrics with their help texts.
@@ -57,7 +59,7 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         "collector_rows_written_total",
-        "Telemetry rows committed to PostgreSQL"
+        "Telemetry points committed to PostgreSQL"
     );
     describe_counter!(
         "collector_dead_letters_total",
@@ -80,6 +82,18 @@ pub fn describe_metrics() {
         "collector_lag_messages",
         "Messages in the partition's log not yet fetched"
     );
+    describe_counter!(
+        "collector_partitions_dropped_total",
+        "Time partitions dropped by retention (by this collector's maintenance rounds)"
+    );
+    describe_counter!(
+        "collector_legacy_points_moved_total",
+        "Points of a 0001 database moved into the compact store"
+    );
+    describe_counter!(
+        "collector_maintenance_errors_total",
+        "Failed maintenance rounds (partitions, retention, upgrade), retried next round"
+    );
     describe_gauge!(
         "collector_partitions_owned",
         "Partitions assigned to this collector"
@@ -87,10 +101,9 @@ pub fn describe_metrics() {
 }
 
 /// A connection pool that does not connect until first used (so a database that is not up yet
-/// is waited for, not fatal).
+/// is waited for, not fatal); TLS as the connection string's `sslmode` says.
 pub fn pool(database: &str, size: u32) -> Result<Pool> {
-    let config = postgres::Config::from_str(database)?;
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let manager = store::connect::manager(database)?;
     Ok(r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(5))
@@ -105,7 +118,7 @@ pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
         let result = pool
             .get()
             .map_err(Error::from)
-            .and_then(|mut c| crate::schema::migrate(&mut c).map_err(Error::from));
+            .and_then(|mut c| store::schema::migrate(&mut c).map_err(Error::from));
         match result {
             Ok(applied) => {
                 tracing::info!(applied, "database schema is current");
@@ -118,6 +131,34 @@ pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
                 }
                 attempt += 1;
             }
+        }
+    }
+}
+
+/// The store's upkeep until shutdown: a round at start, then every `interval` (the rounds of
+/// several collectors take turns through an advisory lock in the store).
+fn maintain(pool: &Pool, policy: &store::maintenance::Policy, interval: Duration, shutdown: &ShutdownFlag) {
+    loop {
+        let round = pool
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut c| store::maintenance::run_once(&mut c, policy).map_err(Error::from));
+        match round {
+            Ok(report) if report.ran => {
+                counter!("collector_partitions_dropped_total").increment(report.dropped.len() as u64);
+                counter!("collector_legacy_points_moved_total").increment(report.legacy_moved);
+                if !report.dropped.is_empty() {
+                    tracing::info!(dropped = ?report.dropped, "retention dropped partitions");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                counter!("collector_maintenance_errors_total").increment(1);
+                tracing::warn!(error = %e, "store maintenance failed; trying again next round");
+            }
+        }
+        if shutdown.sleep(interval) {
+            return;
         }
     }
 }
@@ -146,7 +187,11 @@ fn run_until_stopped(
         Err(Error::Interrupted) => return Ok(()),
         other => other?,
     };
-    let sink = Sink::new(pool, &config.group, &config.topic);
+    let window = store::write::Window {
+        retention: config.policy.points,
+        ..store::write::Window::default()
+    };
+    let sink = Sink::new(pool.clone(), &config.group, &config.topic, window);
     // One channel per writer, bounded: while PostgreSQL is slow or down, the fetcher waits
     // instead of buffering. A partition always goes to the same writer (partition % writers).
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.writers.max(1))
@@ -165,6 +210,12 @@ fn run_until_stopped(
             resync_rx,
         );
         let handle = scope.spawn(move || fetcher.run());
+        // Stopped once fetching and writing are over, whatever ended them.
+        let stop_maintenance = ShutdownFlag::new();
+        let maintenance_stop = stop_maintenance.clone();
+        scope.spawn(move || {
+            maintain(&pool, &config.policy, config.maintenance_interval, &maintenance_stop)
+        });
         let writers: Vec<_> = receivers
             .into_iter()
             .map(|chunks| {
@@ -173,14 +224,15 @@ fn run_until_stopped(
                 scope.spawn(move || writer.run(chunks))
             })
             .collect();
-        for w in writers {
-            if w.join().is_err() {
-                return Err(Error::ThreadPanicked("writer"));
-            }
-        }
-        handle
+        let writers_done = writers.into_iter().all(|w| w.join().is_ok());
+        let fetched = handle
             .join()
-            .unwrap_or_else(|_| Err(Error::ThreadPanicked("fetch")))
+            .unwrap_or_else(|_| Err(Error::ThreadPanicked("fetch")));
+        stop_maintenance.trigger();
+        if !writers_done {
+            return Err(Error::ThreadPanicked("writer"));
+        }
+        fetched
     });
     readiness.set(false);
     member.leave();

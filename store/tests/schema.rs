@@ -10,24 +10,28 @@ fn migrations_apply_once_even_when_several_collectors_race() {
             let conn = pg.connection_string();
             std::thread::spawn(move || {
                 let mut client = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
-                clients::schema::migrate(&mut client).unwrap()
+                store::schema::migrate(&mut client).unwrap()
             })
         })
         .collect();
     let applied: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(applied, clients::schema::MIGRATIONS.len());
+    assert_eq!(applied, store::schema::MIGRATIONS.len());
 
     let mut client = pg.connect();
-    assert_eq!(clients::schema::migrate(&mut client).unwrap(), 0);
+    assert_eq!(store::schema::migrate(&mut client).unwrap(), 0);
     let versions: i64 = client
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(versions as usize, clients::schema::MIGRATIONS.len());
+    assert_eq!(versions as usize, store::schema::MIGRATIONS.len());
     for table in [
         "telemetry",
+        "series",
+        "points",
+        "rollup_1m",
+        "rollup_1h",
+        "metric_day_totals",
         "gpus",
-        "metric_totals",
         "consumer_offsets",
         "dead_letters",
     ] {

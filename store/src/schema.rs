@@ -1,12 +1,14 @@
 //! The PostgreSQL schema: migrations embedded in the binary, versioned, applied at start.
 //!
-//! Owns the DDL (`clients/migrations/NNNN_name.sql`) and the `schema_migrations` bookkeeping.
+//! Owns the DDL (`store/migrations/NNNN_name.sql`) and the `schema_migrations` bookkeeping.
 //! Several collectors may start together: the whole run holds a transaction-scoped advisory
 //! lock, so exactly one applies each migration and the others then see it applied.
 
 /// Every migration, in order. Append only: an applied migration is never edited.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "compact", include_str!("../migrations/0002_compact.sql")),
+];
 
 /// Arbitrary but fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x7465_6c65_6d65_7472; // "telemetr"

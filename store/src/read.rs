@@ -1,0 +1,149 @@
+//! The read side: every query the API runs, and the decoding of what they return.
+//!
+//! The API prepares these statements once per connection and runs them with its own pool;
+//! what a statement returns is read back with the helpers here, so the shape of the rows is
+//! decided in one place. None of them scans all points: the GPU list reads `gpus`, the stats
+//! read the day totals, a window reads one GPU's series and, within the window's partitions,
+//! their points (`points_series_idx` narrowed by the `ts` BRIN index).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use postgres::types::{FromSql, Type};
+use postgres::Row;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::Result;
+
+/// One GPU's points in an inclusive window, in a stable total order (time, then arrival),
+/// skipping `$5` and returning at most `$4`. A missing bound is ±infinity.
+pub const WINDOW_SQL: &str = "\
+SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels
+FROM series s JOIN points p ON p.series_id = s.series_id
+WHERE s.gpu_uuid = $1
+  AND p.ts >= coalesce($2::timestamptz, '-infinity')
+  AND p.ts <= coalesce($3::timestamptz, 'infinity')
+ORDER BY p.ts, p.src_offset
+LIMIT $4 OFFSET $5";
+
+/// [`WINDOW_SQL`] for one metric (`$6`).
+pub const WINDOW_METRIC_SQL: &str = "\
+SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels
+FROM series s JOIN points p ON p.series_id = s.series_id
+WHERE s.gpu_uuid = $1 AND s.metric = $6
+  AND p.ts >= coalesce($2::timestamptz, '-infinity')
+  AND p.ts <= coalesce($3::timestamptz, 'infinity')
+ORDER BY p.ts, p.src_offset
+LIMIT $4 OFFSET $5";
+
+/// Asked only when a window is empty: does the GPU exist (`$1`), and is the metric (`$2`,
+/// or NULL for any) known?
+pub const KNOWN_SQL: &str = "\
+SELECT EXISTS (SELECT 1 FROM gpus WHERE gpu_uuid = $1),
+       $2::text IS NULL OR EXISTS (SELECT 1 FROM series WHERE metric = $2)";
+
+/// The GPU list: the small `gpus` table only.
+pub const GPUS_SQL: &str = "\
+SELECT gpu_uuid, hostname, gpu_index, device, model, first_seen, last_seen
+FROM gpus
+ORDER BY hostname, gpu_index, gpu_uuid";
+
+/// Exact per-metric totals: the day totals (kept by the collector, cut by retention) plus
+/// what a `0001` database holds that is not moved yet.
+pub const METRIC_TOTALS_SQL: &str = "\
+SELECT metric, sum(points)::int8, min(first_ts), max(last_ts)
+FROM (SELECT metric, points, first_ts, last_ts FROM metric_day_totals
+      UNION ALL
+      SELECT metric, points, first_ts, last_ts FROM legacy_metric_totals WHERE points > 0) t
+GROUP BY metric
+ORDER BY metric";
+
+/// GPU and host counts, from `gpus`.
+pub const GPU_COUNTS_SQL: &str = "SELECT count(*), count(DISTINCT hostname) FROM gpus";
+
+/// A stored point as a window returns it, borrowing the row's text; serialised as the API's
+/// `Point` (the API describes that shape in its OpenAPI spec).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredPoint<'r> {
+    #[serde(with = "crate::time::rfc3339_micros")]
+    pub ts: DateTime<Utc>,
+    pub metric: &'r str,
+    pub value: f64,
+    #[serde(with = "crate::time::rfc3339_micros_opt")]
+    pub source_ts: Option<DateTime<Utc>>,
+    pub hostname: &'r str,
+    pub container: Option<&'r str>,
+    pub pod: Option<&'r str>,
+    pub namespace: Option<&'r str>,
+    pub labels: &'r RawValue,
+}
+
+impl<'r> StoredPoint<'r> {
+    /// A row of [`WINDOW_SQL`] or [`WINDOW_METRIC_SQL`].
+    pub fn from_row(row: &'r Row) -> Result<StoredPoint<'r>> {
+        Ok(StoredPoint {
+            ts: row.try_get(0)?,
+            metric: row.try_get(1)?,
+            value: row.try_get(2)?,
+            source_ts: row.try_get(3)?,
+            hostname: row.try_get(4)?,
+            container: row.try_get(5)?,
+            pod: row.try_get(6)?,
+            namespace: row.try_get(7)?,
+            labels: row.try_get::<_, RawJson>(8)?.0,
+        })
+    }
+}
+
+/// Exact totals over everything stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub points: i64,
+    pub first_ts: Option<DateTime<Utc>>,
+    pub last_ts: Option<DateTime<Utc>>,
+    pub points_per_metric: BTreeMap<String, i64>,
+}
+
+impl Totals {
+    /// Sums the rows of [`METRIC_TOTALS_SQL`].
+    pub fn from_rows(rows: &[Row]) -> Result<Totals> {
+        let mut totals = Totals::default();
+        for row in rows {
+            let metric: String = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            let first: DateTime<Utc> = row.try_get(2)?;
+            let last: DateTime<Utc> = row.try_get(3)?;
+            totals.points += count;
+            totals.first_ts = Some(totals.first_ts.map_or(first, |t| t.min(first)));
+            totals.last_ts = Some(totals.last_ts.map_or(last, |t| t.max(last)));
+            totals.points_per_metric.insert(metric, count);
+        }
+        Ok(totals)
+    }
+}
+
+/// A `jsonb` (or `json`) column as raw JSON text borrowed from the row: validated, but not
+/// rebuilt into a tree and serialised again, since the API only passes it through.
+pub struct RawJson<'a>(pub &'a RawValue);
+
+impl<'a> FromSql<'a> for RawJson<'a> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a version byte (1) and then the JSON text.
+        let text = match (ty, raw.split_first()) {
+            (&Type::JSONB, Some((1, rest))) => rest,
+            (&Type::JSONB, _) => return Err("unsupported jsonb format version".into()),
+            _ => raw,
+        };
+        Ok(RawJson(serde_json::from_str(std::str::from_utf8(text)?)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSONB | Type::JSON)
+    }
+}
