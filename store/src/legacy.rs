@@ -61,9 +61,7 @@ pub fn move_batch(
 ) -> Result<u64> {
     let oldest = oldest.unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut tx = client.transaction()?;
-    tx.batch_execute(
-        "CREATE TEMP TABLE legacy_batch (LIKE legacy_telemetry) ON COMMIT DROP",
-    )?;
+    tx.batch_execute("CREATE TEMP TABLE legacy_batch (LIKE legacy_telemetry) ON COMMIT DROP")?;
     let moved = tx.execute(
         "WITH moved AS (
              DELETE FROM legacy_telemetry

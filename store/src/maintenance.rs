@@ -122,7 +122,10 @@ fn run_locked(client: &mut Client, policy: &Policy) -> Result<Report> {
             }
         }
         if report.legacy_moved > 0 {
-            tracing::info!(rows = report.legacy_moved, "moved 0001 points into the compact store");
+            tracing::info!(
+                rows = report.legacy_moved,
+                "moved 0001 points into the compact store"
+            );
         }
     }
     report.legacy_done = !legacy::pending(client)?;

@@ -173,7 +173,12 @@ mod tests {
 
     #[test]
     fn longer_spans_align_on_the_epoch_and_cover_their_days() {
-        for d in [day(1969, 12, 31), day(1970, 1, 1), day(2026, 12, 2), day(2027, 2, 28)] {
+        for d in [
+            day(1969, 12, 31),
+            day(1970, 1, 1),
+            day(2026, 12, 2),
+            day(2027, 2, 28),
+        ] {
             let p = ROLLUP_1H.partition_of(d);
             assert!(p.start <= d && d < p.end, "{d} in {p:?}");
             assert_eq!((p.end - p.start).num_days(), 30);

@@ -15,6 +15,12 @@ const MIGRATION_LOCK_KEY: i64 = 0x7465_6c65_6d65_7472; // "telemetr"
 
 /// Applies the migrations this database lacks; returns how many were applied.
 pub fn migrate(client: &mut postgres::Client) -> Result<usize, postgres::Error> {
+    migrate_to(client, i32::MAX)
+}
+
+/// Applies the missing migrations up to and including `version` (tests build an old
+/// database this way to check the upgrade from it).
+pub fn migrate_to(client: &mut postgres::Client, version: i32) -> Result<usize, postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])?;
     tx.batch_execute(
@@ -25,7 +31,7 @@ pub fn migrate(client: &mut postgres::Client) -> Result<usize, postgres::Error> 
          )",
     )?;
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= version) {
         let done = tx
             .query_opt(
                 "SELECT 1 FROM schema_migrations WHERE version = $1",

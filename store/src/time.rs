@@ -139,7 +139,10 @@ mod tests {
                 t.to_rfc3339_opts(SecondsFormat::Micros, true)
             );
             if t.year() <= 9999 {
-                assert_eq!(parse_ts(&format_ts(&t)), Some(t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap()));
+                assert_eq!(
+                    parse_ts(&format_ts(&t)),
+                    Some(t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap())
+                );
             }
         }
     }
@@ -152,6 +155,9 @@ mod tests {
             .unwrap()
             .and_utc();
         assert_eq!(format_ts(&leap), "2016-12-31T23:59:60.500000Z");
-        assert_eq!(format_ts(&leap), leap.to_rfc3339_opts(SecondsFormat::Micros, true));
+        assert_eq!(
+            format_ts(&leap),
+            leap.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
     }
 }

@@ -449,7 +449,15 @@ fn resolve_in_database<'a>(
     let labels: Vec<Json<&Labels<'static>>> = points.iter().map(|p| Json(&p.labels)).collect();
     let rows = client.query(
         RESOLVE_SERIES_SQL,
-        &[&gpus, &metrics, &hosts, &containers, &pods, &namespaces, &labels],
+        &[
+            &gpus,
+            &metrics,
+            &hosts,
+            &containers,
+            &pods,
+            &namespaces,
+            &labels,
+        ],
     )?;
     let mut ids = vec![None; points.len()];
     for row in rows {
@@ -559,8 +567,7 @@ fn merge_rollups(
     tx.execute(
         sql.as_str(),
         &[
-            &series, &buckets, &counts, &sums, &mins, &maxs, &first_ts, &firsts, &last_ts,
-            &lasts,
+            &series, &buckets, &counts, &sums, &mins, &maxs, &first_ts, &firsts, &last_ts, &lasts,
         ],
     )?;
     Ok(())
@@ -568,8 +575,7 @@ fn merge_rollups(
 
 /// First/last seen per GPU, attributes from its latest point in the batch.
 fn upsert_gpus(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<()> {
-    let mut gpus: BTreeMap<&str, (&Point<'static>, DateTime<Utc>, DateTime<Utc>)> =
-        BTreeMap::new();
+    let mut gpus: BTreeMap<&str, (&Point<'static>, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for (_, r) in rows {
         let p = &r.point;
         gpus.entry(&p.gpu_uuid)
@@ -673,8 +679,16 @@ mod tests {
         let at = |s| DateTime::from_timestamp(s, 0).unwrap();
         let m1 = minutes[&(1, at(60))];
         assert_eq!((m1.count, m1.sum, m1.min, m1.max), (4, 13.0, 1.0, 7.0));
-        assert_eq!(m1.first, (at(60), 1.0), "equal times: the earlier arrival is first");
-        assert_eq!(m1.last, (at(119), 3.0), "equal times: the later arrival is last");
+        assert_eq!(
+            m1.first,
+            (at(60), 1.0),
+            "equal times: the earlier arrival is first"
+        );
+        assert_eq!(
+            m1.last,
+            (at(119), 3.0),
+            "equal times: the later arrival is last"
+        );
         assert_eq!(minutes[&(1, at(120))].count, 1);
         let hours = aggregate(&rows, 3600);
         assert_eq!(hours.len(), 1);
