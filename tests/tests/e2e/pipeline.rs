@@ -177,9 +177,16 @@ fn assert_exactly_once(pg: &Postgres, expected: i64) {
     assert_eq!(dup, 0, "a broker message written twice");
     let totals = count(
         pg,
-        "SELECT COALESCE(sum(points), 0)::bigint FROM metric_totals",
+        "SELECT COALESCE(sum(points), 0)::bigint FROM metric_day_totals",
     );
-    assert_eq!(totals, expected, "metric_totals agree with the rows");
+    assert_eq!(totals, expected, "the day totals agree with the rows");
+    for rollup in ["rollup_1m", "rollup_1h"] {
+        let counted = count(
+            pg,
+            &format!("SELECT COALESCE(sum(count), 0)::bigint FROM {rollup}"),
+        );
+        assert_eq!(counted, expected, "{rollup} counts every row once");
+    }
 }
 
 /// A CSV in the sample's shape: `hosts` hosts × 8 GPUs, rows interleaved like a real export,
