@@ -7,7 +7,7 @@
 #   helm    helm lint --strict, and helm template | kubernetes-validate --strict (every
 #           object against the Kubernetes schemas, oldest and newest supported version) |
 #           deploy/ci/check_rendered.py (the chart's own rules: security context, probes,
-#           flags and env vars of DESIGN.md, PDBs, HPAs, secrets), for the default values,
+#           flags and env vars of the documented contract, PDBs, HPAs, secrets), for the default values,
 #           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
 #           database without a host or password, a misspelt key) must fail to render.

@@ -52,8 +52,10 @@ wait_http() { # url, name
   exit 1
 }
 
-start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker" --segment-bytes "${BROKER_SEGMENT_BYTES:-16777216}"
+start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker" --segment-bytes "${BROKER_SEGMENT_BYTES:-16777216}" \
+  --retention-bytes "${BROKER_RETENTION_BYTES:-67108864}" --retention-ms "${BROKER_RETENTION_MS:-86400000}"
 wait_http "http://$BROKER_LISTEN/readyz" broker
+# Retention on by default (COLLECTOR_RETENTION, default 30d): neither disk fills by itself.
 start collector-1 "$BIN/collector" --metrics-listen 127.0.0.1:9102
 start collector-2 "$BIN/collector" --metrics-listen 127.0.0.1:9103
 start streamer "$BIN/streamer" --csv "$CSV" --loop --rate "${STREAMER_RATE:-2000}" --metrics-listen 127.0.0.1:9101

@@ -5,7 +5,7 @@ Reads `helm template` output on stdin and checks the chart's promises:
 - every pod runs non-root with seccomp RuntimeDefault; every container has a read-only root
   filesystem, no privilege escalation, ALL capabilities dropped, memory requests and limits;
 - every pipeline container has liveness and readiness probes on /healthz and /readyz;
-- the binaries get only the flags and env vars that shared/DESIGN.md defines;
+- the binaries get only the flags and env vars of the documented contract (README, Configuration);
 - the broker is a 1-replica StatefulSet with a volumeClaimTemplate and a headless Service;
 - every Deployment/StatefulSet of the pipeline has a PodDisruptionBudget, every HPA targets a
   rendered Deployment, every Secret/Service a pod refers to is rendered or declared external.
@@ -20,7 +20,7 @@ import sys
 
 import yaml
 
-# The contract (shared/DESIGN.md, "Binaries and configuration").
+# The contract (the README's Configuration tables).
 FLAGS = {
     "broker": {"--listen", "--data-dir", "--partitions", "--segment-bytes", "--retention-bytes",
                "--retention-ms", "--fsync", "--fsync-interval-ms", "--token"},
@@ -28,7 +28,7 @@ FLAGS = {
                  "--metrics-listen"},
     "collector": {"--broker", "--topic", "--group", "--batch-size", "--metrics-listen",
                   "--database-url", "--db-host", "--db-port", "--db-user", "--db-password",
-                  "--db-name"},
+                  "--db-name", "--retention", "--rollup-1m-retention", "--rollup-1h-retention"},
     "api": {"--listen", "--database-url", "--db-host", "--db-port", "--db-user",
             "--db-password", "--db-name"},
 }
@@ -111,7 +111,7 @@ class Checker:
         for arg in c.get("args", []):
             flag = arg.split("=", 1)[0]
             if flag not in FLAGS[component]:
-                self.fail(workload, f"{where}: flag {flag} is not in DESIGN.md")
+                self.fail(workload, f"{where}: flag {flag} is not in the documented contract")
             if flag == "--fsync" and arg.split("=", 1)[1] not in FSYNC:
                 self.fail(workload, f"{where}: {arg} is not always/interval/never")
         env = {e["name"] for e in c.get("env", [])}
