@@ -20,6 +20,11 @@ pub struct Args {
     #[command(flatten)]
     pub db: DbArgs,
 
+    /// Where to read from, e.g. a streaming replica: the API only reads, so when this is set
+    /// every query goes there and `DATABASE_URL`/`DB_*` are not used.
+    #[arg(long = "database-read-url", env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+
     /// Most database queries in flight (and connections open) at once; 0 picks twice the
     /// CPU cores, at least 4. More only adds context switches once the CPUs are busy.
     #[arg(long, env = "API_DB_POOL_SIZE", default_value_t = 0)]
@@ -43,7 +48,8 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// A `postgres::Config` string (URL or `key=value`).
+    /// A `postgres::Config` string (URL or `key=value`) for every query: the read URL when
+    /// one is given, else the database settings.
     pub database: String,
     pub pool_size: u32,
     /// Pool checkout and connect timeout: the longest a request waits for the database.
@@ -54,7 +60,10 @@ impl From<&Args> for Config {
     fn from(args: &Args) -> Self {
         Config {
             listen: args.listen,
-            database: args.db.connection_string(),
+            database: args
+                .database_read_url
+                .clone()
+                .unwrap_or_else(|| args.db.connection_string()),
             pool_size: match args.db_pool_size {
                 0 => default_pool_size(),
                 n => n,
