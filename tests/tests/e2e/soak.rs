@@ -9,7 +9,10 @@
 //!
 //! Faults injected at random moments: SIGKILL of the broker (restart on the same data), of a
 //! collector and of a streamer; scale up and clean scale down; PostgreSQL stopped for a few
-//! seconds; bursts of bad input at the broker and the API.
+//! seconds; bursts of bad input at the broker and the API; an expired partition planted in
+//! the store (40+ days old), which the collectors' retention must drop while ingest goes on
+//! (maintenance runs every second here) — if it did not, its points would show up as extra,
+//! duplicate rows in the final count.
 //!
 //! `soak::short` runs in `make test` (about a minute); `soak::long` is `make soak`
 //! (`SOAK_SECONDS`, default 600).
@@ -33,7 +36,9 @@ const METRICS: [&str; 4] = [
     "DCGM_FI_DEV_FB_USED",
 ];
 /// How many kinds of fault `Soak::inject` knows.
-const FAULT_KINDS: u32 = 7;
+const FAULT_KINDS: u32 = 8;
+/// The collectors' raw-point retention in the soak.
+const RETENTION_DAYS: i64 = 30;
 /// Rows per GPU per pass: each GPU's sequence runs 1..=SEQ_PER_GPU.
 const SEQ_PER_GPU: usize = 40;
 
@@ -156,6 +161,10 @@ impl Soak {
             TOPIC,
             "--batch-size",
             "500",
+            "--retention",
+            &format!("{RETENTION_DAYS}d"),
+            "--maintenance-interval-s",
+            "1",
         ])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .env("DATABASE_URL", self.pg.url());
@@ -185,6 +194,57 @@ impl Soak {
 
     fn count(&mut self, fault: &'static str) {
         *self.faults.entry(fault).or_default() += 1;
+    }
+
+    /// Writes points of a made-up GPU into a partition older than the retention, through the
+    /// store's own write path (as a collector with retention off would have).
+    fn plant_expired_partition(&mut self) {
+        use chrono::{Duration as Days, Utc};
+        use std::borrow::Cow;
+        use store::write::{Record, Window, Writer};
+        let days = RETENTION_DAYS + 10 + self.rng.i64(0..20);
+        let ts = Utc::now() - Days::days(days);
+        let records: Vec<Record> = (0..50)
+            .map(|i| Record {
+                partition: 0,
+                offset: i,
+                point: store::Point {
+                    ts: ts + Days::seconds(i),
+                    source_ts: None,
+                    metric: Cow::Borrowed(METRICS[0]),
+                    gpu_uuid: Cow::Borrowed("GPU-e0e0e0e0-0000-0000-0000-000000000000"),
+                    gpu_index: 0,
+                    device: Cow::Borrowed("nvidia0"),
+                    model: Cow::Borrowed("expired"),
+                    hostname: Cow::Borrowed("expired-host"),
+                    container: None,
+                    pod: None,
+                    namespace: None,
+                    value: 1.0,
+                    labels: store::Labels::default(),
+                },
+            })
+            .collect();
+        let refs: Vec<&Record> = records.iter().collect();
+        let writer = Writer::new(Window::default());
+        let mut db = self.pg.connect();
+        let prepared = writer.prepare(&mut db, &refs).expect("prepare expired points");
+        let mut tx = db.transaction().expect("begin");
+        writer
+            .write(&mut tx, &prepared.rows(&refs, |_| true))
+            .expect("write expired points");
+        tx.commit().expect("commit expired points");
+    }
+
+    /// Waits until retention has dropped every points partition older than the retention.
+    fn wait_for_retention(&self) {
+        let cutoff = (chrono::Utc::now() - chrono::Duration::days(RETENTION_DAYS)).date_naive();
+        wait_until(Duration::from_secs(60), "retention to drop the expired partitions", || {
+            let mut db = self.pg.connect();
+            store::partitions::POINTS
+                .list(&mut db)
+                .is_ok_and(|ps| ps.iter().all(|p| p.end > cutoff))
+        });
     }
 
     /// Injects fault `kind` (0..FAULT_KINDS); returns what it was.
@@ -241,6 +301,10 @@ impl Soak {
                 std::thread::sleep(Duration::from_millis(self.rng.u64(2000..5000)));
                 self.pg.start_again();
                 "postgres-outage"
+            }
+            7 => {
+                self.plant_expired_partition();
+                "expired-partition"
             }
             6 if self.collectors.len() < 5 && self.streamers.len() < 4 => {
                 self.start_collector();
@@ -534,10 +598,17 @@ fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
         );
     }
     soak.drain();
+    soak.wait_for_retention();
     let summary = soak.verify();
     println!("{summary}");
     let (status, body) = http_get(&format!("{api_url}/api/v1/stats")).expect("api answers");
     assert_eq!(status, 200, "api stats after the soak: {body}");
+    let stats: Value = serde_json::from_str(&body).expect("stats JSON");
+    assert_eq!(
+        stats["points"].as_i64(),
+        Some(summary.stored),
+        "stats exact after retention: {body}"
+    );
     soak.scan_all_logs_for_panics();
     assert!(
         summary.acknowledged > 0,
