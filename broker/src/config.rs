@@ -1,4 +1,4 @@
-//! The broker's configuration: every flag of DESIGN.md "Binaries and configuration", each with
+//! The broker's configuration: every flag of the README's "Configuration" section, each with
 //! its environment variable, plus the operational limits (`--max-body-bytes`,
 //! `--session-timeout-ms`).
 //!

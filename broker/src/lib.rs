@@ -1,5 +1,5 @@
 //! The broker: a persistent, partitioned, log-structured message broker speaking the v1 HTTP
-//! protocol of DESIGN.md ("Broker HTTP protocol"; details in `broker/PROTOCOL.md`).
+//! protocol described in `broker/PROTOCOL.md`.
 //!
 //! Module map:
 //! - [`config`]: flags and environment variables;

@@ -11,7 +11,7 @@ use pipeline_common::shutdown::ShutdownFlag;
 
 use crate::client::{BrokerClient, ClientConfig};
 
-/// The broker connection flags, the same in both binaries (DESIGN.md's `BROKER_URL`,
+/// The broker connection flags, the same in both binaries (`BROKER_URL`,
 /// `BROKER_TOKEN`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerArgs {

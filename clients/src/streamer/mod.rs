@@ -39,7 +39,7 @@ use report::{Pacer, Reporter};
 use sender::{Outgoing, Payload, SendEnd, Sender};
 use shards::{producer_id, shard_of, Progress, FIRST_PASS_DONE};
 
-/// Everything the streamer needs to know (flags of DESIGN.md plus the sharding knobs).
+/// Everything the streamer needs to know (its documented flags plus the sharding knobs).
 #[derive(Debug, Clone)]
 pub struct StreamerConfig {
     pub topic: String,

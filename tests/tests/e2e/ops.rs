@@ -1,4 +1,4 @@
-//! The operational contracts every binary shares (DESIGN.md, "Binaries and configuration"),
+//! The operational contracts every binary shares (the README's "Configuration"),
 //! checked against the real `broker`, `streamer`, `collector` and `api` running together:
 //!
 //! - `GET /healthz` 200, `GET /readyz` 200 once ready, `GET /metrics` in the classic
@@ -10,7 +10,7 @@
 //!   also with a long poll parked (answered, and within its shutdown grace);
 //! - `LOG_FORMAT=json` → every line a process writes is a JSON object;
 //! - every setting the stack needs works from its environment variable alone;
-//! - `--help` answers with exit 0 and names every environment variable DESIGN.md gives.
+//! - `--help` answers with exit 0 and names every environment variable the README gives.
 //!
 //! What each endpoint *means* (what readiness waits for, which metrics exist, the data path)
 //! is tested by each binary's own tests and by `pipeline`; this module only holds the
@@ -101,7 +101,7 @@ impl Stack {
         };
         wait_ready(&broker);
         let api_port = free_port();
-        // PORT alone means 0.0.0.0:$PORT (DESIGN.md); the flag takes a full address.
+        // PORT alone means 0.0.0.0:$PORT (the README); the flag takes a full address.
         let listen = match config {
             Config::Flags => set("--listen", "PORT", format!("127.0.0.1:{api_port}")),
             Config::Env => set("--listen", "PORT", api_port.to_string()),
@@ -614,7 +614,7 @@ fn mentions_word(text: &str, word: &str) -> bool {
     })
 }
 
-/// Each binary's environment variables as DESIGN.md names them (plus the clients' metrics
+/// Each binary's environment variables as the README names them (plus the clients' metrics
 /// port, whose variable the design leaves to the binaries and the binaries document).
 const ENV_VARS: [(&str, &[&str]); 4] = [
     (
