@@ -41,6 +41,22 @@ CREATE TABLE points (
 CREATE INDEX points_series_idx ON points (series_id);
 CREATE INDEX points_ts_brin ON points USING brin (ts) WITH (pages_per_range = 32);
 
+-- Points older than a day, compacted (store::compact): one row per series, day and broker
+-- partition, the points encoded column by column in `data` (store::codec, a few bytes a
+-- point). `data` is stored as it is: it is already dense, PostgreSQL's compression would only
+-- spend CPU on it.
+CREATE TABLE points_compact (
+    series_id     integer     NOT NULL,
+    day           timestamptz NOT NULL,  -- the UTC day the chunk covers
+    src_partition smallint    NOT NULL,
+    count         integer     NOT NULL,
+    first_ts      timestamptz NOT NULL,
+    last_ts       timestamptz NOT NULL,
+    data          bytea       NOT NULL
+) PARTITION BY RANGE (day);
+ALTER TABLE points_compact ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE INDEX points_compact_series_idx ON points_compact (series_id, day);
+
 -- Per-series aggregates per minute and per hour, merged by the collector in the transaction
 -- that writes the points. first/last are by (ts, arrival); ties keep the earlier arrival
 -- first and the later one last.
@@ -87,8 +103,9 @@ CREATE TABLE metric_day_totals (
 ALTER TABLE telemetry RENAME TO legacy_telemetry;
 ALTER TABLE metric_totals RENAME TO legacy_metric_totals;
 
--- The old row shape, for ad-hoc SQL and tools written against 0001: every point, moved or
--- not yet. Recreated without the legacy part once the move is done.
+-- The old row shape, for ad-hoc SQL and tools written against 0001: every point in row form
+-- (not yet compacted), moved from 0001 or not yet. Recreated without the legacy part once the
+-- move is done.
 CREATE VIEW telemetry AS
 SELECT s.gpu_uuid, p.ts, s.metric, p.value, p.source_ts, s.hostname,
        NULLIF(s.container, '') AS container, NULLIF(s.pod, '') AS pod,

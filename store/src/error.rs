@@ -30,6 +30,10 @@ pub enum Error {
     #[error("series: {0}")]
     Series(String),
 
+    /// Stored bytes that cannot be what the store wrote (a damaged compacted chunk).
+    #[error("corrupt compacted chunk: {0}")]
+    Corrupt(String),
+
     /// A setting of the store is out of range (a retention, an interval).
     #[error("{0}")]
     Setting(String),

@@ -10,9 +10,12 @@
 //! - [`offsets`]: consumer offsets and dead letters, written in the same transaction;
 //! - [`read`]: the queries the API runs;
 //! - [`partitions`] and [`maintenance`]: daily partitions ahead of time, retention;
+//! - [`compact`] and [`codec`]: days of points rewritten as dense per-series chunks;
 //! - [`legacy`]: moving a `0001` database's points into the compact store;
 //! - [`connect`]: connection strings, `sslmode` and TLS.
 
+pub mod codec;
+pub mod compact;
 pub mod connect;
 pub mod error;
 pub use error::Error;

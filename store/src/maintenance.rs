@@ -6,12 +6,17 @@
 //! do the work at a time and the others skip the round. Each step is idempotent, so a crash
 //! in the middle is finished by the next round, on any collector.
 
-use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use postgres::Client;
 
+use crate::compact;
 use crate::error::{Error, Result};
 use crate::legacy;
-use crate::partitions::{Table, POINTS, ROLLUP_1H, ROLLUP_1M};
+use crate::partitions::{
+    drop_partitions, Partition, Table, POINTS, POINTS_COMPACT, ROLLUP_1H, ROLLUP_1M,
+};
 
 /// Only one session does maintenance at a time ("maintain").
 const MAINTENANCE_LOCK_KEY: i64 = 0x6d61_696e_7461_696e;
@@ -33,16 +38,20 @@ pub struct Policy {
     pub rollup_1h: Option<Duration>,
     /// Days after today whose partitions exist before the first point needs them.
     pub days_ahead: i64,
+    /// Compact a day of points once it is over and this much older; `None` never compacts.
+    pub compact_after: Option<Duration>,
 }
 
 impl Default for Policy {
-    /// 30 days of points, 90 of minutes, two years of hours; two days ahead.
+    /// 30 days of points, 90 of minutes, two years of hours; two days ahead; days of points
+    /// compacted a day after they end.
     fn default() -> Self {
         Policy {
             points: Some(Duration::days(30)),
             rollup_1m: Some(Duration::days(90)),
             rollup_1h: Some(Duration::days(730)),
             days_ahead: 2,
+            compact_after: Some(Duration::days(1)),
         }
     }
 }
@@ -72,6 +81,8 @@ pub struct Report {
     pub legacy_moved: u64,
     /// True once no legacy table is left.
     pub legacy_done: bool,
+    /// Points partitions compacted this round.
+    pub compacted: Vec<String>,
 }
 
 /// One round: partitions ahead, retention, and a slice of the legacy move.
@@ -106,6 +117,9 @@ fn run_locked(client: &mut Client, policy: &Policy) -> Result<Report> {
                 .extend(drop_expired(client, table, now - retention)?);
         }
     }
+    if let Some(after) = policy.compact_after {
+        report.compacted = compact::compact_older_than(client, now - after)?;
+    }
     if legacy::pending(client)? {
         let oldest = policy.oldest_point(now);
         legacy::prepare_partitions(client, oldest)?;
@@ -133,17 +147,26 @@ fn run_locked(client: &mut Client, policy: &Policy) -> Result<Report> {
 }
 
 /// Drops the partitions of `table` whose every row is older than `cutoff`; returns their
-/// names. A day's totals go with its points partition, in the same transaction.
+/// names. A day of points goes with its compacted chunks and its day totals, in one
+/// transaction, so the stats never count what is gone (nor miss what is there).
 fn drop_expired(client: &mut Client, table: Table, cutoff: DateTime<Utc>) -> Result<Vec<String>> {
     let cutoff_day = cutoff.date_naive();
-    let mut dropped = Vec::new();
-    for p in table.list(client)? {
-        if p.end > cutoff_day {
-            break;
+    let tables: &[Table] = if table == POINTS {
+        &[POINTS, POINTS_COMPACT]
+    } else {
+        std::slice::from_ref(&table)
+    };
+    let mut by_start: BTreeMap<NaiveDate, Vec<(Table, Partition)>> = BTreeMap::new();
+    for t in tables {
+        for p in t.list(client)?.into_iter().filter(|p| p.end <= cutoff_day) {
+            by_start.entry(p.start).or_default().push((*t, p));
         }
+    }
+    let mut dropped = Vec::new();
+    for (start, parts) in by_start {
+        let end = parts.iter().map(|(_, p)| p.end).max().unwrap_or(start);
         let is_points = table == POINTS;
-        let (start, end) = (p.start, p.end);
-        let done = table.drop_partition(client, &p, |tx| {
+        let done = drop_partitions(client, &parts, |tx| {
             if is_points {
                 tx.execute(
                     "DELETE FROM metric_day_totals WHERE day >= $1 AND day < $2",
@@ -153,7 +176,7 @@ fn drop_expired(client: &mut Client, table: Table, cutoff: DateTime<Utc>) -> Res
             Ok(())
         })?;
         if done {
-            dropped.push(p.name);
+            dropped.extend(parts.into_iter().map(|(_, p)| p.name));
         }
     }
     Ok(dropped)

@@ -30,6 +30,11 @@ pub const POINTS: Table = Table {
     name: "points",
     span_days: 1,
 };
+/// Compacted points: a partition a day, like the points they were.
+pub const POINTS_COMPACT: Table = Table {
+    name: "points_compact",
+    span_days: 1,
+};
 /// Per-minute rollups: a partition a day.
 pub const ROLLUP_1M: Table = Table {
     name: "rollup_1m",
@@ -40,7 +45,7 @@ pub const ROLLUP_1H: Table = Table {
     name: "rollup_1h",
     span_days: 30,
 };
-/// Every partitioned table.
+/// The partitioned tables a batch of points writes to.
 pub const TABLES: [Table; 3] = [POINTS, ROLLUP_1M, ROLLUP_1H];
 
 /// Serialises partition DDL between collectors ("partitio").
@@ -127,33 +132,53 @@ impl Table {
     }
 
     /// Detaches and drops `partition` in one transaction, running `also` in it before the
-    /// commit (the points table deletes the partition's day totals there). `Ok(false)` when
-    /// the parent stayed locked by others past the lock timeout: try again later.
+    /// commit. `Ok(false)` when the parent stayed locked by others past the lock timeout:
+    /// try again later.
     pub fn drop_partition(
         &self,
         client: &mut Client,
         partition: &Partition,
         also: impl FnOnce(&mut Transaction<'_>) -> Result<()>,
     ) -> Result<bool> {
-        let mut tx = client.transaction()?;
-        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))?;
-        let detached = tx.batch_execute(&format!(
-            "ALTER TABLE {parent} DETACH PARTITION {name}; DROP TABLE {name};",
-            parent = self.name,
-            name = partition.name,
-        ));
-        match detached {
+        drop_partitions(client, &[(*self, partition.clone())], also)
+    }
+}
+
+/// Detaches and drops several partitions (of any tables) in one transaction, running `also`
+/// in it before the commit; `Ok(false)` when a parent stayed locked past the lock timeout.
+pub fn drop_partitions(
+    client: &mut Client,
+    partitions: &[(Table, Partition)],
+    also: impl FnOnce(&mut Transaction<'_>) -> Result<()>,
+) -> Result<bool> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))?;
+    for (table, partition) in partitions {
+        match detach_and_drop(&mut tx, table.name, &partition.name) {
             Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
                 tracing::info!(partition = %partition.name, "partition busy; dropping it next round");
                 return Ok(false);
             }
             other => other?,
         }
-        also(&mut tx)?;
-        tx.commit()?;
-        tracing::info!(partition = %partition.name, "dropped partition (retention)");
-        Ok(true)
     }
+    also(&mut tx)?;
+    tx.commit()?;
+    for (_, partition) in partitions {
+        tracing::info!(partition = %partition.name, "dropped partition");
+    }
+    Ok(true)
+}
+
+/// `ALTER TABLE parent DETACH PARTITION name; DROP TABLE name` (names are ours, never input).
+pub(crate) fn detach_and_drop(
+    tx: &mut Transaction<'_>,
+    parent: &str,
+    name: &str,
+) -> std::result::Result<(), postgres::Error> {
+    tx.batch_execute(&format!(
+        "ALTER TABLE {parent} DETACH PARTITION {name}; DROP TABLE {name};"
+    ))
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ struct Args {
     /// Keep the per-hour rollups this long (or `off`).
     #[arg(long, env = "COLLECTOR_ROLLUP_1H_RETENTION", default_value = "2y")]
     rollup_1h_retention: String,
+    /// Compact a day of points into per-series chunks (a few bytes a point) once the day is
+    /// over and this much older (`1d`, or `off`).
+    #[arg(long, env = "COLLECTOR_COMPACT_AFTER", default_value = "1d")]
+    compact_after: String,
     /// Create the daily partitions this many days ahead.
     #[arg(long, env = "COLLECTOR_PARTITIONS_AHEAD", default_value_t = 2)]
     partitions_ahead: u16,
@@ -80,6 +84,7 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
         rollup_1m: retention("rollup-1m-retention", &args.rollup_1m_retention)?,
         rollup_1h: retention("rollup-1h-retention", &args.rollup_1h_retention)?,
         days_ahead: i64::from(args.partitions_ahead),
+        compact_after: retention("compact-after", &args.compact_after)?,
     };
     let (readiness, ops) = cli::start_ops(args.metrics_listen, collector::describe_metrics)
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
