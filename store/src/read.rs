@@ -4,7 +4,8 @@
 //! what a statement returns is read back with the helpers here, so the shape of the rows is
 //! decided in one place. None of them scans all points: the GPU list reads `gpus`, the stats
 //! read the day totals, a window reads one GPU's series and, within the window's partitions,
-//! their points (`points_series_idx` narrowed by the `ts` BRIN index).
+//! their points (`points_series_idx` narrowed by the `ts` BRIN index) and, for days already
+//! compacted, their chunks, which [`merge_window`] decodes and merges in.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +15,14 @@ use postgres::Row;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::codec::{self, ChunkPoint};
 use crate::error::Result;
 
 /// One GPU's points in an inclusive window, in a stable total order (time, then arrival),
 /// skipping `$5` and returning at most `$4`. A missing bound is ±infinity.
 pub const WINDOW_SQL: &str = "\
 SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
-       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
 FROM series s JOIN points p ON p.series_id = s.series_id
 WHERE s.gpu_uuid = $1
   AND p.ts >= coalesce($2::timestamptz, '-infinity')
@@ -31,13 +33,23 @@ LIMIT $4 OFFSET $5";
 /// [`WINDOW_SQL`] for one metric (`$6`).
 pub const WINDOW_METRIC_SQL: &str = "\
 SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
-       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
 FROM series s JOIN points p ON p.series_id = s.series_id
 WHERE s.gpu_uuid = $1 AND s.metric = $6
   AND p.ts >= coalesce($2::timestamptz, '-infinity')
   AND p.ts <= coalesce($3::timestamptz, 'infinity')
 ORDER BY p.ts, p.src_offset
 LIMIT $4 OFFSET $5";
+
+/// The compacted chunks of one GPU (`$1`) that overlap a window (`$2`..`$3`, NULL for
+/// ±infinity), of one metric (`$4`) or all (NULL). Small: a row per series and day.
+pub const WINDOW_CHUNKS_SQL: &str = "\
+SELECT s.metric, s.hostname, NULLIF(s.container, ''), NULLIF(s.pod, ''),
+       NULLIF(s.namespace, ''), s.labels, c.data
+FROM series s JOIN points_compact c ON c.series_id = s.series_id
+WHERE s.gpu_uuid = $1 AND ($4::text IS NULL OR s.metric = $4)
+  AND c.last_ts >= coalesce($2::timestamptz, '-infinity')
+  AND c.first_ts <= coalesce($3::timestamptz, 'infinity')";
 
 /// Asked only when a window is empty: does the GPU exist (`$1`), and is the metric (`$2`,
 /// or NULL for any) known?
@@ -96,6 +108,64 @@ impl<'r> StoredPoint<'r> {
             labels: row.try_get::<_, RawJson>(8)?.0,
         })
     }
+}
+
+/// Decodes the `data` of [`WINDOW_CHUNKS_SQL`] rows, in row order.
+pub fn decode_chunks(rows: &[Row]) -> Result<Vec<Vec<ChunkPoint>>> {
+    rows.iter()
+        .map(|row| codec::decode(row.try_get::<_, &[u8]>(6)?))
+        .collect()
+}
+
+/// One page of a window that has compacted chunks: the window's row-form points (`narrow`,
+/// rows of [`WINDOW_SQL`] from the first, at least `offset + take` of them) and the points of
+/// its chunks, merged in (time, offset) order; `offset` skipped, at most `take` returned.
+pub fn merge_window<'r>(
+    narrow: &'r [Row],
+    chunk_rows: &'r [Row],
+    chunks: &'r [Vec<ChunkPoint>],
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    offset: usize,
+    take: usize,
+) -> Result<Vec<StoredPoint<'r>>> {
+    let (start, end) = window;
+    let inside =
+        |ts: &DateTime<Utc>| start.is_none_or(|s| *ts >= s) && end.is_none_or(|e| *ts <= e);
+    let mut all: Vec<(DateTime<Utc>, i64, StoredPoint<'r>)> = Vec::new();
+    for row in narrow {
+        all.push((
+            row.try_get(0)?,
+            row.try_get(9)?,
+            StoredPoint::from_row(row)?,
+        ));
+    }
+    for (row, points) in chunk_rows.iter().zip(chunks) {
+        let labels = row.try_get::<_, RawJson>(5)?.0;
+        for p in points {
+            let Some(ts) = DateTime::from_timestamp_micros(p.ts).filter(inside) else {
+                continue;
+            };
+            let point = StoredPoint {
+                ts,
+                metric: row.try_get(0)?,
+                value: p.value,
+                source_ts: p.source_ts.and_then(DateTime::from_timestamp_micros),
+                hostname: row.try_get(1)?,
+                container: row.try_get(2)?,
+                pod: row.try_get(3)?,
+                namespace: row.try_get(4)?,
+                labels,
+            };
+            all.push((ts, p.src_offset, point));
+        }
+    }
+    all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    Ok(all
+        .into_iter()
+        .skip(offset)
+        .take(take)
+        .map(|(_, _, p)| p)
+        .collect())
 }
 
 /// Exact totals over everything stored.
