@@ -1,12 +1,12 @@
 //! API latency on a large table, next to the same SQL run directly in the same run.
 //!
 //! `cargo bench -p api --bench latency` seeds a throwaway PostgreSQL (testkit) with
-//! 10,000,000 points (250 GPUs x 10 metrics x 4,000 seconds) in SQL, starts the real `api`
-//! binary, and measures:
+//! 10,000,000 points (250 GPUs x 10 metrics x 4,000 seconds) in SQL, into the compact store's
+//! series and daily points partitions, starts the real `api` binary, and measures:
 //!
 //! - a 100-point window of one GPU (10 seconds x 10 metrics, random GPU and start) through the
 //!   API, 8 concurrent keep-alive clients, p50/p99;
-//! - the same SQL (`api::db::WINDOW_SQL`, prepared, same parameters) on 8 threads with their
+//! - the same SQL (`store::read::WINDOW_SQL`, prepared, same parameters) on 8 threads with their
 //!   own connections: the reference, and the ratio API/SQL;
 //! - the GPU list and the stats through the API (one client), which read only small tables.
 //!
@@ -18,7 +18,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use store::partitions::TABLES;
 use testkit::{wait_until, Child, Postgres};
 
 const GPUS: i64 = 250;
@@ -45,50 +46,78 @@ fn gpu_uuid(g: i64) -> String {
     format!("GPU-{g:08}-0000-4000-8000-000000000000")
 }
 
-/// Seeds `seconds` x 250 GPUs x 10 metrics points, in time order as a collector would write
-/// them, then the index, `gpus` and `metric_totals`. Returns (insert, index+analyze) times.
+/// The first day of the points (`base_time`) and the days `seconds` of points span.
+fn days(seconds: i64) -> impl Iterator<Item = NaiveDate> {
+    let first = base_time().date_naive();
+    (0..=(seconds - 1) / 86_400).map(move |d| first + chrono::Duration::days(d))
+}
+
+/// Seeds `seconds` x 250 GPUs x 10 metrics points into the compact store as a collector
+/// would leave them: a series per GPU and metric, the points in time order in their daily
+/// partitions (made the store's way), `gpus` and the day totals; then VACUUM ANALYZE, what
+/// autovacuum does to a filled partition (statistics, visibility map, and the BRIN summaries
+/// without which a BRIN scan returns every block). The rollups stay empty: the API does not
+/// read them. Returns (insert, totals + vacuum + analyze) times.
 fn seed(client: &mut postgres::Client, seconds: i64) -> (Duration, Duration) {
     let started = Instant::now();
-    client
-        .batch_execute("DROP INDEX telemetry_gpu_ts_idx; SET maintenance_work_mem = '1GB'")
-        .expect("drop index for a fast load");
-    let per_second = GPUS * METRICS;
+    for day in days(seconds) {
+        for table in TABLES {
+            table.ensure(client, day).expect("create a partition");
+        }
+    }
+    // Series ids given explicitly (GPU g, metric m is g * 10 + m + 1), so that the points
+    // below compute theirs instead of joining 10M rows to `series`.
     client
         .batch_execute(&format!(
-            "INSERT INTO telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, labels,
-                                    src_partition, src_offset)
-             SELECT 'GPU-' || lpad(((n / {METRICS}) % {GPUS})::text, 8, '0') || '-0000-4000-8000-000000000000',
-                    timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
-                    'DCGM_FI_METRIC_' || (n % {METRICS}),
-                    (n % 997)::float8,
-                    timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
-                    'host-' || lpad((((n / {METRICS}) % {GPUS}) / 8)::text, 3, '0'),
-                    '{{\"DCGM_FI_DRIVER_VERSION\": \"535.129.03\", \"pci_bus_id\": \"00000000:18:00.0\"}}'::jsonb,
-                    ((n / {METRICS}) % {GPUS}) % 16,
-                    (n / {per_second}) * {METRICS} + n % {METRICS}
-             FROM generate_series(0::bigint, {total} - 1) AS n",
-            total = seconds * per_second,
+            "SET maintenance_work_mem = '1GB';
+             INSERT INTO series (series_id, gpu_uuid, metric, hostname, labels)
+             SELECT g * {METRICS} + m + 1,
+                    'GPU-' || lpad(g::text, 8, '0') || '-0000-4000-8000-000000000000',
+                    'DCGM_FI_METRIC_' || m, 'host-' || lpad((g / 8)::text, 3, '0'),
+                    '{{\"DCGM_FI_DRIVER_VERSION\": \"535.129.03\", \"pci_bus_id\": \"00000000:18:00.0\"}}'::jsonb
+             FROM generate_series(0, {GPUS} - 1) AS g, generate_series(0, {METRICS} - 1) AS m
+             ORDER BY 1;
+             SELECT setval(pg_get_serial_sequence('series', 'series_id'), {GPUS} * {METRICS});"
         ))
-        .expect("seed points");
+        .expect("seed series");
+    let per_second = GPUS * METRICS;
+    // Point n is second n / 2500, GPU (n / 10) % 250, metric n % 10: time order, one day
+    // (one partition) per statement.
+    for (d, day) in days(seconds).enumerate() {
+        let first = d as i64 * 86_400 * per_second;
+        let end = (seconds * per_second).min(first + 86_400 * per_second);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO points (ts, value, src_offset, source_ts, series_id, src_partition)
+                 SELECT timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
+                        (n % 997)::float8,
+                        (n / {per_second}) * {METRICS} + n % {METRICS},
+                        timestamptz '2025-07-18 00:00:00+00' + (n / {per_second}) * interval '1 second',
+                        ((n / {METRICS}) % {GPUS}) * {METRICS} + n % {METRICS} + 1,
+                        (((n / {METRICS}) % {GPUS}) % 16)::smallint
+                 FROM generate_series({first}::bigint, {end} - 1) AS n"
+            ))
+            .unwrap_or_else(|e| panic!("seed the points of {day}: {e}"));
+    }
     let inserted = started.elapsed();
     let started = Instant::now();
     client
         .batch_execute(&format!(
-            "CREATE INDEX telemetry_gpu_ts_idx ON telemetry (gpu_uuid, ts, src_offset);
-             ANALYZE telemetry;
-             INSERT INTO gpus
+            "INSERT INTO gpus
                SELECT 'GPU-' || lpad(g::text, 8, '0') || '-0000-4000-8000-000000000000',
                       'host-' || lpad((g / 8)::text, 3, '0'), g % 8, 'nvidia' || (g % 8),
                       'NVIDIA H100 80GB HBM3', timestamptz '2025-07-18 00:00:00+00',
                       timestamptz '2025-07-18 00:00:00+00' + ({seconds} - 1) * interval '1 second'
                FROM generate_series(0, {GPUS} - 1) AS g;
-             INSERT INTO metric_totals
-               SELECT 'DCGM_FI_METRIC_' || m, {seconds} * {GPUS}, timestamptz '2025-07-18 00:00:00+00',
-                      timestamptz '2025-07-18 00:00:00+00' + ({seconds} - 1) * interval '1 second'
-               FROM generate_series(0, {METRICS} - 1) AS m;
-             ANALYZE gpus; ANALYZE metric_totals;"
+             INSERT INTO metric_day_totals (metric, day, points, first_ts, last_ts)
+               SELECT s.metric, (p.ts AT TIME ZONE 'UTC')::date, count(*), min(p.ts), max(p.ts)
+               FROM points p JOIN series s USING (series_id)
+               GROUP BY 1, 2;"
         ))
-        .expect("index and totals");
+        .expect("gpus and totals");
+    client
+        .batch_execute("VACUUM ANALYZE")
+        .expect("vacuum and analyze");
     (inserted, started.elapsed())
 }
 
@@ -191,7 +220,7 @@ fn sql_window_round(
         per_client,
         move |_| {
             let mut client = postgres::Client::connect(&conn, postgres::NoTls).expect("connect");
-            let statement = client.prepare(api::db::WINDOW_SQL).expect("prepare");
+            let statement = client.prepare(store::read::WINDOW_SQL).expect("prepare");
             (client, statement)
         },
         move |(client, statement), rng| {
@@ -248,10 +277,10 @@ fn main() {
     pg.stop();
     pg.start_again();
     let mut client = pg.connect();
-    clients::schema::migrate(&mut client).expect("migrate");
+    store::schema::migrate(&mut client).expect("migrate");
     let (insert, index) = seed(&mut client, seconds);
     println!(
-        "seeded {total_points} points ({GPUS} GPUs x {METRICS} metrics x {seconds} s) in {:.1} s (insert {:.1} s, index + analyze + totals {:.1} s)",
+        "seeded {total_points} points ({GPUS} GPUs x {METRICS} metrics x {seconds} s) in {:.1} s (insert {:.1} s, totals + vacuum + analyze {:.1} s)",
         (insert + index).as_secs_f64(),
         insert.as_secs_f64(),
         index.as_secs_f64()

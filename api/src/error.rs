@@ -106,6 +106,17 @@ pub fn is_connection_error(e: &postgres::Error) -> bool {
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
+impl From<store::Error> for ApiError {
+    /// A statement's failure is a query failure; anything else the store reports while
+    /// reading is about the connection settings.
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Postgres(e) => ApiError::Query(e),
+            other => ApiError::DatabaseConfig(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,16 +133,5 @@ mod tests {
         let p = ApiError::UnknownGpu("GPU-x".into()).to_problem();
         assert_eq!(p.status, 404);
         assert!(p.detail.contains("GPU-x"));
-    }
-}
-
-impl From<store::Error> for ApiError {
-    /// A statement's failure is a query failure; anything else the store reports while
-    /// reading is about the connection settings.
-    fn from(e: store::Error) -> Self {
-        match e {
-            store::Error::Postgres(e) => ApiError::Query(e),
-            other => ApiError::DatabaseConfig(other),
-        }
     }
 }

@@ -9,14 +9,15 @@
 //! - [`router`]: `(method, path)` → route, the 404 and 405 answers, per-route metrics;
 //! - [`handlers`]: one function per endpoint, each annotated for the OpenAPI spec;
 //! - [`params`]: parsing and checking the telemetry query string (the 400s);
-//! - [`db`]: the connection pool, run off the async reactor, and every SQL statement;
+//! - [`db`]: the connection pool, run off the async reactor, running the store's statements
+//!   (`store::read`, which owns every SQL statement about telemetry);
 //! - [`model`]: the JSON bodies (and their schemas);
 //! - [`error`]: the crate's error enum and its one mapping to HTTP statuses;
 //! - [`openapi`]: the spec document; [`docs`]: the Swagger UI assets; [`telemetry`]: metrics.
 //!
-//! The API only reads. It never writes the tables, and never counts the `telemetry` table:
-//! the collector keeps `gpus` and `metric_totals` current in the transaction that inserts the
-//! rows, so the GPU list and the stats are reads of small tables.
+//! The API only reads. It never writes the tables, and never counts the points: the
+//! collector keeps `gpus` and the per-metric day totals current in the transaction that
+//! writes the points, so the GPU list and the stats are reads of small tables.
 
 pub mod config;
 pub mod db;

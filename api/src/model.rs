@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
-use store::read::StoredPoint;
 use serde_json::Value;
+use store::read::StoredPoint;
 use utoipa::ToSchema;
 
 /// `GET /health`: the API and its database.
@@ -55,9 +55,11 @@ pub struct GpuList {
     pub gpus: Vec<Gpu>,
 }
 
-/// One telemetry point of a GPU: the OpenAPI description of `store::read::StoredPoint`, which
-/// the handlers serialise (its text fields borrow from the database row, so a page is
-/// serialised without copying every string first).
+// The OpenAPI description of `store::read::StoredPoint`, which the handlers serialise (its
+// text fields borrow from the database row, so a page is serialised without copying every
+// string first). A plain comment, not a doc comment: the doc comment is the schema's public
+// description in the spec.
+/// One telemetry point of a GPU.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Point, example = json!(point_example()))]

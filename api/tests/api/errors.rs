@@ -4,9 +4,11 @@
 use crate::harness::*;
 
 /// Words that would mean SQL, driver or panic text leaked into a response.
-const INTERNALS: [&str; 6] = [
+const INTERNALS: [&str; 8] = [
     "SELECT",
-    "telemetry_gpu_ts_idx",
+    "points_series_idx",
+    "series_key",
+    "metric_day_totals",
     "postgres",
     "panicked",
     "src/",

@@ -1,11 +1,14 @@
-//! The shared harness: a real PostgreSQL with the collector's schema, seeded with known
-//! points; the real `api` binary on a free port; HTTP through ureq.
+//! The shared harness: a real PostgreSQL with the store's schema, seeded with known points
+//! through the store's write path; the real `api` binary on a free port; HTTP through ureq.
 
+use std::borrow::Cow;
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
+use store::write::{Record, Window, Writer};
+use store::{Labels, Point};
 use testkit::{wait_until, Child, Postgres};
 
 /// The first point's time; point `i` of a GPU is `T0 + i` seconds.
@@ -25,7 +28,7 @@ pub const TEMP: &str = "DCGM_FI_DEV_GPU_TEMP";
 pub const GPU_A: &str = "GPU-aaaaaaaa-0000-0000-0000-000000000001";
 /// 5 UTIL points with pod labels and no source timestamp.
 pub const GPU_B: &str = "GPU-bbbbbbbb-0000-0000-0000-000000000002";
-/// Known in `gpus`, but no points in the windows the tests ask for.
+/// Known in `gpus`, but without points (as after retention dropped them).
 pub const GPU_C: &str = "GPU-cccccccc-0000-0000-0000-000000000003";
 pub const GPU_A_POINTS: usize = 101;
 pub const TOTAL_POINTS: i64 = 106;
@@ -42,7 +45,7 @@ impl Fixture {
     pub fn start() -> Fixture {
         let pg = Postgres::start();
         let mut client = pg.connect();
-        clients::schema::migrate(&mut client).expect("migrate");
+        store::schema::migrate(&mut client).expect("migrate");
         seed(&mut client);
         let (api, base) = start_api(&pg);
         Fixture { pg, api, base }
@@ -117,16 +120,11 @@ pub fn request(method: &str, url: &str) -> Reply {
     }
 }
 
-/// The known points, in an order unlike their time order (so ORDER BY is what sorts them),
-/// then `gpus` and `metric_totals` as the collector keeps them.
+/// The known points, written by the collector's own write path (`store::write::Writer`), so
+/// the API reads exactly what a collector would have stored: series, points, `gpus` and the
+/// day totals behind `/api/v1/stats`. The batch is in an order unlike time order, so that
+/// ORDER BY, not the physical order of the rows, is what sorts a window.
 pub fn seed(client: &mut postgres::Client) {
-    let insert = client
-        .prepare(
-            "INSERT INTO telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, container, pod,
-                                    namespace, labels, src_partition, src_offset)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .expect("prepare insert");
     let mut rows: Vec<(&str, i64, &str, f64, i64)> = Vec::new();
     for i in 0..50 {
         rows.push((GPU_A, i, UTIL, i as f64, 2 * i));
@@ -138,51 +136,60 @@ pub fn seed(client: &mut postgres::Client) {
         rows.push((GPU_B, i * 60, UTIL, 50.0 + i as f64, i));
     }
     rows.reverse();
-    let labels = serde_json::json!({"DCGM_FI_DRIVER_VERSION": "535.129.03"});
-    for (gpu, second, metric, value, offset) in rows {
-        let (host, pod, source_ts) = match gpu {
-            GPU_A => (
-                "host-a",
-                None,
-                Some(at(second) - chrono::Duration::milliseconds(250)),
-            ),
-            _ => ("host-a", Some("trainer-0"), None),
-        };
-        client
-            .execute(
-                &insert,
-                &[
-                    &gpu,
-                    &at(second),
-                    &metric,
-                    &value,
-                    &source_ts,
-                    &host,
-                    &pod,
-                    &pod,
-                    &pod,
-                    &labels,
-                    &0i32,
-                    &offset,
-                ],
-            )
-            .expect("insert point");
-    }
+    let records: Vec<Record> = rows
+        .into_iter()
+        .map(|(gpu, second, metric, value, offset)| point(gpu, second, metric, value, offset))
+        .collect();
+    let batch: Vec<&Record> = records.iter().collect();
+    let writer = Writer::new(Window::default());
+    let prepared = writer.prepare(client, &batch).expect("prepare the batch");
+    assert!(prepared.rejected.is_empty(), "{:?}", prepared.rejected);
+    let mut tx = client.transaction().expect("begin");
+    let written = writer
+        .write(&mut tx, &prepared.rows(&batch, |_| true))
+        .expect("write the batch");
+    tx.commit().expect("commit");
+    assert_eq!(written, TOTAL_POINTS as u64);
+
+    // A GPU the collector once saw, whose points are gone (retention drops points, never
+    // GPUs): in `gpus`, with no points anywhere.
     client
-        .batch_execute(&format!(
-            "INSERT INTO gpus VALUES
-               ('{GPU_A}', 'host-a', 0, 'nvidia0', 'NVIDIA H100 80GB HBM3', '{a0}', '{a1}'),
-               ('{GPU_B}', 'host-a', 1, 'nvidia1', 'NVIDIA H100 80GB HBM3', '{b0}', '{b1}'),
-               ('{GPU_C}', 'host-b', 0, 'nvidia0', 'NVIDIA H100 80GB HBM3', '{c0}', '{c0}');
-             INSERT INTO metric_totals
-               SELECT metric, count(*), min(ts), max(ts) FROM telemetry GROUP BY metric;",
-            a0 = at(0).to_rfc3339(),
-            a1 = at(49).to_rfc3339(),
-            b0 = at(0).to_rfc3339(),
-            b1 = at(240).to_rfc3339(),
-            c0 = at(-3600).to_rfc3339(),
-        ))
-        .expect("seed gpus and totals");
+        .execute(
+            "INSERT INTO gpus (gpu_uuid, hostname, gpu_index, device, model, first_seen, last_seen)
+             VALUES ($1, 'host-b', 0, 'nvidia0', 'NVIDIA H100 80GB HBM3', $2, $2)",
+            &[&GPU_C, &at(-3600)],
+        )
+        .expect("seed a GPU without points");
+}
+
+/// One point of GPU A (host-a, nvidia0, a source time 250 ms before `ts`) or GPU B (host-a,
+/// nvidia1, in pod `trainer-0`, no source time), at `T0 + second`, at broker `offset`.
+fn point(gpu: &str, second: i64, metric: &str, value: f64, offset: i64) -> Record {
+    let gpu_a = gpu == GPU_A;
+    let pod = (!gpu_a).then_some(Cow::Borrowed("trainer-0"));
+    Record {
+        // A GPU's points are all in one broker partition.
+        partition: u32::from(!gpu_a),
+        offset,
+        point: Point {
+            ts: at(second),
+            source_ts: gpu_a.then(|| at(second) - chrono::Duration::milliseconds(250)),
+            metric: Cow::Owned(metric.to_string()),
+            gpu_uuid: Cow::Owned(gpu.to_string()),
+            gpu_index: i32::from(!gpu_a),
+            device: Cow::Borrowed(if gpu_a { "nvidia0" } else { "nvidia1" }),
+            model: Cow::Borrowed("NVIDIA H100 80GB HBM3"),
+            hostname: Cow::Borrowed("host-a"),
+            container: pod.clone(),
+            pod: pod.clone(),
+            namespace: pod,
+            value,
+            labels: Labels(vec![(
+                Cow::Borrowed("DCGM_FI_DRIVER_VERSION"),
+                Cow::Borrowed("535.129.03"),
+            )]),
+        },
+    }
 }
 
 /// Formats a time the way the API does.
