@@ -38,8 +38,10 @@ CREATE TABLE points (
 -- lists (~8 bytes a point, against ~42 for (series_id, ts), whose per-series appends leave
 -- half-empty pages behind), narrowed to the time window by a BRIN index on ts (points arrive
 -- in time order, so block ranges map to time ranges); both combine in one bitmap scan.
+-- autosummarize: a block range is summarised as soon as it fills, not at the next VACUUM
+-- (an unsummarised range matches every window, so today's windows would read all of today).
 CREATE INDEX points_series_idx ON points (series_id);
-CREATE INDEX points_ts_brin ON points USING brin (ts) WITH (pages_per_range = 32);
+CREATE INDEX points_ts_brin ON points USING brin (ts) WITH (pages_per_range = 32, autosummarize = on);
 
 -- Points older than a day, compacted (store::compact): one row per series, day and broker
 -- partition, the points encoded column by column in `data` (store::codec, a few bytes a

@@ -609,10 +609,12 @@ fn upsert_gpus(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<()> 
     Ok(())
 }
 
+/// Points, first and last time of one metric's day in a batch.
+type DayTotal = (i64, DateTime<Utc>, DateTime<Utc>);
+
 /// Adds the batch's points per (metric, UTC day); rows locked in key order (arrays sorted).
 fn add_day_totals(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<()> {
-    let mut totals: BTreeMap<(&str, NaiveDate), (i64, DateTime<Utc>, DateTime<Utc>)> =
-        BTreeMap::new();
+    let mut totals: BTreeMap<(&str, NaiveDate), DayTotal> = BTreeMap::new();
     for (_, r) in rows {
         let ts = r.point.ts;
         let t = totals

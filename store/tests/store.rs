@@ -29,7 +29,7 @@ fn point(gpu: usize, metric: &str, ts: DateTime<Utc>, value: f64) -> Point<'stat
         model: Cow::Borrowed("NVIDIA H100 80GB HBM3"),
         hostname: Cow::Owned(format!("host-{}", gpu / 8)),
         container: None,
-        pod: (gpu % 2 == 0).then_some(Cow::Borrowed("trainer-0")),
+        pod: gpu.is_multiple_of(2).then_some(Cow::Borrowed("trainer-0")),
         namespace: None,
         value,
         labels: Labels(vec![(

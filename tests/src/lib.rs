@@ -231,6 +231,44 @@ impl Postgres {
             .expect("connect to the test PostgreSQL")
     }
 
+    /// A hot standby streaming from `self` (`pg_basebackup -R`): read-only, a replication
+    /// lag behind, same user and password. Dropping it stops it.
+    pub fn start_replica(&self) -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-pg-replica-")
+            .tempdir()
+            .expect("tempdir");
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the replica directory failed");
+        }
+        let data = dir.path().join("data");
+        let out = pg_command(&self.bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .env("PGPASSWORD", "postgres")
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let replica = Postgres {
+            dir,
+            bin: self.bin.clone(),
+            port: free_port(),
+        };
+        replica.start_again();
+        replica
+    }
+
     /// The one database a [`Postgres::start_with_tls`] cluster serves without TLS over TCP.
     pub const PLAINTEXT_DATABASE: &'static str = "plaintext";
 

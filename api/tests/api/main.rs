@@ -7,4 +7,5 @@ mod endpoints;
 mod errors;
 mod explain;
 mod harness;
+mod replica;
 mod restart;
