@@ -37,6 +37,7 @@ bench:
 	$(CARGO) bench -p broker-log --bench storage
 	$(CARGO) bench -p broker --bench http
 	$(CARGO) bench -p clients --bench pipeline
+	$(CARGO) bench -p clients --bench footprint
 	$(CARGO) bench -p api --bench latency
 
 openapi:

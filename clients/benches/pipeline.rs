@@ -1,25 +1,43 @@
 //! Whole-pipeline benchmark: generated CSV rows → streamer → broker → collector →
-//! PostgreSQL, next to PostgreSQL's own binary COPY of the same rows into the same schema,
-//! measured in the same run on the same machine, reported as a ratio (goal ≥ 0.7).
+//! PostgreSQL, next to PostgreSQL's own work on the very same points, all measured in the
+//! same run on the same machine and reported as ratios:
+//!
+//! - binary COPY into the compact schema's `points` (`store::write::copy_points`, series ids
+//!   resolved beforehand by `Writer::prepare`): the ceiling the pipeline is held to
+//!   (bar ≥ 0.7×, goal ≥ 0.9×);
+//! - binary COPY of the same points as wide rows into a database built by migration 0001
+//!   only: the ceiling the compact schema replaced (the narrower row should raise it);
+//! - the store's whole write transaction (`Writer::write`: COPY, rollup merges, GPUs, day
+//!   totals) in the same transactions, series resolved beforehand: what the collector asks
+//!   of PostgreSQL, without the broker and the offsets — it tells a slow store from a slow
+//!   pipeline. Its rollup merges cost one upsert per (series, bucket) a transaction touches:
+//!   here each 50,000-point transaction holds 5 points of each of the 10,000 series; real
+//!   ingest, a point per series per scrape, merges one row per point and costs more.
+//!
+//! Each reference runs before and after the pipeline (the machine warms up and fills); the
+//! faster run counts. Also printed: the streamer's rate into the broker, the sink stage alone
+//! (a second collector group draining the full topic into another database) and the CPU
+//! seconds of each process and of the PostgreSQL backends serving the collectors, so a low
+//! ratio can be told apart from a busy machine.
 //!
 //! `cargo build --release --bins && cargo bench -p clients --bench pipeline`
 //! (`BENCH_ROWS`, default 1,000,000; `BENCH_COLLECTORS`, default 1; `BENCH_STREAMERS`,
 //! default 1; `BENCH_STREAMER_BATCH`, default 5000; `BENCH_COLLECTOR_BATCH`, default 20000:
 //! the `--batch-size` of each; the collector runs its default 2 writers).
-//!
-//! Also printed: the streamer's rate into the broker, the sink stage alone (a second collector
-//! group draining the full topic into another database) and the CPU seconds of each process,
-//! so a low ratio can be told apart from a busy machine.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use clients::collector::chunk::{row_of, Chunk};
-use clients::collector::sink::copy_rows;
 use clients::telemetry::CsvRows;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{Json, Type};
+use postgres::{Client, Transaction};
+use serde_json::value::RawValue;
+use store::write::{copy_points, Record, Window, Writer};
 use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -61,61 +79,172 @@ fn generate_csv(path: &Path, rows: usize) {
     }
 }
 
-/// The same rows as the collector would write them, prepared up front so that only
-/// PostgreSQL's COPY is timed.
-fn prepared_rows(csv: &Path) -> Vec<Chunk> {
+/// Points per transaction of the references (the collector's default batch is smaller).
+const REFERENCE_TX_POINTS: usize = 50_000;
+
+/// The same points as the collector would decode them, in batches of
+/// [`REFERENCE_TX_POINTS`], prepared up front so that only PostgreSQL's work is timed.
+fn records_of(csv: &Path) -> Vec<Vec<Record>> {
     let mut rows = CsvRows::open(csv).expect("open csv");
-    let mut chunks = Vec::new();
+    let mut batches = Vec::new();
+    let mut batch = Vec::with_capacity(REFERENCE_TX_POINTS);
     let mut offset = 0i64;
-    loop {
-        let mut chunk = Chunk {
+    let taken = Utc::now();
+    while let Some(row) = rows.next_record().expect("read csv") {
+        let point = row.point(taken).expect("generated rows are good");
+        batch.push(Record {
             partition: 0,
-            epoch: 0,
-            expect: offset,
-            next: offset,
-            log_end: 0,
-            rows: Vec::with_capacity(REFERENCE_TX_ROWS),
-            dead: Vec::new(),
-        };
-        while chunk.rows.len() < REFERENCE_TX_ROWS {
-            let Some(row) = rows.next_record().expect("read csv") else {
-                break;
-            };
-            let point = row.point(Utc::now()).expect("generated rows are good");
-            let json = serde_json::to_string(&point).expect("encode");
-            chunk.rows.push(row_of(offset, &json).expect("decode"));
-            offset += 1;
+            offset,
+            point: point.into_owned(),
+        });
+        offset += 1;
+        if batch.len() == REFERENCE_TX_POINTS {
+            batches.push(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(REFERENCE_TX_POINTS),
+            ));
         }
-        if chunk.rows.is_empty() {
-            return chunks;
-        }
-        chunks.push(chunk);
     }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
 }
 
-/// Rows per transaction of the reference COPY.
-const REFERENCE_TX_ROWS: usize = 50_000;
-
-/// PostgreSQL's own binary COPY of the same rows into a fresh copy of the same schema, in
-/// transactions of [`REFERENCE_TX_ROWS`].
-fn reference_copy(pg: &Postgres, db: &str, chunks: &[Chunk]) -> Duration {
-    pg.create_database(db);
-    let mut client = pg.connect_to(db);
-    clients::schema::migrate(&mut client).expect("migrate reference");
-    client.batch_execute("CHECKPOINT").expect("checkpoint");
+/// Runs `write` once per batch, each in its own transaction, and returns the time taken by
+/// all of them and the points they reported written.
+fn timed_transactions<B>(
+    client: &mut Client,
+    batches: &[B],
+    mut write: impl FnMut(&mut Transaction<'_>, &B) -> u64,
+) -> (Duration, u64) {
     let started = Instant::now();
-    let mut copied = 0;
-    for chunk in chunks {
-        let mut tx = client.transaction().expect("tx");
-        copied += copy_rows(&mut tx, &[chunk]).expect("copy");
+    let mut written = 0;
+    for batch in batches {
+        let mut tx = client.transaction().expect("begin");
+        written += write(&mut tx, batch);
         tx.commit().expect("commit");
     }
-    let elapsed = started.elapsed();
-    assert_eq!(
-        copied as usize,
-        chunks.iter().map(|c| c.rows.len()).sum::<usize>()
-    );
+    (started.elapsed(), written)
+}
+
+/// A fresh database in the compact schema with every batch's series resolved and partitions
+/// created by `Writer::prepare`, as the collector does before its transaction (untimed),
+/// each batch paired with its series ids.
+fn prepared_compact<'r>(
+    pg: &Postgres,
+    db: &str,
+    batches: &'r [Vec<Record>],
+) -> (Client, Writer, Vec<Vec<(i32, &'r Record)>>) {
+    pg.create_database(db);
+    let mut client = pg.connect_to(db);
+    store::schema::migrate(&mut client).expect("migrate");
+    let writer = Writer::new(Window::default());
+    let rows = batches
+        .iter()
+        .map(|batch| {
+            let records: Vec<&Record> = batch.iter().collect();
+            let prepared = writer.prepare(&mut client, &records).expect("prepare");
+            assert!(prepared.rejected.is_empty(), "{:?}", prepared.rejected);
+            prepared.rows(&records, |_| true)
+        })
+        .collect();
+    client.batch_execute("CHECKPOINT").expect("checkpoint");
+    (client, writer, rows)
+}
+
+/// PostgreSQL's own binary COPY of the points into `points`, the collector's statement
+/// (`store::write::copy_points`) alone: the ceiling of the compact schema.
+fn copy_into_compact(pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration {
+    let (mut client, _, rows) = prepared_compact(pg, db, batches);
+    let (elapsed, written) = timed_transactions(&mut client, &rows, |tx, rows| {
+        copy_points(tx, rows).expect("copy points")
+    });
+    assert_eq!(written as usize, points_in(batches));
     elapsed
+}
+
+/// The store's whole write transaction (`Writer::write`: COPY, rollup merges, GPUs, day
+/// totals) with the series already resolved, in the transactions of [`copy_into_compact`]:
+/// what the rest of the collector's PostgreSQL work adds to the COPY.
+fn store_write(pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration {
+    let (mut client, writer, rows) = prepared_compact(pg, db, batches);
+    let (elapsed, written) = timed_transactions(&mut client, &rows, |tx, rows| {
+        writer.write(tx, rows).expect("write")
+    });
+    assert_eq!(written as usize, points_in(batches));
+    elapsed
+}
+
+/// The columns of a 0001 `telemetry` row (0001_init.sql), in COPY order.
+const WIDE_COPY_SQL: &str = "COPY telemetry (gpu_uuid, ts, metric, value, source_ts, hostname, \
+     container, pod, namespace, labels, src_partition, src_offset) FROM STDIN (FORMAT binary)";
+const WIDE_COPY_TYPES: [Type; 12] = [
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::INT4,
+    Type::INT8,
+];
+
+/// PostgreSQL's own binary COPY of the same points as wide rows into a database built by
+/// migration 0001 only: the ceiling the compact schema replaces. The labels are encoded to
+/// JSON before the clock starts, as the 0001 collector received them.
+fn copy_into_0001(pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration {
+    pg.create_database(db);
+    let mut client = pg.connect_to(db);
+    store::schema::migrate_to(&mut client, 1).expect("migrate to 0001");
+    let wide: Vec<Vec<(&Record, Box<RawValue>)>> = batches
+        .iter()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|r| {
+                    let labels = RawValue::from_string(r.point.labels.to_json()).expect("json");
+                    (r, labels)
+                })
+                .collect()
+        })
+        .collect();
+    client.batch_execute("CHECKPOINT").expect("checkpoint");
+    let (elapsed, written) = timed_transactions(&mut client, &wide, |tx, rows| {
+        let copy = tx.copy_in(WIDE_COPY_SQL).expect("copy in");
+        let mut writer = BinaryCopyInWriter::new(copy, &WIDE_COPY_TYPES);
+        for (r, labels) in rows {
+            let p = &r.point;
+            let partition = r.partition as i32;
+            writer
+                .write(&[
+                    &p.gpu_uuid,
+                    &p.ts,
+                    &p.metric,
+                    &p.value,
+                    &p.source_ts,
+                    &p.hostname,
+                    &p.container,
+                    &p.pod,
+                    &p.namespace,
+                    &Json(labels.as_ref()),
+                    &partition,
+                    &r.offset,
+                ])
+                .expect("copy row");
+        }
+        writer.finish().expect("finish copy")
+    });
+    assert_eq!(written as usize, points_in(batches));
+    elapsed
+}
+
+fn points_in(batches: &[Vec<Record>]) -> usize {
+    batches.iter().map(Vec::len).sum()
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
@@ -135,21 +264,61 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn stored(pg: &Postgres) -> i64 {
-    stored_in(pg, "telemetry")
+/// Points the collectors have committed to `client`'s database (their offsets: cheap to
+/// poll); -1 before the collector has created the table.
+fn stored(client: &mut Client) -> i64 {
+    client
+        .query_one(
+            "SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
 }
 
-fn stored_in(pg: &Postgres, db: &str) -> i64 {
-    let Ok(mut c) = postgres::Client::connect(&pg.connection_string_for(db), postgres::NoTls)
-    else {
-        return -1;
-    };
-    c.query_one(
-        "SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets",
-        &[],
-    )
-    .map(|r| r.get(0))
-    .unwrap_or(-1)
+/// The PostgreSQL backends serving `client`'s database, but `client`'s own.
+fn backend_pids(client: &mut Client) -> Vec<u32> {
+    client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .map(|rows| rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
+        .unwrap_or_default()
+}
+
+/// Each reference, timed once before and once after the pipeline.
+struct Reference {
+    what: &'static str,
+    run: fn(&Postgres, &str, &[Vec<Record>]) -> Duration,
+    before: Duration,
+    after: Duration,
+}
+
+impl Reference {
+    fn new(what: &'static str, run: fn(&Postgres, &str, &[Vec<Record>]) -> Duration) -> Self {
+        Reference {
+            what,
+            run,
+            before: Duration::ZERO,
+            after: Duration::ZERO,
+        }
+    }
+
+    /// Runs the reference into a database of its own, then drops it (the next one then
+    /// finds the same free memory and disk).
+    fn measure(&self, pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration {
+        let elapsed = (self.run)(pg, db, batches);
+        pg.connect_to("postgres")
+            .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+            .expect("drop the reference database");
+        elapsed
+    }
+
+    fn best(&self) -> Duration {
+        self.before.min(self.after)
+    }
 }
 
 fn main() {
@@ -162,13 +331,23 @@ fn main() {
     let csv = dir.path().join("bench.csv");
     generate_csv(&csv, n);
     let size = std::fs::metadata(&csv).map(|m| m.len()).unwrap_or(0);
-    println!("pipeline bench: {n} rows ({:.0} MiB CSV), {streamers} streamer(s), {collectors} collector(s)", size as f64 / 1048576.0);
+    println!(
+        "pipeline bench: {n} points ({:.0} MiB CSV), {streamers} streamer(s), {collectors} collector(s)",
+        size as f64 / 1048576.0
+    );
 
     let pg = Postgres::start();
-    let prepared = prepared_rows(&csv);
-    let ref_before = reference_copy(&pg, "reference_before", &prepared);
+    let batches = records_of(&csv);
+    let mut references = [
+        Reference::new("COPY into 0002 points", copy_into_compact),
+        Reference::new("COPY into 0001 telemetry", copy_into_0001),
+        Reference::new("Writer::write into 0002", store_write),
+    ];
+    for (i, r) in references.iter_mut().enumerate() {
+        r.before = r.measure(&pg, &format!("reference_{i}_before"), &batches);
+    }
     let mut c = pg.connect();
-    clients::schema::migrate(&mut c).expect("migrate");
+    store::schema::migrate(&mut c).expect("migrate");
     c.batch_execute("CHECKPOINT").expect("checkpoint");
 
     let port = free_port();
@@ -228,22 +407,34 @@ fn main() {
     for c in cpu.iter_mut().skip(1).take(collectors) {
         c.0 = "collector".into();
     }
-    wait_until(Duration::from_secs(900), "every row stored", || {
+    // CPU seconds of each PostgreSQL backend serving the collectors.
+    let mut backends: HashMap<u32, f64> = HashMap::new();
+    let mut poll = pg.connect();
+    wait_until(Duration::from_secs(900), "every point stored", || {
         if produced_at.is_none() && streamer_children.iter_mut().all(|s| !s.is_running()) {
             produced_at = Some(started.elapsed());
         }
         for (_, pid, seconds) in cpu.iter_mut() {
             *seconds = cpu_seconds(*pid).max(*seconds);
         }
+        for pid in backend_pids(&mut poll) {
+            let seconds = backends.entry(pid).or_default();
+            *seconds = cpu_seconds(pid).max(*seconds);
+        }
         std::thread::sleep(Duration::from_millis(50));
-        stored(&pg) >= n as i64
+        stored(&mut poll) >= n as i64
     });
+    cpu.push((
+        "postgres (the collectors' connections)".into(),
+        0,
+        backends.values().sum(),
+    ));
     let elapsed = started.elapsed();
-    let rows: i64 = c
-        .query_one("SELECT count(*) FROM telemetry", &[])
+    let points: i64 = c
+        .query_one("SELECT count(*) FROM points", &[])
         .map(|r| r.get(0))
         .unwrap_or(-1);
-    assert_eq!(rows, n as i64, "exactly once");
+    assert_eq!(points, n as i64, "exactly once");
     // The sink stage alone: a fresh collector group drains the same topic, already in the
     // broker, into another database (the streamer is done, so it has the machine's CPUs).
     pg.create_database("drain");
@@ -263,50 +454,78 @@ fn main() {
         .env("DATABASE_URL", &drain_url)
         .env("RUST_LOG", "warn");
     let drain = Child::spawn("collector", drain_cmd);
+    let mut poll_drain = pg.connect_to("drain");
     wait_until(Duration::from_secs(900), "the topic drained", || {
         std::thread::sleep(Duration::from_millis(50));
-        stored_in(&pg, "drain") >= n as i64
+        stored(&mut poll_drain) >= n as i64
     });
     let drain_time = drain_started.elapsed();
     drain.scan_for_panics();
     drop(drain);
 
-    // The reference again after the pipeline, on the same (now warmer, busier) machine;
-    // the faster of the two runs is the one compared against.
-    let ref_after = reference_copy(&pg, "reference_after", &prepared);
-    let ref_time = ref_before.min(ref_after);
-    let ref_rate = n as f64 / ref_time.as_secs_f64();
+    // The references again after the pipeline, on the same (now warmer, fuller) machine.
+    for (i, r) in references.iter_mut().enumerate() {
+        r.after = r.measure(&pg, &format!("reference_{i}_after"), &batches);
+    }
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let pipeline = rate(elapsed);
+    println!();
     println!(
-        "reference: PostgreSQL binary COPY of the same rows ({REFERENCE_TX_ROWS} per transaction): \
-         {:.2} s before, {:.2} s after the pipeline; best {ref_rate:.0} rows/s",
-        ref_before.as_secs_f64(),
-        ref_after.as_secs_f64()
+        "{:<52} {:>14} {:>10} {:>11} {:>11}",
+        "points through", "s before/after", "best s", "points/s", "pipeline ÷"
     );
-    let rate = n as f64 / elapsed.as_secs_f64();
+    for r in &references {
+        let runs = format!("{:.2}/{:.2}", r.before.as_secs_f64(), r.after.as_secs_f64());
+        println!(
+            "{:<52} {runs:>14} {:>10.2} {:>11.0} {:>10.2}×",
+            format!("PostgreSQL {}", r.what),
+            r.best().as_secs_f64(),
+            rate(r.best()),
+            pipeline / rate(r.best())
+        );
+    }
     if let Some(p) = produced_at {
         println!(
-            "streamer(s) done producing after {:.2} s ({:.0} rows/s into the broker)",
+            "{:<52} {:>14} {:>10.2} {:>11.0}",
+            "streamer(s) into the broker",
+            "",
             p.as_secs_f64(),
-            n as f64 / p.as_secs_f64()
+            rate(p)
         );
     }
     println!(
-        "pipeline: CSV → streamer → broker → collector → PostgreSQL: {:.2} s, {rate:.0} rows/s",
-        elapsed.as_secs_f64()
-    );
-    let drain_rate = n as f64 / drain_time.as_secs_f64();
-    println!(
-        "sink stage alone: one collector draining the topic into PostgreSQL: {:.2} s, {drain_rate:.0} rows/s (ratio {:.2})",
+        "{:<52} {:>14} {:>10.2} {:>11.0}",
+        "sink stage alone (one collector draining the topic)",
+        "",
         drain_time.as_secs_f64(),
-        drain_rate / ref_rate
+        rate(drain_time)
+    );
+    println!(
+        "{:<52} {:>14} {:>10.2} {:>11.0} {:>10.2}×",
+        "pipeline CSV → streamer → broker → collector → PG",
+        "",
+        elapsed.as_secs_f64(),
+        pipeline,
+        1.0
+    );
+    println!();
+    let [compact, wide, store_write] = &references;
+    println!(
+        "pipeline ÷ COPY into 0002 points: {:.2}× (bar ≥ 0.70×, goal ≥ 0.90×); \
+         sink stage alone ÷ the same: {:.2}×",
+        pipeline / rate(compact.best()),
+        rate(drain_time) / rate(compact.best())
+    );
+    println!(
+        "COPY into 0002 points ÷ COPY into 0001 telemetry: {:.2}× (the narrower row's ceiling); \
+         Writer::write ÷ COPY into 0002: {:.2}×",
+        rate(compact.best()) / rate(wide.best()),
+        rate(store_write.best()) / rate(compact.best())
     );
     for (name, _, seconds) in &cpu {
         println!("  cpu {name}: {seconds:.2} s");
     }
-    println!(
-        "ratio pipeline / PostgreSQL binary COPY: {:.2} (goal ≥ 0.70)",
-        rate / ref_rate
-    );
     for child in children.iter_mut().chain(streamer_children.iter_mut()) {
         child.scan_for_panics();
     }
