@@ -22,7 +22,11 @@ pub struct Args {
 
     /// Where to read from, e.g. a streaming replica: the API only reads, so when this is set
     /// every query goes there and `DATABASE_URL`/`DB_*` are not used.
-    #[arg(long = "database-read-url", env = "DATABASE_READ_URL", hide_env_values = true)]
+    #[arg(
+        long = "database-read-url",
+        env = "DATABASE_READ_URL",
+        hide_env_values = true
+    )]
     pub database_read_url: Option<String>,
 
     /// Most database queries in flight (and connections open) at once; 0 picks twice the

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use postgres::{Row, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
@@ -23,7 +24,10 @@ use crate::model::{Gpu, Stats};
 use crate::params::Window;
 
 /// The statements, from the store (which owns every SQL statement about telemetry).
-use store::read::{GPUS_SQL, GPU_COUNTS_SQL, KNOWN_SQL, METRIC_TOTALS_SQL, WINDOW_METRIC_SQL, WINDOW_SQL};
+use store::read::{
+    StoredPoint, GPUS_SQL, GPU_COUNTS_SQL, KNOWN_SQL, METRIC_TOTALS_SQL, WINDOW_CHUNKS_SQL,
+    WINDOW_METRIC_SQL, WINDOW_SQL,
+};
 
 /// A pooled connection: the client, the statements prepared on it, and whether it is known
 /// to be dead.
@@ -227,23 +231,84 @@ fn gpu_from_row(row: &Row) -> Result<Gpu, ApiError> {
     })
 }
 
-/// Up to `window.limit + 1` rows of one GPU's window: the extra row only tells whether
-/// another page follows, which is cheaper than counting the whole window.
-pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Vec<Row>, ApiError> {
-    let limit = i64::from(window.limit) + 1;
+/// The rows one page of a window is built from: its row-form points and, when the window
+/// reaches days already compacted, those days' chunks of the GPU's series, decoded.
+pub struct WindowRows {
+    narrow: Vec<Row>,
+    chunks: Vec<Row>,
+    decoded: Vec<Vec<store::codec::ChunkPoint>>,
+    /// Points to skip when merging (the SQL skips them itself when there are no chunks).
+    skip: usize,
+    bounds: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+}
+
+impl WindowRows {
+    pub fn is_empty(&self) -> bool {
+        self.narrow.is_empty() && self.decoded.iter().all(Vec::is_empty)
+    }
+
+    /// Up to `take` points of the page, in (time, arrival) order, borrowing the rows' text.
+    pub fn points(&self, take: usize) -> Result<Vec<StoredPoint<'_>>, ApiError> {
+        if self.chunks.is_empty() {
+            return self
+                .narrow
+                .iter()
+                .take(take)
+                .map(|row| StoredPoint::from_row(row).map_err(ApiError::from))
+                .collect();
+        }
+        Ok(store::read::merge_window(
+            &self.narrow,
+            &self.chunks,
+            &self.decoded,
+            self.bounds,
+            self.skip,
+            take,
+        )?)
+    }
+}
+
+/// Up to `window.limit + 1` points of one GPU's window (the extra one only tells whether
+/// another page follows, which is cheaper than counting the whole window). Days already
+/// compacted are read from their chunks and merged in; without any, one query does it all.
+pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows, ApiError> {
+    let page = i64::from(window.limit) + 1;
     // `Window` caps the offset at i64::MAX.
     let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
-    let rows = match &window.metric {
+    let chunks = conn.query(
+        WINDOW_CHUNKS_SQL,
+        &[&gpu, &window.start, &window.end, &window.metric],
+    )?;
+    // With chunks to merge, the row-form points are read from the first (the merge skips).
+    let (limit, sql_offset) = match chunks.is_empty() {
+        true => (page, offset),
+        false => (offset.saturating_add(page), 0),
+    };
+    let narrow = match &window.metric {
         None => conn.query(
             WINDOW_SQL,
-            &[&gpu, &window.start, &window.end, &limit, &offset],
+            &[&gpu, &window.start, &window.end, &limit, &sql_offset],
         )?,
         Some(metric) => conn.query(
             WINDOW_METRIC_SQL,
-            &[&gpu, &window.start, &window.end, &limit, &offset, metric],
+            &[
+                &gpu,
+                &window.start,
+                &window.end,
+                &limit,
+                &sql_offset,
+                metric,
+            ],
         )?,
     };
-    Ok(rows)
+    let decoded = store::read::decode_chunks(&chunks)?;
+    Ok(WindowRows {
+        narrow,
+        chunks,
+        decoded,
+        skip: usize::try_from(offset - sql_offset).unwrap_or(usize::MAX),
+        bounds: (window.start, window.end),
+    })
 }
 
 /// Why a window came back empty: `Err` when the GPU or the metric is unknown.

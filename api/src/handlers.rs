@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::db;
 use crate::error::ApiError;
 use crate::model::{GpuList, Health, Paging, ProblemDoc, Stats, TelemetryPage};
-use store::read::StoredPoint;
 use crate::params::{TelemetryQuery, Window};
 use crate::server::AppState;
+use store::read::StoredPoint;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -134,10 +134,7 @@ pub async fn gpu_telemetry(
             if rows.is_empty() {
                 db::check_known(conn, &id, window.metric.as_deref())?;
             }
-            let points = rows
-                .iter()
-                .map(|row| StoredPoint::from_row(row).map_err(ApiError::from))
-                .collect::<Result<Vec<_>, _>>()?;
+            let points = rows.points(window.limit as usize + 1)?;
             encode(&page(&id, &window, points))
         })
         .await?;
@@ -145,7 +142,11 @@ pub async fn gpu_telemetry(
 }
 
 /// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
-fn page<'a>(id: &'a str, window: &'a Window, mut points: Vec<StoredPoint<'a>>) -> TelemetryPage<'a> {
+fn page<'a>(
+    id: &'a str,
+    window: &'a Window,
+    mut points: Vec<StoredPoint<'a>>,
+) -> TelemetryPage<'a> {
     let limit = window.limit as usize;
     let has_more = points.len() > limit;
     points.truncate(limit);

@@ -250,7 +250,14 @@ impl Postgres {
         let out = pg_command(&self.bin.join("pg_basebackup"))
             .arg("-D")
             .arg(&data)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-R", "-X", "stream", "--no-sync"])
             .env("PGPASSWORD", "postgres")
             .output()

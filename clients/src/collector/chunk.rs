@@ -208,7 +208,9 @@ mod tests {
         let nul_label = GOOD.replace(r#""b""#, r#""b\u0000""#);
         assert!(record_of(0, 1, &nul_label).unwrap_err().contains("NUL"));
         let list = GOOD.replace(r#"{"a":"b"}"#, r#"["a"]"#);
-        assert!(record_of(0, 1, &list).unwrap_err().contains("not a telemetry point"));
+        assert!(record_of(0, 1, &list)
+            .unwrap_err()
+            .contains("not a telemetry point"));
         let far = GOOD.replace("2026-01-02", "+12026-01-02");
         assert!(record_of(0, 1, &far).is_err());
     }

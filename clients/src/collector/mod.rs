@@ -137,7 +137,12 @@ pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
 
 /// The store's upkeep until shutdown: a round at start, then every `interval` (the rounds of
 /// several collectors take turns through an advisory lock in the store).
-fn maintain(pool: &Pool, policy: &store::maintenance::Policy, interval: Duration, shutdown: &ShutdownFlag) {
+fn maintain(
+    pool: &Pool,
+    policy: &store::maintenance::Policy,
+    interval: Duration,
+    shutdown: &ShutdownFlag,
+) {
     loop {
         let round = pool
             .get()
@@ -145,7 +150,8 @@ fn maintain(pool: &Pool, policy: &store::maintenance::Policy, interval: Duration
             .and_then(|mut c| store::maintenance::run_once(&mut c, policy).map_err(Error::from));
         match round {
             Ok(report) if report.ran => {
-                counter!("collector_partitions_dropped_total").increment(report.dropped.len() as u64);
+                counter!("collector_partitions_dropped_total")
+                    .increment(report.dropped.len() as u64);
                 counter!("collector_legacy_points_moved_total").increment(report.legacy_moved);
                 if !report.dropped.is_empty() {
                     tracing::info!(dropped = ?report.dropped, "retention dropped partitions");
@@ -214,7 +220,12 @@ fn run_until_stopped(
         let stop_maintenance = ShutdownFlag::new();
         let maintenance_stop = stop_maintenance.clone();
         scope.spawn(move || {
-            maintain(&pool, &config.policy, config.maintenance_interval, &maintenance_stop)
+            maintain(
+                &pool,
+                &config.policy,
+                config.maintenance_interval,
+                &maintenance_stop,
+            )
         });
         let writers: Vec<_> = receivers
             .into_iter()

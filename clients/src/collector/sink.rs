@@ -58,7 +58,12 @@ impl Sink {
     /// The committed next offset of `partition` (0 when none is stored yet).
     pub fn stored_offset(&self, partition: u32) -> Result<i64> {
         let mut conn = self.pool.get()?;
-        Ok(offsets::stored(&mut conn, &self.group, &self.topic, partition)?)
+        Ok(offsets::stored(
+            &mut conn,
+            &self.group,
+            &self.topic,
+            partition,
+        )?)
     }
 
     /// Writes `chunks` (consecutive per partition, in offset order) in one transaction.

@@ -228,7 +228,9 @@ impl Soak {
         let refs: Vec<&Record> = records.iter().collect();
         let writer = Writer::new(Window::default());
         let mut db = self.pg.connect();
-        let prepared = writer.prepare(&mut db, &refs).expect("prepare expired points");
+        let prepared = writer
+            .prepare(&mut db, &refs)
+            .expect("prepare expired points");
         let mut tx = db.transaction().expect("begin");
         writer
             .write(&mut tx, &prepared.rows(&refs, |_| true))
@@ -239,12 +241,16 @@ impl Soak {
     /// Waits until retention has dropped every points partition older than the retention.
     fn wait_for_retention(&self) {
         let cutoff = (chrono::Utc::now() - chrono::Duration::days(RETENTION_DAYS)).date_naive();
-        wait_until(Duration::from_secs(60), "retention to drop the expired partitions", || {
-            let mut db = self.pg.connect();
-            store::partitions::POINTS
-                .list(&mut db)
-                .is_ok_and(|ps| ps.iter().all(|p| p.end > cutoff))
-        });
+        wait_until(
+            Duration::from_secs(60),
+            "retention to drop the expired partitions",
+            || {
+                let mut db = self.pg.connect();
+                store::partitions::POINTS
+                    .list(&mut db)
+                    .is_ok_and(|ps| ps.iter().all(|p| p.end > cutoff))
+            },
+        );
     }
 
     /// Injects fault `kind` (0..FAULT_KINDS); returns what it was.
