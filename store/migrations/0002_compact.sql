@@ -64,8 +64,8 @@ CREATE INDEX points_compact_series_idx ON points_compact (series_id, day);
 -- first and the later one last.
 CREATE TABLE rollup_1m (
     series_id   integer          NOT NULL,
+    count       integer          NOT NULL,  -- beside series_id: no alignment padding
     bucket      timestamptz      NOT NULL,
-    count       integer          NOT NULL,
     sum         double precision NOT NULL,
     min         double precision NOT NULL,
     max         double precision NOT NULL,
@@ -78,8 +78,8 @@ CREATE TABLE rollup_1m (
 
 CREATE TABLE rollup_1h (
     series_id   integer          NOT NULL,
+    count       integer          NOT NULL,  -- beside series_id: no alignment padding
     bucket      timestamptz      NOT NULL,
-    count       integer          NOT NULL,
     sum         double precision NOT NULL,
     min         double precision NOT NULL,
     max         double precision NOT NULL,
@@ -90,6 +90,9 @@ CREATE TABLE rollup_1h (
     PRIMARY KEY (series_id, bucket)
 ) PARTITION BY RANGE (bucket);
 
+-- Each partition is created with fillfactor 70 (store::partitions): a bucket's row is updated
+-- by every batch that adds to it, and the free space keeps those updates HOT (no index write).
+
 -- Exact per-metric totals per UTC day (the span of a points partition): retention deletes a
 -- day's rows in the transaction that drops its partition, so /api/v1/stats stays exact.
 CREATE TABLE metric_day_totals (
@@ -99,7 +102,10 @@ CREATE TABLE metric_day_totals (
     first_ts timestamptz NOT NULL,
     last_ts  timestamptz NOT NULL,
     PRIMARY KEY (metric, day)
-);
+) WITH (fillfactor = 50);
+
+-- Updated by every batch, per GPU: room for HOT updates.
+ALTER TABLE gpus SET (fillfactor = 70);
 
 -- The 0001 tables, kept until their rows are moved (store::legacy), then dropped.
 ALTER TABLE telemetry RENAME TO legacy_telemetry;
