@@ -14,8 +14,25 @@ find_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
+# As root, PostgreSQL's tools run as `postgres`, from `/` (they cannot even start in a working
+# directory the postgres user may not enter, such as a checkout under a 0700 home).
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# As root in a private directory (a checkout under a 0700 home), the postgres user cannot reach
+# $PGDIR at all: the data then lives under /var/tmp, in a folder named after the checkout, so
+# start and stop find the same one.
+resolve_pgdir() {
+  [ "$(id -u)" = 0 ] || return 0
+  mkdir -p "$PGDIR"
+  chown postgres:postgres "$PGDIR"
+  if ! (cd / && runuser -u postgres -- test -x "$PGDIR" -a -w "$PGDIR"); then
+    local private=$PGDIR
+    PGDIR=/var/tmp/telemetry-pipeline-$(printf '%s' "$private" | sha1sum | cut -c1-12)/postgres
+    mkdir -p "$PGDIR"
+    echo "note: user postgres cannot enter $private (a private directory); PostgreSQL data is in $PGDIR" >&2
+  fi
 }
 
 ensure_installed() {
@@ -57,6 +74,8 @@ stop() {
   as_pg "$bin/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true
   echo "PostgreSQL stopped"
 }
+
+resolve_pgdir
 
 case "${1:-start}" in
   start) start ;;
