@@ -1,12 +1,15 @@
 //! Bytes per point on disk, tables and their indexes, the compact store (0002) next to the
-//! wide 0001 `telemetry` table, both loaded with the same points in the same run.
+//! wide 0001 `telemetry` table, both loaded with the same points in the same run, and the
+//! compact store's points again once every loaded day is compacted into `points_compact`.
 //!
 //! `cargo bench -p clients --bench footprint` (`FOOTPRINT_POINTS`, default 10,000,000; a few
 //! minutes at that size) loads the points into two databases of a throwaway PostgreSQL
 //! (testkit): one migrated to the latest schema, one built by migration 0001 alone. Then
 //! VACUUM ANALYZE, what autovacuum does to a filled table, and `pg_table_size`,
 //! `pg_indexes_size` and `pg_total_relation_size` summed over each table's partitions,
-//! divided by the point count.
+//! divided by the point count. Then `store::compact::compact_older_than` rewrites every
+//! loaded day as chunks (the maintenance round's work once the days are over), VACUUM ANALYZE
+//! again, and the same sums over `points_compact`'s partitions (table, TOAST, indexes).
 //!
 //! The points are shaped like the sample export (`data-sample/`): its 2,470 series (247 GPUs ×
 //! 10 metrics, with their real ~300 bytes of labels) read through the streamer's CSV mapping,
@@ -17,6 +20,12 @@
 //! hour of ticks per statement, straight into the day's partition), not the collector: the
 //! layout on disk is the same, the load takes minutes instead of an hour.
 //!
+//! The values and times decide what a compacted point costs (the codec stores each as what
+//! changed from what the previous ones predict), so they move like real ones ([`Walk`]): each
+//! series starts at its value in the sample and takes a seeded random step every tick in its
+//! metric's unit; `source_ts` is on the 15 s grid (the sample's are whole seconds) and `ts`,
+//! the pipeline's processing time, a random 0–1 ms after it. Both databases get the same.
+//!
 //! The rollups are written once per hour chunk from that chunk's points, in ingest order. The
 //! collector instead merges them batch by batch (each update a new row version that VACUUM
 //! turns into reusable space), so their figure is the packed size, a lower bound.
@@ -26,7 +35,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clients::telemetry::CsvRows;
 use postgres::Client;
-use store::partitions::{Table, POINTS, ROLLUP_1H, ROLLUP_1M, TABLES};
+use store::partitions::{Table, POINTS, POINTS_COMPACT, ROLLUP_1H, ROLLUP_1M, TABLES};
 use store::write::{Record, Window, Writer};
 use testkit::{sample_csv, Postgres};
 
@@ -77,6 +86,96 @@ fn sample_series() -> Vec<Record> {
         });
     }
     records
+}
+
+/// How a metric's value moves from one tick to the next: steps drawn uniformly from
+/// `-step..=step` units of `1 / scale`, the value kept within `[min, max]` units.
+#[derive(Clone, Copy)]
+struct Motion {
+    scale: f64,
+    step: i64,
+    min: i64,
+    max: i64,
+}
+
+impl Motion {
+    /// By metric name, in the units DCGM reports (and the sample shows): whole percents,
+    /// degrees and MiB, watts with three decimals; clocks and anything else hold still.
+    fn of(metric: &str) -> Motion {
+        let whole = |step, min, max| Motion {
+            scale: 1.0,
+            step,
+            min,
+            max,
+        };
+        if metric.contains("POWER") {
+            Motion {
+                scale: 1000.0,
+                step: 5_000,
+                min: 0,
+                max: 1_000_000,
+            }
+        } else if metric.contains("UTIL") {
+            whole(2, 0, 100)
+        } else if metric.contains("TEMP") {
+            whole(1, 0, 110)
+        } else if metric.contains("FB_") {
+            whole(16, 0, 1 << 20)
+        } else {
+            whole(0, i64::MIN, i64::MAX)
+        }
+    }
+}
+
+/// Most a point's `ts` (processing time) lags its `source_ts` (the scrape's), in µs.
+const PROCESSING_DELAY_US: i64 = 1_000;
+
+/// One line for the output: how [`Walk`] makes the values and times.
+const VALUES_DESCRIBED: &str = "values: each series starts at its sample value, then a seeded \
+     random step per tick: *UTIL* ±0–2 % in [0, 100], *TEMP* ±0–1 °C, *FB_* ±0–16 MiB, \
+     *POWER* ±0–5 W in steps of 0.001 W, clocks unchanged; source_ts on the 15 s grid, \
+     ts 0–1 ms (uniform, µs) after it";
+
+/// The values of the load, tick by tick: a random walk per series from its sample value; and
+/// each point's processing delay. The same seed gives the same points to both databases.
+struct Walk {
+    motions: Vec<Motion>,
+    /// Each series' current value in units of `1 / scale`.
+    units: Vec<i64>,
+    rng: fastrand::Rng,
+}
+
+impl Walk {
+    fn new(series: &[Record]) -> Walk {
+        let motions: Vec<Motion> = series.iter().map(|r| Motion::of(&r.point.metric)).collect();
+        let units = series
+            .iter()
+            .zip(&motions)
+            .map(|(r, m)| (r.point.value * m.scale).round() as i64)
+            .collect();
+        Walk {
+            motions,
+            units,
+            rng: fastrand::Rng::with_seed(0x666f_6f74),
+        }
+    }
+
+    /// The next `ticks` ticks' values and delays (µs from `source_ts` to `ts`), tick by
+    /// tick, every series in each.
+    fn next_ticks(&mut self, ticks: i64) -> (Vec<f64>, Vec<i64>) {
+        let n = ticks as usize * self.units.len();
+        let (mut values, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..ticks {
+            for (u, m) in self.units.iter_mut().zip(&self.motions) {
+                values.push(*u as f64 / m.scale);
+                delays.push(self.rng.i64(0..PROCESSING_DELAY_US));
+                if m.step > 0 {
+                    *u = (*u + self.rng.i64(-m.step..=m.step)).clamp(m.min, m.max);
+                }
+            }
+        }
+        (values, delays)
+    }
 }
 
 /// The load's shape: `points` split into ticks of `series` points, the last one maybe partial.
@@ -131,15 +230,19 @@ fn load_compact(client: &mut Client, series: &[Record], shape: Shape) -> Duratio
     }
     // Point p of the load is tick p / series, series p % series: its arrival order, which is
     // also its broker offset.
+    let mut walk = Walk::new(series);
     for (first, end, day) in shape.chunks() {
         let partition = POINTS.partition_of(day).name;
+        let (values, delays) = walk.next_ticks(end - first);
         client
             .execute(
                 format!(
                     "INSERT INTO {partition}
                          (ts, value, src_offset, source_ts, series_id, src_partition)
-                     SELECT $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS}),
-                            ((tick * 7 + s) % 1000) / 10.0,
+                     SELECT $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS})
+                                + ($9::int8[])[(tick - $2::int8) * $6::int8 + s + 1]
+                                  * interval '1 microsecond',
+                            ($8::float8[])[(tick - $2::int8) * $6::int8 + s + 1],
                             tick * $6::int8 + s,
                             $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS}),
                             ($4::int4[])[s + 1], ($5::int2[])[s + 1]
@@ -156,6 +259,8 @@ fn load_compact(client: &mut Client, series: &[Record], shape: Shape) -> Duratio
                     &partitions,
                     &shape.series,
                     &shape.points,
+                    &values,
+                    &delays,
                 ],
             )
             .unwrap_or_else(|e| panic!("load the points of {day}: {e:?}"));
@@ -218,7 +323,9 @@ fn load_0001(client: &mut Client, series: &[Record], shape: Shape) -> Duration {
             ],
         )
         .expect("fill the series table");
+    let mut walk = Walk::new(series);
     for (first, end, day) in shape.chunks() {
+        let (values, delays) = walk.next_ticks(end - first);
         // The lateral subquery is ordered, so the plan is a nested loop over the ticks and the
         // rows go in tick by tick, series interleaved, like the compact load.
         client
@@ -227,8 +334,10 @@ fn load_0001(client: &mut Client, series: &[Record], shape: Shape) -> Duration {
                     "INSERT INTO telemetry (gpu_uuid, ts, metric, value, source_ts, hostname,
                                             container, pod, namespace, labels, src_partition,
                                             src_offset)
-                     SELECT s.gpu_uuid, $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS}),
-                            s.metric, ((tick * 7 + s.n) % 1000) / 10.0,
+                     SELECT s.gpu_uuid, $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS})
+                                + ($7::int8[])[(tick - $2::int8) * $4::int8 + s.n + 1]
+                                  * interval '1 microsecond',
+                            s.metric, ($6::float8[])[(tick - $2::int8) * $4::int8 + s.n + 1],
                             $1::timestamptz + make_interval(secs => tick * {INTERVAL_SECONDS}),
                             s.hostname, s.container, s.pod, s.namespace, s.labels,
                             s.src_partition, tick * $4::int8 + s.n
@@ -239,7 +348,15 @@ fn load_0001(client: &mut Client, series: &[Record], shape: Shape) -> Duration {
                      ) AS s"
                 )
                 .as_str(),
-                &[&start(), &first, &end, &shape.series, &shape.points],
+                &[
+                    &start(),
+                    &first,
+                    &end,
+                    &shape.series,
+                    &shape.points,
+                    &values,
+                    &delays,
+                ],
             )
             .unwrap_or_else(|e| panic!("load the 0001 rows of {day}: {e:?}"));
     }
@@ -310,6 +427,24 @@ fn vacuum_analyze(client: &mut Client) -> Duration {
     started.elapsed()
 }
 
+/// ANALYZE's correlation of the offsets with the physical row order in the tables named like
+/// `tables`: 1.0 when the rows went in in arrival order (tick by tick), which the sizes
+/// depend on.
+fn in_order(client: &mut Client, tables: &str) -> f64 {
+    client
+        .query_one(
+            format!(
+                "SELECT min(correlation)::float8 FROM pg_stats
+                 WHERE attname = 'src_offset' AND tablename LIKE '{tables}'"
+            )
+            .as_str(),
+            &[],
+        )
+        .ok()
+        .and_then(|r| r.get::<_, Option<f64>>(0))
+        .unwrap_or(f64::NAN)
+}
+
 fn main() {
     let series = sample_series();
     let shape = Shape {
@@ -359,15 +494,65 @@ fn main() {
     );
     let everything = points.plus(minutes).plus(hours).plus(series_size);
 
+    // Read before compaction drops the points partitions.
+    let points_in_order = in_order(&mut compact, "points\\_p%");
+
+    // Every loaded day compacted, as the maintenance round does once a day is over: `before`
+    // is a day past the end of the last loaded day.
+    let last_day = *shape.days().last().expect("at least one day");
+    let before = (last_day + chrono::Duration::days(2))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let compaction_started = Instant::now();
+    let compacted = store::compact::compact_older_than(&mut compact, before).expect("compact");
+    let compaction_time = compaction_started.elapsed();
+    assert_eq!(
+        compacted.len(),
+        point_partitions,
+        "every loaded day compacted"
+    );
+    let vacuum_chunks_time = vacuum_analyze(&mut compact);
+    let (chunk_partitions, chunks) = Size::partitions_of(&mut compact, POINTS_COMPACT);
+    // The codec's bytes, and what PostgreSQL keeps of them (less if it compressed them).
+    let (chunked, data_bytes, stored_bytes): (i64, i64, i64) = compact
+        .query_one(
+            "SELECT sum(count)::int8, sum(octet_length(data))::int8,
+                    sum(pg_column_size(data))::int8
+             FROM points_compact",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("chunk totals");
+    // `data` is meant to be stored as it is (STORAGE EXTERNAL, 0002_compact.sql): what each
+    // partition's column really has ('x' would mean compressed like any bytea).
+    let storage: Vec<String> = compact
+        .query(
+            "SELECT DISTINCT a.attstorage::text FROM pg_inherits i
+             JOIN pg_attribute a ON a.attrelid = i.inhrelid AND a.attname = 'data'
+             WHERE i.inhparent = 'points_compact'::regclass ORDER BY 1",
+            &[],
+        )
+        .expect("storage of data")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(chunked, shape.points, "every point in a chunk");
+    assert!(
+        POINTS.list(&mut compact).expect("list").is_empty(),
+        "no narrow partition left"
+    );
+    let everything_compacted = chunks.plus(minutes).plus(hours).plus(series_size);
+
     let per_point = |bytes: i64| bytes as f64 / shape.points as f64;
     println!();
     println!(
-        "{:<34} {:>10} {:>11} {:>11} {:>11} {:>10}",
+        "{:<42} {:>10} {:>11} {:>11} {:>11} {:>10}",
         "relation (+ its indexes)", "rows", "table B/pt", "index B/pt", "total B/pt", "total MiB"
     );
     let line = |what: &str, rows: String, s: Size| {
         println!(
-            "{what:<34} {rows:>10} {:>11.1} {:>11.1} {:>11.1} {:>10.1}",
+            "{what:<42} {rows:>10} {:>11.1} {:>11.1} {:>11.1} {:>10.1}",
             per_point(s.table),
             per_point(s.indexes),
             per_point(s.total),
@@ -398,39 +583,52 @@ fn main() {
     );
     line("0002 series", series_size.rows.to_string(), series_size);
     line("0002 all of the above", String::new(), everything);
+    line(
+        "0002 points_compact (after compaction)",
+        chunks.rows.to_string(),
+        chunks,
+    );
+    line(
+        "0002 compacted, with rollups and series",
+        String::new(),
+        everything_compacted,
+    );
     println!();
     println!(
         "0001 ÷ 0002 points: {:.1}×; 0001 ÷ 0002 with rollups and series: {:.1}×",
         telemetry.total as f64 / points.total as f64,
         telemetry.total as f64 / everything.total as f64
     );
-    // ANALYZE's correlation of the offsets with the physical row order: 1.0 when the rows
-    // went in in arrival order (tick by tick), which the sizes above depend on.
-    let in_order = |client: &mut Client, tables: &str| -> f64 {
-        client
-            .query_one(
-                format!(
-                    "SELECT min(correlation)::float8 FROM pg_stats
-                     WHERE attname = 'src_offset' AND tablename LIKE '{tables}'"
-                )
-                .as_str(),
-                &[],
-            )
-            .ok()
-            .and_then(|r| r.get::<_, Option<f64>>(0))
-            .unwrap_or(f64::NAN)
-    };
+    println!(
+        "0002 points ÷ points_compact: {:.1}×; 0001 ÷ 0002 compacted with rollups and series: \
+         {:.1}×",
+        points.total as f64 / chunks.total as f64,
+        telemetry.total as f64 / everything_compacted.total as f64
+    );
+    println!(
+        "points_compact ({chunk_partitions} partition{}) data: encoded {:.2} B/pt, as stored \
+         {:.2} B/pt ({:.0} points a chunk; attstorage of its partitions' data: {})",
+        if chunk_partitions == 1 { "" } else { "s" },
+        per_point(data_bytes),
+        per_point(stored_bytes),
+        chunked as f64 / chunks.rows.max(1) as f64,
+        storage.join(", ")
+    );
+    println!("{VALUES_DESCRIBED}");
     println!(
         "rows in arrival order (correlation of src_offset with the row order, 1.00 = exactly): \
          0001 {:.2}, 0002 {:.2}",
         in_order(&mut wide, "telemetry"),
-        in_order(&mut compact, "points\\_p%")
+        points_in_order
     );
     println!(
-        "load + VACUUM ANALYZE: 0002 {:.0} s + {:.0} s, 0001 {:.0} s + {:.0} s",
+        "load + VACUUM ANALYZE: 0002 {:.0} s + {:.0} s, 0001 {:.0} s + {:.0} s; \
+         compaction + VACUUM ANALYZE: {:.0} s + {:.0} s",
         load_compact_time.as_secs_f64(),
         vacuum_compact_time.as_secs_f64(),
         load_wide_time.as_secs_f64(),
-        vacuum_wide_time.as_secs_f64()
+        vacuum_wide_time.as_secs_f64(),
+        compaction_time.as_secs_f64(),
+        vacuum_chunks_time.as_secs_f64()
     );
 }

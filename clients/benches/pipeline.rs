@@ -11,8 +11,12 @@
 //!   totals) in the same transactions, series resolved beforehand: what the collector asks
 //!   of PostgreSQL, without the broker and the offsets — it tells a slow store from a slow
 //!   pipeline. Its rollup merges cost one upsert per (series, bucket) a transaction touches:
-//!   here each 50,000-point transaction holds 5 points of each of the 10,000 series; real
-//!   ingest, a point per series per scrape, merges one row per point and costs more.
+//!   here each 50,000-point transaction holds 5 points of each of the 10,000 series;
+//! - the same two (`Writer::write` and `copy_points` alone) in the shape of real ingest, a
+//!   point per series per scrape: the generated CSV's 10,000 series × 100 ticks 15 s apart,
+//!   each transaction one point of each series it holds (one tick of all series, or a slice
+//!   of one). There every point is an upsert of its own into each rollup (a minute's 4
+//!   ticks arrive in 4 transactions), as in real ingest.
 //!
 //! Each reference runs before and after the pipeline (the machine warms up and fills); the
 //! faster run counts. Also printed: the streamer's rate into the broker, the sink stage alone
@@ -23,7 +27,10 @@
 //! `cargo build --release --bins && cargo bench -p clients --bench pipeline`
 //! (`BENCH_ROWS`, default 1,000,000; `BENCH_COLLECTORS`, default 1; `BENCH_STREAMERS`,
 //! default 1; `BENCH_STREAMER_BATCH`, default 5000; `BENCH_COLLECTOR_BATCH`, default 20000:
-//! the `--batch-size` of each; the collector runs its default 2 writers).
+//! the `--batch-size` of each; the collector runs its default 2 writers. The
+//! one-point-per-series references: `BENCH_SERIES`, default and at most 10,000;
+//! `BENCH_TICKS`, default 100; `BENCH_TICK_BATCH`, points per transaction, default and at
+//! most `BENCH_SERIES`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -82,6 +89,13 @@ fn generate_csv(path: &Path, rows: usize) {
 /// Points per transaction of the references (the collector's default batch is smaller).
 const REFERENCE_TX_POINTS: usize = 50_000;
 
+/// Distinct series of [`generate_csv`]'s rows: 1,000 GPUs × 10 metrics, row i and row
+/// i + 10,000 are the same series.
+const CSV_SERIES: usize = 10_000;
+
+/// Seconds between two ticks of the one-point-per-series references (a scrape interval).
+const TICK_SECONDS: i64 = 15;
+
 /// The same points as the collector would decode them, in batches of
 /// [`REFERENCE_TX_POINTS`], prepared up front so that only PostgreSQL's work is timed.
 fn records_of(csv: &Path) -> Vec<Vec<Record>> {
@@ -107,6 +121,58 @@ fn records_of(csv: &Path) -> Vec<Vec<Record>> {
     }
     if !batch.is_empty() {
         batches.push(batch);
+    }
+    batches
+}
+
+/// The realistic ingest shape: the first `series` series of [`generate_csv`], one point of
+/// each per tick, `ticks` ticks [`TICK_SECONDS`] apart ending now, in batches of `batch`
+/// points taken in arrival order (tick by tick). With `batch` ≤ `series` no batch holds two
+/// points of a series. Values move by a step a tick (the rollups' min/max/last change).
+fn one_point_per_series(dir: &Path, series: usize, ticks: usize, batch: usize) -> Vec<Vec<Record>> {
+    assert!(
+        (1..=CSV_SERIES).contains(&series),
+        "BENCH_SERIES must be 1..={CSV_SERIES} (the generated CSV's distinct series)"
+    );
+    assert!(
+        (1..=series).contains(&batch),
+        "BENCH_TICK_BATCH must be 1..=BENCH_SERIES, so a batch holds a point per series at most"
+    );
+    let csv = dir.join("series.csv");
+    generate_csv(&csv, series);
+    let mut rows = CsvRows::open(&csv).expect("open series csv");
+    let first = Utc::now() - chrono::Duration::seconds(ticks as i64 * TICK_SECONDS);
+    let mut templates = Vec::with_capacity(series);
+    while let Some(row) = rows.next_record().expect("read series csv") {
+        templates.push(
+            row.point(first)
+                .expect("generated rows are good")
+                .into_owned(),
+        );
+    }
+    let mut batches = Vec::with_capacity((series * ticks).div_ceil(batch));
+    let mut current = Vec::with_capacity(batch);
+    let mut offset = 0i64;
+    for tick in 0..ticks {
+        let ts = first + chrono::Duration::seconds(tick as i64 * TICK_SECONDS);
+        for template in &templates {
+            let mut point = template.clone();
+            point.ts = ts;
+            point.source_ts = Some(ts);
+            point.value = (template.value + tick as f64) % 100.0;
+            current.push(Record {
+                partition: 0,
+                offset,
+                point,
+            });
+            offset += 1;
+            if current.len() == batch {
+                batches.push(std::mem::replace(&mut current, Vec::with_capacity(batch)));
+            }
+        }
+    }
+    if !current.is_empty() {
+        batches.push(current);
     }
     batches
 }
@@ -288,19 +354,25 @@ fn backend_pids(client: &mut Client) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Each reference, timed once before and once after the pipeline.
-struct Reference {
+/// Each reference, timed once before and once after the pipeline, on its batches.
+struct Reference<'b> {
     what: &'static str,
     run: fn(&Postgres, &str, &[Vec<Record>]) -> Duration,
+    batches: &'b [Vec<Record>],
     before: Duration,
     after: Duration,
 }
 
-impl Reference {
-    fn new(what: &'static str, run: fn(&Postgres, &str, &[Vec<Record>]) -> Duration) -> Self {
+impl<'b> Reference<'b> {
+    fn new(
+        what: &'static str,
+        run: fn(&Postgres, &str, &[Vec<Record>]) -> Duration,
+        batches: &'b [Vec<Record>],
+    ) -> Self {
         Reference {
             what,
             run,
+            batches,
             before: Duration::ZERO,
             after: Duration::ZERO,
         }
@@ -308,8 +380,8 @@ impl Reference {
 
     /// Runs the reference into a database of its own, then drops it (the next one then
     /// finds the same free memory and disk).
-    fn measure(&self, pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration {
-        let elapsed = (self.run)(pg, db, batches);
+    fn measure(&self, pg: &Postgres, db: &str) -> Duration {
+        let elapsed = (self.run)(pg, db, self.batches);
         pg.connect_to("postgres")
             .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
             .expect("drop the reference database");
@@ -318,6 +390,11 @@ impl Reference {
 
     fn best(&self) -> Duration {
         self.before.min(self.after)
+    }
+
+    /// Points per second of the faster run.
+    fn rate(&self) -> f64 {
+        points_in(self.batches) as f64 / self.best().as_secs_f64()
     }
 }
 
@@ -336,15 +413,30 @@ fn main() {
         size as f64 / 1048576.0
     );
 
+    let series = env_or("BENCH_SERIES", CSV_SERIES);
+    let ticks = env_or("BENCH_TICKS", 100);
+    let tick_batch = env_or("BENCH_TICK_BATCH", series);
+
     let pg = Postgres::start();
     let batches = records_of(&csv);
+    let per_series = one_point_per_series(dir.path(), series, ticks, tick_batch);
     let mut references = [
-        Reference::new("COPY into 0002 points", copy_into_compact),
-        Reference::new("COPY into 0001 telemetry", copy_into_0001),
-        Reference::new("Writer::write into 0002", store_write),
+        Reference::new("COPY into 0002 points", copy_into_compact, &batches),
+        Reference::new("COPY into 0001 telemetry", copy_into_0001, &batches),
+        Reference::new("Writer::write into 0002", store_write, &batches),
+        Reference::new(
+            "COPY into 0002 points, 1 pt/series/tx",
+            copy_into_compact,
+            &per_series,
+        ),
+        Reference::new(
+            "Writer::write into 0002, 1 pt/series/tx",
+            store_write,
+            &per_series,
+        ),
     ];
     for (i, r) in references.iter_mut().enumerate() {
-        r.before = r.measure(&pg, &format!("reference_{i}_before"), &batches);
+        r.before = r.measure(&pg, &format!("reference_{i}_before"));
     }
     let mut c = pg.connect();
     store::schema::migrate(&mut c).expect("migrate");
@@ -465,7 +557,7 @@ fn main() {
 
     // The references again after the pipeline, on the same (now warmer, fuller) machine.
     for (i, r) in references.iter_mut().enumerate() {
-        r.after = r.measure(&pg, &format!("reference_{i}_after"), &batches);
+        r.after = r.measure(&pg, &format!("reference_{i}_after"));
     }
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
@@ -481,8 +573,8 @@ fn main() {
             "{:<52} {runs:>14} {:>10.2} {:>11.0} {:>10.2}×",
             format!("PostgreSQL {}", r.what),
             r.best().as_secs_f64(),
-            rate(r.best()),
-            pipeline / rate(r.best())
+            r.rate(),
+            pipeline / r.rate()
         );
     }
     if let Some(p) = produced_at {
@@ -510,18 +602,27 @@ fn main() {
         1.0
     );
     println!();
-    let [compact, wide, store_write] = &references;
+    let [compact, wide, store_write, tick_copy, tick_write] = &references;
     println!(
         "pipeline ÷ COPY into 0002 points: {:.2}× (bar ≥ 0.70×, goal ≥ 0.90×); \
          sink stage alone ÷ the same: {:.2}×",
-        pipeline / rate(compact.best()),
-        rate(drain_time) / rate(compact.best())
+        pipeline / compact.rate(),
+        rate(drain_time) / compact.rate()
     );
     println!(
         "COPY into 0002 points ÷ COPY into 0001 telemetry: {:.2}× (the narrower row's ceiling); \
          Writer::write ÷ COPY into 0002: {:.2}×",
-        rate(compact.best()) / rate(wide.best()),
-        rate(store_write.best()) / rate(compact.best())
+        compact.rate() / wide.rate(),
+        store_write.rate() / compact.rate()
+    );
+    println!(
+        "one point per series per transaction ({} series × {ticks} ticks {TICK_SECONDS} s apart \
+         = {} points, {tick_batch}-point transactions): Writer::write ÷ COPY into 0002: {:.2}× \
+         (with 5 points per series, {REFERENCE_TX_POINTS}-point transactions: {:.2}×)",
+        series,
+        points_in(&per_series),
+        tick_write.rate() / tick_copy.rate(),
+        store_write.rate() / compact.rate()
     );
     for (name, _, seconds) in &cpu {
         println!("  cpu {name}: {seconds:.2} s");
