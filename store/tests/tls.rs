@@ -4,55 +4,11 @@
 //! `127.0.0.1`) and starts a throwaway PostgreSQL that serves it. That server accepts plaintext
 //! TCP only to [`Postgres::PLAINTEXT_DATABASE`]; everything else must be TLS.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use store::connect;
+use testkit::tls::TestCa;
 use testkit::Postgres;
-
-/// A certificate authority made for one test.
-struct TestCa {
-    cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert_pem = params.self_signed(&key).expect("self-sign the CA").pem();
-        TestCa {
-            cert_pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses): its PEM and its key's.
-    fn server_cert(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("server key");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "test PostgreSQL");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// Writes the CA certificate where `sslrootcert` can name it.
-    fn write(&self, dir: &Path, file_name: &str) -> PathBuf {
-        let path = dir.join(file_name);
-        std::fs::write(&path, &self.cert_pem).expect("write CA file");
-        path
-    }
-}
 
 /// A TLS PostgreSQL with the CA file that verifies it, and an unrelated CA's file.
 struct TlsServer {

@@ -5,9 +5,12 @@
 //! - [`Child`]: one of our binaries as a real process, its output captured to a log file,
 //!   killed on drop, with SIGTERM/SIGKILL helpers and a panic scan of its log;
 //! - [`wait_until`]: waiting on a condition with a deadline, never a bare sleep;
-//! - [`bin_path`], [`free_port`]: finding the workspace binaries and a port to give them.
+//! - [`bin_path`], [`free_port`]: finding the workspace binaries and a port to give them;
+//! - [`tls`]: throwaway certificate authorities for the TLS tests.
 //!
 //! The end-to-end scenarios themselves live in `tests/e2e/`, one test binary built from modules.
+
+pub mod tls;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -10,3 +10,4 @@ mod explain;
 mod harness;
 mod replica;
 mod restart;
+mod tls;
