@@ -103,6 +103,23 @@ pub fn postgres_bin_dir() -> PathBuf {
     )
 }
 
+/// A temporary directory for a PostgreSQL server, owned by `postgres` when we are root.
+fn server_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    if running_as_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the PostgreSQL directory failed");
+    }
+    dir
+}
+
 /// A throwaway PostgreSQL cluster. Dropping it stops the server and deletes its files.
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -116,18 +133,7 @@ impl Postgres {
     /// processes, never PostgreSQL's host.
     pub fn start() -> Postgres {
         let bin = postgres_bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-pg-")
-            .tempdir()
-            .expect("tempdir");
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of the PostgreSQL directory failed");
-        }
+        let dir = server_dir("testkit-pg-");
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, "postgres\n").expect("write pwfile");
@@ -237,18 +243,7 @@ impl Postgres {
     /// A hot standby streaming from `self` (`pg_basebackup -R`): read-only, a replication
     /// lag behind, same user and password. Dropping it stops it.
     pub fn start_replica(&self) -> Postgres {
-        let dir = tempfile::Builder::new()
-            .prefix("testkit-pg-replica-")
-            .tempdir()
-            .expect("tempdir");
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of the replica directory failed");
-        }
+        let dir = server_dir("testkit-pg-replica-");
         let data = dir.path().join("data");
         let out = pg_command(&self.bin.join("pg_basebackup"))
             .arg("-D")
