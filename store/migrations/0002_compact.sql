@@ -89,8 +89,9 @@ CREATE TABLE rollup_1h (
     PRIMARY KEY (series_id, bucket)
 ) PARTITION BY RANGE (bucket);
 
--- Each partition is created with fillfactor 70 (store::partitions): a bucket's row is updated
--- by every batch that adds to it, and the free space keeps those updates HOT (no index write).
+-- rollup_1h partitions are created with fillfactor 70 (store::partitions): an hour's row is
+-- updated by every batch of the hour, and the free space keeps those updates HOT (no index
+-- write). rollup_1m stays packed: it is the largest, and a minute sees few batches.
 
 -- Exact per-metric totals per UTC day (the span of a points partition): retention deletes a
 -- day's rows in the transaction that drops its partition, so /api/v1/stats stays exact.

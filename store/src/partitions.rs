@@ -44,12 +44,14 @@ pub const POINTS_COMPACT: Table = Table {
 pub const ROLLUP_1M: Table = Table {
     name: "rollup_1m",
     span_days: 1,
-    fillfactor: 70,
+    // Updated by the few batches of its minute only, and the largest rollup: packed.
+    fillfactor: 100,
 };
 /// Per-hour rollups: a partition per 30 days (a year is 13 partitions).
 pub const ROLLUP_1H: Table = Table {
     name: "rollup_1h",
     span_days: 30,
+    // Updated by every batch of its hour: room for HOT updates.
     fillfactor: 70,
 };
 /// The partitioned tables a batch of points writes to.

@@ -1,13 +1,6 @@
 //! `collector`: a consumer-group member writing the broker's telemetry into PostgreSQL,
 //! exactly once (see `clients::collector`).
 
-/// The global allocator: the collector copies ~25 strings per point out of each fetch and
-/// frees them after the write, the streamer builds a message per row; glibc's malloc and
-/// free were ~27% of a draining collector's CPU in a profile (the API uses it for the same
-/// reason).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,13 +1,6 @@
 //! `streamer`: reads a DCGM CSV and produces its rows to the broker as telemetry points,
 //! sharing the rows with the other streamers of its `--group` (see `clients::streamer`).
 
-/// The global allocator: the collector copies ~25 strings per point out of each fetch and
-/// frees them after the write, the streamer builds a message per row; glibc's malloc and
-/// free were ~27% of a draining collector's CPU in a profile (the API uses it for the same
-/// reason).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
