@@ -34,13 +34,15 @@ CREATE TABLE points (
     src_partition smallint         NOT NULL
 ) PARTITION BY RANGE (ts);
 
--- A series' points: a B-tree on the series alone, which PostgreSQL deduplicates into posting
--- lists (~8 bytes a point, against ~42 for (series_id, ts), whose per-series appends leave
--- half-empty pages behind), narrowed to the time window by a BRIN index on ts (points arrive
--- in time order, so block ranges map to time ranges); both combine in one bitmap scan.
--- autosummarize: a block range is summarised as soon as it fills, not at the next VACUUM
--- (an unsummarised range matches every window, so today's windows would read all of today).
-CREATE INDEX points_series_idx ON points (series_id);
+-- A series' points: a B-tree on (series, 10-minute bin of ts). PostgreSQL deduplicates equal
+-- keys into posting lists, so a point costs a few bytes of index (against ~42 for
+-- (series_id, ts), whose per-series appends leave half-empty pages behind), and a window reads
+-- only the posting lists of its bins. The bin is computed on UTC time without zone, which
+-- keeps the expression immutable (date_trunc/date_bin on timestamptz depend on TimeZone).
+-- A BRIN index on ts narrows scans by time alone (points arrive in time order, so block
+-- ranges map to time ranges); autosummarize keeps the newest ranges summarised as they fill.
+CREATE INDEX points_series_idx ON points
+    (series_id, date_bin('10 minutes', ts AT TIME ZONE 'UTC', '2000-01-01'));
 CREATE INDEX points_ts_brin ON points USING brin (ts) WITH (pages_per_range = 32, autosummarize = on);
 
 -- Points older than a day, compacted (store::compact): one row per series, day and broker
