@@ -77,19 +77,8 @@ CREATE TABLE rollup_1m (
     PRIMARY KEY (series_id, bucket)
 ) PARTITION BY RANGE (bucket);
 
-CREATE TABLE rollup_1h (
-    series_id   integer          NOT NULL,
-    count       integer          NOT NULL,  -- beside series_id: no alignment padding
-    bucket      timestamptz      NOT NULL,
-    sum         double precision NOT NULL,
-    min         double precision NOT NULL,
-    max         double precision NOT NULL,
-    first_ts    timestamptz      NOT NULL,
-    first_value double precision NOT NULL,
-    last_ts     timestamptz      NOT NULL,
-    last_value  double precision NOT NULL,
-    PRIMARY KEY (series_id, bucket)
-) PARTITION BY RANGE (bucket);
+-- The same columns and primary key, per hour.
+CREATE TABLE rollup_1h (LIKE rollup_1m INCLUDING ALL) PARTITION BY RANGE (bucket);
 
 -- rollup_1h partitions are created with fillfactor 70 (store::partitions): an hour's row is
 -- updated by every batch of the hour, and the free space keeps those updates HOT (no index

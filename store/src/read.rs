@@ -18,41 +18,40 @@ use serde_json::value::RawValue;
 use crate::codec::{self, ChunkPoint};
 use crate::error::Result;
 
+/// The window statement, for all of a GPU's series or (with the two filters) one metric's.
+macro_rules! window_sql {
+    ($series_filter:literal, $ids_filter:literal) => {
+        concat!(
+            "SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
+FROM series s JOIN points p ON p.series_id = s.series_id
+WHERE s.gpu_uuid = $1",
+            $series_filter,
+            "
+  AND p.series_id = ANY (ARRAY(SELECT series_id FROM series WHERE gpu_uuid = $1",
+            $ids_filter,
+            "))
+  AND p.ts >= coalesce($2::timestamptz, '-infinity')
+  AND p.ts <= coalesce($3::timestamptz, 'infinity')
+  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
+      >= date_bin('10 minutes', coalesce($2::timestamptz, '-infinity') AT TIME ZONE 'UTC', '2000-01-01')
+  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
+      <= date_bin('10 minutes', coalesce($3::timestamptz, 'infinity') AT TIME ZONE 'UTC', '2000-01-01')
+ORDER BY p.ts, p.src_offset
+LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
 /// One GPU's points in an inclusive window, in a stable total order (time, then arrival),
 /// skipping `$5` and returning at most `$4`. A missing bound is ±infinity. The GPU's series
 /// ids are looked up first (`ARRAY(…)`, one small index scan) so that each partition is read
 /// with one bitmap scan of `points_series_idx` for all of them; the 10-minute bins repeat the
 /// window in the index's own terms, so that scan reads only the window's posting lists.
-pub const WINDOW_SQL: &str = "\
-SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
-       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
-FROM series s JOIN points p ON p.series_id = s.series_id
-WHERE s.gpu_uuid = $1
-  AND p.series_id = ANY (ARRAY(SELECT series_id FROM series WHERE gpu_uuid = $1))
-  AND p.ts >= coalesce($2::timestamptz, '-infinity')
-  AND p.ts <= coalesce($3::timestamptz, 'infinity')
-  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
-      >= date_bin('10 minutes', coalesce($2::timestamptz, '-infinity') AT TIME ZONE 'UTC', '2000-01-01')
-  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
-      <= date_bin('10 minutes', coalesce($3::timestamptz, 'infinity') AT TIME ZONE 'UTC', '2000-01-01')
-ORDER BY p.ts, p.src_offset
-LIMIT $4 OFFSET $5";
+pub const WINDOW_SQL: &str = window_sql!("", "");
 
 /// [`WINDOW_SQL`] for one metric (`$6`).
-pub const WINDOW_METRIC_SQL: &str = "\
-SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
-       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
-FROM series s JOIN points p ON p.series_id = s.series_id
-WHERE s.gpu_uuid = $1 AND s.metric = $6
-  AND p.series_id = ANY (ARRAY(SELECT series_id FROM series WHERE gpu_uuid = $1 AND metric = $6))
-  AND p.ts >= coalesce($2::timestamptz, '-infinity')
-  AND p.ts <= coalesce($3::timestamptz, 'infinity')
-  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
-      >= date_bin('10 minutes', coalesce($2::timestamptz, '-infinity') AT TIME ZONE 'UTC', '2000-01-01')
-  AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
-      <= date_bin('10 minutes', coalesce($3::timestamptz, 'infinity') AT TIME ZONE 'UTC', '2000-01-01')
-ORDER BY p.ts, p.src_offset
-LIMIT $4 OFFSET $5";
+pub const WINDOW_METRIC_SQL: &str = window_sql!(" AND s.metric = $6", " AND metric = $6");
 
 /// The compacted chunks of one GPU (`$1`) that overlap a window (`$2`..`$3`, NULL for
 /// ±infinity), of one metric (`$4`) or all (NULL). Small: a row per series and day.
