@@ -23,7 +23,7 @@ use crate::error::{is_connection_error, ApiError};
 use crate::model::{Gpu, Stats};
 use crate::params::Window;
 
-/// The statements, from the store (which owns every SQL statement about telemetry).
+// The statements come from the store, which owns every SQL statement about telemetry.
 use store::read::{
     StoredPoint, GPUS_SQL, GPU_COUNTS_SQL, KNOWN_SQL, METRIC_TOTALS_SQL, WINDOW_CHUNKS_SQL,
     WINDOW_METRIC_SQL, WINDOW_SQL,

@@ -63,10 +63,10 @@ impl Policy {
     }
 
     fn retention_of(&self, table: Table) -> Option<Duration> {
-        match table.name {
-            "points" => self.points,
-            "rollup_1m" => self.rollup_1m,
-            _ => self.rollup_1h,
+        match table {
+            t if t == ROLLUP_1M => self.rollup_1m,
+            t if t == ROLLUP_1H => self.rollup_1h,
+            _ => self.points,
         }
     }
 }

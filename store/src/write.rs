@@ -104,24 +104,29 @@ struct SeriesCache {
 /// labels in another order map to the same id through the database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SeriesKey {
-    gpu_uuid: String,
-    metric: String,
-    hostname: String,
-    container: String,
-    pod: String,
-    namespace: String,
+    /// As [`series_fields`] gives them.
+    fields: [String; 6],
     labels: Vec<(String, String)>,
+}
+
+/// A point's series columns, in the order of `series_key`: GPU, metric, hostname, container,
+/// pod, namespace (absent ones as '', as the table stores them).
+fn series_fields<'a>(p: &'a Point<'_>) -> [&'a str; 6] {
+    let optional = |t: &'a Option<std::borrow::Cow<'_, str>>| t.as_deref().unwrap_or_default();
+    [
+        &p.gpu_uuid,
+        &p.metric,
+        &p.hostname,
+        optional(&p.container),
+        optional(&p.pod),
+        optional(&p.namespace),
+    ]
 }
 
 impl SeriesKey {
     fn of(p: &Point<'_>) -> SeriesKey {
         SeriesKey {
-            gpu_uuid: p.gpu_uuid.to_string(),
-            metric: p.metric.to_string(),
-            hostname: p.hostname.to_string(),
-            container: p.container.as_deref().unwrap_or_default().to_string(),
-            pod: p.pod.as_deref().unwrap_or_default().to_string(),
-            namespace: p.namespace.as_deref().unwrap_or_default().to_string(),
+            fields: series_fields(p).map(str::to_string),
             labels: p
                 .labels
                 .0
@@ -133,12 +138,7 @@ impl SeriesKey {
 
     /// Whether `p` belongs to this series, without copying `p`'s strings.
     fn matches(&self, p: &Point<'_>) -> bool {
-        self.gpu_uuid == p.gpu_uuid
-            && self.metric == p.metric
-            && self.hostname == p.hostname
-            && self.container == p.container.as_deref().unwrap_or_default()
-            && self.pod == p.pod.as_deref().unwrap_or_default()
-            && self.namespace == p.namespace.as_deref().unwrap_or_default()
+        self.fields == series_fields(p)
             && self.labels.len() == p.labels.0.len()
             && self
                 .labels
@@ -150,24 +150,13 @@ impl SeriesKey {
 
 /// Whether two points belong to one series.
 fn same_series(a: &Point<'_>, b: &Point<'_>) -> bool {
-    a.gpu_uuid == b.gpu_uuid
-        && a.metric == b.metric
-        && a.hostname == b.hostname
-        && a.container.as_deref().unwrap_or_default() == b.container.as_deref().unwrap_or_default()
-        && a.pod.as_deref().unwrap_or_default() == b.pod.as_deref().unwrap_or_default()
-        && a.namespace.as_deref().unwrap_or_default() == b.namespace.as_deref().unwrap_or_default()
-        && a.labels == b.labels
+    series_fields(a) == series_fields(b) && a.labels == b.labels
 }
 
 /// The hash of `p`'s series key.
 fn series_hash(p: &Point<'_>) -> u64 {
     let mut h = DefaultHasher::new();
-    p.gpu_uuid.hash(&mut h);
-    p.metric.hash(&mut h);
-    p.hostname.hash(&mut h);
-    p.container.as_deref().unwrap_or_default().hash(&mut h);
-    p.pod.as_deref().unwrap_or_default().hash(&mut h);
-    p.namespace.as_deref().unwrap_or_default().hash(&mut h);
+    series_fields(p).hash(&mut h);
     for (k, v) in &p.labels.0 {
         k.hash(&mut h);
         v.hash(&mut h);
@@ -383,12 +372,13 @@ impl Writer {
                 distinct.len()
             )));
         }
+        // Looked up by hash, like the shared cache (which may be cleared when full meanwhile).
+        let mut resolved = SeriesCache::default();
+        for (hash, key, id) in &found {
+            resolved.insert(*hash, key.clone(), *id);
+        }
         for (hash, i) in missing {
-            let p = &records[i].point;
-            ids[i] = found
-                .iter()
-                .find(|(h, key, _)| *h == hash && key.matches(p))
-                .map(|(_, _, id)| *id);
+            ids[i] = resolved.get(hash, &records[i].point);
         }
         let mut cache = self.series.lock().unwrap_or_else(|e| e.into_inner());
         for (hash, key, id) in found {
@@ -419,6 +409,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Prepares `records` and writes the accepted ones in a transaction of their own; returns
+    /// how many points were written and the rejected records with why. For tools and tests:
+    /// the collector writes inside the transaction that also holds its offsets.
+    pub fn write_batch(
+        &self,
+        client: &mut Client,
+        records: &[&Record],
+    ) -> Result<(u64, Vec<(usize, String)>)> {
+        let prepared = self.prepare(client, records)?;
+        let mut tx = client.transaction()?;
+        let written = self.write(&mut tx, &prepared.rows(records, |_| true))?;
+        tx.commit()?;
+        Ok((written, prepared.rejected))
+    }
+
     /// Writes prepared rows in `tx`: points, rollups, GPUs, day totals. Returns how many
     /// points were written.
     pub fn write(&self, tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<u64> {
@@ -435,17 +440,12 @@ impl Writer {
     }
 }
 
-fn resolve_in_database<'a>(
+fn resolve_in_database(
     client: &mut Client,
-    points: &[&'a Point<'static>],
+    points: &[&Point<'static>],
 ) -> Result<Vec<Option<i32>>> {
-    let optional = |t: &'a Option<std::borrow::Cow<'static, str>>| t.as_deref().unwrap_or_default();
-    let gpus: Vec<&str> = points.iter().map(|p| p.gpu_uuid.as_ref()).collect();
-    let metrics: Vec<&str> = points.iter().map(|p| p.metric.as_ref()).collect();
-    let hosts: Vec<&str> = points.iter().map(|p| p.hostname.as_ref()).collect();
-    let containers: Vec<&str> = points.iter().map(|p| optional(&p.container)).collect();
-    let pods: Vec<&str> = points.iter().map(|p| optional(&p.pod)).collect();
-    let namespaces: Vec<&str> = points.iter().map(|p| optional(&p.namespace)).collect();
+    let column = |c: usize| -> Vec<&str> { points.iter().map(|p| series_fields(p)[c]).collect() };
+    let [gpus, metrics, hosts, containers, pods, namespaces] = [0, 1, 2, 3, 4, 5].map(column);
     let labels: Vec<Json<&Labels<'static>>> = points.iter().map(|p| Json(&p.labels)).collect();
     let rows = client.query(
         RESOLVE_SERIES_SQL,

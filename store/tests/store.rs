@@ -56,13 +56,8 @@ fn write(
         })
         .collect();
     let refs: Vec<&Record> = records.iter().collect();
-    let prepared = writer.prepare(client, &refs).expect("prepare");
-    assert!(prepared.rejected.is_empty(), "{:?}", prepared.rejected);
-    let mut tx = client.transaction().expect("begin");
-    let n = writer
-        .write(&mut tx, &prepared.rows(&refs, |_| true))
-        .expect("write");
-    tx.commit().expect("commit");
+    let (n, rejected) = writer.write_batch(client, &refs).expect("write");
+    assert!(rejected.is_empty(), "{rejected:?}");
     n
 }
 

@@ -142,13 +142,8 @@ pub fn seed(client: &mut postgres::Client) {
         .collect();
     let batch: Vec<&Record> = records.iter().collect();
     let writer = Writer::new(Window::default());
-    let prepared = writer.prepare(client, &batch).expect("prepare the batch");
-    assert!(prepared.rejected.is_empty(), "{:?}", prepared.rejected);
-    let mut tx = client.transaction().expect("begin");
-    let written = writer
-        .write(&mut tx, &prepared.rows(&batch, |_| true))
-        .expect("write the batch");
-    tx.commit().expect("commit");
+    let (written, rejected) = writer.write_batch(client, &batch).expect("write the batch");
+    assert!(rejected.is_empty(), "{rejected:?}");
     assert_eq!(written, TOTAL_POINTS as u64);
 
     // A GPU the collector once saw, whose points are gone (retention drops points, never

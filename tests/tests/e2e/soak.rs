@@ -228,14 +228,9 @@ impl Soak {
         let refs: Vec<&Record> = records.iter().collect();
         let writer = Writer::new(Window::default());
         let mut db = self.pg.connect();
-        let prepared = writer
-            .prepare(&mut db, &refs)
-            .expect("prepare expired points");
-        let mut tx = db.transaction().expect("begin");
         writer
-            .write(&mut tx, &prepared.rows(&refs, |_| true))
+            .write_batch(&mut db, &refs)
             .expect("write expired points");
-        tx.commit().expect("commit expired points");
     }
 
     /// Waits until retention has dropped every points partition older than the retention.
