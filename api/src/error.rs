@@ -15,6 +15,18 @@ pub enum ApiError {
     #[error("{parameter}: {reason}")]
     BadParameter { parameter: String, reason: String },
 
+    /// A request body could not be read (too large, cut off, or not UTF-8).
+    #[error("request body: {0}")]
+    Body(String),
+
+    /// A request body is larger than the route accepts.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+
+    /// The path names a host the database has never seen.
+    #[error("no host named {0:?}")]
+    UnknownHost(String),
+
     /// The path names a GPU the database has never seen.
     #[error("no GPU with id {0:?}")]
     UnknownGpu(String),
@@ -82,7 +94,13 @@ impl ApiError {
             ApiError::BadParameter { .. } => {
                 Problem::new(StatusCode::BAD_REQUEST, self.to_string())
             }
-            ApiError::UnknownGpu(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
+            ApiError::Body(_) => Problem::new(StatusCode::BAD_REQUEST, self.to_string()),
+            ApiError::BodyTooLarge(_) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, self.to_string())
+            }
+            ApiError::UnknownGpu(_) | ApiError::UnknownHost(_) => {
+                Problem::new(StatusCode::NOT_FOUND, self.to_string())
+            }
             e if e.is_unavailable() => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unreachable; retry later",

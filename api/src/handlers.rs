@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
@@ -17,7 +18,22 @@ use crate::params::{TelemetryQuery, Window};
 use crate::server::AppState;
 use store::read::StoredPoint;
 
-pub type HttpResponse = Response<Full<Bytes>>;
+/// A response body: whole (most answers) or streamed (exports). A streamed body that fails
+/// half-way ends with an error, which makes hyper cut the connection rather than end the
+/// message cleanly, so a client never takes a truncated export for a whole one.
+pub type Body = BoxBody<Bytes, BodyError>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+pub type HttpResponse = Response<Body>;
+
+/// A whole body.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A response built elsewhere with a whole body (the shared problem answers).
+pub fn boxed(response: Response<Full<Bytes>>) -> HttpResponse {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
+}
 
 /// What must be escaped in a path segment (the GPU id in a `next` link).
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -74,7 +90,7 @@ fn health_body(status: &str, database: &str) -> Health {
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )
 )]
-pub async fn list_gpus(state: &AppState) -> Result<HttpResponse, ApiError> {
+pub async fn list_gpus(state: &AppState, _query: &str) -> Result<HttpResponse, ApiError> {
     let gpus = state.db.run(db::gpus).await?;
     Ok(json(
         StatusCode::OK,
@@ -124,6 +140,7 @@ pub async fn gpu_telemetry(
     state: &AppState,
     id: String,
     raw_query: &str,
+    _headers: &http::HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
     let window = TelemetryQuery::parse(raw_query)?.resolve()?;
     // The page is built and serialised on the blocking thread, straight from the rows.
@@ -269,7 +286,58 @@ pub async fn openapi_json(state: &AppState) -> Result<HttpResponse, ApiError> {
 pub async fn docs(tail: &str) -> Result<HttpResponse, ApiError> {
     Ok(match crate::docs::asset(tail) {
         Some((bytes, content_type)) => respond(StatusCode::OK, bytes, &content_type),
-        None => pipeline_common::problem::not_found(&format!("/docs/{tail}")),
+        None => boxed(pipeline_common::problem::not_found(&format!(
+            "/docs/{tail}"
+        ))),
+    })
+}
+
+/// The hosts (stub).
+pub async fn list_hosts(_state: &AppState) -> Result<HttpResponse, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"count": 0, "hosts": []}),
+    ))
+}
+
+/// One host's GPUs (stub).
+pub async fn host_gpus(
+    state: &AppState,
+    hostname: String,
+    _query: &str,
+) -> Result<HttpResponse, ApiError> {
+    let _ = (state, hostname);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"count": 0, "gpus": []}),
+    ))
+}
+
+/// Latest values (stub).
+pub async fn latest(_state: &AppState, _query: &str) -> Result<HttpResponse, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"count": 0, "points": []}),
+    ))
+}
+
+/// Pipeline health (stub).
+pub async fn pipeline(_state: &AppState) -> Result<HttpResponse, ApiError> {
+    Ok(json(StatusCode::OK, &serde_json::json!({})))
+}
+
+/// The landing page: links to the dashboard and the API docs.
+pub async fn root() -> Result<HttpResponse, ApiError> {
+    Ok(text(StatusCode::OK, ROOT_PAGE, "text/html; charset=utf-8"))
+}
+
+const ROOT_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>GPU telemetry</title></head>\n<body><h1>GPU telemetry</h1><ul>\n<li><a href=\"/ui\">Dashboard</a>: the fleet, one GPU's metrics, the pipeline's health</li>\n<li><a href=\"/docs\">API docs</a> (<a href=\"/openapi.json\">OpenAPI spec</a>)</li>\n<li><a href=\"/prometheus/api/v1/labels\">Prometheus-compatible API</a> at <code>/prometheus</code></li>\n</ul></body></html>\n";
+
+/// The dashboard's page and assets, embedded in the binary.
+pub async fn ui(tail: &str) -> Result<HttpResponse, ApiError> {
+    Ok(match crate::ui::asset(tail) {
+        Some((bytes, content_type)) => respond(StatusCode::OK, bytes, content_type),
+        None => boxed(pipeline_common::problem::not_found(&format!("/ui/{tail}"))),
     })
 }
 
@@ -279,11 +347,13 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
         Ok(bytes) => respond(status, Bytes::from(bytes), "application/json"),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise a response body");
-            pipeline_common::problem::Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
+            boxed(
+                pipeline_common::problem::Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                )
+                .into_response(),
             )
-            .into_response()
         }
     }
 }
@@ -297,8 +367,8 @@ fn text(status: StatusCode, body: &str, content_type: &str) -> HttpResponse {
 }
 
 /// The one place a handler's response is put together.
-fn respond(status: StatusCode, body: Bytes, content_type: &str) -> HttpResponse {
-    let mut response = Response::new(Full::new(body));
+pub fn respond(status: StatusCode, body: Bytes, content_type: &str) -> HttpResponse {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     // The types are constants and asset-table entries, all valid; were one not, the answer
     // would go without the header rather than panic.

@@ -19,6 +19,7 @@
 //! collector keeps `gpus` and the per-metric day totals current in the transaction that
 //! writes the points, so the GPU list and the stats are reads of small tables.
 
+pub mod compress;
 pub mod config;
 pub mod db;
 pub mod docs;
@@ -27,9 +28,11 @@ pub mod handlers;
 pub mod model;
 pub mod openapi;
 pub mod params;
+pub mod prometheus;
 pub mod router;
 pub mod server;
 pub mod telemetry;
+pub mod ui;
 
 pub use config::Config;
 pub use error::ApiError;

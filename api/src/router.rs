@@ -4,23 +4,37 @@
 use std::time::Instant;
 
 use http::{Method, Request};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::error::ApiError;
 use crate::handlers::{self, HttpResponse};
 use crate::server::AppState;
-use crate::telemetry;
+use crate::{compress, telemetry};
 
 /// The prefix of one GPU's telemetry path; the id and `/telemetry` follow.
 const GPUS_PREFIX: &str = "/api/v1/gpus/";
+/// The prefix of one host's GPU list; the hostname and `/gpus` follow.
+const HOSTS_PREFIX: &str = "/api/v1/hosts/";
+/// The Prometheus-compatible API: the endpoint (`/api/v1/query`, …) follows.
+const PROMETHEUS_PREFIX: &str = "/prometheus";
+/// The largest form body a POST to the Prometheus API may have (a long PromQL expression
+/// fits many times over; anything larger is refused before it is read whole).
+const MAX_FORM_BODY: usize = 1 << 20;
 
 /// A matched path.
 #[derive(Debug, Clone, PartialEq)]
 enum Route {
+    Root,
     Health,
     Gpus,
     /// The GPU id, percent-decoded.
     Telemetry(String),
+    Hosts,
+    /// The hostname, percent-decoded.
+    HostGpus(String),
+    Latest,
+    Pipeline,
     Stats,
     Healthz,
     Readyz,
@@ -28,19 +42,28 @@ enum Route {
     OpenApi,
     /// The asset under `/docs/` (`""` for the page).
     Docs(String),
+    /// The asset under `/ui/` (`""` for the page).
+    Ui(String),
+    /// The endpoint under `/prometheus` (`/api/v1/query`, …).
+    Prometheus(String),
 }
 
 impl Route {
     fn from_path(path: &str) -> Option<Route> {
         Some(match path {
+            "/" => Route::Root,
             "/health" => Route::Health,
             "/api/v1/gpus" => Route::Gpus,
+            "/api/v1/hosts" => Route::Hosts,
+            "/api/v1/latest" => Route::Latest,
+            "/api/v1/pipeline" => Route::Pipeline,
             "/api/v1/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             "/openapi.json" => Route::OpenApi,
             "/docs" | "/docs/" => Route::Docs(String::new()),
+            "/ui" | "/ui/" => Route::Ui(String::new()),
             _ => return Route::from_dynamic(path),
         })
     }
@@ -49,51 +72,86 @@ impl Route {
         if let Some(tail) = path.strip_prefix("/docs/") {
             return Some(Route::Docs(tail.to_string()));
         }
-        let id = path.strip_prefix(GPUS_PREFIX)?.strip_suffix("/telemetry")?;
-        if id.is_empty() || id.contains('/') {
-            return None;
+        if let Some(tail) = path.strip_prefix("/ui/") {
+            return Some(Route::Ui(tail.to_string()));
         }
-        let id = percent_encoding::percent_decode_str(id)
-            .decode_utf8()
-            .ok()?;
-        Some(Route::Telemetry(id.into_owned()))
+        if let Some(tail) = path.strip_prefix(PROMETHEUS_PREFIX) {
+            return tail
+                .starts_with("/api/v1/")
+                .then(|| Route::Prometheus(tail.to_string()));
+        }
+        if let Some(rest) = path.strip_prefix(HOSTS_PREFIX) {
+            return Some(Route::HostGpus(segment(rest.strip_suffix("/gpus")?)?));
+        }
+        let rest = path.strip_prefix(GPUS_PREFIX)?;
+        Some(Route::Telemetry(segment(rest.strip_suffix("/telemetry")?)?))
     }
 
     /// The route's template: the `route` label of the metrics (never the raw path).
     fn template(&self) -> &'static str {
         match self {
+            Route::Root => "/",
             Route::Health => "/health",
             Route::Gpus => "/api/v1/gpus",
             Route::Telemetry(_) => "/api/v1/gpus/{id}/telemetry",
+            Route::Hosts => "/api/v1/hosts",
+            Route::HostGpus(_) => "/api/v1/hosts/{hostname}/gpus",
+            Route::Latest => "/api/v1/latest",
+            Route::Pipeline => "/api/v1/pipeline",
             Route::Stats => "/api/v1/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.json",
             Route::Docs(_) => "/docs",
+            Route::Ui(_) => "/ui",
+            Route::Prometheus(_) => "/prometheus",
+        }
+    }
+
+    /// The methods the route answers (HEAD as GET without the body; hyper drops it).
+    fn allowed(&self) -> &'static [Method] {
+        match self {
+            // Prometheus's API takes its parameters from a form body too (long expressions).
+            Route::Prometheus(_) => &[Method::GET, Method::HEAD, Method::POST],
+            _ => &[Method::GET, Method::HEAD],
         }
     }
 }
 
-/// Every route answers these methods (HEAD as GET without the body; hyper drops it).
-const ALLOWED: [Method; 2] = [Method::GET, Method::HEAD];
+/// One path segment (`{id}`, `{hostname}`), percent-decoded; `None` when empty, nested or
+/// not UTF-8.
+fn segment(raw: &str) -> Option<String> {
+    if raw.is_empty() || raw.contains('/') {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    Some(decoded.into_owned())
+}
 
 /// Answers one request.
 pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let Some(route) = Route::from_path(req.uri().path()) else {
-        let response = pipeline_common::problem::not_found(req.uri().path());
+        let response = handlers::boxed(pipeline_common::problem::not_found(req.uri().path()));
         telemetry::record_request("unmatched", method_label(&method), 404, started.elapsed());
         return response;
     };
-    let response = if ALLOWED.contains(&method) {
-        let query = req.uri().query().unwrap_or("");
-        dispatch(&state, route.clone(), query)
-            .await
-            .unwrap_or_else(error_response)
+    let gzip = compress::accepts_gzip(req.headers());
+    let response = if route.allowed().contains(&method) {
+        match dispatch(&state, route.clone(), req).await {
+            Ok(response) if gzip => compress::gzip_json(response).await,
+            Ok(response) => response,
+            Err(error) => error_response(error),
+        }
     } else {
-        pipeline_common::problem::method_not_allowed(&method, &ALLOWED)
+        handlers::boxed(pipeline_common::problem::method_not_allowed(
+            &method,
+            route.allowed(),
+        ))
     };
     let status = response.status().as_u16();
     telemetry::record_request(
@@ -106,22 +164,66 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
-async fn dispatch(state: &AppState, route: Route, query: &str) -> Result<HttpResponse, ApiError> {
-    // Only the telemetry route takes parameters. The other API routes refuse any, so a typo
-    // (`/api/v1/gpus?host=x`) is an error rather than silently ignored; the probes, metrics
-    // and docs ignore query strings, as scrapers and browsers may add their own.
+async fn dispatch(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let query = query.as_str();
+    // Routes without parameters refuse any, so a typo (`/api/v1/stats?x=1`) is an error
+    // rather than silently ignored; the probes, metrics, docs and pages ignore query strings,
+    // as scrapers and browsers may add their own.
     match route {
+        Route::Root => handlers::root().await,
         Route::Health => handlers::health(state).await,
-        Route::Gpus | Route::Stats if !query.is_empty() => Err(no_parameters(query)),
-        Route::Gpus => handlers::list_gpus(state).await,
-        Route::Telemetry(id) => handlers::gpu_telemetry(state, id, query).await,
+        Route::Hosts | Route::Stats | Route::Pipeline if !query.is_empty() => {
+            Err(no_parameters(query))
+        }
+        Route::Gpus => handlers::list_gpus(state, query).await,
+        Route::Telemetry(id) => handlers::gpu_telemetry(state, id, query, req.headers()).await,
+        Route::Hosts => handlers::list_hosts(state).await,
+        Route::HostGpus(hostname) => handlers::host_gpus(state, hostname, query).await,
+        Route::Latest => handlers::latest(state, query).await,
+        Route::Pipeline => handlers::pipeline(state).await,
         Route::Stats => handlers::stats(state).await,
         Route::Healthz => handlers::healthz().await,
         Route::Readyz => handlers::readyz(state).await,
         Route::Metrics => handlers::metrics(state).await,
         Route::OpenApi => handlers::openapi_json(state).await,
         Route::Docs(tail) => handlers::docs(&tail).await,
+        Route::Ui(tail) => handlers::ui(&tail).await,
+        Route::Prometheus(endpoint) => {
+            let form = prometheus_form(req).await?;
+            Ok(crate::prometheus::handle(state, &endpoint, &form).await)
+        }
     }
+}
+
+/// The parameters of a Prometheus API request: the query string and, for a POST, the
+/// form-encoded body after it (Prometheus reads both, as Go's `ParseForm` does).
+async fn prometheus_form(req: Request<Incoming>) -> Result<String, ApiError> {
+    let mut form = req.uri().query().unwrap_or("").to_string();
+    if req.method() != Method::POST {
+        return Ok(form);
+    }
+    let body = http_body_util::Limited::new(req.into_body(), MAX_FORM_BODY)
+        .collect()
+        .await
+        .map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
+            true => ApiError::BodyTooLarge(MAX_FORM_BODY),
+            false => ApiError::Body(e.to_string()),
+        })?
+        .to_bytes();
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::Body("the form body is not UTF-8".into()))?;
+    if !body.is_empty() {
+        if !form.is_empty() {
+            form.push('&');
+        }
+        form.push_str(body);
+    }
+    Ok(form)
 }
 
 /// The 400 of a route that takes no query parameters, naming the first one given.
@@ -142,7 +244,7 @@ fn error_response(error: ApiError) -> HttpResponse {
     } else if problem.status >= 500 {
         tracing::error!(error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), "request failed");
     }
-    problem.into_response()
+    handlers::boxed(problem.into_response())
 }
 
 /// A fixed set of method labels, so a client cannot grow the metrics with invented methods.
@@ -180,8 +282,11 @@ mod tests {
     #[test]
     fn near_misses_are_unknown_paths() {
         for path in [
-            "/",
             "/api/v1/gpus/",
+            "/api/v1/hosts/",
+            "/api/v1/hosts/a/b/gpus",
+            "/prometheus",
+            "/prometheus/x",
             "/api/v1/gpus//telemetry",
             "/api/v1/gpus/a/b/telemetry",
             "/api/v1/gpus/x",
