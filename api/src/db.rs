@@ -62,6 +62,16 @@ impl Conn {
         };
         self.client().query(&statement, params)
     }
+
+    /// Runs `sql` built at run time (not cached: its text varies with the request, like a
+    /// PromQL selector's matchers). Values still go as parameters, never into the text.
+    pub fn query_dynamic(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        self.client().query(sql, params)
+    }
 }
 
 impl Drop for Conn {

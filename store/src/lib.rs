@@ -8,7 +8,7 @@
 //! - [`schema`]: the migrations (`store/migrations/`), applied when a collector starts;
 //! - [`write`]: a batch of points into series, points, rollups, GPUs and day totals;
 //! - [`offsets`]: consumer offsets and dead letters, written in the same transaction;
-//! - [`read`]: the queries the API runs;
+//! - [`read`]: the queries the API runs; [`prom`]: those of its Prometheus-compatible API;
 //! - [`partitions`] and [`maintenance`]: daily partitions ahead of time, retention;
 //! - [`compact`] and [`codec`]: days of points rewritten as dense per-series chunks;
 //! - [`legacy`]: moving a `0001` database's points into the compact store;
@@ -25,6 +25,7 @@ pub mod maintenance;
 pub mod offsets;
 pub mod partitions;
 pub mod point;
+pub mod prom;
 pub mod read;
 pub mod schema;
 pub mod time;

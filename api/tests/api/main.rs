@@ -4,10 +4,12 @@
 mod browser;
 mod compacted;
 mod conformance;
+mod dashboard;
 mod endpoints;
 mod errors;
 mod explain;
 mod harness;
+mod prometheus;
 mod replica;
 mod restart;
 mod tls;

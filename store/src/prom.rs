@@ -1,0 +1,1 @@
+//! The statements of the API's Prometheus-compatible query side (being built).
