@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Checks of the deployment files that need no cluster and no Docker engine.
 #
-#   bash deploy/lint.sh [all|helm|docker|tools]...
+#   bash deploy/lint.sh [all|helm|docker|grafana|tools]...
 #
-#   all     (default) helm, then docker
+#   all     (default) helm, docker, then grafana
 #   helm    helm lint --strict, and helm template | kubernetes-validate --strict (every
 #           object against the Kubernetes schemas, oldest and newest supported version) |
 #           deploy/ci/check_rendered.py (the chart's own rules: security context, probes,
@@ -17,6 +17,15 @@
 #           the compose file validates
 #           (docker compose config, or docker-compose v1), and the image's http-probe
 #           health check answers right against a real HTTP server.
+#   grafana deploy/grafana/check_dashboards.py (the dashboards are JSON with unique panel ids
+#           on a clean grid; every panel and query uses the provisioned Prometheus datasource;
+#           the expressions use only the PromQL the API supports and defined variables; the
+#           provisioning agrees with the compose file; the chart's copy of each dashboard is
+#           identical to deploy/grafana/dashboards), then the chart's Grafana ConfigMaps: the
+#           rendered dashboard is the source JSON, the datasource variant validates, dashboards
+#           off renders none, and a datasource without the api is refused.
+#           (The expressions are parsed by the API's PromQL parser and run against the API by
+#           `cargo test -p api --test api dashboard`.)
 #   tools   only install the tools
 #
 # Tools are installed on first use into $TOOLS_DIR (default <repo>/.tools), pinned, and
@@ -295,6 +304,52 @@ check_docker() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Grafana
+
+# The dashboard ConfigMap of the default render holds exactly deploy/grafana's JSON.
+check_rendered_dashboard() {
+    "$HELM" template telemetry "$CHART" --namespace telemetry >"$WORK/grafana.yaml" || return 1
+    "$VENV/bin/python" - "$WORK/grafana.yaml" "$DEPLOY/grafana/dashboards" <<'PY'
+import json, sys
+from pathlib import Path
+import yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+maps = [d for d in docs if d["kind"] == "ConfigMap"
+        and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+if len(maps) != 1:
+    sys.exit(f"expected one ConfigMap labelled grafana_dashboard=1, found {len(maps)}")
+data = maps[0]["data"]
+sources = {p.name: json.loads(p.read_text()) for p in Path(sys.argv[2]).glob("*.json")}
+if set(data) != set(sources):
+    sys.exit(f"the ConfigMap holds {sorted(data)}, deploy/grafana/dashboards has {sorted(sources)}")
+for name, text in data.items():
+    if json.loads(text) != sources[name]:
+        sys.exit(f"{name} in the ConfigMap differs from deploy/grafana/dashboards/{name}")
+print(f"{len(data)} dashboard(s) rendered as in deploy/grafana/dashboards")
+PY
+}
+
+# With grafana.dashboards.enabled=false the chart renders no Grafana ConfigMap.
+check_no_dashboard() {
+    "$HELM" template telemetry "$CHART" --namespace telemetry \
+        --set grafana.dashboards.enabled=false >"$WORK/grafana.yaml" || return 1
+    ! grep -q 'grafana_dashboard' "$WORK/grafana.yaml"
+}
+
+check_grafana() {
+    say "== grafana: deploy/grafana, the chart's Grafana ConfigMaps"
+    run "dashboards, datasource and provisioning (check_dashboards.py)" \
+        "$VENV/bin/python" "$DEPLOY/grafana/check_dashboards.py" "$REPO_ROOT"
+    run "the chart's dashboard ConfigMap is deploy/grafana/dashboards" check_rendered_dashboard
+    run "grafana.dashboards.enabled=false renders no dashboard" check_no_dashboard
+    validate_render "grafana: dashboard and datasource ConfigMaps" "${DEFAULT_EXPECT[*]}" -- \
+        --set grafana.datasource.enabled=true \
+        --set-string grafana.dashboards.annotations.grafana_folder="GPU telemetry"
+    run_fails "refuses grafana.datasource without the api" \
+        "$HELM" template telemetry "$CHART" --set grafana.datasource.enabled=true --set api.enabled=false
+}
+
+# ---------------------------------------------------------------------------------------
 
 main() {
     local targets=("$@")
@@ -302,12 +357,13 @@ main() {
     local t
     for t in "${targets[@]}"; do
         case $t in
-            all) tools_helm && tools_docker && check_helm && check_docker ;;
+            all) tools_helm && tools_docker && check_helm && check_docker && check_grafana ;;
             helm) tools_helm && check_helm ;;
             docker) tools_docker && check_docker ;;
+            grafana) tools_helm && check_grafana ;;
             tools) tools_helm && tools_docker ;;
             -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; return 0 ;;
-            *) say "unknown target $t (all, helm, docker, tools)"; return 2 ;;
+            *) say "unknown target $t (all, helm, docker, grafana, tools)"; return 2 ;;
         esac
     done
     if [[ ${#failures[@]} -gt 0 ]]; then
