@@ -9,7 +9,7 @@
 //! so that a long range over thousands of GPUs never brings their raw points to the API.
 
 /// Every metric name (the values of `__name__`): `series` is small next to the points.
-pub const METRIC_NAMES_SQL: &str = "SELECT DISTINCT metric FROM series ORDER BY metric";
+pub const METRIC_NAMES_SQL: &str = "SELECT DISTINCT metric FROM series";
 
 /// A `series` column a label equality can be filtered on in SQL (the label mapping makes the
 /// column the label's only source, so the SQL filter is exact).

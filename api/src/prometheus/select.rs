@@ -67,9 +67,13 @@ pub fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromError> {
 /// Every metric name.
 pub fn metric_names(conn: &mut Conn) -> Result<Vec<String>, PromError> {
     let rows = conn.query(store::prom::METRIC_NAMES_SQL, &[])?;
-    rows.iter()
+    let mut names = rows
+        .iter()
         .map(|row| row.try_get::<_, String>(0).map_err(PromError::from))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Byte order, as Prometheus sorts (the database's collation may differ).
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// A series' Prometheus labels, from its row of a `store::prom::series_sql` statement:
