@@ -669,3 +669,138 @@ fn format_thousands(n: i64) -> String {
         out
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The Grafana dashboard's queries
+
+/// The dashboard deploy/grafana ships (and the chart copies).
+const GRAFANA_DASHBOARD: &str = include_str!("../../../deploy/grafana/dashboards/gpu-fleet.json");
+
+/// Grafana's variables as Grafana substitutes them with "All" chosen and a 6-hour range.
+fn grafana_substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "6h")
+        .replace("$__interval", "15s")
+        .replace("$Hostname", ".*")
+        .replace("$gpu", ".*")
+}
+
+/// Every query of the dashboard: (where, expression with variables substituted, instant?).
+fn grafana_queries() -> Vec<(String, String, bool)> {
+    fn walk(panels: &[serde_json::Value], out: &mut Vec<(String, String, bool)>) {
+        for panel in panels {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("every query has an expr");
+                out.push((
+                    format!("{:?} {}", panel["title"], target["refId"]),
+                    grafana_substitute(expr),
+                    target["instant"].as_bool() == Some(true),
+                ));
+            }
+            if let Some(nested) = panel["panels"].as_array() {
+                walk(nested, out);
+            }
+        }
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(GRAFANA_DASHBOARD).expect("JSON");
+    let mut out = Vec::new();
+    walk(dashboard["panels"].as_array().expect("panels"), &mut out);
+    out
+}
+
+fn prometheus_get(f: &Fixture, endpoint: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let reply = f.get(&format!("/prometheus/api/v1/{endpoint}?{query}"));
+    assert_eq!(reply.status, 200, "{endpoint} {params:?}: {}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "success", "{endpoint} {params:?}: {body}");
+    body
+}
+
+#[test]
+fn the_grafana_dashboard_queries_parse_and_run_on_the_api() {
+    let queries = grafana_queries();
+    assert!(queries.len() >= 20, "{queries:?}");
+    // The API's own PromQL parser accepts every expression.
+    for (at, expr, _) in &queries {
+        if let Err(e) = promql_parser::parser::parse(expr) {
+            panic!("{at}: {expr} does not parse: {e}");
+        }
+    }
+
+    let f = live_fixture(false);
+    let now = Utc::now().timestamp();
+    let (start, end) = ((now - 3600).to_string(), now.to_string());
+    for (at, expr, instant) in &queries {
+        let body = if *instant {
+            prometheus_get(&f, "query", &[("query", expr), ("time", &end)])
+        } else {
+            prometheus_get(
+                &f,
+                "query_range",
+                &[
+                    ("query", expr),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", "60"),
+                ],
+            )
+        };
+        assert!(body["data"]["result"].is_array(), "{at}: {body}");
+    }
+
+    // What the panels show for the live GPUs: two GPUs report, on host-live.
+    let gpus = prometheus_get(
+        &f,
+        "query",
+        &[("query", "count(DCGM_FI_DEV_GPU_TEMP)"), ("time", &end)],
+    );
+    assert_eq!(gpus["data"]["result"][0]["value"][1], "2", "{gpus}");
+    let hosts = prometheus_get(
+        &f,
+        "query",
+        &[
+            (
+                "query",
+                &grafana_substitute(
+                    "avg by (Hostname) (DCGM_FI_DEV_GPU_TEMP{Hostname=~\"$Hostname\"})",
+                ),
+            ),
+            ("time", &end),
+        ],
+    );
+    assert_eq!(
+        hosts["data"]["result"][0]["metric"]["Hostname"], LIVE_HOST,
+        "{hosts}"
+    );
+
+    // The template variables: label_values(DCGM_FI_DEV_GPU_TEMP, Hostname) and the GPUs' UUIDs,
+    // as Grafana asks for them (label values matching a selector, over the dashboard's range).
+    let since = (now - 6 * 3600).to_string();
+    let hostnames = prometheus_get(
+        &f,
+        "label/Hostname/values",
+        &[
+            ("match[]", "DCGM_FI_DEV_GPU_TEMP"),
+            ("start", &since),
+            ("end", &end),
+        ],
+    );
+    assert_eq!(
+        hostnames["data"],
+        serde_json::json!([LIVE_HOST]),
+        "{hostnames}"
+    );
+    let uuids = prometheus_get(
+        &f,
+        "label/UUID/values",
+        &[
+            ("match[]", "DCGM_FI_DEV_GPU_TEMP{Hostname=~\"host-live\"}"),
+            ("start", &since),
+            ("end", &end),
+        ],
+    );
+    assert_eq!(uuids["data"], serde_json::json!([GPU_D, GPU_E]), "{uuids}");
+}
