@@ -93,7 +93,8 @@ fn samples() -> Vec<Sample> {
             // GPU 3's temperature pauses right after 02:00:00: exactly 5 minutes later, the
             // sample at 02:00:00 is still in the lookback (Prometheus 2.x's is inclusive).
             let paused = g == 3 && s > 5 * 3600 && s < 5 * 3600 + 1200;
-            if !(g == 4 && s >= 4 * 3600 + 1800) && !paused {
+            let stopped = g == 4 && s >= 4 * 3600 + 1800;
+            if !(paused || stopped) {
                 let temp = 40.0 + ((g as i64 * 7 + i * 13) % 37) as f64 + 0.25 * (i % 4) as f64;
                 out.push((TEMP, g, s, temp + gf / 1000.0));
             }
