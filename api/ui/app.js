@@ -731,7 +731,6 @@
 
   let current = null;
   let timer = null;
-  let running = false;
 
   function parseHash() {
     const raw = location.hash.replace(/^#/, '') || '/';
@@ -740,16 +739,18 @@
     return { parts, params: new URLSearchParams(search || '') };
   }
 
+  /** Refreshes the current view, unless its previous refresh is still under way. */
   async function runRefresh() {
-    if (!current || running) return;
-    running = true;
     const view = current;
+    if (!view || view.running) return;
+    view.running = true;
     try {
       await view.refresh();
     } catch (e) {
-      if (!(e && e.name === 'AbortError')) showErrors([e]);
+      if (e instanceof ApiError) showErrors([e]);
+      else if (!(e && e.name === 'AbortError')) scriptError(e && e.message ? e.message : String(e));
     } finally {
-      running = false;
+      view.running = false;
     }
   }
 
@@ -761,7 +762,6 @@
 
   function route() {
     if (current) current.destroy();
-    running = false;
     errorsEl.replaceChildren(...errorsEl.querySelectorAll('.error.script'));
     const { parts, params } = parseHash();
     let name = 'fleet';
