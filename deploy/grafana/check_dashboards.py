@@ -8,7 +8,8 @@
   or that uid itself;
 - every query has an expression that only uses what the API's PromQL supports (the functions
   and aggregations below), balanced brackets and quotes, and only defined variables;
-- the `Hostname` variable is label_values(DCGM_FI_DEV_GPU_TEMP, Hostname);
+- the `Hostname` variable is label_values(DCGM_FI_DEV_GPU_TEMP, Hostname); query variables are
+  classic queries (Grafana ignores the text of the other query types);
 - the provisioning files agree with deploy/docker-compose.yml: the datasource URL is the api
   service's /prometheus on its port, and the dashboards provider's path is where the compose
   file mounts deploy/grafana/dashboards;
@@ -154,7 +155,14 @@ class Checker:
         for name, var in variables.items():
             if var.get("type") == "query":
                 self.check_datasource(rel, f"variable {name}", var.get("datasource"), allowed_refs)
-                query = (var.get("query") or {}).get("query", "") if isinstance(var.get("query"), dict) else var.get("query", "")
+                raw = var.get("query")
+                query = raw.get("query", "") if isinstance(raw, dict) else (raw or "")
+                # Grafana runs the `query` text only for a classic query (qryType 5); the other
+                # types build it from fields of their own (label, metric, ...).
+                if isinstance(raw, dict) and raw.get("qryType", 5) != 5:
+                    self.fail(rel, f"variable {name}: qryType {raw.get('qryType')} ignores the query text; use 5 (classic)")
+                if not query.strip():
+                    self.fail(rel, f"variable {name}: no query")
                 self.check_variables(rel, f"variable {name}", query, defined)
 
         ids = {}
