@@ -43,6 +43,15 @@ pub struct Args {
     #[arg(long, env = "API_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
 
+    /// The broker the collectors read from, for the consumer lag of `/api/v1/pipeline`
+    /// (optional: without it the lag is null).
+    #[arg(long = "broker-url", env = "BROKER_URL")]
+    pub broker_url: Option<String>,
+
+    /// The broker's bearer token, when it requires one.
+    #[arg(long = "broker-token", env = "BROKER_TOKEN", hide_env_values = true)]
+    pub broker_token: Option<String>,
+
     /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
     #[arg(long)]
     pub print_openapi: bool,
@@ -58,6 +67,8 @@ pub struct Config {
     pub pool_size: u32,
     /// Pool checkout and connect timeout: the longest a request waits for the database.
     pub db_timeout: Duration,
+    /// The broker's base URL and token, for consumer lag.
+    pub broker: Option<(String, Option<String>)>,
 }
 
 impl From<&Args> for Config {
@@ -73,6 +84,11 @@ impl From<&Args> for Config {
                 n => n,
             },
             db_timeout: Duration::from_millis(args.db_timeout_ms.max(1)),
+            broker: args
+                .broker_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .map(|u| (u, args.broker_token.clone())),
         }
     }
 }

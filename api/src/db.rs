@@ -20,12 +20,14 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::error::{is_connection_error, ApiError};
-use crate::model::{Gpu, Stats};
-use crate::params::Window;
+use crate::model::{ConsumerProgress, Gpu, Host, LatestPoint, Stats};
+use crate::params::{StepQuery, Window};
 
 // The statements come from the store, which owns every SQL statement about telemetry.
+use store::aggregate::{BucketMap, Source, BUCKETS_CHUNKS_SQL};
 use store::read::{
-    StoredPoint, GPUS_SQL, GPU_COUNTS_SQL, KNOWN_SQL, METRIC_TOTALS_SQL, WINDOW_CHUNKS_SQL,
+    Cursor, StoredPoint, CONSUMER_OFFSETS_SQL, DEAD_LETTERS_SQL, GPUS_SQL, GPU_COUNTS_SQL,
+    HOSTS_SQL, HOST_KNOWN_SQL, KNOWN_SQL, LATEST_SQL, METRIC_TOTALS_SQL, WINDOW_CHUNKS_SQL,
     WINDOW_METRIC_SQL, WINDOW_SQL,
 };
 
@@ -223,10 +225,127 @@ pub fn ping(conn: &mut Conn) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Every GPU, from the `gpus` table.
-pub fn gpus(conn: &mut Conn) -> Result<Vec<Gpu>, ApiError> {
-    let rows = conn.query(GPUS_SQL, &[])?;
+/// Which GPUs a list shows: each filter `None` for any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuFilter {
+    pub hostname: Option<String>,
+    pub model: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+}
+
+/// The GPUs that pass `filter`, from the `gpus` table.
+pub fn gpus(conn: &mut Conn, filter: &GpuFilter) -> Result<Vec<Gpu>, ApiError> {
+    let rows = conn.query(
+        GPUS_SQL,
+        &[
+            &filter.hostname,
+            &filter.model,
+            &filter.namespace,
+            &filter.pod,
+        ],
+    )?;
     rows.iter().map(gpu_from_row).collect()
+}
+
+/// Whether any GPU has `hostname`.
+pub fn host_known(conn: &mut Conn, hostname: &str) -> Result<bool, ApiError> {
+    let rows = conn.query(HOST_KNOWN_SQL, &[&hostname])?;
+    Ok(match rows.first() {
+        Some(row) => row.try_get(0)?,
+        None => false,
+    })
+}
+
+/// Every host, from the `gpus` table.
+pub fn hosts(conn: &mut Conn) -> Result<Vec<Host>, ApiError> {
+    let rows = conn.query(HOSTS_SQL, &[])?;
+    rows.iter()
+        .map(|row| {
+            Ok(Host {
+                hostname: row.try_get(0)?,
+                gpus: row.try_get(1)?,
+                first_seen: row.try_get(2)?,
+                last_seen: row.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// The latest value of each metric of each GPU, of `metrics` on `hosts` (empty for all).
+pub fn latest(
+    conn: &mut Conn,
+    metrics: &[String],
+    hosts: &[String],
+) -> Result<Vec<LatestPoint>, ApiError> {
+    let metrics = (!metrics.is_empty()).then_some(metrics);
+    let hosts = (!hosts.is_empty()).then_some(hosts);
+    let rows = conn.query(LATEST_SQL, &[&metrics, &hosts])?;
+    rows.iter()
+        .map(|row| {
+            Ok(LatestPoint {
+                gpu_uuid: row.try_get(0)?,
+                hostname: row.try_get(1)?,
+                gpu_index: row.try_get(2)?,
+                metric: row.try_get(3)?,
+                ts: row.try_get(4)?,
+                value: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// The step aggregation of one GPU's window: partial aggregates by (metric, bucket), from
+/// the rollup the step fits or from the points and their compacted chunks.
+pub fn buckets(conn: &mut Conn, gpu: &str, query: &StepQuery) -> Result<BucketMap, ApiError> {
+    let metrics = (!query.metrics.is_empty()).then_some(query.metrics.as_slice());
+    let b = &query.buckets;
+    let source = Source::for_step(b.step_seconds);
+    let step = b.step_seconds as f64;
+    let rows = conn.query(source.sql(), &[&gpu, &metrics, &b.start, &b.end, &step])?;
+    let mut map = BucketMap::new();
+    store::aggregate::add_rows(&mut map, &rows)?;
+    if source == Source::Points {
+        let chunks = conn.query(BUCKETS_CHUNKS_SQL, &[&gpu, &metrics, &b.start, &b.end])?;
+        store::aggregate::add_chunks(&mut map, &chunks, b)?;
+    }
+    Ok(map)
+}
+
+/// What the database knows of the pipeline's progress.
+pub struct Progress {
+    pub consumers: Vec<ConsumerProgress>,
+    pub dead_letters: i64,
+    pub last_dead_letter_at: Option<DateTime<Utc>>,
+}
+
+/// The collectors' committed offsets, the dead letters' count and the last one's time.
+pub fn pipeline(conn: &mut Conn) -> Result<Progress, ApiError> {
+    let consumers = conn
+        .query(CONSUMER_OFFSETS_SQL, &[])?
+        .iter()
+        .map(|row| {
+            Ok(ConsumerProgress {
+                group: row.try_get(0)?,
+                topic: row.try_get(1)?,
+                partition: row.try_get(2)?,
+                next_offset: row.try_get(3)?,
+                updated_at: row.try_get(4)?,
+                end_offset: None,
+                lag: None,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let dead = conn.query(DEAD_LETTERS_SQL, &[])?;
+    let (count, last) = match dead.first() {
+        Some(row) => (row.try_get(0)?, row.try_get(1)?),
+        None => (0, None),
+    };
+    Ok(Progress {
+        consumers,
+        dead_letters: count,
+        last_dead_letter_at: last,
+    })
 }
 
 fn gpu_from_row(row: &Row) -> Result<Gpu, ApiError> {
@@ -249,6 +368,7 @@ pub struct WindowRows {
     decoded: Vec<Vec<store::codec::ChunkPoint>>,
     /// Points to skip when merging (the SQL skips them itself when there are no chunks).
     skip: usize,
+    after: Option<Cursor>,
     bounds: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
@@ -272,6 +392,7 @@ impl WindowRows {
             &self.chunks,
             &self.decoded,
             self.bounds,
+            self.after,
             self.skip,
             take,
         )?)
@@ -281,33 +402,47 @@ impl WindowRows {
 /// Up to `window.limit + 1` points of one GPU's window (the extra one only tells whether
 /// another page follows, which is cheaper than counting the whole window). Days already
 /// compacted are read from their chunks and merged in; without any, one query does it all.
+/// A cursor moves the window's start to its time, so only what follows it is read.
 pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows, ApiError> {
     let page = i64::from(window.limit) + 1;
     // `Window` caps the offset at i64::MAX.
     let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
-    let chunks = conn.query(
-        WINDOW_CHUNKS_SQL,
-        &[&gpu, &window.start, &window.end, &window.metric],
-    )?;
+    let start = match (window.start, window.cursor) {
+        (Some(s), Some((c, _))) => Some(s.max(c)),
+        (s, c) => s.or(c.map(|c| c.0)),
+    };
+    let (after_ts, after_offset) = (window.cursor.map(|c| c.0), window.cursor.map(|c| c.1));
+    let metrics = window.metric_filter();
+    let chunks = conn.query(WINDOW_CHUNKS_SQL, &[&gpu, &start, &window.end, &metrics])?;
     // With chunks to merge, the row-form points are read from the first (the merge skips).
     let (limit, sql_offset) = match chunks.is_empty() {
         true => (page, offset),
         false => (offset.saturating_add(page), 0),
     };
-    let narrow = match &window.metric {
+    let narrow = match metrics {
         None => conn.query(
             WINDOW_SQL,
-            &[&gpu, &window.start, &window.end, &limit, &sql_offset],
-        )?,
-        Some(metric) => conn.query(
-            WINDOW_METRIC_SQL,
             &[
                 &gpu,
-                &window.start,
+                &start,
                 &window.end,
                 &limit,
                 &sql_offset,
-                metric,
+                &after_ts,
+                &after_offset,
+            ],
+        )?,
+        Some(metrics) => conn.query(
+            WINDOW_METRIC_SQL,
+            &[
+                &gpu,
+                &start,
+                &window.end,
+                &limit,
+                &sql_offset,
+                &after_ts,
+                &after_offset,
+                &metrics,
             ],
         )?,
     };
@@ -317,30 +452,23 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
         chunks,
         decoded,
         skip: usize::try_from(offset - sql_offset).unwrap_or(usize::MAX),
-        bounds: (window.start, window.end),
+        after: window.cursor,
+        bounds: (start, window.end),
     })
 }
 
-/// Why a window came back empty: `Err` when the GPU or the metric is unknown.
-pub fn check_known(conn: &mut Conn, gpu: &str, metric: Option<&str>) -> Result<(), ApiError> {
-    let rows = conn.query(KNOWN_SQL, &[&gpu, &metric])?;
-    let (gpu_known, metric_known) = match rows.first() {
-        Some(row) => (row.try_get::<_, bool>(0)?, row.try_get::<_, bool>(1)?),
-        None => (false, false),
+/// Why a window came back empty: `Err` when the GPU is unknown. A metric the GPU has no
+/// points of is not an error: the answer is empty, as a filter that matches nothing is.
+pub fn check_known(conn: &mut Conn, gpu: &str) -> Result<(), ApiError> {
+    let rows = conn.query(KNOWN_SQL, &[&gpu])?;
+    let known = match rows.first() {
+        Some(row) => row.try_get::<_, bool>(0)?,
+        None => false,
     };
-    if !gpu_known {
-        return Err(ApiError::UnknownGpu(gpu.to_string()));
+    match known {
+        true => Ok(()),
+        false => Err(ApiError::UnknownGpu(gpu.to_string())),
     }
-    if !metric_known {
-        return Err(ApiError::bad_parameter(
-            "metric",
-            format!(
-                "unknown metric {:?} (GET /api/v1/stats lists the metrics)",
-                metric.unwrap_or_default()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Totals from the day totals and `gpus`; no scan of the points.

@@ -47,6 +47,10 @@ pub enum ApiError {
     #[error("cannot encode a response")]
     Encode(#[source] serde_json::Error),
 
+    /// An export could not be encoded.
+    #[error("cannot encode an export: {0}")]
+    Export(String),
+
     /// A blocking database task panicked or was cancelled.
     #[error("database task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -11,11 +11,16 @@ use http_body_util::{BodyExt, Full};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
-use crate::db;
 use crate::error::ApiError;
-use crate::model::{GpuList, Health, Paging, ProblemDoc, Stats, TelemetryPage};
-use crate::params::{TelemetryQuery, Window};
+use crate::model::{
+    Bucket, GpuList, Health, HostList, LatestList, Paging, Pipeline, ProblemDoc, Stats, StepAnswer,
+    StepSeries, TelemetryAnswer, TelemetryPage,
+};
+use crate::params::{
+    format_cursor, GpuQuery, LatestQuery, Request, StepQuery, TelemetryQuery, Window,
+};
 use crate::server::AppState;
+use crate::{db, export};
 use store::read::StoredPoint;
 
 /// A response body: whole (most answers) or streamed (exports). A streamed body that fails
@@ -78,20 +83,23 @@ fn health_body(status: &str, database: &str) -> Health {
     }
 }
 
-/// Every GPU that has sent telemetry (read from the `gpus` table, never by scanning points).
+/// The GPUs that have sent telemetry, optionally filtered (read from the `gpus` table, never
+/// by scanning points).
 #[utoipa::path(
-    get, path = "/api/v1/gpus", tag = "telemetry",
+    get, path = "/api/v1/gpus", tag = "fleet",
+    params(GpuQuery),
     responses(
-        (status = 200, description = "Every GPU, ordered by hostname then GPU index.", body = GpuList),
-        (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
+        (status = 200, description = "The GPUs that pass the filters, ordered by hostname then GPU index.", body = GpuList),
+        (status = 400, description = "An unknown, repeated or empty parameter; `detail` names it.", body = ProblemDoc,
             content_type = "application/problem+json",
-            example = json!(no_parameters_example())),
+            example = json!(problem(400, "Bad Request", "host: unknown query parameter (accepted: hostname, model, namespace, pod)"))),
         (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
             content_type = "application/problem+json", example = json!(unavailable_example())),
     )
 )]
-pub async fn list_gpus(state: &AppState, _query: &str) -> Result<HttpResponse, ApiError> {
-    let gpus = state.db.run(db::gpus).await?;
+pub async fn list_gpus(state: &AppState, query: &str) -> Result<HttpResponse, ApiError> {
+    let filter = GpuQuery::parse(query, true)?;
+    let gpus = state.db.run(move |conn| db::gpus(conn, &filter)).await?;
     Ok(json(
         StatusCode::OK,
         &GpuList {
@@ -101,11 +109,153 @@ pub async fn list_gpus(state: &AppState, _query: &str) -> Result<HttpResponse, A
     ))
 }
 
-/// One page of a GPU's points in a time window, ordered by time (ties in arrival order).
+/// Every host with telemetry and how many GPUs it has (from the `gpus` table).
+#[utoipa::path(
+    get, path = "/api/v1/hosts", tag = "fleet",
+    responses(
+        (status = 200, description = "Every host, by name.", body = HostList),
+        (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(no_parameters_example())),
+        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(unavailable_example())),
+    )
+)]
+pub async fn list_hosts(state: &AppState) -> Result<HttpResponse, ApiError> {
+    let hosts = state.db.run(db::hosts).await?;
+    Ok(json(
+        StatusCode::OK,
+        &HostList {
+            count: hosts.len(),
+            hosts,
+        },
+    ))
+}
+
+/// The GPUs of one host, optionally filtered further.
+#[utoipa::path(
+    get, path = "/api/v1/hosts/{hostname}/gpus", tag = "fleet",
+    params(
+        ("hostname" = String, Path, description = "The host, as listed by /api/v1/hosts.", example = "mtv5-dgx1-hgpu-031"),
+        ("model" = Option<String>, Query, description = "Only GPUs of this model.", min_length = 1),
+        ("namespace" = Option<String>, Query, description = "Only GPUs with telemetry from a pod of this namespace.", min_length = 1),
+        ("pod" = Option<String>, Query, description = "Only GPUs with telemetry from this pod.", min_length = 1),
+    ),
+    responses(
+        (status = 200, description = "The host's GPUs, by GPU index.", body = GpuList),
+        (status = 400, description = "An unknown, repeated or empty parameter; `detail` names it.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            example = json!(problem(400, "Bad Request", "hostname: unknown query parameter (accepted: model, namespace, pod)"))),
+        (status = 404, description = "No host with this name.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            example = json!(problem(404, "Not Found", "no host named \"nope\""))),
+        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(unavailable_example())),
+    )
+)]
+pub async fn host_gpus(
+    state: &AppState,
+    hostname: String,
+    query: &str,
+) -> Result<HttpResponse, ApiError> {
+    let mut filter = GpuQuery::parse(query, false)?;
+    filter.hostname = Some(hostname.clone());
+    let gpus = state
+        .db
+        .run(move |conn| {
+            let gpus = db::gpus(conn, &filter)?;
+            if gpus.is_empty() && !db::host_known(conn, &hostname)? {
+                return Err(ApiError::UnknownHost(hostname.clone()));
+            }
+            Ok(gpus)
+        })
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &GpuList {
+            count: gpus.len(),
+            gpus,
+        },
+    ))
+}
+
+/// The latest value of each metric of each GPU, from a small table the collector keeps
+/// current (never a scan of the points).
+#[utoipa::path(
+    get, path = "/api/v1/latest", tag = "fleet",
+    params(LatestQuery),
+    responses(
+        (status = 200, description = "One point per GPU and metric, by hostname, GPU index and metric. A metric or host with no data answers no points.", body = LatestList),
+        (status = 400, description = "An unknown or empty parameter; `detail` names it.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            example = json!(problem(400, "Bad Request", "gpu: unknown query parameter (accepted: metric, hostname)"))),
+        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(unavailable_example())),
+    )
+)]
+pub async fn latest(state: &AppState, query: &str) -> Result<HttpResponse, ApiError> {
+    let query = LatestQuery::parse(query)?;
+    let points = state
+        .db
+        .run(move |conn| db::latest(conn, &query.metric, &query.hostname))
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &LatestList {
+            count: points.len(),
+            points,
+        },
+    ))
+}
+
+/// The pipeline's health: points stored, dead letters, and each collector group's progress
+/// and lag per partition (the lag when the API knows the broker: `--broker-url`).
+#[utoipa::path(
+    get, path = "/api/v1/pipeline", tag = "operations",
+    responses(
+        (status = 200, description = "The pipeline's state.", body = Pipeline),
+        (status = 400, description = "A query parameter was given; this endpoint takes none.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(no_parameters_example())),
+        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
+            content_type = "application/problem+json", example = json!(unavailable_example())),
+    )
+)]
+pub async fn pipeline(state: &AppState) -> Result<HttpResponse, ApiError> {
+    let (stats, progress) = state
+        .db
+        .run(|conn| Ok((db::stats(conn)?, db::pipeline(conn)?)))
+        .await?;
+    let mut consumers = progress.consumers;
+    let broker = match &state.broker {
+        None => "not configured",
+        Some(broker) => match broker.fill_lag(&mut consumers).await {
+            true => "reachable",
+            false => "unreachable",
+        },
+    };
+    Ok(json(
+        StatusCode::OK,
+        &Pipeline {
+            points_total: stats.points,
+            latest_ts: stats.last_ts,
+            dead_letters: progress.dead_letters,
+            last_dead_letter_at: progress.last_dead_letter_at,
+            broker,
+            consumers,
+        },
+    ))
+}
+
+/// One GPU's telemetry in a time window: a page of its points, or with `step` one value per
+/// metric per bucket; with `Accept: text/csv` or `application/x-ndjson`, the whole window.
 ///
-/// Both bounds are inclusive. Follow `paging.next` until it is null to walk the whole window:
-/// every point comes exactly once. A GPU with no points in the window answers an empty page;
-/// a GPU the database has never seen answers 404.
+/// Both bounds are inclusive. Pages: points by time (ties in arrival order); follow
+/// `paging.next` (or pass `paging.cursor` as `cursor`) until it is null to walk the whole
+/// window: every point comes exactly once, and a later page costs what the first does.
+/// `offset` still works for clients that count. Export: every point of the window in one
+/// streamed answer (chunked, no page limit), CSV with a header line
+/// (`ts,metric,value,source_ts,hostname,container,pod,namespace,labels`, labels as JSON) or
+/// one JSON point per line; with `step`, the buckets (`ts,metric,value`). A metric the GPU
+/// has no points of answers nothing for it; a GPU the database has never seen answers 404.
 #[utoipa::path(
     get, path = "/api/v1/gpus/{id}/telemetry", tag = "telemetry",
     params(
@@ -114,20 +264,25 @@ pub async fn list_gpus(state: &AppState, _query: &str) -> Result<HttpResponse, A
         TelemetryQuery,
     ),
     responses(
-        (status = 200, description = "One page of the window.", body = TelemetryPage),
+        (status = 200, description = "One page of the window (without `step`) or its buckets (with `step`); the export formats carry the whole window.",
+            content(
+                (TelemetryAnswer = "application/json"),
+                (String = "text/csv", example = "ts,metric,value,source_ts,hostname,container,pod,namespace,labels\n2025-07-18T13:42:33.000123Z,DCGM_FI_DEV_GPU_UTIL,87,2025-07-18T13:42:33.000000Z,mtv5-dgx1-hgpu-031,,,,{}\n"),
+                (String = "application/x-ndjson", example = "{\"ts\":\"2025-07-18T13:42:33.000123Z\",\"metric\":\"DCGM_FI_DEV_GPU_UTIL\",\"value\":87.0,\"source_ts\":\"2025-07-18T13:42:33.000000Z\",\"hostname\":\"mtv5-dgx1-hgpu-031\",\"container\":null,\"pod\":null,\"namespace\":null,\"labels\":{}}\n"),
+            )),
         (status = 400, description = "A query parameter is malformed, out of range, unknown or inconsistent; `detail` names it.",
             body = ProblemDoc, content_type = "application/problem+json",
             examples(
-                ("bad time" = (summary = "start_time is not RFC 3339", value = json!(problem(400, "Bad Request",
-                    "start_time: not an RFC 3339 time like 2025-07-18T13:42:33Z or 2025-07-18T15:42:33.5+02:00, got \"yesterday\"")))),
+                ("bad time" = (summary = "start_time is not a time", value = json!(problem(400, "Bad Request",
+                    "start_time: not a time: give RFC 3339 (2025-07-18T13:42:33Z), Unix seconds (1752846153.5) or milliseconds (1752846153500), now, or a time relative to now (-6h, now-90m), got \"yesterday\"")))),
                 ("start after end" = (summary = "the window is reversed", value = json!(problem(400, "Bad Request",
                     "start_time: must not be after end_time (2025-07-19T00:00:00.000000Z > 2025-07-18T00:00:00.000000Z)")))),
                 ("limit out of range" = (summary = "limit above 1000", value = json!(problem(400, "Bad Request",
                     "limit: must be an integer between 1 and 1000, got \"5000\"")))),
-                ("unknown metric" = (summary = "no such metric", value = json!(problem(400, "Bad Request",
-                    "metric: unknown metric \"DCGM_FI_NOPE\" (GET /api/v1/stats lists the metrics)")))),
+                ("too many buckets" = (summary = "the step is too small for the window", value = json!(problem(400, "Bad Request",
+                    "step: 1s over this window makes 86401 buckets per metric, more than the 11000 allowed: raise step to at least 8s or narrow the window")))),
                 ("unknown parameter" = (summary = "a query parameter this endpoint does not take", value = json!(problem(400, "Bad Request",
-                    "colour: unknown query parameter (accepted: start_time, end_time, metric, limit, offset)")))),
+                    "colour: unknown query parameter (accepted: start_time, end_time, metric, step, agg, limit, offset, cursor)")))),
             )),
         (status = 404, description = "No GPU with this id.", body = ProblemDoc,
             content_type = "application/problem+json",
@@ -140,22 +295,98 @@ pub async fn gpu_telemetry(
     state: &AppState,
     id: String,
     raw_query: &str,
-    _headers: &http::HeaderMap,
+    headers: &http::HeaderMap,
 ) -> Result<HttpResponse, ApiError> {
-    let window = TelemetryQuery::parse(raw_query)?.resolve()?;
-    // The page is built and serialised on the blocking thread, straight from the rows.
-    let body = state
+    let format = export::Format::negotiate(headers);
+    match TelemetryQuery::request(raw_query)? {
+        Request::Step(query) => step_answer(state, id, query, format).await,
+        Request::Page(window) if format != export::Format::Json => {
+            export::window(state, id, window, format).await
+        }
+        Request::Page(window) => {
+            // The page is built and serialised on the blocking thread, straight from the rows.
+            let body = state
+                .db
+                .run(move |conn| {
+                    let rows = db::window(conn, &id, &window)?;
+                    if rows.is_empty() {
+                        db::check_known(conn, &id)?;
+                    }
+                    let points = rows.points(window.limit as usize + 1)?;
+                    encode(&page(&id, &window, points))
+                })
+                .await?;
+            Ok(respond(StatusCode::OK, body, "application/json"))
+        }
+    }
+}
+
+/// The buckets of a step query, as JSON or an export format.
+async fn step_answer(
+    state: &AppState,
+    id: String,
+    query: StepQuery,
+    format: export::Format,
+) -> Result<HttpResponse, ApiError> {
+    let (id, query, buckets) = state
         .db
         .run(move |conn| {
-            let rows = db::window(conn, &id, &window)?;
-            if rows.is_empty() {
-                db::check_known(conn, &id, window.metric.as_deref())?;
+            let buckets = db::buckets(conn, &id, &query)?;
+            if buckets.is_empty() {
+                db::check_known(conn, &id)?;
             }
-            let points = rows.points(window.limit as usize + 1)?;
-            encode(&page(&id, &window, points))
+            Ok((id.clone(), query.clone(), buckets))
         })
         .await?;
-    Ok(respond(StatusCode::OK, body, "application/json"))
+    let series = step_series(&query, buckets);
+    if format != export::Format::Json {
+        return Ok(export::buckets(&series, format));
+    }
+    let answer = StepAnswer {
+        gpu_uuid: &id,
+        start_time: query.buckets.start,
+        end_time: query.buckets.end,
+        step: &query.step,
+        step_seconds: query.buckets.step_seconds,
+        agg: query.agg.name(),
+        series,
+    };
+    Ok(respond(
+        StatusCode::OK,
+        encode(&answer)?,
+        "application/json",
+    ))
+}
+
+/// One series per metric asked for (empty when it has no points), or per metric found.
+fn step_series(query: &StepQuery, buckets: store::aggregate::BucketMap) -> Vec<StepSeries> {
+    let mut series: Vec<StepSeries> = query
+        .metrics
+        .iter()
+        .map(|metric| StepSeries {
+            metric: metric.clone(),
+            points: Vec::new(),
+        })
+        .collect();
+    series.sort_by(|a, b| a.metric.cmp(&b.metric));
+    for ((metric, ts), partial) in buckets {
+        let value = query.agg.of(&partial);
+        let at = match series.binary_search_by(|s| s.metric.as_str().cmp(&metric)) {
+            Ok(i) => i,
+            Err(i) => {
+                series.insert(
+                    i,
+                    StepSeries {
+                        metric,
+                        points: Vec::new(),
+                    },
+                );
+                i
+            }
+        };
+        series[at].points.push(Bucket { ts, value });
+    }
+    series
 }
 
 /// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
@@ -167,24 +398,28 @@ fn page<'a>(
     let limit = window.limit as usize;
     let has_more = points.len() > limit;
     points.truncate(limit);
-    let next = has_more.then(|| {
-        let next_offset = window.offset.saturating_add(u64::from(window.limit));
+    let cursor = match (has_more, points.last()) {
+        (true, Some(last)) => Some(format_cursor(&(last.ts, last.src_offset))),
+        _ => None,
+    };
+    let next = points.last().filter(|_| has_more).map(|last| {
         format!(
             "/api/v1/gpus/{}/telemetry?{}",
             utf8_percent_encode(id, SEGMENT),
-            window.query_string_at(next_offset)
+            window.query_string_after(&(last.ts, last.src_offset))
         )
     });
     TelemetryPage {
         gpu_uuid: id,
         start_time: window.start,
         end_time: window.end,
-        metric: window.metric.as_deref(),
+        metrics: &window.metrics,
         paging: Paging {
             limit: window.limit,
             offset: window.offset,
             count: points.len(),
             has_more,
+            cursor,
             next,
         },
         points,
@@ -192,7 +427,7 @@ fn page<'a>(
 }
 
 /// Serialises a body into a buffer sized for a full page in one allocation.
-fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
+pub fn encode<T: Serialize>(body: &T) -> Result<Bytes, ApiError> {
     let mut buf = Vec::with_capacity(64 * 1024);
     serde_json::to_writer(&mut buf, body).map_err(ApiError::Encode)?;
     Ok(Bytes::from(buf))
@@ -290,40 +525,6 @@ pub async fn docs(tail: &str) -> Result<HttpResponse, ApiError> {
             "/docs/{tail}"
         ))),
     })
-}
-
-/// The hosts (stub).
-pub async fn list_hosts(_state: &AppState) -> Result<HttpResponse, ApiError> {
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"count": 0, "hosts": []}),
-    ))
-}
-
-/// One host's GPUs (stub).
-pub async fn host_gpus(
-    state: &AppState,
-    hostname: String,
-    _query: &str,
-) -> Result<HttpResponse, ApiError> {
-    let _ = (state, hostname);
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"count": 0, "gpus": []}),
-    ))
-}
-
-/// Latest values (stub).
-pub async fn latest(_state: &AppState, _query: &str) -> Result<HttpResponse, ApiError> {
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"count": 0, "points": []}),
-    ))
-}
-
-/// Pipeline health (stub).
-pub async fn pipeline(_state: &AppState) -> Result<HttpResponse, ApiError> {
-    Ok(json(StatusCode::OK, &serde_json::json!({})))
 }
 
 /// The landing page: links to the dashboard and the API docs.

@@ -19,11 +19,13 @@
 //! collector keeps `gpus` and the per-metric day totals current in the transaction that
 //! writes the points, so the GPU list and the stats are reads of small tables.
 
+pub mod broker;
 pub mod compress;
 pub mod config;
 pub mod db;
 pub mod docs;
 pub mod error;
+pub mod export;
 pub mod handlers;
 pub mod model;
 pub mod openapi;

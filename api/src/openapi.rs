@@ -6,7 +6,12 @@
 use utoipa::OpenApi;
 
 use crate::handlers;
-use crate::model::{Gpu, GpuList, Health, Paging, PointDoc, ProblemDoc, Stats, TelemetryPage};
+use crate::model::{
+    Bucket, ConsumerProgress, Gpu, GpuList, Health, Host, HostList, LatestList, LatestPoint,
+    Paging, Pipeline, PointDoc, ProblemDoc, Stats, StepAnswer, StepSeries, TelemetryAnswer,
+    TelemetryPage,
+};
+use crate::params::AggDoc;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,23 +22,34 @@ use crate::model::{Gpu, GpuList, Health, Paging, PointDoc, ProblemDoc, Stats, Te
             broker into PostgreSQL, served read-only. Times are RFC 3339; responses use UTC with \
             microseconds. Errors are `application/problem+json` (RFC 9457). Every route answers GET \
             and HEAD; any other method is answered 405 with an `Allow` header, and a path that is \
-            not listed here 404, both as problems.",
+            not listed here 404, both as problems. JSON answers are gzip'd for clients that send \
+            `Accept-Encoding: gzip`. Beside these routes, `/prometheus` serves the Prometheus HTTP \
+            query API (documented by Prometheus) and `/ui` the dashboard.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
         handlers::health,
+        handlers::list_hosts,
+        handlers::host_gpus,
         handlers::list_gpus,
         handlers::gpu_telemetry,
+        handlers::latest,
         handlers::stats,
+        handlers::pipeline,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
         handlers::openapi_json,
         handlers::docs,
     ),
-    components(schemas(Health, Gpu, GpuList, PointDoc, Paging, TelemetryPage, Stats, ProblemDoc)),
+    components(schemas(
+        Health, Gpu, GpuList, Host, HostList, LatestPoint, LatestList, PointDoc, Paging,
+        TelemetryPage, TelemetryAnswer, StepAnswer, StepSeries, Bucket, AggDoc, Stats,
+        ConsumerProgress, Pipeline, ProblemDoc
+    )),
     tags(
-        (name = "telemetry", description = "GPUs, their points, totals."),
+        (name = "fleet", description = "Hosts, GPUs and their latest values."),
+        (name = "telemetry", description = "One GPU's points and aggregates, exports, totals."),
         (name = "health", description = "Whether the API and its database answer."),
         (name = "operations", description = "Probes, metrics, the spec and its page."),
     )

@@ -5,7 +5,9 @@
 //! parameters in the OpenAPI spec, so the spec and the parser cannot drift apart.
 
 use chrono::{DateTime, Duration, Utc};
-use utoipa::IntoParams;
+use store::aggregate::{Agg, Buckets, MAX_BUCKETS};
+use store::read::Cursor;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::model::format_ts;
@@ -14,83 +16,178 @@ use crate::model::format_ts;
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: u32 = 1000;
+/// How far back a step query reaches when `start_time` is not given.
+pub const DEFAULT_STEP_WINDOW: Duration = Duration::hours(1);
 /// Every query parameter the telemetry endpoint accepts.
-pub const ACCEPTED: [&str; 5] = ["start_time", "end_time", "metric", "limit", "offset"];
+pub const ACCEPTED: [&str; 8] = [
+    "start_time",
+    "end_time",
+    "metric",
+    "step",
+    "agg",
+    "limit",
+    "offset",
+    "cursor",
+];
+
+/// What a bucket's value is (`agg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(as = Agg, example = "avg")]
+#[allow(dead_code)] // describes the parameter in the spec; the parser reads `store::aggregate::Agg`
+pub enum AggDoc {
+    #[schema(rename = "avg")]
+    Avg,
+    #[schema(rename = "min")]
+    Min,
+    #[schema(rename = "max")]
+    Max,
+    #[schema(rename = "sum")]
+    Sum,
+    #[schema(rename = "count")]
+    Count,
+    #[schema(rename = "first")]
+    First,
+    #[schema(rename = "last")]
+    Last,
+}
 
 /// The query parameters of `GET /api/v1/gpus/{id}/telemetry`.
+///
+/// Times (`start_time`, `end_time`) are RFC 3339 with any offset (`Z`, `+02:00`; in a query
+/// string write `+` as `%2B`), Unix seconds (`1752846153`, `1752846153.25`), Unix
+/// milliseconds (13 digits or more: `1752846153250`), `now`, or relative to now (`-6h`,
+/// `now-90m`; units s, m, h, d, w).
 #[derive(Debug, Clone, Default, PartialEq, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TelemetryQuery {
-    /// Inclusive start of the window, RFC 3339 with any offset (`Z`, `+02:00`; in a query
-    /// string write `+` as `%2B`). Default: from the first point.
-    #[param(value_type = Option<String>, format = DateTime, example = "2025-07-18T13:42:33Z")]
+    /// Inclusive start of the window. Default: from the first point; with `step`, one hour
+    /// before `end_time`.
+    #[param(value_type = Option<String>, pattern = r"^(now|now-[0-9]+[smhdw]([0-9]+[smhdw])*|-[0-9]+[smhdw]([0-9]+[smhdw])*|[0-9]{1,16}(\.[0-9]{1,9})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))$", example = "2025-07-18T13:42:33Z")]
     pub start_time: Option<DateTime<Utc>>,
-    /// Inclusive end of the window, RFC 3339 with any offset. Default: to the latest point.
-    #[param(value_type = Option<String>, format = DateTime, example = "2025-07-18T15:42:33+02:00")]
+    /// Inclusive end of the window. Default: to the latest point; with `step`, now.
+    #[param(value_type = Option<String>, pattern = r"^(now|now-[0-9]+[smhdw]([0-9]+[smhdw])*|-[0-9]+[smhdw]([0-9]+[smhdw])*|[0-9]{1,16}(\.[0-9]{1,9})?|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))$", example = "now")]
     pub end_time: Option<DateTime<Utc>>,
-    /// Only points of this metric (a name listed by `/api/v1/stats`).
-    #[param(example = "DCGM_FI_DEV_GPU_UTIL", min_length = 1)]
-    pub metric: Option<String>,
-    /// Page size.
+    /// Only points of these metrics (repeat the parameter for several: `metric=a&metric=b`).
+    /// A metric the GPU has no points of answers no points (or an empty series with `step`).
+    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["DCGM_FI_DEV_GPU_UTIL"]))]
+    pub metrics: Vec<String>,
+    /// Aggregate into buckets of this width (`15s`, `1m`, `1h`, …): one value per metric per
+    /// bucket, bucket edges at multiples of the step from the Unix epoch, the window widened to
+    /// whole buckets, empty buckets left out, at most 11,000 buckets per metric.
+    #[param(value_type = Option<String>, pattern = r"^([0-9]{1,7}|([0-9]{1,7}[smhdw]){1,5})$", example = "1m")]
+    pub step: Option<i64>,
+    /// A bucket's value (with `step`).
+    #[param(value_type = Option<AggDoc>, default = "avg", example = "max")]
+    pub agg: Option<Agg>,
+    /// Page size (without `step`).
     #[param(minimum = 1, maximum = 1000, default = 100, example = 100)]
     pub limit: Option<u32>,
-    /// How many points of the window to skip (use the `next` link rather than counting).
-    #[param(minimum = 0, default = 0, example = 0)]
+    /// How many points of the window to skip (without `step`; prefer `cursor`).
+    #[param(
+        minimum = 0,
+        maximum = 9223372036854775807_u64,
+        default = 0,
+        example = 0
+    )]
     pub offset: Option<u64>,
+    /// Where the page starts: the opaque `paging.cursor` of the page before (the `next` link
+    /// carries it). Page 1,000 costs what page 1 costs.
+    #[param(value_type = Option<String>, pattern = r"^[0-9a-f]{1,16}\.[0-9a-f]{1,16}$", example = "6a1b2c3d4e5f.1f4")]
+    pub cursor: Option<Cursor>,
 }
 
-/// A checked request for one page of one GPU's window, with defaults applied.
+/// A checked request for one GPU's window, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
     /// Inclusive, rounded up to the microsecond (PostgreSQL's precision).
     pub start: Option<DateTime<Utc>>,
     /// Inclusive, rounded down to the microsecond.
     pub end: Option<DateTime<Utc>>,
-    pub metric: Option<String>,
+    /// Empty for every metric.
+    pub metrics: Vec<String>,
     pub limit: u32,
     pub offset: u64,
+    pub cursor: Option<Cursor>,
+}
+
+/// A checked step aggregation of one GPU's window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepQuery {
+    pub buckets: Buckets,
+    /// As the client wrote it (`1m`), echoed in the answer.
+    pub step: String,
+    pub agg: Agg,
+    /// Empty for every metric.
+    pub metrics: Vec<String>,
+}
+
+/// What a telemetry request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Page(Window),
+    Step(StepQuery),
 }
 
 impl TelemetryQuery {
-    /// Parses a raw (still percent-encoded) query string.
-    pub fn parse(raw: &str) -> Result<TelemetryQuery, ApiError> {
+    /// Parses and checks a raw (still percent-encoded) query string, with `now` for relative
+    /// times.
+    pub fn parse_at(
+        raw: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(TelemetryQuery, Option<String>), ApiError> {
         let mut query = TelemetryQuery::default();
+        let mut step_text = None;
         let mut seen: Vec<String> = Vec::new();
         for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-            if seen.iter().any(|s| *s == name) {
+            if name != "metric" && seen.iter().any(|s| *s == name) {
                 return Err(ApiError::bad_parameter(&name, "given more than once"));
             }
             seen.push(name.to_string());
-            query.set(&name, &value)?;
+            match name.as_ref() {
+                "start_time" => query.start_time = Some(parse_time(&name, &value, now)?),
+                "end_time" => query.end_time = Some(parse_time(&name, &value, now)?),
+                "metric" if value.is_empty() => {
+                    return Err(ApiError::bad_parameter(&name, "must not be empty"))
+                }
+                "metric" if !query.metrics.iter().any(|m| *m == value) => {
+                    query.metrics.push(value.to_string())
+                }
+                "metric" => {}
+                "step" => {
+                    query.step = Some(parse_step(&value)?);
+                    step_text = Some(value.to_string());
+                }
+                "agg" => query.agg = Some(parse_agg(&value)?),
+                "limit" => query.limit = Some(parse_limit(&value)?),
+                "offset" => query.offset = Some(parse_offset(&value)?),
+                "cursor" => query.cursor = Some(parse_cursor(&value)?),
+                other => {
+                    return Err(ApiError::bad_parameter(
+                        other,
+                        format!(
+                            "unknown query parameter (accepted: {})",
+                            ACCEPTED.join(", ")
+                        ),
+                    ))
+                }
+            }
         }
-        Ok(query)
+        Ok((query, step_text))
     }
 
-    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
-        match name {
-            "start_time" => self.start_time = Some(parse_time(name, value)?),
-            "end_time" => self.end_time = Some(parse_time(name, value)?),
-            "metric" if value.is_empty() => {
-                return Err(ApiError::bad_parameter(name, "must not be empty"))
-            }
-            "metric" => self.metric = Some(value.to_string()),
-            "limit" => self.limit = Some(parse_limit(value)?),
-            "offset" => self.offset = Some(parse_offset(value)?),
-            other => {
-                return Err(ApiError::bad_parameter(
-                    other,
-                    format!(
-                        "unknown query parameter (accepted: {})",
-                        ACCEPTED.join(", ")
-                    ),
-                ))
-            }
-        }
-        Ok(())
+    /// [`TelemetryQuery::parse_at`] now, then [`TelemetryQuery::resolve`].
+    pub fn request(raw: &str) -> Result<Request, ApiError> {
+        let now = Utc::now();
+        let (query, step) = TelemetryQuery::parse_at(raw, now)?;
+        query.resolve(step, now)
     }
 
     /// Applies the defaults and checks the parameters against each other.
-    pub fn resolve(self) -> Result<Window, ApiError> {
+    pub fn resolve(
+        self,
+        step_text: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Request, ApiError> {
         if let (Some(start), Some(end)) = (self.start_time, self.end_time) {
             if start > end {
                 return Err(ApiError::bad_parameter(
@@ -103,19 +200,71 @@ impl TelemetryQuery {
                 ));
             }
         }
-        Ok(Window {
-            start: self.start_time.map(ceil_to_micros),
-            end: self.end_time.map(floor_to_micros),
-            metric: self.metric,
-            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
-            offset: self.offset.unwrap_or(0),
-        })
+        let Some(step) = self.step else {
+            if self.agg.is_some() {
+                return Err(ApiError::bad_parameter(
+                    "agg",
+                    "needs a step (e.g. step=1m)",
+                ));
+            }
+            if self.offset.is_some() && self.cursor.is_some() {
+                return Err(ApiError::bad_parameter(
+                    "offset",
+                    "give either offset or cursor, not both",
+                ));
+            }
+            return Ok(Request::Page(Window {
+                start: self.start_time.map(ceil_to_micros),
+                end: self.end_time.map(floor_to_micros),
+                metrics: self.metrics,
+                limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+                offset: self.offset.unwrap_or(0),
+                cursor: self.cursor,
+            }));
+        };
+        for (given, name) in [
+            (self.limit.is_some(), "limit"),
+            (self.offset.is_some(), "offset"),
+            (self.cursor.is_some(), "cursor"),
+        ] {
+            if given {
+                return Err(ApiError::bad_parameter(
+                    name,
+                    "not used with step (an aggregation answers every bucket at once)",
+                ));
+            }
+        }
+        let end = self.end_time.unwrap_or(now);
+        let start = self
+            .start_time
+            .unwrap_or(end - DEFAULT_STEP_WINDOW)
+            .min(end);
+        let buckets = Buckets::covering(start, end, step)
+            .ok_or_else(|| ApiError::bad_parameter("start_time", "out of range"))?;
+        let count = buckets.count();
+        if count > MAX_BUCKETS {
+            let seconds = (end - start).num_seconds();
+            let at_least = seconds / MAX_BUCKETS + 1;
+            return Err(ApiError::bad_parameter(
+                "step",
+                format!(
+                    "{} over this window makes {count} buckets per metric, more than the {MAX_BUCKETS} allowed: raise step to at least {at_least}s or narrow the window",
+                    step_text.as_deref().unwrap_or("the step")
+                ),
+            ));
+        }
+        Ok(Request::Step(StepQuery {
+            buckets,
+            step: step_text.unwrap_or_else(|| format!("{step}s")),
+            agg: self.agg.unwrap_or(Agg::Avg),
+            metrics: self.metrics,
+        }))
     }
 }
 
 impl Window {
-    /// The query string of the page that starts at `offset`, same window and size.
-    pub fn query_string_at(&self, offset: u64) -> String {
+    /// The query string of the page after `cursor`, same window and size.
+    pub fn query_string_after(&self, cursor: &Cursor) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
         if let Some(start) = &self.start {
             out.append_pair("start_time", &format_ts(start));
@@ -123,35 +272,268 @@ impl Window {
         if let Some(end) = &self.end {
             out.append_pair("end_time", &format_ts(end));
         }
-        if let Some(metric) = &self.metric {
+        for metric in &self.metrics {
             out.append_pair("metric", metric);
         }
         out.append_pair("limit", &self.limit.to_string());
-        out.append_pair("offset", &offset.to_string());
+        out.append_pair("cursor", &format_cursor(cursor));
         out.finish()
+    }
+
+    /// The metrics as the statements take them: `None` for all.
+    pub fn metric_filter(&self) -> Option<&[String]> {
+        (!self.metrics.is_empty()).then_some(self.metrics.as_slice())
     }
 }
 
-/// RFC 3339 with any offset, converted to UTC.
+/// The filters of `GET /api/v1/gpus` (each an exact match; several combine with AND).
+#[derive(Debug, Clone, Default, PartialEq, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GpuQuery {
+    /// Only the GPUs of this host.
+    #[param(min_length = 1, example = "mtv5-dgx1-hgpu-031")]
+    pub hostname: Option<String>,
+    /// Only GPUs of this model (`modelName`).
+    #[param(min_length = 1, example = "NVIDIA H100 80GB HBM3")]
+    pub model: Option<String>,
+    /// Only GPUs with telemetry from a pod of this namespace.
+    #[param(min_length = 1, example = "training")]
+    pub namespace: Option<String>,
+    /// Only GPUs with telemetry from this pod.
+    #[param(min_length = 1, example = "llama-train-0")]
+    pub pod: Option<String>,
+}
+
+impl GpuQuery {
+    /// Parses a raw query string; `allow_hostname` is false where the path names the host.
+    pub fn parse(raw: &str, allow_hostname: bool) -> Result<crate::db::GpuFilter, ApiError> {
+        let mut filter = crate::db::GpuFilter::default();
+        let accepted: &[&str] = match allow_hostname {
+            true => &["hostname", "model", "namespace", "pod"],
+            false => &["model", "namespace", "pod"],
+        };
+        for (name, value) in single_values(raw, accepted)? {
+            let slot = match name.as_str() {
+                "hostname" => &mut filter.hostname,
+                "model" => &mut filter.model,
+                "namespace" => &mut filter.namespace,
+                _ => &mut filter.pod,
+            };
+            *slot = Some(value);
+        }
+        Ok(filter)
+    }
+}
+
+/// The filters of `GET /api/v1/latest` (each repeatable: `metric=a&metric=b`).
+#[derive(Debug, Clone, Default, PartialEq, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LatestQuery {
+    /// Only these metrics (default: every metric).
+    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["DCGM_FI_DEV_POWER_USAGE"]))]
+    pub metric: Vec<String>,
+    /// Only the GPUs of these hosts (default: every host).
+    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["mtv5-dgx1-hgpu-031"]))]
+    pub hostname: Vec<String>,
+}
+
+impl LatestQuery {
+    pub fn parse(raw: &str) -> Result<LatestQuery, ApiError> {
+        let mut query = LatestQuery::default();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            let list = match name.as_ref() {
+                "metric" => &mut query.metric,
+                "hostname" => &mut query.hostname,
+                other => {
+                    return Err(ApiError::bad_parameter(
+                        other,
+                        "unknown query parameter (accepted: metric, hostname)",
+                    ))
+                }
+            };
+            if value.is_empty() {
+                return Err(ApiError::bad_parameter(&name, "must not be empty"));
+            }
+            if !list.iter().any(|v| *v == value) {
+                list.push(value.into_owned());
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// The `(name, value)` pairs of a query string whose parameters are each given at most once,
+/// are among `accepted`, and are not empty.
+fn single_values(raw: &str, accepted: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        if !accepted.contains(&name.as_ref()) {
+            return Err(ApiError::bad_parameter(
+                &name,
+                format!(
+                    "unknown query parameter (accepted: {})",
+                    accepted.join(", ")
+                ),
+            ));
+        }
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::bad_parameter(&name, "given more than once"));
+        }
+        if value.is_empty() {
+            return Err(ApiError::bad_parameter(&name, "must not be empty"));
+        }
+        out.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(out)
+}
+
+/// A cursor as the API writes it: the last point's time in microseconds and its offset, in
+/// hex. Opaque to clients: only ever copied from `paging.cursor` or the `next` link.
+pub fn format_cursor(cursor: &Cursor) -> String {
+    format!(
+        "{:x}.{:x}",
+        cursor.0.timestamp_micros() as u64,
+        cursor.1 as u64
+    )
+}
+
+fn parse_cursor(value: &str) -> Result<Cursor, ApiError> {
+    let bad = || {
+        ApiError::bad_parameter(
+            "cursor",
+            format!(
+                "not a cursor of this API (copy paging.cursor or the next link), got {:?}",
+                shorten(value)
+            ),
+        )
+    };
+    let (ts, offset) = value.split_once('.').ok_or_else(bad)?;
+    let ts = u64::from_str_radix(ts, 16).map_err(|_| bad())? as i64;
+    let offset = u64::from_str_radix(offset, 16).map_err(|_| bad())? as i64;
+    let ts = DateTime::from_timestamp_micros(ts).ok_or_else(bad)?;
+    Ok((ts, offset))
+}
+
+fn parse_agg(value: &str) -> Result<Agg, ApiError> {
+    Agg::from_name(value).ok_or_else(|| {
+        let names: Vec<&str> = Agg::ALL.iter().map(|a| a.name()).collect();
+        ApiError::bad_parameter(
+            "agg",
+            format!(
+                "must be one of {}, got {:?}",
+                names.join(", "),
+                shorten(value)
+            ),
+        )
+    })
+}
+
+/// The largest step: a year of seconds is more than any window needs.
+const MAX_STEP_SECONDS: i64 = 366 * 86_400;
+
+fn parse_step(value: &str) -> Result<i64, ApiError> {
+    let seconds = match value.parse::<i64>() {
+        Ok(s) => Some(s),
+        Err(_) => parse_duration(value),
+    };
+    match seconds {
+        Some(s) if (1..=MAX_STEP_SECONDS).contains(&s) => Ok(s),
+        _ => Err(ApiError::bad_parameter(
+            "step",
+            format!(
+                "must be a duration from 1s to 366d like 15s, 1m, 1h30m (units s, m, h, d, w) or whole seconds, got {:?}",
+                shorten(value)
+            ),
+        )),
+    }
+}
+
+/// `1h30m`-style durations in whole seconds (units s, m, h, d, w); `None` when malformed or
+/// out of range.
+fn parse_duration(value: &str) -> Option<i64> {
+    if value.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        let unit = match rest.as_bytes()[digits] {
+            b's' => 1,
+            b'm' => 60,
+            b'h' => 3_600,
+            b'd' => 86_400,
+            b'w' => 604_800,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        rest = &rest[digits + 1..];
+    }
+    Some(total)
+}
+
+/// A time in any of the forms the API takes (see [`TelemetryQuery`]), in UTC.
 ///
-/// A `+` left unencoded in a query string arrives as a space (form decoding), so a time that
-/// fails to parse is tried once more with spaces read as `+`.
-fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+/// A `+` left unencoded in a query string arrives as a space (form decoding), so an RFC 3339
+/// time that fails to parse is tried once more with spaces read as `+`.
+pub fn parse_time(name: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let bad = || {
+        ApiError::bad_parameter(
+            name,
+            format!(
+                "not a time: give RFC 3339 (2025-07-18T13:42:33Z), Unix seconds (1752846153.5) or milliseconds (1752846153500), now, or a time relative to now (-6h, now-90m), got {:?}",
+                shorten(value)
+            ),
+        )
+    };
+    if value == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = value
+        .strip_prefix("now-")
+        .or_else(|| value.strip_prefix('-'))
+    {
+        let seconds = parse_duration(ago).ok_or_else(bad)?;
+        return Duration::try_seconds(seconds)
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(bad);
+    }
+    if value.starts_with(|c: char| c.is_ascii_digit()) && !value.contains(['-', ':']) {
+        return parse_epoch(value).ok_or_else(bad);
+    }
     let parsed = DateTime::parse_from_rfc3339(value)
         .or_else(|e| match value.contains(' ') {
             true => DateTime::parse_from_rfc3339(&value.replace(' ', "+")),
             false => Err(e),
         })
-        .map_err(|_| {
-            ApiError::bad_parameter(
-                name,
-                format!(
-                    "not an RFC 3339 time like 2025-07-18T13:42:33Z or 2025-07-18T15:42:33.5+02:00, got {:?}",
-                    shorten(value)
-                ),
-            )
-        })?;
+        .map_err(|_| bad())?;
     Ok(parsed.with_timezone(&Utc))
+}
+
+/// Unix seconds with an optional fraction, or milliseconds when the integer part has 13 digits
+/// or more (seconds reach 13 digits only after the year 33658).
+fn parse_epoch(value: &str) -> Option<DateTime<Utc>> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    if whole.is_empty() || whole.len() > 16 || fraction.len() > 9 {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let fraction_nanos: i64 = match fraction.is_empty() {
+        true => 0,
+        false => format!("{fraction:0<9}").parse().ok()?,
+    };
+    if value.split('.').next().is_some_and(|w| w.len() >= 13) {
+        let nanos = fraction_nanos / 1_000_000;
+        return DateTime::from_timestamp_millis(whole).map(|t| t + Duration::nanoseconds(nanos));
+    }
+    DateTime::from_timestamp(whole, u32::try_from(fraction_nanos).ok()?)
 }
 
 fn parse_limit(value: &str) -> Result<u32, ApiError> {
@@ -202,8 +584,33 @@ fn floor_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-07-18T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn request(raw: &str) -> Result<Request, ApiError> {
+        let (query, step) = TelemetryQuery::parse_at(raw, now())?;
+        query.resolve(step, now())
+    }
+
+    fn window(raw: &str) -> Window {
+        match request(raw) {
+            Ok(Request::Page(w)) => w,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    fn step(raw: &str) -> StepQuery {
+        match request(raw) {
+            Ok(Request::Step(s)) => s,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
     fn detail(raw: &str) -> String {
-        match TelemetryQuery::parse(raw).and_then(TelemetryQuery::resolve) {
+        match request(raw) {
             Ok(w) => panic!("{raw:?} was accepted as {w:?}"),
             Err(e) => e.to_string(),
         }
@@ -211,8 +618,12 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_given() {
-        let w = TelemetryQuery::parse("").unwrap().resolve().unwrap();
-        assert_eq!((w.start, w.end, w.limit, w.offset), (None, None, 100, 0));
+        let w = window("");
+        assert_eq!(
+            (w.start, w.end, w.limit, w.offset, w.cursor),
+            (None, None, 100, 0, None)
+        );
+        assert!(w.metrics.is_empty());
     }
 
     #[test]
@@ -221,8 +632,11 @@ mod tests {
             "start_time=2025-07-18T15:42:33%2B02:00",
             "start_time=2025-07-18T15:42:33+02:00",
             "start_time=2025-07-18T13:42:33Z",
+            "start_time=1752846153",
+            "start_time=1752846153000",
+            "start_time=1752846153.000",
         ] {
-            let w = TelemetryQuery::parse(raw).unwrap().resolve().unwrap();
+            let w = window(raw);
             assert_eq!(
                 format_ts(&w.start.unwrap()),
                 "2025-07-18T13:42:33.000000Z",
@@ -232,21 +646,85 @@ mod tests {
     }
 
     #[test]
+    fn epoch_fractions_and_relative_times_resolve_against_now() {
+        let w = window("start_time=1752846153.25&end_time=1752846153250");
+        assert_eq!(format_ts(&w.start.unwrap()), "2025-07-18T13:42:33.250000Z");
+        assert_eq!(w.start, w.end);
+        let w = window("start_time=-6h&end_time=now");
+        assert_eq!(format_ts(&w.start.unwrap()), "2025-07-18T06:00:00.000000Z");
+        assert_eq!(w.end, Some(now()));
+        let w = window("start_time=now-1h30m");
+        assert_eq!(format_ts(&w.start.unwrap()), "2025-07-18T10:30:00.000000Z");
+    }
+
+    #[test]
     fn bounds_are_rounded_inward_to_microseconds() {
-        let w = TelemetryQuery::parse(
-            "start_time=2025-01-01T00:00:00.0000001Z&end_time=2025-01-01T00:00:00.0000019Z",
-        )
-        .unwrap()
-        .resolve()
-        .unwrap();
+        let w =
+            window("start_time=2025-01-01T00:00:00.0000001Z&end_time=2025-01-01T00:00:00.0000019Z");
         assert_eq!(format_ts(&w.start.unwrap()), "2025-01-01T00:00:00.000001Z");
         assert_eq!(format_ts(&w.end.unwrap()), "2025-01-01T00:00:00.000001Z");
     }
 
     #[test]
+    fn several_metrics_are_kept_once_each_in_order() {
+        let w = window("metric=b&metric=a&metric=b");
+        assert_eq!(w.metrics, vec!["b".to_string(), "a".to_string()]);
+    }
+
+    #[test]
+    fn a_step_widens_the_window_to_whole_buckets() {
+        let s =
+            step("step=1m&agg=max&start_time=2025-07-18T10:00:30Z&end_time=2025-07-18T10:02:00Z");
+        assert_eq!(format_ts(&s.buckets.start), "2025-07-18T10:00:00.000000Z");
+        assert_eq!(format_ts(&s.buckets.end), "2025-07-18T10:03:00.000000Z");
+        assert_eq!(
+            (s.buckets.count(), s.agg, s.step.as_str()),
+            (3, Agg::Max, "1m")
+        );
+        let s = step("step=1h30m");
+        assert_eq!(s.buckets.step_seconds, 5400);
+        assert_eq!(s.agg, Agg::Avg);
+        // default window: the hour before now
+        let s = step("step=15");
+        assert_eq!((s.buckets.end - s.buckets.start).num_seconds(), 3600 + 15);
+    }
+
+    #[test]
+    fn too_many_buckets_say_which_step_would_do() {
+        let d = detail("step=1s&start_time=-1d");
+        assert!(
+            d.starts_with("step: 1s over this window makes 86401 buckets"),
+            "{d}"
+        );
+        assert!(d.contains("raise step to at least 8s"), "{d}");
+        step("step=8s&start_time=-1d");
+    }
+
+    #[test]
+    fn a_cursor_round_trips_through_the_next_query() {
+        let w = window("start_time=2025-07-18T15:42:33%2B02:00&metric=a+b&limit=5");
+        let cursor = (now(), 42);
+        let next = w.query_string_after(&cursor);
+        assert_eq!(
+            next,
+            format!(
+                "start_time=2025-07-18T13%3A42%3A33.000000Z&metric=a+b&limit=5&cursor={}",
+                format_cursor(&cursor)
+            )
+        );
+        let again = window(&next);
+        assert_eq!(
+            (again.start, again.metrics, again.cursor),
+            (w.start, w.metrics, Some(cursor))
+        );
+    }
+
+    #[test]
     fn each_bad_parameter_is_named_with_what_is_wrong() {
-        assert!(detail("start_time=yesterday").starts_with("start_time: not an RFC 3339 time"));
-        assert!(detail("end_time=2025-13-01T00:00:00Z").starts_with("end_time: not an RFC 3339"));
+        assert!(detail("start_time=yesterday").starts_with("start_time: not a time"));
+        assert!(detail("end_time=2025-13-01T00:00:00Z").starts_with("end_time: not a time"));
+        assert!(detail("start_time=-6x").starts_with("start_time: not a time"));
+        assert!(detail("start_time=12345678901234567").starts_with("start_time: not a time"));
         assert!(detail("limit=0").starts_with("limit: must be an integer between 1 and 1000"));
         assert!(detail("limit=1001").contains("got \"1001\""));
         assert!(detail("limit=ten").starts_with("limit:"));
@@ -254,36 +732,27 @@ mod tests {
         assert!(detail("metric=").starts_with("metric: must not be empty"));
         assert!(detail("colour=red").starts_with("colour: unknown query parameter"));
         assert!(detail("limit=1&limit=2").starts_with("limit: given more than once"));
+        assert!(detail("step=0").starts_with("step: must be a duration"));
+        assert!(detail("step=1x").starts_with("step: must be a duration"));
+        assert!(detail("step=500ms").starts_with("step: must be a duration"));
+        assert!(detail("agg=median&step=1m").starts_with("agg: must be one of avg, min"));
+        assert!(detail("agg=max").starts_with("agg: needs a step"));
+        assert!(detail("step=1m&limit=5").starts_with("limit: not used with step"));
+        assert!(detail("cursor=zz").starts_with("cursor: not a cursor"));
+        assert!(detail("cursor=1.1&offset=3").starts_with("offset: give either"));
         assert!(
             detail("start_time=2025-01-02T00:00:00Z&end_time=2025-01-01T00:00:00Z")
                 .starts_with("start_time: must not be after end_time")
         );
     }
 
-    #[test]
-    fn the_next_query_keeps_the_window_and_moves_the_offset() {
-        let w = TelemetryQuery::parse("start_time=2025-07-18T15:42:33%2B02:00&metric=a+b&limit=5")
-            .unwrap()
-            .resolve()
-            .unwrap();
-        let next = w.query_string_at(5);
-        assert_eq!(
-            next,
-            "start_time=2025-07-18T13%3A42%3A33.000000Z&metric=a+b&limit=5&offset=5"
-        );
-        let again = TelemetryQuery::parse(&next).unwrap().resolve().unwrap();
-        assert_eq!(
-            (again.start, again.metric, again.offset),
-            (w.start, w.metric, 5)
-        );
-    }
-
     proptest::proptest! {
-        /// Whatever a client sends, parsing answers (a window or a 400), never panics.
+        /// Whatever a client sends, parsing answers (a request or a 400), never panics.
         #[test]
         fn any_query_string_is_answered_without_panicking(raw in "\\PC{0,80}") {
-            match TelemetryQuery::parse(&raw).and_then(TelemetryQuery::resolve) {
-                Ok(w) => proptest::prop_assert!((1..=MAX_LIMIT).contains(&w.limit)),
+            match request(&raw) {
+                Ok(Request::Page(w)) => proptest::prop_assert!((1..=MAX_LIMIT).contains(&w.limit)),
+                Ok(Request::Step(s)) => proptest::prop_assert!(s.buckets.count() <= MAX_BUCKETS),
                 Err(e) => {
                     let is_bad_parameter = matches!(e, ApiError::BadParameter { .. });
                     proptest::prop_assert!(is_bad_parameter, "{}", e);
@@ -293,11 +762,11 @@ mod tests {
 
         #[test]
         fn parameter_shaped_input_is_answered_without_panicking(
-            name in "(start_time|end_time|metric|limit|offset|x)",
-            value in "[-+:.0-9TZ% a-z]{0,40}",
+            name in "(start_time|end_time|metric|limit|offset|step|agg|cursor|x)",
+            value in "[-+:.0-9TZ% a-zA-Z]{0,40}",
         ) {
             let raw = format!("{name}={value}");
-            let _ = TelemetryQuery::parse(&raw).and_then(TelemetryQuery::resolve);
+            let _ = request(&raw);
         }
     }
 }

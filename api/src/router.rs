@@ -142,10 +142,12 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> HttpResponse {
     };
     let gzip = compress::accepts_gzip(req.headers());
     let response = if route.allowed().contains(&method) {
-        match dispatch(&state, route.clone(), req).await {
-            Ok(response) if gzip => compress::gzip_json(response).await,
-            Ok(response) => response,
-            Err(error) => error_response(error),
+        let response = dispatch(&state, route.clone(), req)
+            .await
+            .unwrap_or_else(error_response);
+        match gzip {
+            true => compress::gzip_json(response).await,
+            false => response,
         }
     } else {
         handlers::boxed(pipeline_common::problem::method_not_allowed(

@@ -30,6 +30,8 @@ pub struct AppState {
     pub db: Db,
     /// The OpenAPI spec, serialised once at start.
     pub spec: Bytes,
+    /// The broker, when `--broker-url` is given (for consumer lag).
+    pub broker: Option<crate::broker::Broker>,
 }
 
 impl AppState {
@@ -37,6 +39,10 @@ impl AppState {
         Ok(AppState {
             db: Db::new(config)?,
             spec: Bytes::from(openapi::spec_json()),
+            broker: config
+                .broker
+                .as_ref()
+                .map(|(url, token)| crate::broker::Broker::new(url, token.clone())),
         })
     }
 }

@@ -8,12 +8,13 @@
 //! - [`schema`]: the migrations (`store/migrations/`), applied when a collector starts;
 //! - [`write`]: a batch of points into series, points, rollups, GPUs and day totals;
 //! - [`offsets`]: consumer offsets and dead letters, written in the same transaction;
-//! - [`read`]: the queries the API runs; [`prom`]: those of its Prometheus-compatible API;
+//! - [`read`]: the queries the API runs, [`aggregate`]: its step aggregation; [`prom`]: those of its Prometheus-compatible API;
 //! - [`partitions`] and [`maintenance`]: daily partitions ahead of time, retention;
 //! - [`compact`] and [`codec`]: days of points rewritten as dense per-series chunks;
 //! - [`legacy`]: moving a `0001` database's points into the compact store;
 //! - [`connect`]: connection strings, `sslmode` and TLS.
 
+pub mod aggregate;
 pub mod codec;
 pub mod compact;
 pub mod connect;

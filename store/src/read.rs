@@ -37,6 +37,7 @@ WHERE s.gpu_uuid = $1",
       >= date_bin('10 minutes', coalesce($2::timestamptz, '-infinity') AT TIME ZONE 'UTC', '2000-01-01')
   AND date_bin('10 minutes', p.ts AT TIME ZONE 'UTC', '2000-01-01')
       <= date_bin('10 minutes', coalesce($3::timestamptz, 'infinity') AT TIME ZONE 'UTC', '2000-01-01')
+  AND ($6::timestamptz IS NULL OR (p.ts, p.src_offset) > ($6, $7::int8))
 ORDER BY p.ts, p.src_offset
 LIMIT $4 OFFSET $5"
         )
@@ -44,36 +45,79 @@ LIMIT $4 OFFSET $5"
 }
 
 /// One GPU's points in an inclusive window, in a stable total order (time, then arrival),
-/// skipping `$5` and returning at most `$4`. A missing bound is ±infinity. The GPU's series
+/// after the cursor `($6, $7)` (time, offset; NULL for none), skipping `$5` and returning at
+/// most `$4`. A missing bound is ±infinity. With a cursor, `$2` is the cursor's time (or the
+/// window's start if later), so that only the partitions and bins from there on are read. The GPU's series
 /// ids are looked up first (`ARRAY(…)`, one small index scan) so that each partition is read
 /// with one bitmap scan of `points_series_idx` for all of them; the 10-minute bins repeat the
 /// window in the index's own terms, so that scan reads only the window's posting lists.
 pub const WINDOW_SQL: &str = window_sql!("", "");
 
-/// [`WINDOW_SQL`] for one metric (`$6`).
-pub const WINDOW_METRIC_SQL: &str = window_sql!(" AND s.metric = $6", " AND metric = $6");
+/// [`WINDOW_SQL`] for some metrics (`$8`, an array).
+pub const WINDOW_METRIC_SQL: &str = window_sql!(
+    " AND s.metric = ANY ($8::text[])",
+    " AND metric = ANY ($8::text[])"
+);
 
 /// The compacted chunks of one GPU (`$1`) that overlap a window (`$2`..`$3`, NULL for
-/// ±infinity), of one metric (`$4`) or all (NULL). Small: a row per series and day.
+/// ±infinity), of some metrics (`$4`, an array) or all (NULL). Small: a row per series and day.
 pub const WINDOW_CHUNKS_SQL: &str = "\
 SELECT s.metric, s.hostname, NULLIF(s.container, ''), NULLIF(s.pod, ''),
        NULLIF(s.namespace, ''), s.labels, c.data
 FROM series s JOIN points_compact c ON c.series_id = s.series_id
-WHERE s.gpu_uuid = $1 AND ($4::text IS NULL OR s.metric = $4)
+WHERE s.gpu_uuid = $1 AND ($4::text[] IS NULL OR s.metric = ANY ($4))
   AND c.last_ts >= coalesce($2::timestamptz, '-infinity')
   AND c.first_ts <= coalesce($3::timestamptz, 'infinity')";
 
-/// Asked only when a window is empty: does the GPU exist (`$1`), and is the metric (`$2`,
-/// or NULL for any) known?
-pub const KNOWN_SQL: &str = "\
-SELECT EXISTS (SELECT 1 FROM gpus WHERE gpu_uuid = $1),
-       $2::text IS NULL OR EXISTS (SELECT 1 FROM series WHERE metric = $2)";
+/// Asked only when a window is empty: does the GPU (`$1`) exist?
+pub const KNOWN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM gpus WHERE gpu_uuid = $1)";
 
-/// The GPU list: the small `gpus` table only.
+/// The GPU list from the small `gpus` table, filtered by hostname (`$1`), model (`$2`),
+/// namespace (`$3`) and pod (`$4`), each NULL for any. A GPU matches a namespace or pod when
+/// any of its series carries it (`series_key` is indexed by GPU first).
 pub const GPUS_SQL: &str = "\
-SELECT gpu_uuid, hostname, gpu_index, device, model, first_seen, last_seen
+SELECT g.gpu_uuid, g.hostname, g.gpu_index, g.device, g.model, g.first_seen, g.last_seen
+FROM gpus g
+WHERE ($1::text IS NULL OR g.hostname = $1) AND ($2::text IS NULL OR g.model = $2)
+  AND (($3::text IS NULL AND $4::text IS NULL)
+       OR EXISTS (SELECT 1 FROM series s WHERE s.gpu_uuid = g.gpu_uuid
+                  AND ($3::text IS NULL OR s.namespace = $3)
+                  AND ($4::text IS NULL OR s.pod = $4)))
+ORDER BY g.hostname, g.gpu_index, g.gpu_uuid";
+
+/// Does a host (`$1`) have any GPU?
+pub const HOST_KNOWN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM gpus WHERE hostname = $1)";
+
+/// Every host with its GPU count and first and last sighting, from `gpus`.
+pub const HOSTS_SQL: &str = "\
+SELECT hostname, count(*)::int8, min(first_seen), max(last_seen)
 FROM gpus
-ORDER BY hostname, gpu_index, gpu_uuid";
+GROUP BY hostname
+ORDER BY hostname";
+
+/// The latest value of each metric of each GPU, from `latest` (a row per series): metrics
+/// `$1` and hosts `$2` (arrays, NULL for all). When a GPU's metric has several series (a pod
+/// came and went), the newest point among them.
+pub const LATEST_SQL: &str = "\
+SELECT gpu_uuid, hostname, gpu_index, metric, ts, value
+FROM (SELECT DISTINCT ON (g.gpu_uuid, s.metric)
+             g.gpu_uuid, g.hostname, g.gpu_index, s.metric, l.ts, l.value
+      FROM series s
+      JOIN latest l ON l.series_id = s.series_id
+      JOIN gpus g ON g.gpu_uuid = s.gpu_uuid
+      WHERE ($1::text[] IS NULL OR s.metric = ANY ($1))
+        AND ($2::text[] IS NULL OR g.hostname = ANY ($2))
+      ORDER BY g.gpu_uuid, s.metric, l.ts DESC) t
+ORDER BY hostname, gpu_index, gpu_uuid, metric";
+
+/// The collectors' committed offsets, per group, topic and partition.
+pub const CONSUMER_OFFSETS_SQL: &str = "\
+SELECT group_name, topic, partition, next_offset, updated_at
+FROM consumer_offsets
+ORDER BY group_name, topic, partition";
+
+/// How many messages were dead-lettered, and when the last one was.
+pub const DEAD_LETTERS_SQL: &str = "SELECT count(*), max(received_at) FROM dead_letters";
 
 /// Exact per-metric totals: the day totals (kept by the collector, cut by retention) plus
 /// what a `0001` database holds that is not moved yet.
@@ -103,6 +147,9 @@ pub struct StoredPoint<'r> {
     pub pod: Option<&'r str>,
     pub namespace: Option<&'r str>,
     pub labels: &'r RawValue,
+    /// The broker offset: with `ts`, the point's place in the window's order (a cursor).
+    #[serde(skip)]
+    pub src_offset: i64,
 }
 
 impl<'r> StoredPoint<'r> {
@@ -118,6 +165,7 @@ impl<'r> StoredPoint<'r> {
             pod: row.try_get(6)?,
             namespace: row.try_get(7)?,
             labels: row.try_get::<_, RawJson>(8)?.0,
+            src_offset: row.try_get(9)?,
         })
     }
 }
@@ -129,14 +177,19 @@ pub fn decode_chunks(rows: &[Row]) -> Result<Vec<Vec<ChunkPoint>>> {
         .collect()
 }
 
+/// Where a page starts: after this (time, offset) in the window's order.
+pub type Cursor = (DateTime<Utc>, i64);
+
 /// One page of a window that has compacted chunks: the window's row-form points (`narrow`,
-/// rows of [`WINDOW_SQL`] from the first, at least `offset + take` of them) and the points of
-/// its chunks, merged in (time, offset) order; `offset` skipped, at most `take` returned.
+/// rows of [`WINDOW_SQL`] from the first after `after`, at least `offset + take` of them) and
+/// the points of its chunks, merged in (time, offset) order; points up to `after` and then
+/// `offset` more skipped, at most `take` returned.
 pub fn merge_window<'r>(
     narrow: &'r [Row],
     chunk_rows: &'r [Row],
     chunks: &'r [Vec<ChunkPoint>],
     window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    after: Option<Cursor>,
     offset: usize,
     take: usize,
 ) -> Result<Vec<StoredPoint<'r>>> {
@@ -157,6 +210,9 @@ pub fn merge_window<'r>(
             let Some(ts) = DateTime::from_timestamp_micros(p.ts).filter(inside) else {
                 continue;
             };
+            if after.is_some_and(|a| (ts, p.src_offset) <= a) {
+                continue;
+            }
             let point = StoredPoint {
                 ts,
                 metric: row.try_get(0)?,
@@ -167,6 +223,7 @@ pub fn merge_window<'r>(
                 pod: row.try_get(3)?,
                 namespace: row.try_get(4)?,
                 labels,
+                src_offset: p.src_offset,
             };
             all.push((ts, p.src_offset, point));
         }

@@ -8,6 +8,7 @@
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "compact", include_str!("../migrations/0002_compact.sql")),
+    (3, "latest", include_str!("../migrations/0003_latest.sql")),
 ];
 
 /// Arbitrary but fixed key of the advisory lock that serialises migrations.

@@ -435,6 +435,7 @@ impl Writer {
             merge_rollups(tx, table, &aggregate(rows, seconds))?;
         }
         upsert_gpus(tx, rows)?;
+        upsert_latest(tx, rows)?;
         add_day_totals(tx, rows)?;
         Ok(written)
     }
@@ -605,6 +606,35 @@ fn upsert_gpus(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<()> 
              first_seen = LEAST(gpus.first_seen, EXCLUDED.first_seen),
              last_seen = GREATEST(gpus.last_seen, EXCLUDED.last_seen)",
         &[&uuids, &hosts, &indexes, &devices, &models, &firsts, &lasts],
+    )?;
+    Ok(())
+}
+
+/// The latest point of each series in the batch replaces the stored one unless that one is
+/// newer (a late point does not go back in time; a tie on time keeps the later arrival, as
+/// the rollups' `last` does). Rows locked in series order.
+fn upsert_latest(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<()> {
+    let mut latest: BTreeMap<i32, (DateTime<Utc>, f64)> = BTreeMap::new();
+    for (series, r) in rows {
+        let point = (r.point.ts, r.point.value);
+        latest
+            .entry(*series)
+            .and_modify(|l| {
+                if point.0 >= l.0 {
+                    *l = point;
+                }
+            })
+            .or_insert(point);
+    }
+    let series: Vec<i32> = latest.keys().copied().collect();
+    let times: Vec<DateTime<Utc>> = latest.values().map(|l| l.0).collect();
+    let values: Vec<f64> = latest.values().map(|l| l.1).collect();
+    tx.execute(
+        "INSERT INTO latest AS l (series_id, ts, value)
+         SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[])
+         ON CONFLICT (series_id) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+         WHERE EXCLUDED.ts >= l.ts",
+        &[&series, &times, &values],
     )?;
     Ok(())
 }

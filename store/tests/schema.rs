@@ -31,6 +31,7 @@ fn migrations_apply_once_even_when_several_collectors_race() {
         "rollup_1m",
         "rollup_1h",
         "metric_day_totals",
+        "latest",
         "gpus",
         "consumer_offsets",
         "dead_letters",

@@ -157,6 +157,7 @@ fn a_window_reads_its_gpus_series_in_its_partitions_and_the_totals_never_read_po
         },
     ];
     let (limit, offset) = (101i64, 0i64);
+    let (no_cursor_ts, no_cursor_offset) = (None::<chrono::DateTime<chrono::Utc>>, None::<i64>);
     for mode in ["auto", "force_custom_plan", "force_generic_plan"] {
         client
             .batch_execute(&format!("SET plan_cache_mode = {mode}"))
@@ -166,12 +167,29 @@ fn a_window_reads_its_gpus_series_in_its_partitions_and_the_totals_never_read_po
                 None => plan(
                     &mut client,
                     case.sql,
-                    &[&"GPU-7", &case.start, &case.end, &limit, &offset],
+                    &[
+                        &"GPU-7",
+                        &case.start,
+                        &case.end,
+                        &limit,
+                        &offset,
+                        &no_cursor_ts,
+                        &no_cursor_offset,
+                    ],
                 ),
                 Some(metric) => plan(
                     &mut client,
                     case.sql,
-                    &[&"GPU-7", &case.start, &case.end, &limit, &offset, &metric],
+                    &[
+                        &"GPU-7",
+                        &case.start,
+                        &case.end,
+                        &limit,
+                        &offset,
+                        &no_cursor_ts,
+                        &no_cursor_offset,
+                        &vec![metric],
+                    ],
                 ),
             };
             let what = format!("{} ({mode}):\n{p}", case.what);
@@ -215,11 +233,33 @@ fn a_window_reads_its_gpus_series_in_its_partitions_and_the_totals_never_read_po
         .batch_execute("RESET plan_cache_mode")
         .expect("reset mode");
 
-    let metric: Option<&str> = Some("DCGM_FI_METRIC_3");
+    let none = None::<&str>;
+    let metrics: Option<Vec<&str>> = Some(vec!["DCGM_FI_METRIC_3"]);
+    let no_hosts = None::<Vec<&str>>;
     for (sql, p) in [
         (
             store::read::GPUS_SQL,
-            plan(&mut client, store::read::GPUS_SQL, &[]),
+            plan(
+                &mut client,
+                store::read::GPUS_SQL,
+                &[&none, &none, &none, &none],
+            ),
+        ),
+        (
+            store::read::GPUS_SQL,
+            plan(
+                &mut client,
+                store::read::GPUS_SQL,
+                &[&Some("host-1"), &none, &none, &Some("pod-1")],
+            ),
+        ),
+        (
+            store::read::HOSTS_SQL,
+            plan(&mut client, store::read::HOSTS_SQL, &[]),
+        ),
+        (
+            store::read::LATEST_SQL,
+            plan(&mut client, store::read::LATEST_SQL, &[&metrics, &no_hosts]),
         ),
         (
             store::read::METRIC_TOTALS_SQL,
@@ -231,7 +271,7 @@ fn a_window_reads_its_gpus_series_in_its_partitions_and_the_totals_never_read_po
         ),
         (
             store::read::KNOWN_SQL,
-            plan(&mut client, store::read::KNOWN_SQL, &[&"GPU-7", &metric]),
+            plan(&mut client, store::read::KNOWN_SQL, &[&"GPU-7"]),
         ),
     ] {
         assert!(

@@ -58,12 +58,18 @@ impl Fixture {
 
 /// Starts the `api` binary against `pg` and waits until it answers.
 pub fn start_api(pg: &Postgres) -> (Child, String) {
+    start_api_with(pg, &[])
+}
+
+/// [`start_api`] with more environment variables.
+pub fn start_api_with(pg: &Postgres, env: &[(&str, &str)]) -> (Child, String) {
     let port = testkit::free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
     command
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", pg.url())
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
     let api = Child::spawn("api", command);
     let base = format!("http://127.0.0.1:{port}");
     wait_until(

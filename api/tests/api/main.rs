@@ -10,6 +10,7 @@ mod errors;
 mod explain;
 mod harness;
 mod prometheus;
+mod queries;
 mod replica;
 mod restart;
 mod tls;
