@@ -76,10 +76,13 @@ fn seed(client: &mut postgres::Client, gpus: i64, interval: i64) -> Duration {
                SELECT series_id, count(*), date_trunc('minute', ts), sum(value), min(value), max(value),
                       min(ts), (array_agg(value ORDER BY ts, src_offset))[1],
                       max(ts), (array_agg(value ORDER BY ts DESC, src_offset DESC))[1]
-               FROM points GROUP BY series_id, date_trunc('minute', ts);
-             VACUUM ANALYZE;"
+               FROM points GROUP BY series_id, date_trunc('minute', ts);"
         ))
         .expect("seed");
+    // Not in the batch above: a multi-statement batch is one transaction, VACUUM is not.
+    client
+        .batch_execute("VACUUM ANALYZE")
+        .expect("vacuum and analyze");
     started.elapsed()
 }
 

@@ -349,10 +349,10 @@ mod tests {
         let points: Vec<(i64, f64)> = (0..5).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
         let rate = RangeFunction::Rate.apply(&points, 0, 60_000, 0.0);
         assert_eq!(rate, Some(1.0));
-        // A reset adds the value before it.
+        // A reset adds the value before it: 5 - 10 + 20.
         let reset = [(0, 10.0), (15_000, 20.0), (30_000, 5.0)];
         let increase = RangeFunction::Increase.apply(&reset, 0, 30_000, 0.0);
-        assert_eq!(increase, Some(25.0));
+        assert_eq!(increase, Some(15.0));
         assert_eq!(RangeFunction::Rate.apply(&reset[..1], 0, 30_000, 0.0), None);
     }
 

@@ -112,6 +112,8 @@ pub async fn handle(state: &AppState, endpoint: &str, form: &str) -> HttpRespons
         "/api/v1/labels" => label_names(state, &form).await,
         "/api/v1/metadata" => metadata(state, &form).await,
         "/api/v1/status/buildinfo" => Ok(json::success(&json::build_info())),
+        // Grafana asks for exemplars beside its queries; the store keeps none.
+        "/api/v1/query_exemplars" => Ok(json::success(&serde_json::json!([]))),
         _ => match label_values_name(endpoint) {
             Some(Ok(name)) => label_values(state, &form, name).await,
             Some(Err(e)) => Err(e),
@@ -165,8 +167,15 @@ fn deadline(form: &Form) -> Result<Instant, PromError> {
 }
 
 fn parse_query(form: &Form) -> Result<Expr, PromError> {
-    let text = form.get("query").unwrap_or_default();
-    promql_parser::parser::parse(text).map_err(|e| PromError::invalid_parameter("query", e))
+    parse_promql("query", form.get("query").unwrap_or_default())
+}
+
+/// Parses PromQL; a panic inside the parser (a corner it does not guard) is a `bad_data`
+/// answer like any other parse error, never a dropped connection.
+fn parse_promql(parameter: &str, text: &str) -> Result<Expr, PromError> {
+    std::panic::catch_unwind(|| promql_parser::parser::parse(text))
+        .unwrap_or_else(|_| Err(format!("cannot parse {text:?}")))
+        .map_err(|e| PromError::invalid_parameter(parameter, e))
 }
 
 async fn query(state: &AppState, form: &Form) -> Result<HttpResponse, PromError> {
@@ -227,15 +236,13 @@ async fn matched_series(
     let selectors = form
         .all("match[]")
         .map(|text| {
-            promql_parser::parser::parse(text)
-                .map_err(|e| PromError::invalid_parameter("match[]", e))
-                .and_then(|expr| match expr {
-                    Expr::VectorSelector(vs) => Ok(vs),
-                    _ => Err(PromError::invalid_parameter(
-                        "match[]",
-                        format!("{text:?} is not a series selector"),
-                    )),
-                })
+            parse_promql("match[]", text).and_then(|expr| match expr {
+                Expr::VectorSelector(vs) => Ok(vs),
+                _ => Err(PromError::invalid_parameter(
+                    "match[]",
+                    format!("{text:?} is not a series selector"),
+                )),
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if selectors.is_empty() && require_match {
@@ -308,4 +315,46 @@ async fn metadata(state: &AppState, form: &Form) -> Result<HttpResponse, PromErr
         })
         .collect();
     Ok(json::success(&json::metadata(&names)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_promql_is_bad_data_never_a_panic() {
+        for text in [
+            "",
+            "sum(",
+            "x[1e30]",
+            "x[-5m]",
+            "x offset 99999999999999999999y",
+            "x[99999999999999999999s]",
+            "rate(x[5m:1e30s])",
+            "{}",
+            "x{a=~\"(\"}",
+            "1e400 * x",
+        ] {
+            let _ = parse_promql("query", text);
+        }
+        assert!(matches!(
+            parse_promql("query", "sum("),
+            Err(PromError::BadData(_))
+        ));
+    }
+
+    #[test]
+    fn unsupported_parts_are_named() {
+        let check = |text: &str| {
+            let expr = parse_promql("query", text).expect("parses");
+            eval::check(&expr, &eval::Range::instant(0))
+        };
+        let message = |r: Result<(), PromError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message(check("histogram_quantile(0.9, x)"))
+            .contains("unsupported: function histogram_quantile"));
+        assert!(message(check("x and y")).contains("unsupported: set operator and"));
+        assert!(message(check("max_over_time(x[5m:1m])")).contains("unsupported: subquery"));
+        assert!(message(check("x @ 100")).contains("unsupported: @ modifier"));
+        assert!(check("sum by (Hostname) (rate(x[5m])) * 100").is_ok());
+    }
 }
