@@ -641,14 +641,19 @@
       const lags = consumers.map((c) => c.lag).filter(Number.isFinite);
       const totalLag = lags.length ? lags.reduce((a, b) => a + b, 0) : null;
       const dead = pipeline ? pipeline.dead_letters : null;
+      // `reachable`, `unreachable` or `not configured`: whether the API could ask the broker
+      // for the partitions' end offsets (without them the lag is unknown).
+      const broker = pipeline && typeof pipeline.broker === 'string' ? pipeline.broker : null;
       cards.replaceChildren(
         card('Ingest rate', rate === null ? '—' : fmtNumber(rate) + ' pts/s', rate === null ? 'measuring…' : `over the last ${Math.round((ingestSamples[ingestSamples.length - 1].t - ingestSamples[ingestSamples.length - 2].t) / 1000)} s`),
         card('Points stored', fmtInt(total), stats ? `${fmtInt(stats.gpus)} GPUs on ${fmtInt(stats.hosts)} hosts, ${fmtInt(stats.metrics)} metrics` : null),
         card('Newest point', pipeline ? fmtAge(pipeline.latest_ts) : '—', pipeline && pipeline.latest_ts ? fmtTime(pipeline.latest_ts) : 'no points yet'),
-        card('Consumer lag', totalLag === null ? '—' : fmtInt(totalLag) + ' msgs', `${consumers.length} partition${consumers.length === 1 ? '' : 's'}`, totalLag > 0 ? 'warn' : ''),
+        card('Consumer lag', totalLag === null ? '—' : fmtInt(totalLag) + ' msgs',
+          `${consumers.length} partition${consumers.length === 1 ? '' : 's'}` + (broker ? ` · broker ${broker}` : ''),
+          totalLag > 0 || broker === 'unreachable' ? 'warn' : ''),
         card('Dead letters', fmtInt(dead), pipeline && pipeline.last_dead_letter_at ? 'last ' + fmtAge(pipeline.last_dead_letter_at) : 'none recorded', dead > 0 ? 'bad' : ''));
       renderRate();
-      renderConsumers(consumers);
+      renderConsumers(consumers, broker);
       renderMetrics(stats);
       markUpdated();
     }
@@ -678,15 +683,20 @@
       }, [xs, ys], rateEl);
     }
 
-    function renderConsumers(consumers) {
+    function renderConsumers(consumers, broker) {
       if (consumers.length === 0) {
         consumersEl.replaceChildren(h('p', { class: 'empty' }, 'No consumer offsets recorded yet.'));
         return;
       }
+      const lagUnknown = consumers.some((c) => !Number.isFinite(c.lag));
+      const note = !lagUnknown ? null
+        : broker === 'not configured' ? 'The API has no broker URL (--broker-url / BROKER_URL): end offsets and lag are unknown.'
+        : broker === 'unreachable' ? 'The broker did not answer the API: end offsets and lag are unknown.'
+        : 'Some partitions\' end offsets are unknown.';
       const maxLag = Math.max(1, ...consumers.map((c) => c.lag).filter(Number.isFinite));
       const sorted = consumers.slice().sort((a, b) => String(a.group).localeCompare(String(b.group))
         || String(a.topic).localeCompare(String(b.topic)) || a.partition - b.partition);
-      consumersEl.replaceChildren(h('table', { class: 'table' },
+      consumersEl.replaceChildren(note ? h('p', { class: 'muted', id: 'lag-note' }, note) : '', h('table', { class: 'table' },
         h('thead', {}, h('tr', {}, ['Group', 'Topic', 'Partition', 'Committed offset', 'End offset', 'Lag', '', 'Updated'].map((t) => h('th', {}, t)))),
         h('tbody', {}, sorted.map((c) => h('tr', { 'data-partition': c.partition },
           h('td', {}, c.group), h('td', {}, c.topic), h('td', { class: 'num' }, c.partition),

@@ -598,6 +598,10 @@ fn the_pipeline_view_shows_ingest_lag_and_dead_letters() {
         assert!(table.contains(offset), "{table}");
     }
     assert!(table.contains("collectors") && table.contains("telemetry"));
+    // This API has no broker to ask for end offsets: the lag is unknown, and the page says why.
+    assert_eq!(pipeline["broker"], "not configured");
+    assert!(dom.contains("broker not configured"), "{dom}");
+    assert!(dom.contains("id=\"lag-note\""), "{dom}");
     // The dead letter, counted.
     assert!(dom.contains("Dead letters"), "{dom}");
     let dead = dom.split("Dead letters").nth(1).expect("the card");
