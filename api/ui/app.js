@@ -105,12 +105,17 @@
       space: 80,
       values: (u, splits) => {
         const span = u.scales.x.max - u.scales.x.min;
+        let previous = null;
         return splits.map((s) => {
           const d = new Date(s * 1000);
           const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-          if (span <= 900) return `${clock}:${pad(d.getSeconds())}`;
-          if (span <= 129600) return clock;
-          return `${pad(d.getDate())}/${pad(d.getMonth() + 1)} ${clock}`;
+          let label = `${pad(d.getDate())}/${pad(d.getMonth() + 1)} ${clock}`;
+          if (span <= 900) label = `${clock}:${pad(d.getSeconds())}`;
+          else if (span <= 129600) label = clock;
+          // Ticks finer than the label (half seconds) would repeat it: label the first only.
+          const shown = label === previous ? '' : label;
+          previous = label;
+          return shown;
         });
       },
     };
@@ -334,7 +339,11 @@
       for (const p of (latestBody && Array.isArray(latestBody.points)) ? latestBody.points : []) {
         if (!metric || p.metric === metric) latest.set(p.gpu_uuid, p);
       }
-      const values = Array.from(latest.values()).map((p) => p.value);
+      // The scale spans the fresh values: a GPU silent for days must not stretch it.
+      const now = Date.now();
+      const isStale = (p) => (now - Date.parse(p.ts)) / 1000 > STALE_SECONDS;
+      const fresh = Array.from(latest.values()).filter((p) => !isStale(p));
+      const values = (fresh.length ? fresh : Array.from(latest.values())).map((p) => p.value);
       const domain = metric ? domainOf(metric, values) : [0, 1];
       legendEl.replaceChildren(metric ? legend(metric, domain) : '');
       summary.textContent = `${byHost.size} host${byHost.size === 1 ? '' : 's'}, ${gpus.length} GPU${gpus.length === 1 ? '' : 's'}`;
@@ -344,14 +353,13 @@
           gpusBody ? 'No GPUs have reported telemetry yet.' : 'The GPU list could not be loaded.'));
         return;
       }
-      const now = Date.now();
       const rows = Array.from(byHost.keys()).sort().map((hostname) => {
         const list = byHost.get(hostname).slice().sort((a, b) => (a.gpu_index - b.gpu_index) || String(a.uuid).localeCompare(String(b.uuid)));
         const info = hostInfo.get(hostname);
         const cells = list.map((gpu) => {
           const point = latest.get(gpu.uuid);
           const value = point ? point.value : null;
-          const stale = point ? (now - Date.parse(point.ts)) / 1000 > STALE_SECONDS : false;
+          const stale = point ? isStale(point) : false;
           const colour = point && Number.isFinite(value) ? colourAt((value - domain[0]) / (domain[1] - domain[0])) : null;
           const title = [
             gpu.uuid, gpu.model, gpu.device ? `${gpu.device} (index ${gpu.gpu_index})` : `index ${gpu.gpu_index}`,

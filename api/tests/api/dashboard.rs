@@ -329,6 +329,15 @@ fn live_fixture(pipeline: bool) -> Fixture {
 // ------------------------------------------------------------------------------------------
 // Screenshots
 
+/// With DASHBOARD_SCREENSHOT_DIR set, saves a screenshot of `url` there as `name`, for a
+/// person to look at (`DASHBOARD_SCREENSHOT_DIR=/tmp cargo test -p api --test api dashboard`).
+fn keep_screenshot(browser: &Path, url: &str, budget_ms: u32, name: &str) {
+    if let Some(dir) = std::env::var_os("DASHBOARD_SCREENSHOT_DIR") {
+        let shot = load(browser, url, budget_ms, Output::Screenshot);
+        std::fs::write(PathBuf::from(dir).join(name), &shot.png).expect("save the screenshot");
+    }
+}
+
 /// The pixels of a PNG as RGB triples, row-major, with the width.
 fn decode_png(bytes: &[u8]) -> (Vec<[u8; 3]>, usize, usize) {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -428,6 +437,18 @@ fn the_fleet_view_shows_every_gpu_coloured_by_a_metric() {
         legend.contains("GPU_TEMP") && legend.contains("legend-bar"),
         "{legend}"
     );
+    // The scale is the temperatures' usual 30-90 °C: the stale 1,049 °C does not stretch it.
+    assert!(
+        legend.contains(">30°C<") && legend.contains(">90°C<"),
+        "{legend}"
+    );
+
+    keep_screenshot(
+        &browser,
+        &format!("{}/ui", f.base),
+        5000,
+        "dashboard-fleet.png",
+    );
 
     // Another metric, chosen through the URL as the select does.
     let page = load(
@@ -502,9 +523,8 @@ fn a_gpu_view_draws_a_chart_per_metric() {
     // The charts are drawn: lots of coloured pixels (lines and fills) where they are.
     let shot = load(&browser, &url, 5000, Output::Screenshot);
     shot.assert_no_errors();
-    // To look at it: DASHBOARD_SCREENSHOT_DIR=/tmp cargo test -p api --test api dashboard
     if let Some(dir) = std::env::var_os("DASHBOARD_SCREENSHOT_DIR") {
-        std::fs::write(PathBuf::from(dir).join("gpu-view.png"), &shot.png).expect("save it");
+        std::fs::write(PathBuf::from(dir).join("dashboard-gpu.png"), &shot.png).expect("save it");
     }
     let (chromatic, distinct) = colour_census(&shot.png, 250, 1100);
     assert!(
@@ -608,6 +628,12 @@ fn the_pipeline_view_shows_ingest_lag_and_dead_letters() {
     assert!(
         dead.starts_with("</div><div class=\"card-value\">1</div>"),
         "{dead}"
+    );
+    keep_screenshot(
+        &browser,
+        &format!("{}/ui#/pipeline", f.base),
+        12_000,
+        "dashboard-pipeline.png",
     );
     // And the points per metric.
     let per_metric = page.element("id=\"pipeline-metrics\"", "div");
