@@ -225,6 +225,27 @@ pub fn ping(conn: &mut Conn) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// PostgreSQL's `text` cannot hold NUL, so a value with one matches nothing stored (and
+/// sending it would only make the server refuse the statement).
+fn storable(value: &str) -> bool {
+    !value.contains('\0')
+}
+
+/// A list filter as the statements take it: `Some(None)` for "any" (an empty list),
+/// `Some(Some(values))` for those values, `None` when nothing can match (every value given
+/// holds a NUL).
+fn list_filter(values: &[String]) -> Option<Option<Vec<&str>>> {
+    if values.is_empty() {
+        return Some(None);
+    }
+    let kept: Vec<&str> = values
+        .iter()
+        .map(String::as_str)
+        .filter(|v| storable(v))
+        .collect();
+    (!kept.is_empty()).then_some(Some(kept))
+}
+
 /// Which GPUs a list shows: each filter `None` for any.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuFilter {
@@ -236,6 +257,15 @@ pub struct GpuFilter {
 
 /// The GPUs that pass `filter`, from the `gpus` table.
 pub fn gpus(conn: &mut Conn, filter: &GpuFilter) -> Result<Vec<Gpu>, ApiError> {
+    let given = [
+        &filter.hostname,
+        &filter.model,
+        &filter.namespace,
+        &filter.pod,
+    ];
+    if given.into_iter().flatten().any(|v| !storable(v)) {
+        return Ok(Vec::new());
+    }
     let rows = conn.query(
         GPUS_SQL,
         &[
@@ -250,6 +280,9 @@ pub fn gpus(conn: &mut Conn, filter: &GpuFilter) -> Result<Vec<Gpu>, ApiError> {
 
 /// Whether any GPU has `hostname`.
 pub fn host_known(conn: &mut Conn, hostname: &str) -> Result<bool, ApiError> {
+    if !storable(hostname) {
+        return Ok(false);
+    }
     let rows = conn.query(HOST_KNOWN_SQL, &[&hostname])?;
     Ok(match rows.first() {
         Some(row) => row.try_get(0)?,
@@ -278,8 +311,9 @@ pub fn latest(
     metrics: &[String],
     hosts: &[String],
 ) -> Result<Vec<LatestPoint>, ApiError> {
-    let metrics = (!metrics.is_empty()).then_some(metrics);
-    let hosts = (!hosts.is_empty()).then_some(hosts);
+    let (Some(metrics), Some(hosts)) = (list_filter(metrics), list_filter(hosts)) else {
+        return Ok(Vec::new());
+    };
     let rows = conn.query(LATEST_SQL, &[&metrics, &hosts])?;
     rows.iter()
         .map(|row| {
@@ -298,7 +332,9 @@ pub fn latest(
 /// The step aggregation of one GPU's window: partial aggregates by (metric, bucket), from
 /// the rollup the step fits or from the points and their compacted chunks.
 pub fn buckets(conn: &mut Conn, gpu: &str, query: &StepQuery) -> Result<BucketMap, ApiError> {
-    let metrics = (!query.metrics.is_empty()).then_some(query.metrics.as_slice());
+    let (true, Some(metrics)) = (storable(gpu), list_filter(&query.metrics)) else {
+        return Ok(BucketMap::new());
+    };
     let b = &query.buckets;
     let source = Source::for_step(b.step_seconds);
     let step = b.step_seconds as f64;
@@ -412,7 +448,16 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
         (s, c) => s.or(c.map(|c| c.0)),
     };
     let (after_ts, after_offset) = (window.cursor.map(|c| c.0), window.cursor.map(|c| c.1));
-    let metrics = window.metric_filter();
+    let (true, Some(metrics)) = (storable(gpu), list_filter(&window.metrics)) else {
+        return Ok(WindowRows {
+            narrow: Vec::new(),
+            chunks: Vec::new(),
+            decoded: Vec::new(),
+            skip: 0,
+            after: None,
+            bounds: (start, window.end),
+        });
+    };
     let chunks = conn.query(WINDOW_CHUNKS_SQL, &[&gpu, &start, &window.end, &metrics])?;
     // With chunks to merge, the row-form points are read from the first (the merge skips).
     let (limit, sql_offset) = match chunks.is_empty() {
@@ -460,6 +505,9 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
 /// Why a window came back empty: `Err` when the GPU is unknown. A metric the GPU has no
 /// points of is not an error: the answer is empty, as a filter that matches nothing is.
 pub fn check_known(conn: &mut Conn, gpu: &str) -> Result<(), ApiError> {
+    if !storable(gpu) {
+        return Err(ApiError::UnknownGpu(gpu.to_string()));
+    }
     let rows = conn.query(KNOWN_SQL, &[&gpu])?;
     let known = match rows.first() {
         Some(row) => row.try_get::<_, bool>(0)?,

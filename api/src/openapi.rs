@@ -11,7 +11,7 @@ use crate::model::{
     Paging, Pipeline, PointDoc, ProblemDoc, Stats, StepAnswer, StepSeries, TelemetryAnswer,
     TelemetryPage,
 };
-use crate::params::AggDoc;
+use crate::params::{AggDoc, Name};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,7 +44,7 @@ use crate::params::AggDoc;
     ),
     components(schemas(
         Health, Gpu, GpuList, Host, HostList, LatestPoint, LatestList, PointDoc, Paging,
-        TelemetryPage, TelemetryAnswer, StepAnswer, StepSeries, Bucket, AggDoc, Stats,
+        TelemetryPage, TelemetryAnswer, StepAnswer, StepSeries, Bucket, AggDoc, Name, Stats,
         ConsumerProgress, Pipeline, ProblemDoc
     )),
     tags(

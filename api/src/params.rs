@@ -30,6 +30,25 @@ pub const ACCEPTED: [&str; 8] = [
     "cursor",
 ];
 
+/// A name given as a filter (a metric, a host): a string that is not empty. Describes the
+/// parameters in the spec; the parsers keep plain strings.
+pub struct Name;
+
+impl utoipa::PartialSchema for Name {
+    // `example` (deprecated in OpenAPI 3.1 for `examples`) as the derived schemas write it.
+    #[allow(deprecated)]
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .example(Some(serde_json::json!("DCGM_FI_DEV_GPU_TEMP")))
+            .into()
+    }
+}
+
+impl ToSchema for Name {}
+
 /// What a bucket's value is (`agg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[schema(as = Agg, example = "avg")]
@@ -69,7 +88,7 @@ pub struct TelemetryQuery {
     pub end_time: Option<DateTime<Utc>>,
     /// Only points of these metrics (repeat the parameter for several: `metric=a&metric=b`).
     /// A metric the GPU has no points of answers no points (or an empty series with `step`).
-    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["DCGM_FI_DEV_GPU_UTIL"]))]
+    #[param(rename = "metric", value_type = Option<Vec<Name>>, explode, style = Form, example = json!(["DCGM_FI_DEV_GPU_UTIL"]))]
     pub metrics: Vec<String>,
     /// Aggregate into buckets of this width (`15s`, `1m`, `1h`, …): one value per metric per
     /// bucket, bucket edges at multiples of the step from the Unix epoch, the window widened to
@@ -279,11 +298,6 @@ impl Window {
         out.append_pair("cursor", &format_cursor(cursor));
         out.finish()
     }
-
-    /// The metrics as the statements take them: `None` for all.
-    pub fn metric_filter(&self) -> Option<&[String]> {
-        (!self.metrics.is_empty()).then_some(self.metrics.as_slice())
-    }
 }
 
 /// The filters of `GET /api/v1/gpus` (each an exact match; several combine with AND).
@@ -330,10 +344,10 @@ impl GpuQuery {
 #[into_params(parameter_in = Query)]
 pub struct LatestQuery {
     /// Only these metrics (default: every metric).
-    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["DCGM_FI_DEV_POWER_USAGE"]))]
+    #[param(value_type = Option<Vec<Name>>, explode, style = Form, example = json!(["DCGM_FI_DEV_POWER_USAGE"]))]
     pub metric: Vec<String>,
     /// Only the GPUs of these hosts (default: every host).
-    #[param(value_type = Option<Vec<String>>, explode, style = Form, example = json!(["mtv5-dgx1-hgpu-031"]))]
+    #[param(value_type = Option<Vec<Name>>, explode, style = Form, example = json!(["mtv5-dgx1-hgpu-031"]))]
     pub hostname: Vec<String>,
 }
 

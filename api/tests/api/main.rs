@@ -8,6 +8,7 @@ mod dashboard;
 mod endpoints;
 mod errors;
 mod explain;
+mod fuzz;
 mod harness;
 mod prometheus;
 mod queries;
