@@ -59,14 +59,16 @@ wait_http "http://$BROKER_LISTEN/readyz" broker
 start collector-1 "$BIN/collector" --metrics-listen 127.0.0.1:9102
 start collector-2 "$BIN/collector" --metrics-listen 127.0.0.1:9103
 start streamer "$BIN/streamer" --csv "$CSV" --loop --rate "${STREAMER_RATE:-2000}" --metrics-listen 127.0.0.1:9101
-start api "$BIN/api" --listen "127.0.0.1:$API_PORT"
+start api "$BIN/api" --listen "127.0.0.1:$API_PORT" --broker-url "http://$BROKER_LISTEN"
 wait_http "http://127.0.0.1:$API_PORT/healthz" api
 
 cat <<TXT
 
 The pipeline is running (logs in .run/logs/):
+  dashboard     http://127.0.0.1:$API_PORT/ui
   API           http://127.0.0.1:$API_PORT/api/v1/gpus
   API docs      http://127.0.0.1:$API_PORT/docs
+  Prometheus    http://127.0.0.1:$API_PORT/prometheus (a Grafana datasource URL; promtool query)
   OpenAPI spec  http://127.0.0.1:$API_PORT/openapi.json
   metrics       broker http://$BROKER_LISTEN/metrics  api http://127.0.0.1:$API_PORT/metrics
                 streamer http://127.0.0.1:9101/metrics  collectors http://127.0.0.1:9102/metrics http://127.0.0.1:9103/metrics

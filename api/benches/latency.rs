@@ -8,9 +8,15 @@
 //!   API, 8 concurrent keep-alive clients, p50/p99;
 //! - the same SQL (`store::read::WINDOW_SQL`, prepared, same parameters) on 8 threads with their
 //!   own connections: the reference, and the ratio API/SQL;
-//! - the GPU list and the stats through the API (one client), which read only small tables.
+//! - the GPU list and the stats through the API (one client), which read only small tables;
+//! - step aggregation of one GPU's metric: 6 hours at 1-minute steps (from `rollup_1m`) and
+//!   7 days at 1-hour steps (from `rollup_1h`), each next to its statement
+//!   (`store::aggregate`) run directly; the rollups hold 6 hours and 7 days of every series
+//!   before the points;
+//! - `/api/v1/latest` of one metric for every GPU, next to `store::read::LATEST_SQL`.
 //!
-//! Goals: window p99 ≤ 5 ms and ≤ 1.5x direct SQL; GPU list and stats ≤ 25 ms.
+//! Goals: window p99 ≤ 5 ms and ≤ 1.5x direct SQL; GPU list and stats ≤ 25 ms; 6-hour
+//! 1-minute query p99 ≤ 20 ms; 7-day 1-hour query p99 ≤ 50 ms.
 //! Knobs: `API_BENCH_SECONDS` (timestamps per GPU per metric, default 4000, i.e. 10M points),
 //! `API_BENCH_REQUESTS` (window requests per client per round, default 1500).
 
@@ -121,6 +127,113 @@ fn seed(client: &mut postgres::Client, seconds: i64) -> (Duration, Duration) {
     (inserted, started.elapsed())
 }
 
+/// Seeds what the collector's rollups and `latest` would hold: every series' minutes for the
+/// 6 hours and hours for the 7 days before the points (values from a formula, counts as at one
+/// point a second), and each series' latest point. Returns how many rollup rows were written.
+fn seed_rollups(client: &mut postgres::Client) -> i64 {
+    let base = base_time();
+    let first = (base - chrono::Duration::days(7)).date_naive();
+    let mut day = first;
+    while day <= base.date_naive() {
+        for table in TABLES {
+            table.ensure(client, day).expect("create a partition");
+        }
+        day += chrono::Duration::days(1);
+    }
+    let series = GPUS * METRICS;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO rollup_1m (series_id, count, bucket, sum, min, max, first_ts, first_value, last_ts, last_value)
+             SELECT s, 60, b, 60 * (s % 97 + m % 13), s % 97, s % 97 + m % 13 + 1,
+                    b, s % 97, b + interval '59 seconds', s % 97 + m % 13
+             FROM generate_series(1, {series}) AS s,
+                  generate_series(0, 359) AS m,
+                  LATERAL (SELECT timestamptz '2025-07-18 00:00:00+00' - interval '6 hours' + m * interval '1 minute' AS b) t
+             ORDER BY s, b;
+             INSERT INTO rollup_1h (series_id, count, bucket, sum, min, max, first_ts, first_value, last_ts, last_value)
+             SELECT s, 3600, b, 3600 * (s % 97 + h % 13), s % 97, s % 97 + h % 13 + 1,
+                    b, s % 97, b + interval '3599 seconds', s % 97 + h % 13
+             FROM generate_series(1, {series}) AS s,
+                  generate_series(0, 167) AS h,
+                  LATERAL (SELECT timestamptz '2025-07-18 00:00:00+00' - interval '7 days' + h * interval '1 hour' AS b) t
+             ORDER BY s, b;
+             INSERT INTO latest (series_id, ts, value)
+             SELECT series_id, timestamptz '2025-07-18 00:00:00+00', series_id % 97 FROM series;
+             VACUUM ANALYZE rollup_1m, rollup_1h, latest;"
+        ))
+        .expect("seed the rollups");
+    series * (360 + 168)
+}
+
+/// The 6-hour and 7-day step windows: (start, end, step) as query strings and statement values.
+fn step_windows() -> [(&'static str, DateTime<Utc>, DateTime<Utc>, i64); 2] {
+    let end = base_time() - chrono::Duration::seconds(1);
+    [
+        ("6 h at 1 m", base_time() - chrono::Duration::hours(6), end, 60),
+        ("7 d at 1 h", base_time() - chrono::Duration::days(7), end, 3600),
+    ]
+}
+
+/// One step query through the API and the same statement directly, `n` of each, alternating.
+fn step_round(
+    base: &str,
+    pg_conn: &str,
+    (start, end, step): (DateTime<Utc>, DateTime<Utc>, i64),
+    n: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut client = postgres::Client::connect(pg_conn, postgres::NoTls).expect("connect");
+    let source = store::aggregate::Source::for_step(step);
+    let statement = client.prepare(source.sql()).expect("prepare");
+    let buckets = store::aggregate::Buckets::covering(start, end, step).expect("buckets");
+    let mut rng = fastrand::Rng::with_seed(7);
+    let (mut via_api, mut sql) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let gpu = gpu_uuid(rng.i64(0..GPUS));
+        let metric = format!("DCGM_FI_METRIC_{}", rng.i64(0..METRICS));
+        let started = Instant::now();
+        let rows = client
+            .query(
+                &statement,
+                &[&gpu, &Some(vec![metric.clone()]), &buckets.start, &buckets.end, &(step as f64)],
+            )
+            .expect("step statement");
+        sql.push(started.elapsed());
+        assert_eq!(rows.len() as i64, buckets.count(), "one row per bucket");
+        let url = format!(
+            "{base}/api/v1/gpus/{gpu}/telemetry?metric={metric}&step={step}s&agg=avg&start_time={}&end_time={}",
+            iso(&start),
+            iso(&end)
+        );
+        let started = Instant::now();
+        let body = get(&agent, &url);
+        via_api.push(started.elapsed());
+        debug_assert!(body.contains("\"series\""));
+    }
+    (via_api, sql)
+}
+
+/// `/api/v1/latest?metric=…` for every GPU and `LATEST_SQL` directly, `n` of each.
+fn latest_round(base: &str, pg_conn: &str, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut client = postgres::Client::connect(pg_conn, postgres::NoTls).expect("connect");
+    let statement = client.prepare(store::read::LATEST_SQL).expect("prepare");
+    let (mut via_api, mut sql) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let metrics = Some(vec!["DCGM_FI_METRIC_3".to_string()]);
+    let hosts: Option<Vec<String>> = None;
+    for _ in 0..n {
+        let started = Instant::now();
+        let rows = client.query(&statement, &[&metrics, &hosts]).expect("latest");
+        sql.push(started.elapsed());
+        assert_eq!(rows.len() as i64, GPUS);
+        let started = Instant::now();
+        let body = get(&agent, &format!("{base}/api/v1/latest?metric=DCGM_FI_METRIC_3"));
+        via_api.push(started.elapsed());
+        debug_assert!(body.contains(&format!("\"count\":{GPUS}")));
+    }
+    (via_api, sql)
+}
+
 /// A random 100-point window: (gpu, start, end).
 fn random_window(rng: &mut fastrand::Rng, seconds: i64) -> (String, DateTime<Utc>, DateTime<Utc>) {
     let gpu = gpu_uuid(rng.i64(0..GPUS));
@@ -229,7 +342,15 @@ fn sql_window_round(
             let rows = client
                 .query(
                     &*statement,
-                    &[&gpu, &Some(start), &Some(end), &101i64, &0i64],
+                    &[
+                        &gpu,
+                        &Some(start),
+                        &Some(end),
+                        &101i64,
+                        &0i64,
+                        &None::<DateTime<Utc>>,
+                        &None::<i64>,
+                    ],
                 )
                 .expect("window query");
             assert_eq!(rows.len(), 100);
@@ -279,12 +400,14 @@ fn main() {
     let mut client = pg.connect();
     store::schema::migrate(&mut client).expect("migrate");
     let (insert, index) = seed(&mut client, seconds);
+    let rollup_rows = seed_rollups(&mut client);
     println!(
         "seeded {total_points} points ({GPUS} GPUs x {METRICS} metrics x {seconds} s) in {:.1} s (insert {:.1} s, totals + vacuum + analyze {:.1} s)",
         (insert + index).as_secs_f64(),
         insert.as_secs_f64(),
         index.as_secs_f64()
     );
+    println!("seeded {rollup_rows} rollup rows (6 h of minutes, 7 d of hours per series)");
 
     let port = testkit::free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
@@ -332,6 +455,17 @@ fn main() {
     let agent = ureq::agent();
     let mut gpus = sequential(&agent, &format!("{base}/api/v1/gpus"), 300);
     let mut stats = sequential(&agent, &format!("{base}/api/v1/stats"), 300);
+    let step_n = (per_client / 5).max(50);
+    let steps: Vec<(&str, Vec<Duration>, Vec<Duration>)> = step_windows()
+        .into_iter()
+        .map(|(what, start, end, step)| {
+            step_round(&base, &conn, (start, end, step), 10);
+            let (a, s) = step_round(&base, &conn, (start, end, step), step_n);
+            (what, a, s)
+        })
+        .collect();
+    latest_round(&base, &conn, 10);
+    let (mut latest_api, mut latest_sql) = latest_round(&base, &conn, step_n);
     api.scan_for_panics();
 
     let (sql50, sql99) = (percentile(&mut sql, 0.50), percentile(&mut sql, 0.99));
@@ -390,6 +524,33 @@ fn main() {
         stats.len(),
         ms(percentile(&mut stats, 0.5)),
         ms(percentile(&mut stats, 0.99))
+    );
+    for (what, mut via, mut direct) in steps {
+        let goal = if what.starts_with('6') { "p99 <= 20 ms" } else { "p99 <= 50 ms" };
+        println!(
+            "| {what}, one GPU's metric, direct SQL (reference) | 1 | {} | {} | {} | |",
+            direct.len(),
+            ms(percentile(&mut direct, 0.5)),
+            ms(percentile(&mut direct, 0.99))
+        );
+        println!(
+            "| {what}, one GPU's metric, API | 1 | {} | {} | {} | {goal} |",
+            via.len(),
+            ms(percentile(&mut via, 0.5)),
+            ms(percentile(&mut via, 0.99))
+        );
+    }
+    println!(
+        "| latest of one metric for every GPU ({GPUS}), direct SQL (reference) | 1 | {} | {} | {} | |",
+        latest_sql.len(),
+        ms(percentile(&mut latest_sql, 0.5)),
+        ms(percentile(&mut latest_sql, 0.99))
+    );
+    println!(
+        "| latest of one metric for every GPU ({GPUS}), API | 1 | {} | {} | {} | |",
+        latest_api.len(),
+        ms(percentile(&mut latest_api, 0.5)),
+        ms(percentile(&mut latest_api, 0.99))
     );
     println!(
         "api process CPU per window request (8 clients): {:.0} us",

@@ -458,25 +458,11 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
             bounds: (start, window.end),
         });
     };
-    let chunks = conn.query(WINDOW_CHUNKS_SQL, &[&gpu, &start, &window.end, &metrics])?;
-    // With chunks to merge, the row-form points are read from the first (the merge skips).
-    let (limit, sql_offset) = match chunks.is_empty() {
-        true => (page, offset),
-        false => (offset.saturating_add(page), 0),
-    };
-    let narrow = match metrics {
+    let narrow_from = |conn: &mut Conn, limit: i64, sql_offset: i64| match metrics.as_ref() {
         None => conn.query(
             WINDOW_SQL,
-            &[
-                &gpu,
-                &start,
-                &window.end,
-                &limit,
-                &sql_offset,
-                &after_ts,
-                &after_offset,
-            ],
-        )?,
+            &[&gpu, &start, &window.end, &limit, &sql_offset, &after_ts, &after_offset],
+        ),
         Some(metrics) => conn.query(
             WINDOW_METRIC_SQL,
             &[
@@ -487,9 +473,32 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
                 &sql_offset,
                 &after_ts,
                 &after_offset,
-                &metrics,
+                metrics,
             ],
-        )?,
+        ),
+    };
+    // Most windows reach no compacted day, and each row says so: one round trip.
+    let narrow = narrow_from(conn, page, offset)?;
+    let reaches_chunks = match narrow.first() {
+        Some(row) => row.try_get::<_, bool>(10)?,
+        // Nothing in row form: the window may lie wholly in compacted days.
+        None => true,
+    };
+    if !reaches_chunks {
+        return Ok(WindowRows {
+            narrow,
+            chunks: Vec::new(),
+            decoded: Vec::new(),
+            skip: 0,
+            after: window.cursor,
+            bounds: (start, window.end),
+        });
+    }
+    let chunks = conn.query(WINDOW_CHUNKS_SQL, &[&gpu, &start, &window.end, &metrics])?;
+    // With chunks to merge, the row-form points are read from the first (the merge skips).
+    let (narrow, sql_offset) = match chunks.is_empty() {
+        true => (narrow, offset),
+        false => (narrow_from(conn, offset.saturating_add(page), 0)?, 0),
     };
     let decoded = store::read::decode_chunks(&chunks)?;
     Ok(WindowRows {

@@ -30,7 +30,7 @@ FLAGS = {
                   "--database-url", "--db-host", "--db-port", "--db-user", "--db-password",
                   "--db-name", "--retention", "--rollup-1m-retention", "--rollup-1h-retention"},
     "api": {"--listen", "--database-url", "--db-host", "--db-port", "--db-user",
-            "--db-password", "--db-name"},
+            "--db-password", "--db-name", "--database-read-url", "--broker-url", "--broker-token"},
 }
 DB_ENV = {"DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"}
 # What the chart sets, plus what operators may add through extraEnv (the binaries' own tuning).
@@ -41,7 +41,8 @@ ENV = {
                  "STREAMER_METRICS_LISTEN"},
     "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
-    "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS"} | DB_ENV,
+    "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS", "BROKER_URL",
+            "BROKER_TOKEN", "DATABASE_READ_URL"} | DB_ENV,
 }
 for _names in ENV.values():
     _names.add("RUST_LOG")

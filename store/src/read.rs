@@ -23,7 +23,13 @@ macro_rules! window_sql {
     ($series_filter:literal, $ids_filter:literal) => {
         concat!(
             "SELECT p.ts, s.metric, p.value, p.source_ts, s.hostname, NULLIF(s.container, ''),
-       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset
+       NULLIF(s.pod, ''), NULLIF(s.namespace, ''), s.labels, p.src_offset,
+       EXISTS (SELECT 1 FROM points_compact c
+               WHERE c.series_id = ANY (ARRAY(SELECT series_id FROM series WHERE gpu_uuid = $1",
+            $ids_filter,
+            "))
+                 AND c.last_ts >= coalesce($2::timestamptz, '-infinity')
+                 AND c.first_ts <= coalesce($3::timestamptz, 'infinity'))
 FROM series s JOIN points p ON p.series_id = s.series_id
 WHERE s.gpu_uuid = $1",
             $series_filter,
@@ -51,6 +57,10 @@ LIMIT $4 OFFSET $5"
 /// ids are looked up first (`ARRAY(…)`, one small index scan) so that each partition is read
 /// with one bitmap scan of `points_series_idx` for all of them; the 10-minute bins repeat the
 /// window in the index's own terms, so that scan reads only the window's posting lists.
+///
+/// The last column says whether the window also reaches compacted chunks (computed once, as an
+/// init plan): when it does not — every window within the last day — the rows are the page,
+/// and a page costs one round trip.
 pub const WINDOW_SQL: &str = window_sql!("", "");
 
 /// [`WINDOW_SQL`] for some metrics (`$8`, an array).
