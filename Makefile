@@ -39,6 +39,7 @@ bench:
 	$(CARGO) bench -p clients --bench pipeline
 	$(CARGO) bench -p clients --bench footprint
 	$(CARGO) bench -p api --bench latency
+	$(CARGO) bench -p api --bench promql
 
 openapi:
 	$(CARGO) run -q -p api --bin api -- --print-openapi > api/openapi.json

@@ -461,7 +461,15 @@ pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows,
     let narrow_from = |conn: &mut Conn, limit: i64, sql_offset: i64| match metrics.as_ref() {
         None => conn.query(
             WINDOW_SQL,
-            &[&gpu, &start, &window.end, &limit, &sql_offset, &after_ts, &after_offset],
+            &[
+                &gpu,
+                &start,
+                &window.end,
+                &limit,
+                &sql_offset,
+                &after_ts,
+                &after_offset,
+            ],
         ),
         Some(metrics) => conn.query(
             WINDOW_METRIC_SQL,
