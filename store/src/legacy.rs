@@ -3,7 +3,7 @@
 //! Migration `0002` renames the old `telemetry` table to `legacy_telemetry` (instant) and its
 //! totals to `legacy_metric_totals`; the `telemetry` view shows both old and new points
 //! meanwhile. [`move_batch`] then moves up to N rows per transaction: it deletes them from
-//! the legacy table and inserts their series, points, rollups and day totals, and subtracts
+//! the legacy table and inserts their series, points, rollups, latest values and day totals, and subtracts
 //! them from the legacy totals, all in one transaction, so a crash at any moment loses or
 //! doubles nothing and `/api/v1/stats` stays exact throughout. The collector's maintenance
 //! task runs it (never the ingest path); on a big table it takes a while, and ingest goes
@@ -109,6 +109,19 @@ pub fn move_batch(
             &[&oldest],
         )?;
     }
+    // The series' latest points, unless the collector already stored newer ones.
+    tx.execute(
+        format!(
+            "INSERT INTO latest AS l (series_id, ts, value)
+             SELECT DISTINCT ON (s.series_id) s.series_id, b.ts, b.value
+             FROM {BATCH_WITH_SERIES}
+             ORDER BY s.series_id, b.ts DESC, b.src_offset DESC
+             ON CONFLICT (series_id) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+             WHERE EXCLUDED.ts >= l.ts"
+        )
+        .as_str(),
+        &[&oldest],
+    )?;
     tx.execute(
         format!(
             "INSERT INTO metric_day_totals AS t (metric, day, points, first_ts, last_ts)

@@ -390,7 +390,10 @@ fn a_0001_database_upgrades_in_place_with_every_point_and_exact_stats() {
     assert_eq!(before.len(), 3000);
 
     // The new collector starts: migrations, then maintenance rounds until the move is done.
-    assert_eq!(store::schema::migrate(&mut client).expect("upgrade"), 1);
+    assert_eq!(
+        store::schema::migrate(&mut client).expect("upgrade"),
+        store::schema::MIGRATIONS.len() - 1
+    );
     assert_eq!(
         every_point(&mut client),
         before,
@@ -435,6 +438,22 @@ fn a_0001_database_upgrades_in_place_with_every_point_and_exact_stats() {
         "per-metric stats unchanged"
     );
     assert_eq!(count(&mut client, "SELECT sum(count) FROM rollup_1m"), 3000);
+    // Each moved series' latest point is in `latest`: the newest of the 3000 (i = 2999,
+    // metric index 2999 % 3 = 2, a value of 2999 / 3).
+    let newest: f64 = client
+        .query_one(
+            "SELECT l.value FROM latest l JOIN series s USING (series_id)
+             ORDER BY l.ts DESC LIMIT 1",
+            &[],
+        )
+        .expect("latest")
+        .get(0);
+    assert_eq!(newest, 2999.0 / 3.0);
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM latest"),
+        count(&mut client, "SELECT count(*) FROM series"),
+        "a latest point for every series"
+    );
     assert_eq!(count(&mut client, "SELECT count(*) FROM series"), 24);
 }
 
