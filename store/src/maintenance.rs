@@ -19,7 +19,7 @@ use crate::partitions::{
 };
 
 /// Only one session does maintenance at a time ("maintain").
-const MAINTENANCE_LOCK_KEY: i64 = 0x6d61_696e_7461_696e;
+pub const MAINTENANCE_LOCK_KEY: i64 = 0x6d61_696e_7461_696e;
 
 /// Legacy rows moved per transaction.
 const LEGACY_BATCH_ROWS: i64 = 50_000;

@@ -228,9 +228,16 @@ impl Soak {
         let refs: Vec<&Record> = records.iter().collect();
         let writer = Writer::new(Window::default());
         let mut db = self.pg.connect();
+        // Between two maintenance rounds, as such a collector's batch would land: a round that
+        // started in between would drop the new partition before the points reach it.
+        let lock = store::maintenance::MAINTENANCE_LOCK_KEY;
+        db.execute("SELECT pg_advisory_lock($1)", &[&lock])
+            .expect("wait for the maintenance round");
         writer
             .write_batch(&mut db, &refs)
             .expect("write expired points");
+        db.execute("SELECT pg_advisory_unlock($1)", &[&lock])
+            .expect("let maintenance run");
     }
 
     /// Waits until retention has dropped every points partition older than the retention.
