@@ -52,7 +52,7 @@ fn drop_name(labels: &Labels) -> Labels {
 }
 
 /// Prometheus's default lookback of an instant selector (`--query.lookback-delta`).
-const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// The evaluation times of a query: `step == 0` for an instant query at `start`.
 #[derive(Debug, Clone, Copy)]
