@@ -3,19 +3,22 @@
 //!
 //! `cargo bench -p api --bench promql` seeds a throwaway PostgreSQL (testkit) with one
 //! metric (`DCGM_FI_DEV_GPU_TEMP`) of 4,000 GPUs (8 per host) for 6 hours at 60 s — 1.44M
-//! points and their minute rollups, written in SQL as the collector would leave them —
-//! starts the real `api` binary and measures, one client, sequentially:
+//! points and their minute rollups, written in SQL as the collector would leave them, each
+//! GPU's samples at a phase of its own within the interval — starts the real `api` binary
+//! and measures, one client, sequentially:
 //!
 //! - `avg by (Hostname) (DCGM_FI_DEV_GPU_TEMP)` over the 6 hours at 1-minute steps through
-//!   `/prometheus/api/v1/query_range` (whole-minute steps: computed by PostgreSQL from
-//!   `rollup_1m`, grouped per host and step; no raw point reaches the API);
-//! - the statement the API runs for it (`store::prom::step_values_sql`), directly, with the
-//!   same parameters: the reference, and the ratio API/SQL;
+//!   `/prometheus/api/v1/query_range` (whole-minute steps: the minute rollups aggregated per
+//!   host and minute by PostgreSQL; no raw point reaches the API);
+//! - the grouped statement the API runs for it (`store::prom::group_minutes_sql`), directly,
+//!   with the same parameters: the reference, and the ratio API/SQL;
+//! - the floor: a `SELECT count(*)` of the same `rollup_1m` rows;
 //! - the same query with steps 30 s off the minute, which the API evaluates itself from the
 //!   raw points (the path any other expression takes), for comparison.
 //!
 //! Knobs: `PROMQL_BENCH_GPUS` (default 4000), `PROMQL_BENCH_INTERVAL` (seconds between
-//! samples, default 60), `PROMQL_BENCH_REQUESTS` (requests per measurement, default 15).
+//! samples, default 60), `PROMQL_BENCH_REQUESTS` (requests per measurement, default 15),
+//! `PROMQL_BENCH_ALIGNED=1` (every sample on the whole minute: no phase).
 
 use std::process::Command;
 use std::time::{Duration, Instant};

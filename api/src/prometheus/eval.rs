@@ -6,10 +6,11 @@
 //! samples in `[t - range, t]`, both shifted by their `offset`.
 //!
 //! What runs in SQL: the series selection; the samples of the needed window; and, for a range
-//! query whose steps fall on whole minutes, the per-step values of instant selectors from
-//! `rollup_1m` — and `sum`/`avg`/`min`/`max`/`count` of them grouped by labels backed by
-//! columns (`Hostname`, `UUID`, `container`, `pod`, `namespace`), computed per step by
-//! PostgreSQL, so such a query never brings raw points to the API.
+//! query whose steps fall on whole minutes, the minute rollups instant selectors pick their
+//! per-step values from — and, for `sum`/`avg`/`min`/`max`/`count` of them grouped by labels
+//! backed by columns (`Hostname`, `UUID`, `container`, `pod`, `namespace`), those rollups
+//! already aggregated per group and minute by PostgreSQL (`select::grouped_step_values`), so
+//! such a query never brings raw points to the API.
 
 use std::collections::HashMap;
 use std::sync::Arc;
