@@ -3,26 +3,29 @@
 //!
 //! `cargo bench -p api --bench promql` seeds a throwaway PostgreSQL (testkit) with one
 //! metric (`DCGM_FI_DEV_GPU_TEMP`) of 4,000 GPUs (8 per host) for 6 hours at 60 s — 1.44M
-//! points and their minute rollups, written in SQL as the collector would leave them —
-//! starts the real `api` binary and measures, one client, sequentially:
+//! points and their minute rollups, written in SQL as the collector would leave them, each
+//! GPU's samples at a phase of its own within the interval — starts the real `api` binary
+//! and measures, one client, sequentially:
 //!
 //! - `avg by (Hostname) (DCGM_FI_DEV_GPU_TEMP)` over the 6 hours at 1-minute steps through
-//!   `/prometheus/api/v1/query_range` (whole-minute steps: computed by PostgreSQL from
-//!   `rollup_1m`, grouped per host and step; no raw point reaches the API);
-//! - the statement the API runs for it (`store::prom::step_values_sql`), directly, with the
-//!   same parameters: the reference, and the ratio API/SQL;
+//!   `/prometheus/api/v1/query_range` (whole-minute steps: the minute rollups aggregated per
+//!   host and minute by PostgreSQL; no raw point reaches the API);
+//! - the grouped statement the API runs for it (`store::prom::group_minutes_sql`), directly,
+//!   with the same parameters: the reference, and the ratio API/SQL;
+//! - the floor: a `SELECT count(*)` of the same `rollup_1m` rows;
 //! - the same query with steps 30 s off the minute, which the API evaluates itself from the
 //!   raw points (the path any other expression takes), for comparison.
 //!
 //! Knobs: `PROMQL_BENCH_GPUS` (default 4000), `PROMQL_BENCH_INTERVAL` (seconds between
-//! samples, default 60), `PROMQL_BENCH_REQUESTS` (requests per measurement, default 15).
+//! samples, default 60), `PROMQL_BENCH_REQUESTS` (requests per measurement, default 15),
+//! `PROMQL_BENCH_ALIGNED=1` (every sample on the whole minute: no phase).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use store::partitions::TABLES;
-use store::prom::{SeriesColumn, StepAggregate};
+use store::prom::StepAggregate;
 use testkit::{wait_until, Child, Postgres};
 
 const HOURS: i64 = 6;
@@ -44,8 +47,11 @@ fn base_time() -> DateTime<Utc> {
 
 /// One series per GPU, the points in time order, the minute rollups, `gpus`; then VACUUM
 /// ANALYZE (what autovacuum does to filled partitions).
-fn seed(client: &mut postgres::Client, gpus: i64, interval: i64) -> Duration {
+fn seed(client: &mut postgres::Client, gpus: i64, interval: i64, aligned: bool) -> Duration {
     let started = Instant::now();
+    // Each GPU's samples keep a phase of a few milliseconds to seconds within the interval,
+    // as the pipeline's own clock takes them; or none, every sample on the whole minute.
+    let phase_step = if aligned { 0 } else { 7919 };
     for table in TABLES {
         table
             .ensure(client, base_time().date_naive())
@@ -68,7 +74,8 @@ fn seed(client: &mut postgres::Client, gpus: i64, interval: i64) -> Duration {
                       timestamptz '2025-07-18 00:00:00+00', timestamptz '2025-07-18 06:00:00+00'
                FROM generate_series(0, {gpus} - 1) AS g;
              INSERT INTO points (ts, value, src_offset, source_ts, series_id, src_partition)
-               SELECT timestamptz '2025-07-18 00:00:00+00' + (n / {gpus}) * {interval} * interval '1 second',
+               SELECT timestamptz '2025-07-18 00:00:00+00' + (n / {gpus}) * {interval} * interval '1 second'
+                        + ((n % {gpus}) * {phase_step} % ({interval} * 1000)) * interval '1 millisecond',
                       30 + (n % 997)::float8 / 20, n, NULL, n % {gpus} + 1, ((n % {gpus}) % 16)::smallint
                FROM generate_series(0::bigint, {samples} * {gpus} - 1) AS n;
              INSERT INTO rollup_1m (series_id, count, bucket, sum, min, max, first_ts, first_value,
@@ -149,7 +156,8 @@ fn main() {
     let pg = Postgres::start();
     let mut client = pg.connect();
     store::schema::migrate(&mut client).expect("migrate");
-    let seeded = seed(&mut client, gpus, interval);
+    let aligned = std::env::var("PROMQL_BENCH_ALIGNED").is_ok_and(|v| v == "1");
+    let seeded = seed(&mut client, gpus, interval, aligned);
     println!(
         "seeded {points} points ({gpus} GPUs x {HOURS} h at {interval} s) and their minute rollups in {:.1} s",
         seeded.as_secs_f64()
@@ -177,20 +185,44 @@ fn main() {
     println!("query_range {QUERY:?}, 6 h at 1 m: {series} series, {steps} points in the answer");
     let api_p50 = report("API, whole-minute steps (SQL over rollup_1m)", &mut api);
 
+    // The grouped statement as the API runs it: series ids ordered by host (ids are
+    // numbered host by host), one offset per host.
     let ids: Vec<i32> = (1..=gpus as i32).collect();
-    let sql = store::prom::step_values_sql(Some((StepAggregate::Avg, &[SeriesColumn::Hostname])));
-    let (from, to) = (base_time(), base_time() + chrono::Duration::hours(HOURS));
+    let offsets: Vec<i32> = (0..=gpus / GPUS_PER_HOST)
+        .map(|h| (h * GPUS_PER_HOST).min(gpus) as i32)
+        .collect();
+    let sql = store::prom::group_minutes_sql(StepAggregate::Avg, false);
+    let (from, to) = (
+        base_time() - chrono::Duration::minutes(1),
+        base_time() + chrono::Duration::hours(HOURS),
+    );
     let (rows, mut direct) = time(requests, || {
         client
-            .query(&sql, &[&ids, &from, &to, &60i64])
-            .expect("the step statement")
+            .query(&sql, &[&ids, &offsets, &from, &to])
+            .expect("the grouped statement")
             .len()
     });
-    assert_eq!(rows, steps, "the API answers what the statement returns");
-    let sql_p50 = report("the same statement, directly", &mut direct);
+    let sql_p50 = report(
+        &format!("its grouped statement, directly ({rows} group-minutes)"),
+        &mut direct,
+    );
     println!(
         "ratio API/SQL (p50): {:.2}",
         api_p50.as_secs_f64() / sql_p50.as_secs_f64()
+    );
+    // The floor: counting the same rollup rows, nothing computed.
+    let from = base_time() - chrono::Duration::minutes(5);
+    let (_, mut floor) = time(requests, || {
+        client
+            .query_one(
+                "SELECT count(*) FROM rollup_1m WHERE series_id = ANY($1) AND bucket >= $2 AND bucket <= $3",
+                &[&ids, &from, &to],
+            )
+            .expect("count")
+    });
+    report(
+        "floor: SELECT count(*) of the same rollup_1m rows",
+        &mut floor,
     );
 
     let raw_requests = (requests / 3).max(3);

@@ -6,10 +6,11 @@
 //! samples in `[t - range, t]`, both shifted by their `offset`.
 //!
 //! What runs in SQL: the series selection; the samples of the needed window; and, for a range
-//! query whose steps fall on whole minutes, the per-step values of instant selectors from
-//! `rollup_1m` — and `sum`/`avg`/`min`/`max`/`count` of them grouped by labels backed by
-//! columns (`Hostname`, `UUID`, `container`, `pod`, `namespace`), computed per step by
-//! PostgreSQL, so such a query never brings raw points to the API.
+//! query whose steps fall on whole minutes, the minute rollups instant selectors pick their
+//! per-step values from — and, for `sum`/`avg`/`min`/`max`/`count` of them grouped by labels
+//! backed by columns (`Hostname`, `UUID`, `container`, `pod`, `namespace`), those rollups
+//! already aggregated per group and minute by PostgreSQL (`select::grouped_step_values`), so
+//! such a query never brings raw points to the API.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ fn drop_name(labels: &Labels) -> Labels {
 }
 
 /// Prometheus's default lookback of an instant selector (`--query.lookback-delta`).
-const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// The evaluation times of a query: `step == 0` for an instant query at `start`.
 #[derive(Debug, Clone, Copy)]

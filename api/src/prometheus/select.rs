@@ -12,6 +12,7 @@ use promql_parser::parser::VectorSelector;
 use store::prom::{SeriesColumn, StepAggregate};
 
 use super::eval::Labels;
+use super::functions::Aggregation;
 use super::PromError;
 use crate::db::Conn;
 
@@ -281,6 +282,67 @@ pub struct SqlSteps {
     pub step_seconds: i64,
 }
 
+/// A minute row of one series, as [`store::prom::MINUTE_ROWS_SQL`] returns it.
+struct Minute {
+    bucket: i64,
+    exact: bool,
+    first: f64,
+    last: f64,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The value at the whole minute `t` of a series whose minute rows are `rows` (by bucket):
+/// its sample exactly at `t` (the first of minute `t`), else the last sample of its newest
+/// minute before `t` that starts no earlier than `t - 5m` — the latest sample in
+/// `[t - 5m, t]`, as Prometheus 2.42's lookback takes it.
+fn value_at(rows: &[Minute], t: i64) -> Option<f64> {
+    let mut i = rows.partition_point(|m| m.bucket <= t);
+    if i > 0 && rows[i - 1].bucket == t {
+        if rows[i - 1].exact {
+            return Some(rows[i - 1].first);
+        }
+        i -= 1;
+    }
+    (i > 0 && rows[i - 1].bucket >= t.saturating_sub(super::eval::LOOKBACK_MS))
+        .then(|| rows[i - 1].last)
+}
+
+/// The minute rows of `ids` with buckets in `[from, to]` (ms), per id.
+fn minute_rows(
+    conn: &mut Conn,
+    ids: &[i32],
+    from: i64,
+    to: i64,
+) -> Result<HashMap<i32, Vec<Minute>>, PromError> {
+    let mut out: HashMap<i32, Vec<Minute>> = HashMap::with_capacity(ids.len());
+    let rows = conn.query(
+        store::prom::MINUTE_ROWS_SQL,
+        &[&ids, &sql_time(from), &sql_time(to)],
+    )?;
+    for row in rows {
+        let bucket: DateTime<Utc> = row.try_get(1)?;
+        out.entry(row.try_get(0)?).or_default().push(Minute {
+            bucket: bucket.timestamp_millis(),
+            exact: row.try_get(2)?,
+            first: row.try_get(3)?,
+            last: row.try_get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+impl SqlSteps {
+    /// The steps, in order.
+    fn times(&self) -> impl Iterator<Item = i64> {
+        let step = (self.step_seconds * 1000).max(MINUTE_MS);
+        let (start, end) = (self.start, self.end);
+        (0..)
+            .map(move |k: i64| start.saturating_add(k.saturating_mul(step)))
+            .take_while(move |&t| t <= end)
+    }
+}
+
 /// Per series of `series` (in order), its value at each step, from `rollup_1m`.
 pub fn step_values(
     conn: &mut Conn,
@@ -288,36 +350,60 @@ pub fn step_values(
     steps: SqlSteps,
 ) -> Result<Vec<Samples>, PromError> {
     let ids: Vec<i32> = series.iter().map(|s| s.id).collect();
-    let mut found: Vec<Vec<(i64, f64)>> = vec![Vec::new(); series.len()];
     if ids.is_empty() {
-        return Ok(found);
+        return Ok(Vec::new());
     }
-    let index: HashMap<i32, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let sql = store::prom::step_values_sql(None);
-    let rows = conn.query_dynamic(
-        &sql,
-        &[
-            &ids,
-            &sql_time(steps.start),
-            &sql_time(steps.end),
-            &steps.step_seconds,
-        ],
-    )?;
-    for row in rows {
-        let id: i32 = row.try_get(0)?;
-        let t: DateTime<Utc> = row.try_get(1)?;
-        if let Some(&i) = index.get(&id) {
-            found[i].push((t.timestamp_millis(), row.try_get(2)?));
-        }
-    }
-    for points in &mut found {
-        points.sort_by_key(|p| p.0);
-    }
-    Ok(found)
+    let from = steps.start.saturating_sub(super::eval::LOOKBACK_MS);
+    let mut rows = minute_rows(conn, &ids, from, steps.end)?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let rows = rows.remove(id).unwrap_or_default();
+            steps
+                .times()
+                .filter_map(|t| value_at(&rows, t).map(|v| (t, v)))
+                .collect()
+        })
+        .collect())
 }
 
+/// What one group has in one minute (a row of `store::prom::group_minutes_sql`).
+#[derive(Clone, Copy, Default)]
+struct GroupMinute {
+    rows: i64,
+    exact: i64,
+    last: Option<f64>,
+    first: Option<f64>,
+}
+
+/// The aggregate of `n` series from the SQL aggregate of their values.
+fn finish(op: StepAggregate, agg: Option<f64>, n: i64) -> Option<f64> {
+    match op {
+        StepAggregate::Count => Some(n as f64),
+        StepAggregate::Avg => agg.map(|sum| sum / n as f64),
+        _ => agg,
+    }
+}
+
+/// Prometheus's aggregation for `op`, for the steps computed here.
+fn aggregation(op: StepAggregate) -> Aggregation {
+    match op {
+        StepAggregate::Sum => Aggregation::Sum,
+        StepAggregate::Avg => Aggregation::Avg,
+        StepAggregate::Min => Aggregation::Min,
+        StepAggregate::Max => Aggregation::Max,
+        StepAggregate::Count => Aggregation::Count,
+    }
+}
+
+/// At most this many separate step ranges are fetched for the (group, step) pairs the
+/// grouped minutes do not settle; beyond, one range covers them all.
+const MAX_EXCEPTION_RANGES: usize = 16;
+
 /// Per group (its labels: the grouping columns' labels that are not empty), the aggregate
-/// of `series` at each step, computed by PostgreSQL from `rollup_1m`.
+/// of `series` at each step. PostgreSQL aggregates each group's minute rows
+/// (`store::prom::group_minutes_sql`); a (group, step) where the group's series do not all
+/// take their value the same way is computed here from the minute rows of its series.
 pub fn grouped_step_values(
     conn: &mut Conn,
     series: &[SeriesRow],
@@ -325,42 +411,153 @@ pub fn grouped_step_values(
     op: StepAggregate,
     group: &[SeriesColumn],
 ) -> Result<Vec<(Labels, Samples)>, PromError> {
-    let ids: Vec<i32> = series.iter().map(|s| s.id).collect();
-    if ids.is_empty() {
+    let mut groups: BTreeMap<LabelPairs, Vec<i32>> = BTreeMap::new();
+    for s in series {
+        let mut labels: LabelPairs = group
+            .iter()
+            .filter_map(|c| {
+                let name = label_of_column(*c);
+                super::eval::label(&s.labels, name).map(|v| (name.to_string(), v.to_string()))
+            })
+            .collect();
+        labels.sort();
+        labels.dedup();
+        groups.entry(labels).or_default().push(s.id);
+    }
+    let groups: Vec<(LabelPairs, Vec<i32>)> = groups.into_iter().collect();
+    if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = store::prom::step_values_sql(Some((op, group)));
-    let rows = conn.query_dynamic(
-        &sql,
-        &[
-            &ids,
-            &sql_time(steps.start),
-            &sql_time(steps.end),
-            &steps.step_seconds,
-        ],
-    )?;
-    let mut groups: BTreeMap<LabelPairs, Samples> = BTreeMap::new();
-    for row in rows {
-        let mut labels = Vec::with_capacity(group.len());
-        for (i, column) in group.iter().enumerate() {
-            let value: String = row.try_get(i)?;
-            if !value.is_empty() {
-                labels.push((label_of_column(*column).to_string(), value));
+    let mut ids: Vec<i32> = Vec::with_capacity(series.len());
+    let mut offsets: Vec<i32> = vec![0];
+    for (_, members) in &groups {
+        ids.extend(members);
+        offsets.push(i32::try_from(ids.len()).unwrap_or(i32::MAX));
+    }
+    // Minute k is `first + k` minutes: from the minute before the first step to the last.
+    let first = steps.start.saturating_sub(MINUTE_MS);
+    let minutes = usize::try_from((steps.end.saturating_sub(first)) / MINUTE_MS + 1).unwrap_or(0);
+    let mut found = vec![vec![GroupMinute::default(); minutes]; groups.len()];
+    let stride = steps.step_seconds > 60;
+    let sql = store::prom::group_minutes_sql(op, stride);
+    let (from, to, origin) = (sql_time(first), sql_time(steps.end), sql_time(steps.start));
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&ids, &offsets, &from, &to];
+    if stride {
+        params.push(&steps.step_seconds);
+        params.push(&origin);
+    }
+    for row in conn.query_dynamic(&sql, &params)? {
+        let g: i32 = row.try_get(0)?;
+        let bucket: DateTime<Utc> = row.try_get(1)?;
+        let k = (bucket.timestamp_millis() - first) / MINUTE_MS;
+        let (Some(slot), Ok(k)) = (
+            usize::try_from(g - 1).ok().and_then(|g| found.get_mut(g)),
+            usize::try_from(k),
+        ) else {
+            continue;
+        };
+        if let Some(minute) = slot.get_mut(k) {
+            *minute = GroupMinute {
+                rows: row.try_get(2)?,
+                exact: row.try_get(3)?,
+                last: row.try_get(4)?,
+                first: row.try_get(5)?,
+            };
+        }
+    }
+    let mut out: Vec<Samples> = vec![Vec::new(); groups.len()];
+    // Per group, the steps the minutes do not settle.
+    let mut exceptions: Vec<Vec<i64>> = vec![Vec::new(); groups.len()];
+    for (g, (_, members)) in groups.iter().enumerate() {
+        let size = members.len() as i64;
+        for t in steps.times() {
+            // Minutes outside what was read count as empty: the step is then computed below.
+            let k = usize::try_from((t - first) / MINUTE_MS).unwrap_or(usize::MAX);
+            let minute =
+                |k: Option<usize>| k.and_then(|k| found[g].get(k)).copied().unwrap_or_default();
+            let (prev, at) = (minute(k.checked_sub(1)), minute(Some(k)));
+            let value = if at.exact == size {
+                finish(op, at.first, size)
+            } else if at.exact == 0 && prev.rows == size {
+                finish(op, prev.last, size)
+            } else {
+                exceptions[g].push(t);
+                continue;
+            };
+            if let Some(v) = value {
+                out[g].push((t, v));
             }
         }
-        labels.sort();
-        let t: DateTime<Utc> = row.try_get(group.len())?;
-        let v: f64 = row.try_get(group.len() + 1)?;
-        groups
-            .entry(labels)
-            .or_default()
-            .push((t.timestamp_millis(), v));
     }
+    exact_exceptions(conn, &groups, &exceptions, steps, op, &mut out)?;
     Ok(groups
         .into_iter()
-        .map(|(labels, mut points)| {
+        .zip(out)
+        .map(|((labels, _), mut points)| {
             points.sort_by_key(|p| p.0);
             (Arc::new(labels), points)
         })
         .collect())
+}
+
+/// Computes the (group, step) pairs in `exceptions` from the minute rows of the groups'
+/// series, aggregating as Prometheus does, into `out`. Pairs sharing one range of steps are
+/// fetched together (a range at the start or the end of the query is typically common to
+/// every group: series starting, or the newest minute not written yet).
+fn exact_exceptions(
+    conn: &mut Conn,
+    groups: &[(LabelPairs, Vec<i32>)],
+    exceptions: &[Vec<i64>],
+    steps: SqlSteps,
+    op: StepAggregate,
+    out: &mut [Samples],
+) -> Result<(), PromError> {
+    let step = (steps.step_seconds * 1000).max(MINUTE_MS);
+    // (first step, last step) -> groups with exceptions exactly there.
+    let mut ranges: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
+    for (g, times) in exceptions.iter().enumerate() {
+        let mut i = 0;
+        while i < times.len() {
+            let mut j = i;
+            while j + 1 < times.len() && times[j + 1] == times[j] + step {
+                j += 1;
+            }
+            ranges.entry((times[i], times[j])).or_default().push(g);
+            i = j + 1;
+        }
+    }
+    if ranges.len() > MAX_EXCEPTION_RANGES {
+        let lo = ranges.keys().map(|r| r.0).min().unwrap_or(steps.start);
+        let hi = ranges.keys().map(|r| r.1).max().unwrap_or(steps.end);
+        let mut all: Vec<usize> = ranges.into_values().flatten().collect();
+        all.sort_unstable();
+        all.dedup();
+        ranges = BTreeMap::from([((lo, hi), all)]);
+    }
+    let aggregation = aggregation(op);
+    for ((lo, hi), members) in ranges {
+        let ids: Vec<i32> = members
+            .iter()
+            .flat_map(|&g| groups[g].1.iter().copied())
+            .collect();
+        let rows = minute_rows(conn, &ids, lo.saturating_sub(super::eval::LOOKBACK_MS), hi)?;
+        for &g in &members {
+            for &t in exceptions[g].iter().filter(|&&t| (lo..=hi).contains(&t)) {
+                let mut acc = None;
+                for id in &groups[g].1 {
+                    let Some(v) = rows.get(id).and_then(|rows| value_at(rows, t)) else {
+                        continue;
+                    };
+                    match &mut acc {
+                        None => acc = Some(aggregation.start(v)),
+                        Some(acc) => aggregation.add(acc, v),
+                    }
+                }
+                if let Some(acc) = acc {
+                    out[g].push((t, aggregation.finish(&acc)));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -501,6 +501,10 @@ const EXPRESSIONS: &[(&str, bool)] = &[
     ("max by (Hostname, modelName) (DCGM_FI_DEV_GPU_TEMP)", false),
     ("min by (pod) (DCGM_FI_DEV_GPU_TEMP)", false),
     ("count by (Hostname) (DCGM_FI_DEV_GPU_TEMP)", false),
+    // Groups of one series, and no grouping with an offset: the grouped minutes of the
+    // rollups, and the steps they leave to the API (gaps, ends, samples on the minute).
+    ("sum by (UUID) (DCGM_FI_DEV_GPU_TEMP)", false),
+    ("max(DCGM_FI_DEV_POWER_USAGE offset 3m)", false),
     (
         "sum without (gpu, UUID, device, pci_bus_id) (DCGM_FI_DEV_GPU_TEMP)",
         false,
@@ -560,6 +564,12 @@ fn ranges() -> Vec<(String, String, String)> {
             "60".into(),
         ),
         (at(0).to_rfc3339(), at(SPAN).to_rfc3339(), "5m".into()),
+        // Every 2 minutes, past the last samples (a dashboard's "now").
+        (
+            at(3600 - 240).timestamp().to_string(),
+            at(SPAN + 600).timestamp().to_string(),
+            "120".into(),
+        ),
         (
             at(2 * 3600 - 607).timestamp().to_string(),
             at(4 * 3600 + 2100).timestamp().to_string(),
