@@ -158,14 +158,43 @@ pub fn last_finished(
         Err(e) if e.status() == Some(404) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Some(partition) = meta.partitions.first() else {
-        return Ok(None);
-    };
-    let (mut offset, end) = (partition.log_start_offset, partition.log_end_offset);
+    let mut last: Option<Finished> = None;
+    // One partition when a streamer created the topic; every one when someone else did.
+    for partition in &meta.partitions {
+        let found = last_in_partition(
+            client,
+            &ledger,
+            partition.partition,
+            (partition.log_start_offset, partition.log_end_offset),
+            progress_group,
+        )?;
+        if let Some(found) = found {
+            if last.as_ref().map_or(true, |l| found.passes >= l.passes) {
+                last = Some(found);
+            }
+        }
+    }
+    Ok(last)
+}
+
+/// [`last_finished`] in one partition of the ledger, between its log start and end.
+fn last_in_partition(
+    client: &BrokerClient,
+    ledger: &str,
+    partition: u32,
+    (mut offset, end): (u64, u64),
+    progress_group: &str,
+) -> Result<Option<Finished>> {
     let mut last = None;
     while offset < end {
-        let fetched = match client.fetch(&ledger, 0, offset, 1000, Duration::ZERO, Encoding::Ndjson)
-        {
+        let fetched = match client.fetch(
+            ledger,
+            partition,
+            offset,
+            1000,
+            Duration::ZERO,
+            Encoding::Ndjson,
+        ) {
             Ok(fetched) => fetched,
             // Retention moved the start meanwhile: what is left is read on the next turn.
             Err(Error::OffsetOutOfRange { log_start, .. }) if log_start > offset => {
@@ -196,7 +225,8 @@ pub fn last_finished(
 fn ensure_ledger(client: &BrokerClient, ledger: &str) -> Result<()> {
     match client.create_topic(ledger, 1) {
         Ok(_) => Ok(()),
-        // Exists (with whatever count: the record goes to partition 0 by key hash otherwise).
+        // Created by someone else with another partition count: records go by key hash, and
+        // `last_finished` reads every partition.
         Err(e) if e.status() == Some(409) => Ok(()),
         Err(e) => Err(e),
     }
