@@ -56,6 +56,9 @@ pub enum Error {
     /// The CSV as a whole is unusable (cannot be opened, or lacks a required column).
     #[error("CSV {path}: {reason}")]
     Csv { path: String, reason: String },
+    /// `--group` cannot name the broker groups derived from it (see `streamer::input`).
+    #[error("--group {group}: {reason}")]
+    GroupName { group: String, reason: String },
     /// One of our own threads panicked (a bug); the process stops rather than guess.
     #[error("the {0} thread panicked")]
     ThreadPanicked(&'static str),

@@ -30,6 +30,10 @@ struct Args {
     /// Stream the file again and again (otherwise once).
     #[arg(long = "loop", env = "STREAMER_LOOP")]
     looping: bool,
+    /// Stream the input once more although it was streamed to the end before (one-shot runs;
+    /// an unfinished run of the input is resumed, not started over).
+    #[arg(long, env = "STREAMER_RESTART")]
+    restart: bool,
     /// Rows per second for this streamer; 0 = as fast as possible.
     #[arg(long, env = "STREAMER_RATE", default_value_t = 0.0)]
     rate: f64,
@@ -40,8 +44,8 @@ struct Args {
     /// topic keeps its count).
     #[arg(long, env = "STREAMER_SHARDS", default_value_t = 16)]
     shards: u32,
-    /// Prefix of the per-shard idempotent producer ids (`<prefix>-shard-<n>`); the group name
-    /// by default.
+    /// Prefix of the per-shard idempotent producer ids (`<prefix>-<input id>-shard-<n>`); the
+    /// group name by default.
     #[arg(long, env = "STREAMER_PRODUCER_ID")]
     producer_id: Option<String>,
     /// Produce content type: `batch` (binary record batches per partition, cheapest for the
@@ -93,6 +97,7 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
         csv: args.csv,
         batch_size: args.batch_size,
         looping: args.looping,
+        restart: args.restart,
         rate: args.rate,
         group: args.group,
         shards: args.shards,

@@ -1,14 +1,23 @@
 //! The streamer: CSV rows → telemetry points → the broker, shared by the members of a
-//! streamer group, exactly once (the scheme is in [`shards`]).
+//! streamer group, exactly once (the scheme is in [`shards`]), with progress kept per input
+//! (its identity and the ledger of finished inputs are [`input`]'s).
 //!
 //! Owns the scan of the file (once, or again and again with `--loop`), batching per shard,
 //! pacing (`--rate`), the produce-then-commit step, reacting to rebalances, and the bad-row
 //! accounting. The wire protocol is [`crate::client`]'s, the row mapping [`crate::telemetry`]'s.
 //!
-//! A one-shot run is done when every shard's committed progress has reached the end of pass
-//! 0 — not merely its own shards — so a streamer whose peer dies keeps running until it has
-//! been handed the dead peer's shards and finished them; the last streamer standing exits 0
-//! once the whole file is in the broker.
+//! A one-shot run is done when every shard's committed progress has reached the end of the
+//! run's pass — not merely its own shards — so a streamer whose peer dies keeps running until
+//! it has been handed the dead peer's shards and finished them; the last streamer standing
+//! exits 0 once the whole file is in the broker. Before joining, a one-shot streamer reads the
+//! input's progress: a new input starts from its beginning, an unfinished one resumes, a
+//! finished one is a no-op (a warning naming the input and when it was finished) unless
+//! `--restart` asks for another pass ([`shards::plan_one_shot`]).
+//!
+//! Progress committed by streamers from before inputs had identities (in the broker group
+//! `--group` itself) belongs to no known input: it is left alone, and a streamer that finds it
+//! while starting a new input says so and streams the file from its beginning — adopting it
+//! could drop a file that is not the one it was for, which is the bug this design removes.
 //!
 //! SIGTERM: the cell being sent is finished and the acknowledged progress committed, then the
 //! member leaves; rows of incomplete cells are not sent (a cell only ever goes whole, so that
@@ -17,6 +26,7 @@
 //! is complete, so a shard's rows reach the broker in bursts of `--batch-size`; a slow rate
 //! wants a small batch size.
 
+pub mod input;
 pub mod report;
 pub mod sender;
 pub mod shards;
@@ -35,9 +45,12 @@ use pipeline_common::ops::Readiness;
 use crate::client::{encode_batch, partition_for_key, push_record, BrokerClient, GroupMember};
 use crate::error::{Error, Result};
 use crate::telemetry::{CsvRows, Point};
+use input::{Finished, Input};
 use report::{Pacer, Reporter};
 use sender::{Outgoing, Payload, SendEnd, Sender};
-use shards::{producer_id, shard_of, Progress, FIRST_PASS_DONE};
+use shards::{
+    all_reached, clean_producer_prefix, plan_one_shot, producer_id, shard_of, Plan, Progress,
+};
 
 /// Everything the streamer needs to know (its documented flags plus the sharding knobs).
 #[derive(Debug, Clone)]
@@ -47,6 +60,8 @@ pub struct StreamerConfig {
     pub batch_size: usize,
     /// Stream the file again and again.
     pub looping: bool,
+    /// One-shot: stream an input that was streamed to the end before once more.
+    pub restart: bool,
     /// Rows per second; 0 = as fast as possible.
     pub rate: f64,
     pub group: String,
@@ -145,9 +160,31 @@ fn run_until_done(
     client: BrokerClient,
     readiness: &Readiness,
 ) -> Result<()> {
+    let input = Input::identify(&config.csv)?;
+    let progress_group = input.progress_group(&config.group)?;
     let shard_topic = format!("{}.shards", config.topic);
     let shards = ensure_shard_topic(&client, &shard_topic, config.shards)?;
-    let member = GroupMember::join(client.clone(), &config.group, &shard_topic, None)?;
+    let target = if config.looping {
+        u32::MAX
+    } else {
+        let committed = committed_or_none(&client, &progress_group, &shard_topic)?;
+        match plan_one_shot(&committed, shards, config.restart) {
+            Plan::Finished { passes } => {
+                warn_finished_before(&client, config, &input, &progress_group, passes)?;
+                return Ok(());
+            }
+            Plan::Stream { target, resumed } => {
+                if !resumed && target == 1 {
+                    warn_of_legacy_progress(&client, config, &input, &shard_topic)?;
+                }
+                tracing::info!(input = %input.path.display(), input_id = %input.id,
+                    progress_group = %progress_group, pass = target - 1, resumed,
+                    "streaming the input");
+                target
+            }
+        }
+    };
+    let member = GroupMember::join(client.clone(), &progress_group, &shard_topic, None)?;
     let data_partitions = match config.format {
         ProduceFormat::Batch | ProduceFormat::Auto => {
             data_partitions(&client, &config.topic, config.partitions)?
@@ -155,10 +192,13 @@ fn run_until_done(
         ProduceFormat::Ndjson => 0,
     };
     readiness.set(true);
+    let ledger_client = client.clone();
     let mut streamer = Streamer {
         config,
         client,
         member: &member,
+        input: &input,
+        target,
         shards,
         data_partitions,
         reporter: Reporter::new(),
@@ -168,7 +208,82 @@ fn run_until_done(
     streamer.reporter.finish();
     readiness.set(false);
     member.leave();
-    result
+    if result? == RunEnd::Complete {
+        record_finished(&ledger_client, config, &input, &progress_group, target);
+    }
+    Ok(())
+}
+
+/// The group's committed offsets for `topic`, none for a group the broker does not know.
+fn committed_or_none(
+    client: &BrokerClient,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeMap<u32, u64>> {
+    match client.committed(group, topic) {
+        Err(e) if e.status() == Some(404) => Ok(BTreeMap::new()),
+        other => other,
+    }
+}
+
+/// The no-op of a one-shot run of a finished input: a warning naming it and when it finished.
+fn warn_finished_before(
+    client: &BrokerClient,
+    config: &StreamerConfig,
+    input: &Input,
+    progress_group: &str,
+    passes: u32,
+) -> Result<()> {
+    let finished = input::last_finished(client, &config.topic, progress_group)?;
+    let finished_at = finished.filter(|f| f.passes == passes).map_or_else(
+        || "an unknown time".to_string(),
+        |f| f.finished_at.to_rfc3339(),
+    );
+    tracing::warn!(input = %input.path.display(), input_id = %input.id, %progress_group,
+        passes, %finished_at,
+        "nothing to do: this input was streamed to the end before (--restart streams it again)");
+    Ok(())
+}
+
+/// Tells about shard progress an older streamer committed under the group's own name (see the
+/// module docs: it is not adopted).
+fn warn_of_legacy_progress(
+    client: &BrokerClient,
+    config: &StreamerConfig,
+    input: &Input,
+    shard_topic: &str,
+) -> Result<()> {
+    if !committed_or_none(client, &config.group, shard_topic)?.is_empty() {
+        tracing::warn!(group = %config.group, input = %input.path.display(), input_id = %input.id,
+            "the group has shard progress from a streamer version without input identities; \
+             it belongs to no known input and is ignored: streaming this input from its beginning");
+    }
+    Ok(())
+}
+
+/// Writes the finished run to the ledger; a failure only costs the date in a later warning.
+fn record_finished(
+    client: &BrokerClient,
+    config: &StreamerConfig,
+    input: &Input,
+    progress_group: &str,
+    passes: u32,
+) {
+    let prefix = config.producer_prefix.as_deref().unwrap_or(&config.group);
+    let producer = format!("{}-{}-ledger", clean_producer_prefix(prefix), input.id);
+    let finished = Finished {
+        group: config.group.clone(),
+        input: input.id.clone(),
+        csv: input.path.display().to_string(),
+        size: input.size,
+        passes,
+        finished_at: Utc::now(),
+    };
+    if let Err(e) =
+        input::record_finished(client, &config.topic, progress_group, &producer, &finished)
+    {
+        tracing::warn!(error = %e, "could not record the finished input in the ledger");
+    }
 }
 
 /// Creates `<topic>.shards` (or finds it) and returns its partition count.
@@ -205,10 +320,21 @@ struct Streamer<'a> {
     config: &'a StreamerConfig,
     client: BrokerClient,
     member: &'a GroupMember,
+    input: &'a Input,
+    /// One-shot: the pass every shard must reach (looping: never reached).
+    target: u32,
     shards: u32,
     data_partitions: u32,
     reporter: Reporter,
     pacer: Pacer,
+}
+
+/// How [`Streamer::run_loop`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RunEnd {
+    /// One-shot: every shard reached the target pass.
+    Complete,
+    Shutdown,
 }
 
 /// How a scan of the file ended.
@@ -250,10 +376,10 @@ impl Streamer<'_> {
         self.client.shutdown_flag().is_set()
     }
 
-    fn run_loop(&mut self) -> Result<()> {
+    fn run_loop(&mut self) -> Result<RunEnd> {
         loop {
             if self.shutdown() {
-                return Ok(());
+                return Ok(RunEnd::Shutdown);
             }
             let epoch = self.member.epoch();
             let view = self.member.membership();
@@ -261,21 +387,22 @@ impl Streamer<'_> {
             let mut cursors = self.cursors(&view.partitions, &committed);
             gauge!("streamer_shards_owned").set(view.partitions.len() as f64);
             if cursors.is_empty() {
-                if !self.config.looping && self.all_done(&committed) {
+                if !self.config.looping && all_reached(&committed, self.shards, self.target) {
                     tracing::info!("every shard has finished the file: one-shot run complete");
-                    return Ok(());
+                    return Ok(RunEnd::Complete);
                 }
                 self.wait_for_change(epoch, Duration::from_millis(300));
                 continue;
             }
             match self.scan(epoch, &mut cursors)? {
                 ScanEnd::Finished | ScanEnd::Rebalanced => {}
-                ScanEnd::Shutdown => return Ok(()),
+                ScanEnd::Shutdown => return Ok(RunEnd::Shutdown),
             }
         }
     }
 
-    /// Cursors for the owned shards that still have work (a one-shot run skips finished ones).
+    /// Cursors for the owned shards that still have work (a one-shot run skips the shards that
+    /// reached its target pass).
     fn cursors(&self, owned: &[u32], committed: &BTreeMap<u32, u64>) -> BTreeMap<u32, Cursor> {
         let prefix = self
             .config
@@ -290,11 +417,11 @@ impl Streamer<'_> {
                     Progress::decode(committed.get(&shard).copied().unwrap_or(0)),
                 )
             })
-            .filter(|(_, progress)| self.config.looping || progress.pass == 0)
+            .filter(|(_, progress)| self.config.looping || progress.pass < self.target)
             .map(|(shard, progress)| {
                 let cursor = Cursor {
                     shard,
-                    producer: producer_id(prefix, shard),
+                    producer: producer_id(prefix, &self.input.id, shard),
                     progress,
                     seen: 0,
                     batch: Batch {
@@ -305,10 +432,6 @@ impl Streamer<'_> {
                 (shard, cursor)
             })
             .collect()
-    }
-
-    fn all_done(&self, committed: &BTreeMap<u32, u64>) -> bool {
-        (0..self.shards).all(|s| committed.get(&s).is_some_and(|p| *p >= FIRST_PASS_DONE))
     }
 
     fn wait_for_change(&self, epoch: u64, at_most: Duration) {

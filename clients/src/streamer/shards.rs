@@ -1,26 +1,38 @@
-//! How the rows of one CSV are shared by the streamers of a group, exactly once.
+//! How the rows of one input are shared by the streamers of a group, exactly once.
 //!
 //! Every row belongs to one of S *shards*, by a stable hash of its `Hostname` (so one GPU's
 //! rows stay in one shard, in file order). The shards are the partitions of a small topic
-//! `<topic>.shards`; the streamers join the broker group `--group` on that topic, so the
+//! `<topic>.shards`; the streamers of `--group` streaming one input join the broker group
+//! `<group>.input-<id>` on that topic (the input's own group: see [`super::input`]), so the
 //! broker hands the shards out, and each shard's *progress* — which pass over the file, and
 //! how many of the shard's records are done — is committed as that partition's group offset.
 //!
-//! Exactly once: each shard produces as its own idempotent producer (`<prefix>-shard-<n>`).
-//! A shard's records are cut into fixed *cells* of `--batch-size` positions (bad rows keep
-//! their position, so the cells depend only on the file); a cell's good rows are one produce
-//! request with `seq = pass << 32 | the cell's first position`. Progress is committed after at
-//! most a few acknowledged cells (see [`super::sender`]), always at a cell boundary, so
-//! whoever streams the shard next — after a crash or a rebalance — resends exactly the same
-//! cells under the same seqs, and the broker answers those it has with the original offsets
-//! instead of appending them again. Hence every streamer of a group must use the same
-//! `--batch-size`; a mismatch is detected (the broker refuses a seq retried with another
-//! message count) and stops the streamer with an error rather than risk a duplicate.
+//! Exactly once: each shard produces as its own idempotent producer
+//! (`<prefix>-<input id>-shard-<n>`). A shard's records are cut into fixed *cells* of
+//! `--batch-size` positions (bad rows keep their position, so the cells depend only on the
+//! file); a cell's good rows are one produce request with
+//! `seq = pass << 32 | the cell's first position`. Progress is committed after at most a few
+//! acknowledged cells (see [`super::sender`]), always at a cell boundary, so whoever streams
+//! the shard next — after a crash or a rebalance — resends exactly the same cells under the
+//! same seqs, and the broker answers those it has with the original offsets instead of
+//! appending them again. Hence every streamer of a group must use the same `--batch-size`; a
+//! mismatch is detected (the broker refuses a seq retried with another message count) and
+//! stops the streamer with an error rather than risk a duplicate.
+//!
+//! Runs: a one-shot run streams each shard through one more pass than the input's last
+//! finished run ([`plan_one_shot`]). A new input has none, so its run is pass 0; the same
+//! input again finds its run finished and has nothing to do; `--restart` asks for the next
+//! pass, whose seqs are above every earlier one, so the broker appends it rather than taking
+//! it for a repeat. `--restart` only starts a new run when the last one is finished: an
+//! unfinished run is resumed, so a member that crashes and comes back with the flag still set
+//! joins the run in progress instead of starting yet another one.
+
+use std::collections::BTreeMap;
 
 /// Progress and seq share one layout: the pass in the high 32 bits, a position in the low.
 pub const PASS_SHIFT: u32 = 32;
 
-/// The committed progress of a shard that finished pass 0 (what a one-shot run waits for).
+/// The committed progress of a shard that finished pass 0.
 pub const FIRST_PASS_DONE: u64 = 1 << PASS_SHIFT;
 
 /// The shard a row belongs to: FNV-1a 64 of its hostname bytes, modulo the shard count.
@@ -56,10 +68,70 @@ impl Progress {
     }
 }
 
-/// The idempotent producer id of one shard: `<prefix>-shard-<n>`, with the prefix reduced to
-/// the characters the broker accepts in a producer id.
-pub fn producer_id(prefix: &str, shard: u32) -> String {
-    let clean: String = prefix
+/// Where a one-shot run stands before it starts, from the committed progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Stream until every shard has reached pass `target` (`resumed`: some progress of this
+    /// run is committed already).
+    Stream { target: u32, resumed: bool },
+    /// Every shard has finished `passes` passes and no new one was asked for.
+    Finished { passes: u32 },
+}
+
+/// The pass every shard must reach for the run in progress (or the last one) to be complete:
+/// a shard at `(p, 0)` has finished pass `p - 1`, a shard at `(p, n > 0)` is in pass `p`.
+fn passes_wanted(committed: &BTreeMap<u32, u64>, shards: u32) -> u32 {
+    (0..shards)
+        .map(|s| Progress::decode(committed.get(&s).copied().unwrap_or(0)))
+        .map(|p| if p.position == 0 { p.pass } else { p.pass + 1 })
+        .max()
+        .unwrap_or(0)
+}
+
+/// What a one-shot run of an input with this committed progress does (see the module docs).
+pub fn plan_one_shot(committed: &BTreeMap<u32, u64>, shards: u32, restart: bool) -> Plan {
+    let wanted = passes_wanted(committed, shards);
+    if wanted == 0 {
+        return Plan::Stream {
+            target: 1,
+            resumed: false,
+        };
+    }
+    if !all_reached(committed, shards, wanted) {
+        return Plan::Stream {
+            target: wanted,
+            resumed: true,
+        };
+    }
+    if restart {
+        Plan::Stream {
+            target: wanted + 1,
+            resumed: false,
+        }
+    } else {
+        Plan::Finished { passes: wanted }
+    }
+}
+
+/// Whether every shard has finished pass `target - 1`.
+pub fn all_reached(committed: &BTreeMap<u32, u64>, shards: u32, target: u32) -> bool {
+    (0..shards).all(|s| {
+        committed
+            .get(&s)
+            .is_some_and(|p| Progress::decode(*p).pass >= target)
+    })
+}
+
+/// The idempotent producer id of one shard of one input: `<prefix>-<input id>-shard-<n>`,
+/// with the prefix reduced to the characters the broker accepts in a producer id (and short
+/// enough that the whole id fits its 128).
+pub fn producer_id(prefix: &str, input_id: &str, shard: u32) -> String {
+    format!("{}-{input_id}-shard-{shard}", clean_producer_prefix(prefix))
+}
+
+/// `prefix` with the characters a producer id may not hold replaced, cut to 90 characters.
+pub fn clean_producer_prefix(prefix: &str) -> String {
+    prefix
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._:-".contains(c) {
@@ -68,9 +140,8 @@ pub fn producer_id(prefix: &str, shard: u32) -> String {
                 '_'
             }
         })
-        .take(100)
-        .collect();
-    format!("{clean}-shard-{shard}")
+        .take(90)
+        .collect()
 }
 
 #[cfg(test)]
@@ -107,7 +178,67 @@ mod tests {
     }
 
     #[test]
-    fn producer_ids_only_use_the_allowed_characters() {
-        assert_eq!(producer_id("my group/1", 3), "my_group_1-shard-3");
+    fn producer_ids_only_use_the_allowed_characters_and_fit() {
+        assert_eq!(
+            producer_id("my group/1", "00ff00ff00ff00ff", 3),
+            "my_group_1-00ff00ff00ff00ff-shard-3"
+        );
+        assert!(producer_id(&"p".repeat(300), "00ff00ff00ff00ff", u32::MAX).len() <= 128);
+    }
+
+    fn at(progress: &[(u32, u32)]) -> BTreeMap<u32, u64> {
+        progress
+            .iter()
+            .enumerate()
+            .map(|(s, &(pass, position))| (s as u32, Progress { pass, position }.encode()))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_input_streams_pass_zero() {
+        let fresh = Plan::Stream {
+            target: 1,
+            resumed: false,
+        };
+        assert_eq!(plan_one_shot(&BTreeMap::new(), 3, false), fresh);
+        assert_eq!(plan_one_shot(&BTreeMap::new(), 3, true), fresh);
+    }
+
+    #[test]
+    fn an_unfinished_run_is_resumed_even_when_a_restart_is_asked() {
+        let resume = |target| Plan::Stream {
+            target,
+            resumed: true,
+        };
+        // Shard 1 finished pass 0, shard 0 is in it, shard 2 has nothing committed.
+        let committed = at(&[(0, 300), (1, 0)]);
+        assert_eq!(plan_one_shot(&committed, 3, false), resume(1));
+        assert_eq!(plan_one_shot(&committed, 3, true), resume(1));
+        // A restarted run (pass 1) in progress.
+        let committed = at(&[(1, 0), (1, 200), (1, 0)]);
+        assert_eq!(plan_one_shot(&committed, 3, false), resume(2));
+        assert_eq!(plan_one_shot(&committed, 3, true), resume(2));
+    }
+
+    #[test]
+    fn a_finished_input_is_done_unless_restarted() {
+        let committed = at(&[(1, 0), (1, 0), (1, 0)]);
+        assert_eq!(
+            plan_one_shot(&committed, 3, false),
+            Plan::Finished { passes: 1 }
+        );
+        assert_eq!(
+            plan_one_shot(&committed, 3, true),
+            Plan::Stream {
+                target: 2,
+                resumed: false
+            }
+        );
+        assert!(all_reached(&committed, 3, 1));
+        assert!(!all_reached(&committed, 3, 2));
+        assert!(
+            !all_reached(&committed, 4, 1),
+            "shard 3 has nothing committed"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Run with `make test` (which builds the binaries first) or `make test-integration`.
 
+mod inputs;
 mod ops;
 mod pipeline;
 mod soak;

@@ -18,14 +18,14 @@ const TOPIC: &str = "telemetry";
 const SESSION_MS: &str = "3000";
 
 /// A broker on a fixed port and data directory, so it can be killed and started again.
-struct Broker {
+pub(crate) struct Broker {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Broker {
-    fn start() -> Broker {
+    pub(crate) fn start() -> Broker {
         let mut broker = Broker {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -35,7 +35,7 @@ impl Broker {
         broker
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -60,7 +60,7 @@ impl Broker {
     }
 
     /// Sum of the log end offsets of the topic's partitions: every message it holds.
-    fn log_end_total(&self) -> i64 {
+    pub(crate) fn log_end_total(&self) -> i64 {
         let Some((200, body)) = http_get(&format!("{}/v1/topics/{TOPIC}", self.url())) else {
             return -1;
         };
@@ -76,7 +76,7 @@ impl Broker {
     }
 }
 
-fn streamer(broker: &Broker, csv: &Path, group: &str, extra: &[&str]) -> Child {
+pub(crate) fn streamer(broker: &Broker, csv: &Path, group: &str, extra: &[&str]) -> Child {
     let mut cmd = Command::new(bin_path("streamer"));
     cmd.args([
         "--broker",
@@ -138,7 +138,7 @@ fn wait_caught_up(pg: &Postgres, broker: &Broker, expected: i64, timeout: Durati
 }
 
 /// Waits for a one-shot streamer to finish and checks it exited 0.
-fn wait_exit_ok(child: &mut Child, timeout: Duration) {
+pub(crate) fn wait_exit_ok(child: &mut Child, timeout: Duration) {
     let status = child.wait_timeout(timeout);
     child.scan_for_panics();
     assert!(
@@ -162,7 +162,7 @@ fn stop(children: &mut [Child]) {
     }
 }
 
-fn tail(log: &str) -> String {
+pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
@@ -192,7 +192,7 @@ fn assert_exactly_once(pg: &Postgres, expected: i64) {
 /// A CSV in the sample's shape: `hosts` hosts × 8 GPUs, rows interleaved like a real export,
 /// each carrying its 0-based row number as `seq` in labels_raw. Lines listed in `bad` (1-based
 /// file lines, the header is line 1) get a non-numeric value instead.
-fn generate_csv(path: &Path, rows: usize, hosts: usize, bad: &[usize]) {
+pub(crate) fn generate_csv(path: &Path, rows: usize, hosts: usize, bad: &[usize]) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create csv"));
     writeln!(
         out,
@@ -273,7 +273,7 @@ fn sample_by_two_streamers_into_three_collectors_arrives_once_and_in_order() {
 }
 
 /// A streamer's JSON log events with the given message.
-fn events(log: &str, message: &str) -> Vec<serde_json::Value> {
+pub(crate) fn events(log: &str, message: &str) -> Vec<serde_json::Value> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["message"] == message)
@@ -281,7 +281,7 @@ fn events(log: &str, message: &str) -> Vec<serde_json::Value> {
 }
 
 /// The `rows_produced` of a streamer's final log event.
-fn produced_in_log(log: &str) -> u64 {
+pub(crate) fn produced_in_log(log: &str) -> u64 {
     events(log, "streamer finished")
         .last()
         .and_then(|e| e["rows_produced"].as_u64())
@@ -379,10 +379,17 @@ fn streamers_and_collectors_join_and_leave_mid_run_and_the_count_stays_exact() {
     });
     streamers.push(streamer(&broker, &csv, "elastic", &paced));
     collectors.push(collector(&broker, &pg, &[]));
+    // The streamers' broker group is their input's (clients::streamer::input).
+    let streamer_group = clients::streamer::input::Input::identify(&csv)
+        .and_then(|input| input.progress_group("elastic"))
+        .expect("the input's progress group");
     wait_until(
         Duration::from_secs(30),
         "the new members to take a share",
-        || group_members(&broker, "elastic") == 3 && group_members(&broker, "collectors") == 4,
+        || {
+            group_members(&broker, &streamer_group) == 3
+                && group_members(&broker, "collectors") == 4
+        },
     );
 
     wait_until(Duration::from_secs(30), "15k rows stored", || {
