@@ -169,7 +169,11 @@ pub fn last_finished(
             progress_group,
         )?;
         if let Some(found) = found {
-            if last.as_ref().map_or(true, |l| found.passes >= l.passes) {
+            let newer = match &last {
+                Some(l) => found.passes >= l.passes,
+                None => true,
+            };
+            if newer {
                 last = Some(found);
             }
         }
