@@ -5,6 +5,7 @@
 //!   `ureq` agent, with retries while the broker is down, and group membership with a
 //!   heartbeat thread ([`client::GroupMember`]);
 //! - [`telemetry`]: the CSV row → telemetry point mapping (the point itself is `store::Point`);
+//! - [`scrape`]: a dcgm-exporter scrape (Prometheus text format) → telemetry points;
 //! - [`streamer`]: CSV → broker, rows shared by the members of a streamer group, exactly once;
 //! - [`collector`]: broker → PostgreSQL with COPY, offsets kept in the same transaction;
 //! - [`cli`]: the start-up both binaries share (signals, logging, broker flags, ops server);
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod collector;
 pub mod error;
+pub mod scrape;
 pub mod streamer;
 pub mod telemetry;
 
