@@ -6,7 +6,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use pipeline_common::ops::{OpsServer, Readiness};
+use pipeline_common::ops::{JsonRoute, OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
 
 use crate::client::{BrokerClient, ClientConfig};
@@ -53,10 +53,62 @@ pub fn start_ops(
     listen: SocketAddr,
     describe_metrics: fn(),
 ) -> std::io::Result<(Readiness, OpsServer)> {
+    start_ops_with(listen, describe_metrics, Vec::new())
+}
+
+/// [`start_ops`] with the binary's own JSON routes (the streamer's `/targets`).
+pub fn start_ops_with(
+    listen: SocketAddr,
+    describe_metrics: fn(),
+    extra: Vec<JsonRoute>,
+) -> std::io::Result<(Readiness, OpsServer)> {
     // The recorder first: descriptions given before it exists are lost (no HELP lines).
     pipeline_common::ops::install_metrics_recorder();
     describe_metrics();
     let readiness = Readiness::default();
-    let ops = OpsServer::start(listen, readiness.clone())?;
+    let ops = OpsServer::start_with(listen, readiness.clone(), extra)?;
     Ok((readiness, ops))
+}
+
+/// A duration flag: a number and a unit, `ms`, `s`, `m` or `h` (`15s`, `500ms`, `1.5m`); a
+/// bare number is seconds. Must be more than zero.
+pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration such as 15s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {raw:?} (ms, s, m or h)")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{raw:?} is not a duration above zero"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        for bad in ["", "0s", "s", "15x", "-1s", "1e999s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! The broker and the API serve these routes from their own routers (they call
 //! [`render_metrics`]); the clients have no HTTP server of their own, so [`OpsServer`] runs one
-//! on a background thread with a single-threaded tokio runtime.
+//! on a background thread with a single-threaded tokio runtime. A binary may add read-only
+//! JSON routes of its own to it ([`JsonRoute`]: the streamer's `GET /targets`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,6 +67,9 @@ impl Readiness {
     }
 }
 
+/// A binary's own read-only route on the ops server: its path and the JSON it answers with.
+pub type JsonRoute = (&'static str, Arc<dyn Fn() -> String + Send + Sync>);
+
 /// A running ops server; it stops when the process exits.
 pub struct OpsServer {
     /// Where it really listens (useful with port 0).
@@ -75,6 +79,16 @@ pub struct OpsServer {
 impl OpsServer {
     /// Binds `listen` and serves the ops routes on a background thread.
     pub fn start(listen: SocketAddr, readiness: Readiness) -> std::io::Result<OpsServer> {
+        OpsServer::start_with(listen, readiness, Vec::new())
+    }
+
+    /// [`Self::start`] with the binary's own JSON routes besides the ops routes.
+    pub fn start_with(
+        listen: SocketAddr,
+        readiness: Readiness,
+        extra: Vec<JsonRoute>,
+    ) -> std::io::Result<OpsServer> {
+        let extra: Arc<[JsonRoute]> = extra.into();
         install_metrics_recorder();
         let std_listener = std::net::TcpListener::bind(listen)?;
         std_listener.set_nonblocking(true)?;
@@ -98,10 +112,14 @@ impl OpsServer {
                             continue;
                         };
                         let readiness = readiness.clone();
+                        let extra = Arc::clone(&extra);
                         tokio::spawn(async move {
                             let service = service_fn(move |req| {
                                 let readiness = readiness.clone();
-                                async move { Ok::<_, Infallible>(route(req, &readiness)) }
+                                let extra = Arc::clone(&extra);
+                                async move {
+                                    Ok::<_, Infallible>(route_with(req, &readiness, &extra))
+                                }
                             });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(TokioIo::new(stream), service)
@@ -116,12 +134,25 @@ impl OpsServer {
 
 /// Answers one of the three ops routes, or the shared 404/405.
 pub fn route(req: Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
+    route_with(req, readiness, &[])
+}
+
+/// Answers one of the three ops routes or of `extra`, or the shared 404/405.
+pub fn route_with(
+    req: Request<Incoming>,
+    readiness: &Readiness,
+    extra: &[JsonRoute],
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    let own = extra.iter().find(|(p, _)| *p == path);
+    if own.is_none() && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return problem::not_found(path);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return problem::method_not_allowed(req.method(), &[Method::GET, Method::HEAD]);
+    }
+    if let Some((_, answer)) = own {
+        return text(StatusCode::OK, &answer(), "application/json");
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),

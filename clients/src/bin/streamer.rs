@@ -1,17 +1,22 @@
 //! `streamer`: reads a DCGM CSV and produces its rows to the broker as telemetry points,
-//! sharing the rows with the other streamers of its `--group` (see `clients::streamer`).
+//! sharing the rows with the other streamers of its `--group` (see `clients::streamer`); or,
+//! with `--scrape`, scrapes dcgm-exporters until stopped (see `clients::streamer::scrape`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use clients::cli::{self, BrokerArgs};
+use clients::streamer::scrape::{self, ScrapeConfig, Targets};
 use clients::streamer::{self, ProduceFormat, StreamerConfig};
 use pipeline_common::shutdown::ShutdownFlag;
 
-/// Streams a DCGM metrics CSV into the broker, exactly once per pass, shared by a group.
+/// Streams a DCGM metrics CSV into the broker, exactly once per pass, shared by a group; or
+/// scrapes dcgm-exporters (`--scrape`) until SIGTERM.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -21,8 +26,26 @@ struct Args {
     #[arg(long, env = "TOPIC", default_value = "telemetry")]
     topic: String,
     /// The CSV file (header row with the DCGM columns, any order).
-    #[arg(long, env = "CSV_PATH")]
-    csv: PathBuf,
+    #[arg(long, env = "CSV_PATH", required_unless_present = "scrape")]
+    csv: Option<PathBuf>,
+    /// Scrape this dcgm-exporter URL (`http://node:9400/metrics`) every --scrape-interval
+    /// until SIGTERM instead of streaming a CSV; repeat the flag (or separate the URLs by
+    /// commas) for more targets.
+    #[arg(
+        long,
+        env = "STREAMER_SCRAPE",
+        value_delimiter = ',',
+        conflicts_with = "csv"
+    )]
+    scrape: Vec<String>,
+    /// Time between two scrapes of a target (`15s`, `500ms`, `1m`).
+    #[arg(long, env = "STREAMER_SCRAPE_INTERVAL", default_value = "15s",
+        value_parser = cli::parse_duration)]
+    scrape_interval: Duration,
+    /// Time a scrape's HTTP request may take, at most.
+    #[arg(long, env = "STREAMER_SCRAPE_TIMEOUT", default_value = "10s",
+        value_parser = cli::parse_duration)]
+    scrape_timeout: Duration,
     /// Rows per batch (a cell of one shard, produced under one seq); every streamer of a group
     /// must use the same.
     #[arg(long, env = "STREAMER_BATCH_SIZE", default_value_t = 100)]
@@ -55,7 +78,8 @@ struct Args {
     /// Partitions to create the topic with if it does not exist yet.
     #[arg(long, env = "STREAMER_TOPIC_PARTITIONS", default_value_t = 16)]
     partitions: u32,
-    /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
+    /// Where to serve /healthz, /readyz and /metrics, and with --scrape /targets (port 0: any
+    /// free port).
     #[arg(
         long,
         env = "STREAMER_METRICS_LISTEN",
@@ -82,6 +106,38 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+    match args.csv.clone() {
+        Some(csv) => run_csv(args, csv, shutdown),
+        None => run_scrape(args, shutdown),
+    }
+}
+
+fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+    scrape::check_targets(&args.scrape).map_err(anyhow::Error::msg)?;
+    let targets = Arc::new(Targets::new(&args.scrape));
+    let listing = Arc::clone(&targets);
+    let (readiness, ops) = cli::start_ops_with(
+        args.metrics_listen,
+        streamer::describe_metrics,
+        vec![("/targets", Arc::new(move || listing.to_json()))],
+    )
+    .with_context(|| format!("listening on {}", args.metrics_listen))?;
+    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
+        targets = ?args.scrape, interval = ?args.scrape_interval, "streamer starting (scrape)");
+    let client = args.connection.client(shutdown);
+    let config = ScrapeConfig {
+        topic: args.topic,
+        targets: args.scrape,
+        interval: args.scrape_interval,
+        timeout: args.scrape_timeout,
+        partitions: args.partitions,
+    };
+    scrape::run(&config, client, &readiness, &targets)?;
+    tracing::info!("streamer stopped");
+    Ok(())
+}
+
+fn run_csv(args: Args, csv: PathBuf, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(
         args.rate >= 0.0 && args.rate.is_finite(),
@@ -90,11 +146,11 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     let (readiness, ops) = cli::start_ops(args.metrics_listen, streamer::describe_metrics)
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        csv = %args.csv.display(), group = %args.group, "streamer starting");
+        csv = %csv.display(), group = %args.group, "streamer starting");
     let client = args.connection.client(shutdown);
     let config = StreamerConfig {
         topic: args.topic,
-        csv: args.csv,
+        csv,
         batch_size: args.batch_size,
         looping: args.looping,
         restart: args.restart,

@@ -28,6 +28,7 @@
 
 pub mod input;
 pub mod report;
+pub mod scrape;
 pub mod sender;
 pub mod shards;
 
@@ -143,6 +144,26 @@ pub fn describe_metrics() {
     describe_gauge!(
         "streamer_shards_owned",
         "Shards currently assigned to this streamer"
+    );
+    describe_gauge!(
+        "streamer_scrape_up",
+        "--scrape: 1 when the target's last scrape succeeded, 0 when it failed"
+    );
+    describe_gauge!(
+        "streamer_scrape_duration_seconds",
+        "--scrape: how long the target's last scrape took (request and mapping)"
+    );
+    describe_counter!(
+        "streamer_scrape_samples_stored_total",
+        "--scrape: points of the target's scrapes acknowledged by the broker"
+    );
+    describe_counter!(
+        "streamer_scrape_samples_skipped_total",
+        "--scrape: samples of the target's scrapes that became no point, by reason"
+    );
+    describe_counter!(
+        "streamer_scrape_failures_total",
+        "--scrape: failed scrapes (stage=scrape) and scrapes the broker refused (stage=produce)"
     );
 }
 
@@ -299,7 +320,7 @@ fn ensure_shard_topic(client: &BrokerClient, topic: &str, shards: u32) -> Result
 }
 
 /// The data topic's partition count (creating the topic when missing), for routing keys.
-fn data_partitions(client: &BrokerClient, topic: &str, create_with: u32) -> Result<u32> {
+pub(crate) fn data_partitions(client: &BrokerClient, topic: &str, create_with: u32) -> Result<u32> {
     match client.topic(topic) {
         Ok(meta) => Ok(meta.partitions.len().max(1) as u32),
         Err(e) if e.status() == Some(404) => {

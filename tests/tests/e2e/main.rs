@@ -6,4 +6,5 @@
 mod inputs;
 mod ops;
 mod pipeline;
+mod scrape;
 mod soak;

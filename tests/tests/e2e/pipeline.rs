@@ -39,7 +39,7 @@ impl Broker {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let mut cmd = Command::new(bin_path("broker"));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -53,7 +53,7 @@ impl Broker {
         });
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(c) = self.child.as_mut() {
             c.kill9();
         }
@@ -96,7 +96,7 @@ pub(crate) fn streamer(broker: &Broker, csv: &Path, group: &str, extra: &[&str])
     Child::spawn("streamer", cmd)
 }
 
-fn collector(broker: &Broker, pg: &Postgres, extra: &[&str]) -> Child {
+pub(crate) fn collector(broker: &Broker, pg: &Postgres, extra: &[&str]) -> Child {
     let mut cmd = Command::new(bin_path("collector"));
     cmd.args(["--broker", &broker.url(), "--topic", TOPIC])
         .args(extra)
@@ -106,7 +106,7 @@ fn collector(broker: &Broker, pg: &Postgres, extra: &[&str]) -> Child {
     Child::spawn("collector", cmd)
 }
 
-fn count(pg: &Postgres, sql: &str) -> i64 {
+pub(crate) fn count(pg: &Postgres, sql: &str) -> i64 {
     match postgres::Client::connect(&pg.connection_string(), postgres::NoTls) {
         Ok(mut c) => c
             .query_one(sql, &[])
