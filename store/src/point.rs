@@ -27,10 +27,12 @@ use serde::{Deserialize, Serialize};
 /// they can, so neither side copies every field of every row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point<'a> {
-    /// When the streamer processed the row (RFC 3339, UTC, microseconds).
+    /// When the pipeline took the point: the streamer's processing time of a CSV row, or the
+    /// time of the scrape a sample came from (RFC 3339, UTC, microseconds).
     #[serde(with = "crate::time::rfc3339_micros")]
     pub ts: DateTime<Utc>,
-    /// The CSV's own timestamp; optional on decode so other producers may omit it.
+    /// The source's own timestamp: the CSV's, or a scraped sample's when its line has one
+    /// (dcgm-exporter's have none). Optional on decode so other producers may omit it.
     #[serde(with = "crate::time::rfc3339_micros_opt", default)]
     pub source_ts: Option<DateTime<Utc>>,
     #[serde(borrow)]
