@@ -148,7 +148,9 @@ impl Buckets {
 }
 
 /// The aggregate of some points: count, sum, min, max, and the first and last by time
-/// (ties: the earlier arrival is first, the later one last).
+/// (ties: the earlier arrival is first, the later one last). The one aggregate type of the
+/// store: the collector folds a batch into it for the rollups (`crate::write`), and reads
+/// fold rollup rows, points and chunks into it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Partial {
     pub count: i64,
@@ -160,7 +162,8 @@ pub struct Partial {
 }
 
 impl Partial {
-    fn of(ts: DateTime<Utc>, value: f64) -> Partial {
+    /// The aggregate of one point.
+    pub fn of(ts: DateTime<Utc>, value: f64) -> Partial {
         Partial {
             count: 1,
             sum: value,
@@ -232,39 +235,32 @@ pub const BUCKETS_POINTS_SQL: &str = buckets_sql!(
       <= date_bin('10 minutes', $4::timestamptz AT TIME ZONE 'UTC', '2000-01-01')"
 );
 
+/// The per-bucket statement over a rollup table (same columns for every rollup).
+macro_rules! rollup_buckets_sql {
+    ($table:literal) => {
+        buckets_sql!(
+            $table,
+            "x.bucket",
+            "sum(x.count)",
+            "sum(x.sum)",
+            "min(x.min)",
+            "max(x.max)",
+            "x.first_ts",
+            "x.first_value",
+            "x.first_ts",
+            "x.last_ts",
+            "x.last_value",
+            "x.last_ts DESC",
+            ""
+        )
+    };
+}
+
 /// Buckets from the per-minute rollup.
-pub const BUCKETS_1M_SQL: &str = buckets_sql!(
-    "rollup_1m x",
-    "x.bucket",
-    "sum(x.count)",
-    "sum(x.sum)",
-    "min(x.min)",
-    "max(x.max)",
-    "x.first_ts",
-    "x.first_value",
-    "x.first_ts",
-    "x.last_ts",
-    "x.last_value",
-    "x.last_ts DESC",
-    ""
-);
+pub const BUCKETS_1M_SQL: &str = rollup_buckets_sql!("rollup_1m x");
 
 /// Buckets from the per-hour rollup.
-pub const BUCKETS_1H_SQL: &str = buckets_sql!(
-    "rollup_1h x",
-    "x.bucket",
-    "sum(x.count)",
-    "sum(x.sum)",
-    "min(x.min)",
-    "max(x.max)",
-    "x.first_ts",
-    "x.first_value",
-    "x.first_ts",
-    "x.last_ts",
-    "x.last_value",
-    "x.last_ts DESC",
-    ""
-);
+pub const BUCKETS_1H_SQL: &str = rollup_buckets_sql!("rollup_1h x");
 
 /// The compacted chunks to fold in for the points source: `$1` the GPU, `$2` metrics (array,
 /// NULL for all), overlapping `[$3, $4)`.

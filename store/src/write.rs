@@ -26,6 +26,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{Json, Type};
 use postgres::{Client, Transaction};
 
+use crate::aggregate::Partial;
 use crate::error::{Error, Result};
 use crate::partitions::{Table, TABLES};
 use crate::point::{Labels, Point};
@@ -490,54 +491,18 @@ pub fn copy_points(tx: &mut Transaction<'_>, rows: &[(i32, &Record)]) -> Result<
     Ok(writer.finish()?)
 }
 
-/// One bucket's aggregates.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Aggregate {
-    pub count: i32,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-    pub first: (DateTime<Utc>, f64),
-    pub last: (DateTime<Utc>, f64),
-}
-
-impl Aggregate {
-    fn of(ts: DateTime<Utc>, value: f64) -> Aggregate {
-        Aggregate {
-            count: 1,
-            sum: value,
-            min: value,
-            max: value,
-            first: (ts, value),
-            last: (ts, value),
-        }
-    }
-
-    /// Adds a point that arrived after every point already in the aggregate.
-    fn add(&mut self, ts: DateTime<Utc>, value: f64) {
-        self.count += 1;
-        self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if ts < self.first.0 {
-            self.first = (ts, value);
-        }
-        if ts >= self.last.0 {
-            self.last = (ts, value);
-        }
-    }
-}
-
 /// The rows' aggregates per (series, bucket of `seconds`), in key order (the lock order).
-fn aggregate(rows: &[(i32, &Record)], seconds: i64) -> BTreeMap<(i32, DateTime<Utc>), Aggregate> {
+/// Rows are in arrival order, so folding them in keeps ties on time in arrival order (the
+/// earlier one first, the later one last), as `Partial::merge` does.
+fn aggregate(rows: &[(i32, &Record)], seconds: i64) -> BTreeMap<(i32, DateTime<Utc>), Partial> {
     let step = Duration::seconds(seconds);
-    let mut out: BTreeMap<(i32, DateTime<Utc>), Aggregate> = BTreeMap::new();
+    let mut out: BTreeMap<(i32, DateTime<Utc>), Partial> = BTreeMap::new();
     for (series, r) in rows {
-        let (ts, value) = (r.point.ts, r.point.value);
-        let bucket = ts.duration_trunc(step).unwrap_or(ts);
+        let point = Partial::of(r.point.ts, r.point.value);
+        let bucket = r.point.ts.duration_trunc(step).unwrap_or(r.point.ts);
         out.entry((*series, bucket))
-            .and_modify(|a| a.add(ts, value))
-            .or_insert_with(|| Aggregate::of(ts, value));
+            .and_modify(|a| a.merge(&point))
+            .or_insert(point);
     }
     out
 }
@@ -545,11 +510,15 @@ fn aggregate(rows: &[(i32, &Record)], seconds: i64) -> BTreeMap<(i32, DateTime<U
 fn merge_rollups(
     tx: &mut Transaction<'_>,
     table: &str,
-    aggregates: &BTreeMap<(i32, DateTime<Utc>), Aggregate>,
+    aggregates: &BTreeMap<(i32, DateTime<Utc>), Partial>,
 ) -> Result<()> {
     let series: Vec<i32> = aggregates.keys().map(|k| k.0).collect();
     let buckets: Vec<DateTime<Utc>> = aggregates.keys().map(|k| k.1).collect();
-    let counts: Vec<i32> = aggregates.values().map(|a| a.count).collect();
+    // A batch holds far fewer than 2^31 points of one bucket.
+    let counts: Vec<i32> = aggregates
+        .values()
+        .map(|a| i32::try_from(a.count).unwrap_or(i32::MAX))
+        .collect();
     let sums: Vec<f64> = aggregates.values().map(|a| a.sum).collect();
     let mins: Vec<f64> = aggregates.values().map(|a| a.min).collect();
     let maxs: Vec<f64> = aggregates.values().map(|a| a.max).collect();

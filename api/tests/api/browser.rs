@@ -3,76 +3,16 @@
 //!
 //! Skipped, with a message saying so, only when no Chromium is installed.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use crate::chromium::{browser_or_skip, load, Output};
 use crate::harness::*;
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| {
-            ["/usr/bin", "/usr/local/bin", "/snap/bin"].map(|dir| PathBuf::from(dir).join(name))
-        })
-        .find(|path| path.exists())
-}
-
-/// Runs Chromium with `--dump-dom` and returns the rendered DOM, killing it after a deadline.
-fn dump_dom(browser: &PathBuf, url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out_dir = tempfile::tempdir().expect("out dir");
-    let out_path = out_dir.path().join("dom.html");
-    let out = std::fs::File::create(&out_path).expect("dom file");
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", url])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(status.success(), "chromium exited with {status}");
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::fs::read_to_string(&out_path).expect("read the DOM")
-}
 
 #[test]
 fn the_docs_page_renders_every_endpoint_in_a_browser() {
-    let Some(browser) = chromium() else {
-        // CI installs Chromium and sets REQUIRE_TOOLS, so there a missing browser fails.
-        assert!(
-            std::env::var_os("REQUIRE_TOOLS").is_none(),
-            "no Chromium found (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED the_docs_page_renders_every_endpoint_in_a_browser: no Chromium found (apt-get install -y chromium)");
+    let Some(browser) = browser_or_skip("the_docs_page_renders_every_endpoint_in_a_browser") else {
         return;
     };
     let f = Fixture::start();
-    let dom = dump_dom(&browser, &format!("{}/docs", f.base));
+    let dom = load(&browser, &format!("{}/docs", f.base), 5000, Output::Dom).dom;
     assert!(
         dom.contains("GPU telemetry API"),
         "the spec's title is rendered:\n{dom}"
