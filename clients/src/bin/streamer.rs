@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use clients::cli::{self, BrokerArgs};
 use clients::streamer::scrape::{self, ScrapeConfig, Targets};
+use clients::streamer::targets_file::{self, TargetsFile};
 use clients::streamer::{self, ProduceFormat, StreamerConfig};
 use pipeline_common::shutdown::ShutdownFlag;
 
@@ -26,7 +27,11 @@ struct Args {
     #[arg(long, env = "TOPIC", default_value = "telemetry")]
     topic: String,
     /// The CSV file (header row with the DCGM columns, any order).
-    #[arg(long, env = "CSV_PATH", required_unless_present = "scrape")]
+    #[arg(
+        long,
+        env = "CSV_PATH",
+        required_unless_present_any = ["scrape", "scrape_targets_file"]
+    )]
     csv: Option<PathBuf>,
     /// Scrape this dcgm-exporter URL (`http://node:9400/metrics`) every --scrape-interval
     /// until SIGTERM instead of streaming a CSV; repeat the flag (or separate the URLs by
@@ -38,6 +43,17 @@ struct Args {
         conflicts_with = "csv"
     )]
     scrape: Vec<String>,
+    /// A Prometheus file_sd file (JSON, or YAML for `.yml`/`.yaml`) of more targets to scrape:
+    /// `[{"targets": ["host:port"], "labels": {"__scheme__": …, "__metrics_path__": …}}]`;
+    /// re-read while running, its new targets scraped and its removed ones stopped.
+    #[arg(
+        long,
+        env = "STREAMER_SCRAPE_TARGETS_FILE",
+        value_name = "PATH",
+        conflicts_with = "csv",
+        value_parser = targets_file::parse_arg
+    )]
+    scrape_targets_file: Option<TargetsFile>,
     /// Time between two scrapes of a target (`15s`, `500ms`, `1m`).
     #[arg(long, env = "STREAMER_SCRAPE_INTERVAL", default_value = "15s",
         value_parser = cli::parse_duration)]
@@ -113,8 +129,17 @@ fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
 }
 
 fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
-    scrape::check_targets(&args.scrape).map_err(anyhow::Error::msg)?;
-    let targets = Arc::new(Targets::new(&args.scrape));
+    scrape::check_targets(&args.scrape, args.scrape_targets_file.is_some())
+        .map_err(anyhow::Error::msg)?;
+    let config = ScrapeConfig {
+        topic: args.topic.clone(),
+        targets: args.scrape.clone(),
+        targets_file: args.scrape_targets_file.clone(),
+        interval: args.scrape_interval,
+        timeout: args.scrape_timeout,
+        partitions: args.partitions,
+    };
+    let targets = Arc::new(Targets::new(&config.initial_targets()));
     let listing = Arc::clone(&targets);
     let (readiness, ops) = cli::start_ops_with(
         args.metrics_listen,
@@ -123,15 +148,10 @@ fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
     )
     .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        targets = ?args.scrape, interval = ?args.scrape_interval, "streamer starting (scrape)");
+        targets = ?config.initial_targets(), interval = ?args.scrape_interval,
+        targets_file = ?args.scrape_targets_file.as_ref().map(|f| f.path.display()),
+        "streamer starting (scrape)");
     let client = args.connection.client(shutdown);
-    let config = ScrapeConfig {
-        topic: args.topic,
-        targets: args.scrape,
-        interval: args.scrape_interval,
-        timeout: args.scrape_timeout,
-        partitions: args.partitions,
-    };
     scrape::run(&config, client, &readiness, &targets)?;
     tracing::info!("streamer stopped");
     Ok(())

@@ -64,9 +64,14 @@ fn serve(body: String) -> Exporter {
 }
 
 fn scrape_streamer(broker: &Broker, target: &str, metrics_port: u16) -> Child {
+    streamer_with(broker, &["--scrape", target], metrics_port)
+}
+
+fn streamer_with(broker: &Broker, targets: &[&str], metrics_port: u16) -> Child {
     let mut cmd = Command::new(bin_path("streamer"));
     cmd.args(["--broker", &broker.url(), "--topic", TOPIC])
-        .args(["--scrape", target, "--scrape-interval", "250ms"])
+        .args(targets)
+        .args(["--scrape-interval", "250ms"])
         .args(["--scrape-timeout", "2s"])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .env_remove("CSV_PATH")
@@ -300,4 +305,129 @@ fn csv_and_scrape_together_are_a_usage_error() {
         .output()
         .expect("run streamer");
     assert_eq!(output.status.code(), Some(2), "neither: {output:?}");
+}
+
+/// Writes the file whole (a rename), as a tool rewriting a `file_sd` file should.
+fn write_targets(path: &std::path::Path, yaml: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_targets_file_rewritten_swaps_the_scraped_targets() {
+    let first = serve(fixture());
+    // The second exporter's samples tell their host apart.
+    let second = serve(fixture().replace("dgx-a100-01", "dgx-b200-02"));
+    let host_port = |url: &str| {
+        url.trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .to_string()
+    };
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.yml");
+    write_targets(
+        &file,
+        &format!(
+            "- targets: ['{}']\n  labels: {{job: dcgm}}\n",
+            host_port(&first.url)
+        ),
+    );
+    let metrics_port = free_port();
+    let file_arg = file.display().to_string();
+    let mut streamer = streamer_with(&broker, &["--scrape-targets-file", &file_arg], metrics_port);
+    let from = |host: &str| {
+        all_points(&broker)
+            .iter()
+            .filter(|p| p.hostname == host)
+            .count()
+    };
+    // The topic exists once the first scrape is in.
+    wait_until(Duration::from_secs(30), "a first scrape", || {
+        broker.log_end_total() >= POINTS_PER_SCRAPE as i64
+    });
+    wait_until(
+        Duration::from_secs(30),
+        "the first target's points in the broker",
+        || from("dgx-a100-01") >= POINTS_PER_SCRAPE,
+    );
+    assert_eq!(from("dgx-b200-02"), 0);
+
+    write_targets(
+        &file,
+        &format!("- targets: ['{}']\n", host_port(&second.url)),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the second target's points in the broker",
+        || from("dgx-b200-02") >= POINTS_PER_SCRAPE,
+    );
+    let targets = format!("http://127.0.0.1:{metrics_port}/targets");
+    wait_until(
+        Duration::from_secs(10),
+        "only the second target in /targets",
+        || {
+            http_get(&targets).is_some_and(|(status, body)| {
+                status == 200 && body.contains(&second.url) && !body.contains(&first.url)
+            })
+        },
+    );
+    let first_up = format!("streamer_scrape_up{{target=\"{}\"}} 0", first.url);
+    wait_until(
+        Duration::from_secs(10),
+        "the first target's streamer_scrape_up at 0",
+        || {
+            http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .is_some_and(|(_, metrics)| metrics.contains(&first_up))
+        },
+    );
+
+    // A broken rewrite is a warning and keeps the second target.
+    write_targets(&file, "- targets: [unclosed\n");
+    wait_until(
+        Duration::from_secs(20),
+        "a warning about the broken file",
+        || {
+            streamer
+                .log()
+                .contains("cannot read the scrape targets file")
+        },
+    );
+    let scraped = second.scrapes.load(Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(20),
+        "the second target still scraped",
+        || second.scrapes.load(Ordering::SeqCst) >= scraped + 3,
+    );
+    let (_, body) = http_get(&targets).expect("/targets");
+    assert!(body.contains(&second.url), "{body}");
+
+    let status = streamer.terminate(Duration::from_secs(15));
+    streamer.scan_for_panics();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM is a clean stop: {status:?}\n{}",
+        tail(&streamer.log())
+    );
+}
+
+#[test]
+fn a_missing_or_broken_targets_file_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("targets.json");
+    std::fs::write(&broken, "[{\"targets\": \"not a list\"}]").unwrap();
+    let missing = dir.path().join("missing.yml");
+    for file in [&broken, &missing] {
+        let output = Command::new(bin_path("streamer"))
+            .arg("--scrape-targets-file")
+            .arg(file)
+            .env_remove("CSV_PATH")
+            .env_remove("STREAMER_SCRAPE")
+            .output()
+            .expect("run streamer");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    }
 }
