@@ -283,7 +283,12 @@ pub fn host_known(conn: &mut Conn, hostname: &str) -> Result<bool, ApiError> {
     if !storable(hostname) {
         return Ok(false);
     }
-    let rows = conn.query(HOST_KNOWN_SQL, &[&hostname])?;
+    exists(conn, HOST_KNOWN_SQL, hostname)
+}
+
+/// The one boolean an `EXISTS` statement about `key` answers.
+fn exists(conn: &mut Conn, sql: &'static str, key: &str) -> Result<bool, ApiError> {
+    let rows = conn.query(sql, &[&key])?;
     Ok(match rows.first() {
         Some(row) => row.try_get(0)?,
         None => false,
@@ -433,6 +438,25 @@ impl WindowRows {
             take,
         )?)
     }
+
+    /// The page: at most `limit` points and, when more follow, the cursor after the last.
+    pub fn page(&self, limit: u32) -> Result<(Vec<StoredPoint<'_>>, Option<Cursor>), ApiError> {
+        let limit = limit as usize;
+        let mut points = self.points(limit + 1)?;
+        let more = points.len() > limit;
+        points.truncate(limit);
+        let next = points.last().filter(|_| more).map(|p| (p.ts, p.src_offset));
+        Ok((points, next))
+    }
+}
+
+/// [`window`], and when it comes back empty, a 404 if the GPU is unknown.
+pub fn known_window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows, ApiError> {
+    let rows = self::window(conn, gpu, window)?;
+    if rows.is_empty() {
+        check_known(conn, gpu)?;
+    }
+    Ok(rows)
 }
 
 /// Up to `window.limit + 1` points of one GPU's window (the extra one only tells whether
@@ -525,12 +549,7 @@ pub fn check_known(conn: &mut Conn, gpu: &str) -> Result<(), ApiError> {
     if !storable(gpu) {
         return Err(ApiError::UnknownGpu(gpu.to_string()));
     }
-    let rows = conn.query(KNOWN_SQL, &[&gpu])?;
-    let known = match rows.first() {
-        Some(row) => row.try_get::<_, bool>(0)?,
-        None => false,
-    };
-    match known {
+    match exists(conn, KNOWN_SQL, gpu)? {
         true => Ok(()),
         false => Err(ApiError::UnknownGpu(gpu.to_string())),
     }

@@ -139,14 +139,8 @@ async fn read_page(
     state
         .db
         .run(move |conn| {
-            let rows = db::window(conn, &id, &window)?;
-            if first && rows.is_empty() {
-                db::check_known(conn, &id)?;
-            }
-            let mut points = rows.points(window.limit as usize + 1)?;
-            let more = points.len() > window.limit as usize;
-            points.truncate(window.limit as usize);
-            let next = points.last().filter(|_| more).map(|p| (p.ts, p.src_offset));
+            let rows = db::known_window(conn, &id, &window)?;
+            let (points, next) = rows.page(window.limit)?;
             Ok((encode_points(&points, format, first)?, next))
         })
         .await

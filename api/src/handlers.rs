@@ -21,7 +21,7 @@ use crate::params::{
 };
 use crate::server::AppState;
 use crate::{db, export};
-use store::read::StoredPoint;
+use store::read::{Cursor, StoredPoint};
 
 /// A response body: whole (most answers) or streamed (exports). A streamed body that fails
 /// half-way ends with an error, which makes hyper cut the connection rather than end the
@@ -308,12 +308,9 @@ pub async fn gpu_telemetry(
             let body = state
                 .db
                 .run(move |conn| {
-                    let rows = db::window(conn, &id, &window)?;
-                    if rows.is_empty() {
-                        db::check_known(conn, &id)?;
-                    }
-                    let points = rows.points(window.limit as usize + 1)?;
-                    encode(&page(&id, &window, points))
+                    let rows = db::known_window(conn, &id, &window)?;
+                    let (points, next) = rows.page(window.limit)?;
+                    encode(&page(&id, &window, points, next))
                 })
                 .await?;
             Ok(respond(StatusCode::OK, body, "application/json"))
@@ -389,24 +386,20 @@ fn step_series(query: &StepQuery, buckets: store::aggregate::BucketMap) -> Vec<S
     series
 }
 
-/// The page of `points` (up to `limit + 1` of them: the extra one only says "more").
+/// The JSON page of `points`, with the links to the one after `next` when more follow.
 fn page<'a>(
     id: &'a str,
     window: &'a Window,
-    mut points: Vec<StoredPoint<'a>>,
+    points: Vec<StoredPoint<'a>>,
+    next: Option<Cursor>,
 ) -> TelemetryPage<'a> {
-    let limit = window.limit as usize;
-    let has_more = points.len() > limit;
-    points.truncate(limit);
-    let cursor = match (has_more, points.last()) {
-        (true, Some(last)) => Some(format_cursor(&(last.ts, last.src_offset))),
-        _ => None,
-    };
-    let next = points.last().filter(|_| has_more).map(|last| {
+    let has_more = next.is_some();
+    let cursor = next.as_ref().map(format_cursor);
+    let next = next.map(|after| {
         format!(
             "/api/v1/gpus/{}/telemetry?{}",
             utf8_percent_encode(id, SEGMENT),
-            window.query_string_after(&(last.ts, last.src_offset))
+            window.query_string_after(&after)
         )
     });
     TelemetryPage {

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use http::request::Parts;
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -171,8 +172,8 @@ async fn dispatch(
     route: Route,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let query = query.as_str();
+    let (parts, body) = req.into_parts();
+    let query = parts.uri.query().unwrap_or("");
     // Routes without parameters refuse any, so a typo (`/api/v1/stats?x=1`) is an error
     // rather than silently ignored; the probes, metrics, docs and pages ignore query strings,
     // as scrapers and browsers may add their own.
@@ -183,7 +184,7 @@ async fn dispatch(
             Err(no_parameters(query))
         }
         Route::Gpus => handlers::list_gpus(state, query).await,
-        Route::Telemetry(id) => handlers::gpu_telemetry(state, id, query, req.headers()).await,
+        Route::Telemetry(id) => handlers::gpu_telemetry(state, id, query, &parts.headers).await,
         Route::Hosts => handlers::list_hosts(state).await,
         Route::HostGpus(hostname) => handlers::host_gpus(state, hostname, query).await,
         Route::Latest => handlers::latest(state, query).await,
@@ -196,7 +197,7 @@ async fn dispatch(
         Route::Docs(tail) => handlers::docs(&tail).await,
         Route::Ui(tail) => handlers::ui(&tail).await,
         Route::Prometheus(endpoint) => {
-            let form = prometheus_form(req).await?;
+            let form = prometheus_form(&parts, body).await?;
             Ok(crate::prometheus::handle(state, &endpoint, &form).await)
         }
     }
@@ -204,12 +205,12 @@ async fn dispatch(
 
 /// The parameters of a Prometheus API request: the query string and, for a POST, the
 /// form-encoded body after it (Prometheus reads both, as Go's `ParseForm` does).
-async fn prometheus_form(req: Request<Incoming>) -> Result<String, ApiError> {
-    let mut form = req.uri().query().unwrap_or("").to_string();
-    if req.method() != Method::POST {
+async fn prometheus_form(parts: &Parts, body: Incoming) -> Result<String, ApiError> {
+    let mut form = parts.uri.query().unwrap_or("").to_string();
+    if parts.method != Method::POST {
         return Ok(form);
     }
-    let body = http_body_util::Limited::new(req.into_body(), MAX_FORM_BODY)
+    let body = http_body_util::Limited::new(body, MAX_FORM_BODY)
         .collect()
         .await
         .map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
