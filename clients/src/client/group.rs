@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::BrokerClient;
+use super::broker::BrokerClient;
 use crate::error::{Error, Result};
 
 /// What the broker says about this member.

@@ -1,0 +1,505 @@
+//! [`BrokerClient`]: one method per call of the broker's HTTP protocol (v1), over one
+//! keep-alive `ureq` agent, with the Bearer token, timeouts, and the retry policy applied to
+//! the calls a repeat cannot harm.
+//!
+//! Which calls are retried: every read, topic creation (idempotent), joins and commits (the
+//! same commit twice is harmless), and produces *with* a producer id and seq (the broker
+//! answers a repeated seq with the original offsets). A produce without them is tried once,
+//! since a retry after a lost answer could append twice; heartbeats and leaving are tried
+//! once too (the heartbeat thread is their retry loop, and leaving is a courtesy).
+//!
+//! A refusal (4xx) is returned at once as [`Error::Status`] with the problem's detail:
+//! deciding what it means (a stale generation, an old seq) is the caller's job. The JSON
+//! shapes are [`super::wire`]'s, the retry mechanism [`super::retry`]'s.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use pipeline_common::shutdown::ShutdownFlag;
+
+use super::config::ClientConfig;
+use super::fetched::{Encoding, Fetched};
+use super::group::Membership;
+use super::wire::{
+    BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProblemWire, ProduceAck,
+    ProduceWire, TopicMetadata,
+};
+use super::{BATCHES, NDJSON};
+use crate::error::{Error, Result};
+
+/// The broker client. Cheap to clone (the agent's connection pool is shared).
+#[derive(Clone)]
+pub struct BrokerClient {
+    agent: ureq::Agent,
+    config: ClientConfig,
+    shutdown: ShutdownFlag,
+}
+
+/// A response that came back 2xx, reduced to what callers read.
+struct Answer {
+    status: u16,
+    duplicate: bool,
+    next_offset: Option<u64>,
+    log_end_offset: Option<u64>,
+    body: Vec<u8>,
+}
+
+impl BrokerClient {
+    pub fn new(config: ClientConfig) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(config.connect_timeout)
+            .max_idle_connections_per_host(16)
+            .build();
+        BrokerClient {
+            agent,
+            config,
+            shutdown: ShutdownFlag::new(),
+        }
+    }
+
+    /// Retry loops stop (with [`Error::Interrupted`]) once this flag is set.
+    pub fn with_shutdown(mut self, shutdown: ShutdownFlag) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn shutdown_flag(&self) -> &ShutdownFlag {
+        &self.shutdown
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_url, path)
+    }
+
+    /// One HTTP exchange; error statuses become [`Error::Status`] with the problem's detail.
+    fn exchange(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+    ) -> Result<Answer> {
+        self.exchange_accepting(method, url, body, extra_wait, None)
+    }
+
+    /// [`Self::exchange`] asking for a media type (`Accept`).
+    fn exchange_accepting(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+        accept: Option<&str>,
+    ) -> Result<Answer> {
+        let mut req = self
+            .agent
+            .request(method, url)
+            .timeout(self.config.request_timeout + extra_wait);
+        if let Some(accept) = accept {
+            req = req.set("Accept", accept);
+        }
+        if let Some(token) = &self.config.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some((content_type, bytes)) => req.set("Content-Type", content_type).send_bytes(bytes),
+            None => req.call(),
+        };
+        match result {
+            Ok(resp) => read_answer(url, resp),
+            Err(ureq::Error::Status(status, resp)) => Err(status_error(method, url, status, resp)),
+            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
+                method,
+                url: url.to_string(),
+                reason: t.to_string(),
+            }),
+        }
+    }
+
+    /// [`Self::exchange`] under the retry policy.
+    fn exchange_retrying(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        extra_wait: Duration,
+    ) -> Result<Answer> {
+        let url = self.url(path);
+        let what = format!("{method} {path}");
+        self.config.retry.run(&self.shutdown, &what, || {
+            self.exchange(method, &url, body, extra_wait)
+        })
+    }
+
+    /// A POST under the retry policy when `retrying`, in one attempt otherwise (for a request
+    /// that a repeat could apply twice, or whose failure the caller tolerates).
+    fn post(&self, body: (&str, &[u8]), path: &str, retrying: bool) -> Result<Answer> {
+        if retrying {
+            self.exchange_retrying("POST", path, Some(body), Duration::ZERO)
+        } else {
+            self.exchange("POST", &self.url(path), Some(body), Duration::ZERO)
+        }
+    }
+
+    /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
+    /// that exists with another partition count is a 409 error.
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<bool> {
+        let body = serde_json::json!({ "partitions": partitions }).to_string();
+        let path = format!("/v1/topics/{}", enc(topic));
+        let answer = self.exchange_retrying(
+            "PUT",
+            &path,
+            Some(("application/json", body.as_bytes())),
+            Duration::ZERO,
+        )?;
+        Ok(answer.status == 201)
+    }
+
+    /// `GET /v1/topics/{t}`.
+    pub fn topic(&self, topic: &str) -> Result<TopicMetadata> {
+        let path = format!("/v1/topics/{}", enc(topic));
+        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        decode(&path, &answer.body)
+    }
+
+    /// `POST /v1/topics/{t}/messages` with an NDJSON body (see [`push_record`]). With
+    /// `idempotence` the request is retried until acknowledged; without, it is tried once.
+    pub fn produce(
+        &self,
+        topic: &str,
+        ndjson: &[u8],
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<ProduceAck> {
+        let path = format!("/v1/topics/{}/messages", enc(topic));
+        let (path, answer) = self.send_produce(path, (NDJSON, ndjson), idempotence)?;
+        let wire: ProduceWire = decode(&path, &answer.body)?;
+        Ok(ProduceAck {
+            results: wire.results,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// `POST /v1/topics/{t}/messages?partition=P` with one record batch in the
+    /// `segments-format.md` layout (build it with [`encode_batch`]): the cheapest produce for
+    /// the broker, which only checks the framing and CRC. Retried like [`Self::produce`].
+    pub fn produce_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<BatchAck> {
+        let path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
+        let (path, answer) = self.send_produce(path, (BATCHES, batch), idempotence)?;
+        let wire: BatchWire = decode(&path, &answer.body)?;
+        Ok(BatchAck {
+            base_offset: wire.base_offset,
+            record_count: wire.record_count,
+            duplicate: answer.duplicate,
+        })
+    }
+
+    /// POSTs a produce body to `path` plus the `idempotence` query parameters: retried until
+    /// acknowledged when idempotent (the broker drops a repeat), tried once otherwise (a
+    /// repeat would be appended twice). Returns the path as sent, for decoding errors.
+    fn send_produce(
+        &self,
+        mut path: String,
+        body: (&str, &[u8]),
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<(String, Answer)> {
+        if let Some(id) = idempotence {
+            let joiner = if path.contains('?') { '&' } else { '?' };
+            path.push_str(&format!(
+                "{joiner}producer={}&seq={}",
+                enc(id.producer),
+                id.seq
+            ));
+        }
+        let answer = self.post(body, &path, idempotence.is_some())?;
+        Ok((path, answer))
+    }
+
+    /// `GET /v1/topics/{t}/partitions/{p}/messages`: up to `max` messages from `offset`
+    /// (NDJSON; with [`Encoding::Batches`] whole record batches, `max` not applying), waiting
+    /// up to `wait` for the first when there is none (long poll).
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: u32,
+        wait: Duration,
+        encoding: Encoding,
+    ) -> Result<Fetched> {
+        let path = format!(
+            "/v1/topics/{}/partitions/{partition}/messages?offset={offset}&max={max}&wait_ms={}",
+            enc(topic),
+            wait.as_millis()
+        );
+        let accept = match encoding {
+            Encoding::Ndjson => NDJSON,
+            Encoding::Batches => BATCHES,
+        };
+        let url = self.url(&path);
+        let what = format!("GET {path}");
+        let answer = self
+            .config
+            .retry
+            .run(&self.shutdown, &what, || {
+                self.exchange_accepting("GET", &url, None, wait, Some(accept))
+            })
+            .map_err(|e| out_of_range(e, topic, partition, offset))?;
+        Ok(Fetched {
+            partition,
+            offset,
+            next_offset: answer.next_offset.unwrap_or(offset),
+            log_end_offset: answer.log_end_offset.unwrap_or(offset),
+            encoding,
+            body: answer.body,
+        })
+    }
+
+    /// `POST /v1/groups/{g}/members`: join; `session_timeout` is the broker's default if `None`.
+    pub fn join(
+        &self,
+        group: &str,
+        topic: &str,
+        session_timeout: Option<Duration>,
+    ) -> Result<Membership> {
+        let mut body = serde_json::json!({ "topic": topic });
+        if let Some(t) = session_timeout {
+            body["session_timeout_ms"] = (t.as_millis() as u64).into();
+        }
+        let path = format!("/v1/groups/{}/members", enc(group));
+        let body = body.to_string();
+        let answer = self.exchange_retrying(
+            "POST",
+            &path,
+            Some(("application/json", body.as_bytes())),
+            Duration::ZERO,
+        )?;
+        membership(&path, &answer.body)
+    }
+
+    /// `POST /v1/groups/{g}/members/{m}/heartbeat`, one attempt (the heartbeat thread is the
+    /// retry loop). A 404 means the member is gone and must rejoin.
+    pub fn heartbeat(&self, group: &str, member_id: &str) -> Result<Membership> {
+        let path = format!(
+            "/v1/groups/{}/members/{}/heartbeat",
+            enc(group),
+            enc(member_id)
+        );
+        let answer = self.exchange(
+            "POST",
+            &self.url(&path),
+            Some(("application/json", b"{}")),
+            Duration::ZERO,
+        )?;
+        membership(&path, &answer.body)
+    }
+
+    /// `POST /v1/groups/{g}/offsets`, retried while the broker is unreachable. A stale
+    /// generation or a partition not assigned to this member is refused with 409.
+    pub fn commit(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        self.commit_with(group, member, topic, offsets, true)
+    }
+
+    /// [`Self::commit`] in one attempt, for commits that are only informative (the collector's
+    /// offsets live in PostgreSQL; the broker's copy shows lag).
+    pub fn commit_once(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        self.commit_with(group, member, topic, offsets, false)
+    }
+
+    fn commit_with(
+        &self,
+        group: &str,
+        member: &Membership,
+        topic: &str,
+        offsets: &BTreeMap<u32, u64>,
+        retrying: bool,
+    ) -> Result<()> {
+        let offsets: BTreeMap<String, u64> =
+            offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+        let body = serde_json::json!({
+            "member_id": member.member_id,
+            "generation": member.generation,
+            "topic": topic,
+            "offsets": offsets,
+        })
+        .to_string();
+        let path = format!("/v1/groups/{}/offsets", enc(group));
+        self.post(("application/json", body.as_bytes()), &path, retrying)?;
+        Ok(())
+    }
+
+    /// `GET /v1/groups/{g}/offsets?topic=t`: the committed offsets by partition.
+    pub fn committed(&self, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
+        let path = format!("/v1/groups/{}/offsets?topic={}", enc(group), enc(topic));
+        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        let wire: OffsetsWire = decode(&path, &answer.body)?;
+        Ok(wire
+            .offsets
+            .into_iter()
+            .filter_map(|(p, o)| p.parse().ok().map(|p| (p, o)))
+            .collect())
+    }
+
+    /// `DELETE /v1/groups/{g}/members/{m}`, one attempt: leaving is a courtesy that makes the
+    /// rebalance immediate; the session timeout does it otherwise.
+    pub fn leave(&self, group: &str, member_id: &str) -> Result<()> {
+        let path = format!("/v1/groups/{}/members/{}", enc(group), enc(member_id));
+        self.exchange("DELETE", &self.url(&path), None, Duration::ZERO)?;
+        Ok(())
+    }
+
+    /// `GET` any path, decoded as JSON (`/v1/groups/{g}` and other views).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let answer = self.exchange_retrying("GET", path, None, Duration::ZERO)?;
+        decode(path, &answer.body)
+    }
+}
+
+fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
+    let header_u64 = |name: &str| resp.header(name).and_then(|v| v.trim().parse().ok());
+    let status = resp.status();
+    let duplicate = resp
+        .header("Broker-Duplicate")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let next_offset = header_u64("Broker-Next-Offset");
+    let log_end_offset = header_u64("Broker-Log-End-Offset");
+    let mut body = Vec::new();
+    resp.into_reader()
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Transport {
+            method: "read",
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(Answer {
+        status,
+        duplicate,
+        next_offset,
+        log_end_offset,
+        body,
+    })
+}
+
+fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Response) -> Error {
+    let text = resp.into_string().unwrap_or_default();
+    let problem: ProblemWire = serde_json::from_str(&text).unwrap_or_default();
+    let mut detail = if problem.detail.is_empty() {
+        text
+    } else {
+        problem.detail
+    };
+    if let (Some(s), Some(e)) = (problem.log_start_offset, problem.log_end_offset) {
+        // Carried in the detail so `out_of_range` can rebuild the structured error.
+        detail = format!("{detail} [log_start_offset={s} log_end_offset={e}]");
+    }
+    Error::Status {
+        method,
+        url: url.to_string(),
+        status,
+        detail,
+    }
+}
+
+/// Turns a 416 into [`Error::OffsetOutOfRange`] with the partition's bounds.
+fn out_of_range(e: Error, topic: &str, partition: u32, offset: u64) -> Error {
+    let Error::Status {
+        status: 416,
+        detail,
+        ..
+    } = &e
+    else {
+        return e;
+    };
+    let find = |name: &str| -> Option<u64> {
+        let start = detail.find(name)? + name.len();
+        detail[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    match (find("log_start_offset="), find("log_end_offset=")) {
+        (Some(log_start), Some(log_end)) => Error::OffsetOutOfRange {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            log_start,
+            log_end,
+        },
+        _ => e,
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::Decode {
+        url: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn membership(path: &str, body: &[u8]) -> Result<Membership> {
+    let wire: MembershipWire = decode(path, body)?;
+    Ok(wire.into())
+}
+
+/// Percent-encodes a path segment or query value (names are usually plain already).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_percent_encoded_in_paths() {
+        assert_eq!(enc("telemetry.shards"), "telemetry.shards");
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn a_416_becomes_out_of_range_with_the_log_bounds() {
+        let e = Error::Status {
+            method: "GET",
+            url: "u".into(),
+            status: 416,
+            detail: "gone [log_start_offset=100 log_end_offset=250]".into(),
+        };
+        match out_of_range(e, "t", 3, 5) {
+            Error::OffsetOutOfRange {
+                log_start, log_end, ..
+            } => assert_eq!((log_start, log_end), (100, 250)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
