@@ -53,32 +53,13 @@ pub fn validate_producer(id: &str) -> Result<()> {
     }
 }
 
-/// FNV-1a, 64 bit: the documented, stable hash behind key partitioning and producer ids.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// The partition of a message with this key: FNV-1a 64 of the key's UTF-8 bytes, mod the
-/// partition count (which is never 0).
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    (fnv1a64(key) % u64::from(partitions.max(1))) as u32
-}
+/// The hash behind key partitioning and producer ids is part of the wire contract the
+/// clients share, so its one definition lives in `broker-wire`.
+pub use broker_wire::{fnv1a64, partition_for_key};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a64_matches_the_published_test_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
 
     #[test]
     fn names_that_could_be_paths_are_refused() {

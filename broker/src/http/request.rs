@@ -12,8 +12,7 @@ use crate::error::{BrokerError, Result};
 
 pub type Body = Full<Bytes>;
 
-pub const NDJSON: &str = "application/x-ndjson";
-pub const BATCH: &str = "application/vnd.broker.batch";
+pub use broker_wire::media::{BATCH, NDJSON};
 
 /// Decoded query parameters, in order.
 pub struct Query(Vec<(String, String)>);

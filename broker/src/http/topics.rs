@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_log::{ProducerStamp, Record};
+use broker_wire::header as wire_header;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -254,7 +255,7 @@ fn mark_duplicate(response: &mut Response<Body>, duplicate: bool) {
     if duplicate {
         response
             .headers_mut()
-            .insert("broker-duplicate", HeaderValue::from_static("true"));
+            .insert(wire_header::DUPLICATE, HeaderValue::from_static("true"));
     }
 }
 
@@ -312,8 +313,8 @@ pub async fn fetch(
             topic.counters.bytes_out.increment(body.len() as u64);
             let content_type = if binary { BATCH } else { NDJSON };
             let mut response = bytes_response(StatusCode::OK, content_type, body);
-            set_number(&mut response, "broker-next-offset", next);
-            set_number(&mut response, "broker-log-end-offset", part.offsets().1);
+            set_number(&mut response, wire_header::NEXT_OFFSET, next);
+            set_number(&mut response, wire_header::LOG_END_OFFSET, part.offsets().1);
             return Ok(response);
         }
     }

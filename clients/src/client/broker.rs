@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
+use broker_wire::header;
 use pipeline_common::shutdown::ShutdownFlag;
 
 use super::config::ClientConfig;
@@ -381,10 +382,10 @@ fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
     let header_u64 = |name: &str| resp.header(name).and_then(|v| v.trim().parse().ok());
     let status = resp.status();
     let duplicate = resp
-        .header("Broker-Duplicate")
+        .header(header::DUPLICATE)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let next_offset = header_u64("Broker-Next-Offset");
-    let log_end_offset = header_u64("Broker-Log-End-Offset");
+    let next_offset = header_u64(header::NEXT_OFFSET);
+    let log_end_offset = header_u64(header::LOG_END_OFFSET);
     let mut body = Vec::new();
     resp.into_reader()
         .read_to_end(&mut body)

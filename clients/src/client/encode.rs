@@ -35,21 +35,10 @@ pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Re
     Ok(())
 }
 
-/// The partition the broker puts a keyed message in: FNV-1a 64 of the key's UTF-8 bytes,
-/// modulo the partition count (broker/PROTOCOL.md, "Partitioning").
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    (fnv1a64(key) % u64::from(partitions.max(1))) as u32
-}
-
-/// FNV-1a, 64 bit (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
+/// The key-to-partition hash (FNV-1a 64 of the key modulo the partition count,
+/// broker/PROTOCOL.md "Partitioning"): the broker's own definition, for producers that route
+/// record batches to partitions themselves.
+pub use broker_wire::{fnv1a64, partition_for_key};
 
 /// One record batch (segments-format.md) holding `(key, value)` records, for
 /// [`super::BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and
@@ -69,17 +58,6 @@ pub fn encode_batch<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_hash_to_partitions_as_the_broker_documents() {
-        // FNV-1a 64 test vectors: "" and "a".
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(
-            partition_for_key(b"a", 16),
-            (0xaf63_dc4c_8601_ec8cu64 % 16) as u32
-        );
-    }
 
     #[test]
     fn an_encoded_batch_decodes_to_its_records() {

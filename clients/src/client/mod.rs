@@ -28,7 +28,5 @@ pub use group::{GroupMember, Membership};
 pub use retry::RetryPolicy;
 pub use wire::{BatchAck, Idempotence, PartitionInfo, PartitionOffset, ProduceAck, TopicMetadata};
 
-/// Media type of produce bodies and fetch answers.
-pub const NDJSON: &str = "application/x-ndjson";
-/// Media type of record batches in the `segments-format.md` layout.
-pub const BATCHES: &str = "application/vnd.broker.batch";
+/// Media types of produce bodies and fetch answers, as the broker defines them.
+pub use broker_wire::media::{BATCH as BATCHES, NDJSON};
