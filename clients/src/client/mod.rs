@@ -25,7 +25,7 @@ pub use config::ClientConfig;
 pub use encode::{encode_batch, fnv1a64, partition_for_key, push_record, Record};
 pub use fetched::{BadLine, Encoding, Fetched, Message, Messages};
 pub use group::{GroupMember, Membership};
-pub use retry::RetryPolicy;
+pub use retry::{Retry, RetryPolicy};
 pub use wire::{BatchAck, Idempotence, PartitionInfo, PartitionOffset, ProduceAck, TopicMetadata};
 
 /// Media types of produce bodies and fetch answers, as the broker defines them.

@@ -1,4 +1,10 @@
-//! Retrying while the broker is down or restarting: capped exponential backoff with jitter.
+//! The one retry mechanism of the crate: capped exponential backoff with jitter, a deadline,
+//! shutdown awareness, and a choice of which failures are worth another attempt.
+//!
+//! Used by every broker call that a repeat cannot harm ([`super::broker`]) and by the
+//! collector for what is not a broker call (migrating and writing to PostgreSQL, waiting for
+//! a topic to exist). Which errors a broker call retries by default is
+//! [`Error::is_retryable`]'s decision, not this module's.
 //!
 //! Jitter keeps a fleet of streamers and collectors from hammering a restarting broker in
 //! lockstep; the cap keeps the wait after a restart short (at most `max` plus one attempt).
@@ -46,37 +52,97 @@ impl RetryPolicy {
         exp.min(self.max).mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 
-    /// Runs `op` until it succeeds, fails for good, the deadline passes, or `shutdown` is set.
-    /// The first attempt always runs, even during shutdown, so a final flush gets its chance.
+    /// Runs `op` until it succeeds, fails for good ([`Error::is_retryable`] says no), the
+    /// deadline passes, or `shutdown` is set. The first attempt always runs, even during
+    /// shutdown, so a final flush gets its chance. [`Self::retrying`] offers more choices.
     pub fn run<T>(
         &self,
         shutdown: &ShutdownFlag,
         what: &str,
-        mut op: impl FnMut() -> Result<T, Error>,
+        op: impl FnMut() -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.retrying(shutdown, what).run(op)
+    }
+
+    /// A retry loop under this policy whose options can be changed before it runs: which
+    /// failures are retried ([`Retry::when`]) and how many attempts shutdown still allows
+    /// ([`Retry::attempts_during_shutdown`]). `what` names the operation in the log.
+    pub fn retrying<'a>(
+        &'a self,
+        shutdown: &'a ShutdownFlag,
+        what: &'a str,
+    ) -> Retry<'a, fn(&Error) -> bool> {
+        Retry {
+            policy: self,
+            shutdown,
+            what,
+            retryable: Error::is_retryable,
+            attempts_during_shutdown: 1,
+        }
+    }
+}
+
+/// One retry loop, configured: see [`RetryPolicy::retrying`].
+pub struct Retry<'a, P> {
+    policy: &'a RetryPolicy,
+    shutdown: &'a ShutdownFlag,
+    what: &'a str,
+    retryable: P,
+    attempts_during_shutdown: u32,
+}
+
+impl<'a, P: Fn(&Error) -> bool> Retry<'a, P> {
+    /// Retries the failures `retryable` accepts (instead of [`Error::is_retryable`]'s): for
+    /// operations that are not broker calls (a database transaction), or whose refusal means
+    /// "not yet" (joining a group whose topic does not exist yet).
+    pub fn when<Q: Fn(&Error) -> bool>(self, retryable: Q) -> Retry<'a, Q> {
+        Retry {
+            policy: self.policy,
+            shutdown: self.shutdown,
+            what: self.what,
+            retryable,
+            attempts_during_shutdown: self.attempts_during_shutdown,
+        }
+    }
+
+    /// Makes up to `attempts` attempts in all (at least 1) even while shutting down, back to
+    /// back once shutdown is set: for work whose loss costs more than a short delay of the
+    /// exit (a batch already fetched). The default is 1.
+    pub fn attempts_during_shutdown(mut self, attempts: u32) -> Self {
+        self.attempts_during_shutdown = attempts.max(1);
+        self
+    }
+
+    /// Runs `op` until it succeeds or fails for good (its error as it is), the policy's
+    /// deadline passes ([`Error::GaveUp`] with the last error), or shutdown ends the waiting
+    /// ([`Error::Interrupted`]). Failures are logged at attempts 1, 2, 4, 8, …
+    pub fn run<T>(self, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
         let started = Instant::now();
-        let mut attempt = 0u32;
+        let mut attempts = 0u32;
         loop {
             let err = match op() {
                 Ok(v) => return Ok(v),
-                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) if !(self.retryable)(&e) => return Err(e),
                 Err(e) => e,
             };
-            let pause = self.pause(attempt);
-            attempt += 1;
+            let pause = self.policy.pause(attempts);
+            attempts += 1;
             let expired = self
+                .policy
                 .give_up_after
                 .is_some_and(|limit| started.elapsed() + pause > limit);
             if expired {
                 return Err(Error::GaveUp {
-                    attempts: attempt,
+                    attempts,
                     last: Box::new(err),
                 });
             }
-            if attempt.is_power_of_two() {
-                tracing::warn!(error = %err, attempt, "{what} failed, retrying");
+            if attempts.is_power_of_two() {
+                tracing::warn!(error = %err, attempt = attempts, "{} failed, retrying", self.what);
             }
-            if shutdown.sleep(pause) {
+            // Returns at once when shutdown is set: then only the attempts it still allows run.
+            let interrupted = self.shutdown.sleep(pause);
+            if interrupted && attempts >= self.attempts_during_shutdown {
                 return Err(Error::Interrupted);
             }
         }
@@ -153,5 +219,112 @@ mod tests {
         });
         assert!(matches!(got, Err(Error::GaveUp { attempts: 1, .. })));
         assert_eq!(calls, 1);
+    }
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+            give_up_after: None,
+        }
+    }
+
+    #[test]
+    fn a_predicate_retries_what_it_names_and_returns_anything_else_at_once() {
+        let p = quick();
+        let mut calls = 0;
+        let got: Result<(), _> = p
+            .retrying(&ShutdownFlag::new(), "join")
+            .when(|e| e.status() == Some(404))
+            .run(|| {
+                calls += 1;
+                Err(if calls < 3 {
+                    Error::Status {
+                        method: "POST",
+                        url: "u".into(),
+                        status: 404,
+                        detail: "no such topic".into(),
+                    }
+                } else {
+                    transport()
+                })
+            });
+        // The 404s were retried; the transport error, not named by the predicate, was not.
+        assert!(matches!(got, Err(Error::Transport { .. })), "{got:?}");
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn shutdown_during_the_retrying_stops_it_after_the_current_attempt() {
+        let flag = ShutdownFlag::new();
+        let mut calls = 0;
+        let got: Result<(), _> = quick().run(&flag, "op", || {
+            calls += 1;
+            if calls == 2 {
+                flag.trigger();
+            }
+            Err(transport())
+        });
+        assert!(matches!(got, Err(Error::Interrupted)));
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn attempts_during_shutdown_still_run_and_then_stop() {
+        let flag = ShutdownFlag::new();
+        flag.trigger();
+        let mut calls = 0;
+        let got: Result<(), _> = RetryPolicy::default()
+            .retrying(&flag, "write")
+            .when(|_| true)
+            .attempts_during_shutdown(4)
+            .run(|| {
+                calls += 1;
+                Err(transport())
+            });
+        assert!(matches!(got, Err(Error::Interrupted)));
+        assert_eq!(calls, 4);
+        // And a success among them is a success.
+        let mut calls = 0;
+        let got = RetryPolicy::default()
+            .retrying(&flag, "write")
+            .attempts_during_shutdown(4)
+            .run(|| {
+                calls += 1;
+                if calls < 3 {
+                    Err(transport())
+                } else {
+                    Ok(calls)
+                }
+            });
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[test]
+    fn the_deadline_gives_up_with_the_last_error_and_the_attempt_count() {
+        let p = RetryPolicy {
+            give_up_after: Some(Duration::from_millis(30)),
+            ..quick()
+        };
+        let started = Instant::now();
+        let mut calls = 0u32;
+        let got: Result<(), _> = p.run(&ShutdownFlag::new(), "op", || {
+            calls += 1;
+            Err(transport())
+        });
+        match got {
+            Err(Error::GaveUp { attempts, last }) => {
+                assert_eq!(attempts, calls);
+                assert!(attempts > 1, "only {attempts} attempts in the deadline");
+                assert!(matches!(*last, Error::Transport { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Never a pause past the deadline: stopped within it (plus one short pause's slack).
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -14,7 +14,7 @@ use metrics::{counter, gauge};
 
 use super::chunk::{decode, Chunk};
 use super::sink::Sink;
-use crate::client::{BrokerClient, Encoding, GroupMember};
+use crate::client::{BrokerClient, Encoding, GroupMember, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// Long-poll this long when a whole round of partitions came back empty.
@@ -77,10 +77,15 @@ impl<'a> Fetcher<'a> {
             while let Ok(p) = self.resync.try_recv() {
                 self.cursors.remove(&p);
             }
-            if let Err(e) = self.follow_assignment() {
-                tracing::warn!(error = %e, "cannot read stored offsets, retrying");
-                shutdown.sleep(Duration::from_millis(500));
-                continue;
+            // The database's offsets are where assigned partitions resume: without them
+            // there is nothing to fetch, so wait for PostgreSQL here.
+            let followed = RetryPolicy::default()
+                .retrying(&shutdown, "reading the stored offsets")
+                .when(|_| true)
+                .run(|| self.follow_assignment());
+            match followed {
+                Err(Error::Interrupted) => return Ok(()),
+                other => other?,
             }
             if self.cursors.is_empty() {
                 shutdown.sleep(Duration::from_millis(100));

@@ -110,29 +110,18 @@ pub fn pool(database: &str, size: u32) -> Result<Pool> {
         .build_unchecked(manager))
 }
 
-/// Applies the migrations, waiting for the database while it is unreachable.
+/// Applies the migrations, waiting for the database while it is unreachable (any failure is
+/// retried: a database that is starting refuses in many ways).
 pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
-    let policy = RetryPolicy::default();
-    let mut attempt = 0;
-    loop {
-        let result = pool
-            .get()
-            .map_err(Error::from)
-            .and_then(|mut c| store::schema::migrate(&mut c).map_err(Error::from));
-        match result {
-            Ok(applied) => {
-                tracing::info!(applied, "database schema is current");
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot migrate the database yet, retrying");
-                if shutdown.sleep(policy.pause(attempt)) {
-                    return Err(Error::Interrupted);
-                }
-                attempt += 1;
-            }
-        }
-    }
+    let applied = RetryPolicy::default()
+        .retrying(shutdown, "migrating the database")
+        .when(|_| true)
+        .run(|| {
+            let mut conn = pool.get()?;
+            Ok(store::schema::migrate(&mut conn)?)
+        })?;
+    tracing::info!(applied, "database schema is current");
+    Ok(())
 }
 
 /// The store's upkeep until shutdown: a round at start, then every `interval` (the rounds of
@@ -250,23 +239,22 @@ fn run_until_stopped(
     fetched
 }
 
-/// Joins the group, waiting while the topic does not exist yet (no streamer has produced).
+/// Joins the group, waiting while the topic does not exist yet (no streamer has produced):
+/// the broker answers 404 until then. Being unreachable is retried inside the client.
 fn join(client: &BrokerClient, config: &CollectorConfig) -> Result<GroupMember> {
-    let mut told = false;
-    loop {
-        match GroupMember::join(client.clone(), &config.group, &config.topic, None) {
-            Err(e) if e.status() == Some(404) => {
-                if !told {
-                    tracing::info!(topic = %config.topic, "topic does not exist yet, waiting for it");
-                    told = true;
-                }
-                if client.shutdown_flag().sleep(Duration::from_millis(500)) {
-                    return Err(Error::Interrupted);
-                }
-            }
-            other => return other,
-        }
-    }
+    let every_half_second = RetryPolicy {
+        initial: Duration::from_millis(500),
+        max: Duration::from_millis(500),
+        give_up_after: None,
+    };
+    let what = format!(
+        "joining group {} (waiting for topic {} to exist)",
+        config.group, config.topic
+    );
+    every_half_second
+        .retrying(client.shutdown_flag(), &what)
+        .when(|e| e.status() == Some(404))
+        .run(|| GroupMember::join(client.clone(), &config.group, &config.topic, None))
 }
 
 /// Gathers chunks into batches and writes them.
@@ -404,25 +392,20 @@ impl<'a> Writer<'a> {
     /// The batch transaction, retried with backoff while PostgreSQL fails. During shutdown
     /// it gets a few attempts; what is not written is fetched again by the next owner.
     fn write_retrying(&self, chunks: &[Chunk]) -> Option<Written> {
-        let policy = RetryPolicy::default();
-        let mut attempt: u32 = 0;
-        loop {
-            match self.sink.write(chunks) {
-                Ok(w) => return Some(w),
-                Err(e) => {
-                    counter!("collector_db_errors_total").increment(1);
-                    if attempt == 0 || attempt.is_power_of_two() {
-                        tracing::warn!(error = %e, attempt, "batch transaction failed, retrying");
-                    }
-                    if self.shutdown.is_set() && attempt >= 3 {
-                        tracing::warn!(
-                            "giving up on the batch at shutdown; it will be fetched again"
-                        );
-                        return None;
-                    }
-                    self.shutdown.sleep(policy.pause(attempt));
-                    attempt += 1;
-                }
+        let written = RetryPolicy::default()
+            .retrying(&self.shutdown, "batch transaction")
+            .when(|_| true)
+            .attempts_during_shutdown(4)
+            .run(|| {
+                self.sink
+                    .write(chunks)
+                    .inspect_err(|_| counter!("collector_db_errors_total").increment(1))
+            });
+        match written {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "giving up on the batch at shutdown; it will be fetched again");
+                None
             }
         }
     }
