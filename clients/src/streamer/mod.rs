@@ -27,6 +27,7 @@
 //! wants a small batch size.
 
 pub mod input;
+pub mod pacer;
 pub mod report;
 pub mod scrape;
 pub mod sender;
@@ -48,7 +49,8 @@ use crate::client::{encode_batch, partition_for_key, push_record, BrokerClient, 
 use crate::error::{Error, Result};
 use crate::telemetry::{CsvRows, Point};
 use input::{Finished, Input};
-use report::{Pacer, Reporter};
+use pacer::Pacer;
+use report::Reporter;
 use sender::{Outgoing, Payload, SendEnd, Sender};
 use shards::{
     all_reached, clean_producer_prefix, plan_one_shot, producer_id, shard_of, Plan, Progress,

@@ -1,12 +1,11 @@
 //! What the streamer tells people while it runs: a progress bar with rows/s on a terminal,
-//! a rate line every few seconds otherwise (a service's log), and the pacing of `--rate`.
+//! a rate line every few seconds otherwise (a service's log). The pacing of `--rate` is
+//! [`super::pacer`]'s.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use pipeline_common::shutdown::ShutdownFlag;
 
 /// Counts rows and shows the rate: a redrawn line on a terminal, a log line elsewhere.
 pub struct Reporter {
@@ -93,60 +92,5 @@ impl Reporter {
 impl Default for Reporter {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Holds rows back to `--rate` rows/s (0: no limit), measured from the first row.
-pub struct Pacer {
-    rate: f64,
-    started: Option<Instant>,
-    rows: u64,
-}
-
-impl Pacer {
-    pub fn new(rate: f64) -> Self {
-        Pacer {
-            rate,
-            started: None,
-            rows: 0,
-        }
-    }
-
-    pub fn is_paced(&self) -> bool {
-        self.rate > 0.0
-    }
-
-    /// Waits until one more row is due; returns `true` when shutdown interrupted the wait.
-    pub fn wait_for_row(&mut self, shutdown: &ShutdownFlag) -> bool {
-        if !self.is_paced() {
-            return false;
-        }
-        let started = *self.started.get_or_insert_with(Instant::now);
-        let due = started + Duration::from_secs_f64(self.rows as f64 / self.rate);
-        self.rows += 1;
-        let now = Instant::now();
-        due > now && shutdown.sleep(due - now)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pacing_holds_rows_to_the_rate() {
-        let mut p = Pacer::new(200.0);
-        let t = Instant::now();
-        for _ in 0..21 {
-            assert!(!p.wait_for_row(&ShutdownFlag::new()));
-        }
-        // 20 intervals of 5 ms after the first row.
-        assert!(
-            t.elapsed() >= Duration::from_millis(95),
-            "{:?}",
-            t.elapsed()
-        );
-        let mut unpaced = Pacer::new(0.0);
-        assert!(!unpaced.wait_for_row(&ShutdownFlag::new()));
     }
 }
