@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long = "broker-token", env = "BROKER_TOKEN", hide_env_values = true)]
     pub broker_token: Option<String>,
 
+    /// PEM file of the CA certificate(s) an https:// broker's certificate must be signed by
+    /// (only these are trusted then). Without it: the Mozilla roots built into the binary.
+    #[arg(long = "broker-ca-file", env = "BROKER_CA_FILE", value_name = "PEM",
+        value_parser = pipeline_common::trust::CaFile::parse_flag)]
+    pub broker_ca_file: Option<pipeline_common::trust::CaFile>,
+
     /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
     #[arg(long)]
     pub print_openapi: bool,
@@ -67,8 +73,8 @@ pub struct Config {
     pub pool_size: u32,
     /// Pool checkout and connect timeout: the longest a request waits for the database.
     pub db_timeout: Duration,
-    /// The broker's base URL and token, for consumer lag.
-    pub broker: Option<(String, Option<String>)>,
+    /// How to reach the broker, for consumer lag.
+    pub broker: Option<crate::broker::BrokerTarget>,
 }
 
 impl From<&Args> for Config {
@@ -88,7 +94,11 @@ impl From<&Args> for Config {
                 .broker_url
                 .clone()
                 .filter(|u| !u.is_empty())
-                .map(|u| (u, args.broker_token.clone())),
+                .map(|url| crate::broker::BrokerTarget {
+                    url,
+                    token: args.broker_token.clone(),
+                    ca_file: args.broker_ca_file.clone(),
+                }),
         }
     }
 }

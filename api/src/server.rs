@@ -39,10 +39,7 @@ impl AppState {
         Ok(AppState {
             db: Db::new(config)?,
             spec: Bytes::from(openapi::spec_json()),
-            broker: config
-                .broker
-                .as_ref()
-                .map(|(url, token)| crate::broker::Broker::new(url, token.clone())),
+            broker: config.broker.as_ref().map(crate::broker::Broker::new),
         })
     }
 }

@@ -8,26 +8,39 @@ use std::net::SocketAddr;
 use clap::Parser;
 use pipeline_common::ops::{JsonRoute, OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
+use pipeline_common::trust::CaFile;
 
 use crate::client::{BrokerClient, ClientConfig};
 
 /// The broker connection flags, the same in both binaries (`BROKER_URL`,
-/// `BROKER_TOKEN`).
+/// `BROKER_TOKEN`, `BROKER_CA_FILE`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerArgs {
-    /// The broker's base URL.
+    /// The broker's base URL (`http://` or `https://`).
     #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
     pub broker: String,
     /// Bearer token for the broker, when it requires one.
     #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA certificate(s) an https:// broker's certificate must be signed by
+    /// (only these are trusted then). Without it: the Mozilla roots built into the binary.
+    #[arg(long, env = "BROKER_CA_FILE", value_name = "PEM", value_parser = CaFile::parse_flag)]
+    pub ca_file: Option<CaFile>,
 }
 
 impl BrokerArgs {
     /// A client for this broker whose retries stop when `shutdown` is raised.
     pub fn client(&self, shutdown: ShutdownFlag) -> BrokerClient {
-        BrokerClient::new(ClientConfig::new(&self.broker).token(self.token.clone()))
-            .with_shutdown(shutdown)
+        if let Some(ca) = &self.ca_file {
+            if !self.broker.starts_with("https://") {
+                tracing::warn!(ca_file = %ca.path().display(), broker = %self.broker,
+                    "--ca-file is unused: the broker URL is not https://");
+            }
+        }
+        let config = ClientConfig::new(&self.broker)
+            .token(self.token.clone())
+            .ca_file(self.ca_file.clone());
+        BrokerClient::new(config).with_shutdown(shutdown)
     }
 }
 

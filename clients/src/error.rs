@@ -16,6 +16,14 @@ pub enum Error {
         url: String,
         reason: String,
     },
+    /// TLS to the broker failed in a way no retry cures: its certificate is not signed by a
+    /// trusted CA (`--ca-file`), not for its host name, or expired, or it does not speak TLS.
+    #[error("TLS to the broker refused for {method} {url}: {reason}")]
+    Tls {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
     /// The broker answered with an error status; `detail` is its problem+json detail.
     #[error("broker answered {status} to {method} {url}: {detail}")]
     Status {

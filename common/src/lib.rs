@@ -6,7 +6,8 @@
 //! - [`ops`]: the `/healthz`, `/readyz`, `/metrics` endpoints a blocking client serves on
 //!   `--metrics-listen`, and the Prometheus recorder every binary installs;
 //! - [`db`]: the database settings (`DATABASE_URL` or `DB_HOST`/`DB_PORT`/…) of the collector
-//!   and the API.
+//!   and the API;
+//! - [`trust`]: the CA file (`--ca-file`) the HTTPS clients of the broker verify it against.
 //!
 //! It owns no business logic: nothing here knows about topics, telemetry or SQL tables.
 
@@ -15,3 +16,4 @@ pub mod logging;
 pub mod ops;
 pub mod problem;
 pub mod shutdown;
+pub mod trust;

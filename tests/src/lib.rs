@@ -6,10 +6,12 @@
 //!   killed on drop, with SIGTERM/SIGKILL helpers and a panic scan of its log;
 //! - [`wait_until`]: waiting on a condition with a deadline, never a bare sleep;
 //! - [`bin_path`], [`free_port`]: finding the workspace binaries and a port to give them;
-//! - [`tls`]: throwaway certificate authorities for the TLS tests.
+//! - [`tls`]: throwaway certificate authorities for the TLS tests;
+//! - [`https`]: a stand-in HTTPS server for the tests of TLS clients.
 //!
 //! The end-to-end scenarios themselves live in `tests/e2e/`, one test binary built from modules.
 
+pub mod https;
 pub mod tls;
 
 use std::fs::File;

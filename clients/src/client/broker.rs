@@ -8,6 +8,9 @@
 //! since a retry after a lost answer could append twice; heartbeats and leaving are tried
 //! once too (the heartbeat thread is their retry loop, and leaving is a courtesy).
 //!
+//! `https://` URLs verify the broker against [`ClientConfig::ca_file`] or the built-in roots;
+//! a TLS refusal is [`Error::Tls`] and, like a 4xx, not retried.
+//!
 //! A refusal (4xx) is returned at once as [`Error::Status`] with the problem's detail:
 //! deciding what it means (a stale generation, an old seq) is the caller's job. The JSON
 //! shapes are [`super::wire`]'s, the retry mechanism [`super::retry`]'s.
@@ -48,10 +51,13 @@ struct Answer {
 
 impl BrokerClient {
     pub fn new(config: ClientConfig) -> Self {
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(config.connect_timeout)
-            .max_idle_connections_per_host(16)
-            .build();
+            .max_idle_connections_per_host(16);
+        if let Some(ca) = &config.ca_file {
+            agent = agent.tls_config(ca.client_config());
+        }
+        let agent = agent.build();
         BrokerClient {
             agent,
             config,
@@ -114,10 +120,17 @@ impl BrokerClient {
         match result {
             Ok(resp) => read_answer(url, resp),
             Err(ureq::Error::Status(status, resp)) => Err(status_error(method, url, status, resp)),
-            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
-                method,
-                url: url.to_string(),
-                reason: t.to_string(),
+            Err(ureq::Error::Transport(t)) => Err(match tls_refusal(&t) {
+                Some(refusal) => Error::Tls {
+                    method,
+                    url: url.to_string(),
+                    reason: refusal.to_string(),
+                },
+                None => Error::Transport {
+                    method,
+                    url: url.to_string(),
+                    reason: t.to_string(),
+                },
             }),
         }
     }
@@ -376,6 +389,26 @@ impl BrokerClient {
         let answer = self.exchange_retrying("GET", path, None, Duration::ZERO)?;
         decode(path, &answer.body)
     }
+}
+
+/// The TLS error behind a transport failure, if the handshake refused the server (its
+/// certificate not signed by a trusted CA, not for this host, expired; no common protocol; not
+/// TLS at all): trying again cannot help, unlike a broker that is down. `ureq` wraps the rustls
+/// error in an `io::Error`, whose `source()` skips it, hence the look inside.
+fn tls_refusal(t: &ureq::Transport) -> Option<&rustls::Error> {
+    let mut next = std::error::Error::source(t);
+    while let Some(e) = next {
+        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if found.is_some() {
+            return found;
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {

@@ -1,8 +1,11 @@
-//! How to reach the broker: its URL, the Bearer token, timeouts and the retry policy.
+//! How to reach the broker: its URL, the Bearer token, the CA file for an `https://` broker,
+//! timeouts and the retry policy.
 //!
 //! Plain data with builder methods; [`super::BrokerClient::new`] turns it into an agent.
 
 use std::time::Duration;
+
+use pipeline_common::trust::CaFile;
 
 use super::retry::RetryPolicy;
 
@@ -13,6 +16,9 @@ pub struct ClientConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer <token>` when set (`BROKER_TOKEN`).
     pub token: Option<String>,
+    /// For an `https://` broker: trust only the CAs of this PEM bundle (`--ca-file`). `None`:
+    /// the Mozilla roots compiled into the binary (webpki-roots), as `ureq` does by default.
+    pub ca_file: Option<CaFile>,
     pub connect_timeout: Duration,
     /// Whole-request timeout; a long poll adds its `wait_ms` to it.
     pub request_timeout: Duration,
@@ -24,6 +30,7 @@ impl ClientConfig {
         ClientConfig {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             token: None,
+            ca_file: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
@@ -32,6 +39,11 @@ impl ClientConfig {
 
     pub fn token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    pub fn ca_file(mut self, ca_file: Option<CaFile>) -> Self {
+        self.ca_file = ca_file;
         self
     }
 }
