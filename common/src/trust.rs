@@ -1,13 +1,14 @@
 //! Which HTTPS servers the pipeline's HTTP clients trust: the streamer's and collector's
 //! broker client, and the API's call to the broker (`--ca-file` / `BROKER_CA_FILE`).
 //!
-//! Owns turning a PEM CA bundle into a rustls client configuration ([`CaFile`]: ring
-//! provider, TLS 1.2 and 1.3, no client certificate) and the clear error when the file cannot
-//! be read or holds no usable CA certificate. Only the bundle's CAs are trusted then, not the
+//! Owns reading a PEM CA bundle ([`load_roots`], also for PostgreSQL's `sslrootcert`) and
+//! turning it into a rustls client configuration ([`CaFile`]: ring provider, TLS 1.2 and 1.3,
+//! no client certificate), with the clear error when the file cannot be read or holds no
+//! usable CA certificate. Only the bundle's CAs are trusted then, not the
 //! built-in ones besides. Without a CA file the clients keep `ureq`'s default: the Mozilla root
 //! program's CAs compiled into the binary (the `webpki-roots` crate), not the operating
 //! system's store. The HTTP agents themselves are their owners'; TLS to PostgreSQL is
-//! `store::connect`'s (it follows libpq's `sslmode` rules).
+//! `store::connect`'s (it follows libpq's `sslmode` rules and only borrows the file reading).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,32 +36,9 @@ pub struct CaFile {
 }
 
 impl CaFile {
-    /// Reads every CA certificate of the PEM file at `path`. As OpenSSL does, a bundle is used
-    /// even if some of its certificates cannot serve as roots (a warning says how many); a
-    /// file with none is refused.
+    /// Reads the CA bundle at `path` (see [`load_roots`]) into a client configuration.
     pub fn load(path: &Path) -> Result<CaFile, TrustError> {
-        let problem = |problem: String| TrustError::CaFile {
-            path: path.to_owned(),
-            problem,
-        };
-        let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
-        let certificates = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| problem(format!("not a PEM file: {e}")))?;
-        let found = certificates.len();
-        let mut roots = RootCertStore::empty();
-        let (usable, unusable) = roots.add_parsable_certificates(certificates);
-        if usable == 0 {
-            return Err(problem(if found == 0 {
-                "no PEM certificate in it".to_owned()
-            } else {
-                format!("none of its {found} certificates can serve as a CA")
-            }));
-        }
-        if unusable > 0 {
-            tracing::warn!(ca_file = %path.display(), usable, unusable,
-                "some certificates of the CA file cannot serve as a CA and are ignored");
-        }
+        let roots = load_roots(path)?;
         // ring, named rather than taken from rustls' process-wide default, which exists only
         // when exactly one provider is compiled in or one was installed at start-up.
         let config =
@@ -89,6 +67,36 @@ impl CaFile {
     pub fn client_config(&self) -> Arc<ClientConfig> {
         Arc::clone(&self.config)
     }
+}
+
+/// Every CA certificate of the PEM file at `path`, as rustls roots (also PostgreSQL's
+/// `sslrootcert`, read by `store::connect`). As OpenSSL does, a bundle is used even if some of
+/// its certificates cannot serve as roots (a warning says how many); a file with none is
+/// refused.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TrustError> {
+    let problem = |problem: String| TrustError::CaFile {
+        path: path.to_owned(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| problem(format!("not a PEM file: {e}")))?;
+    let found = certificates.len();
+    let mut roots = RootCertStore::empty();
+    let (usable, unusable) = roots.add_parsable_certificates(certificates);
+    if usable == 0 {
+        return Err(problem(if found == 0 {
+            "no PEM certificate in it".to_owned()
+        } else {
+            format!("none of its {found} certificates can serve as a CA")
+        }));
+    }
+    if unusable > 0 {
+        tracing::warn!(ca_file = %path.display(), usable, unusable,
+            "some certificates of the CA file cannot serve as a CA and are ignored");
+    }
+    Ok(roots)
 }
 
 // The derived Debug would print every root certificate.

@@ -61,13 +61,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use pipeline_common::trust;
 use r2d2_postgres::PostgresConnectionManager;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{
     verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
 };
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -362,36 +362,16 @@ impl TrustAnchors {
         }
     }
 
-    /// Every CA certificate in the PEM file at `path`.
+    /// Every CA certificate in the PEM file at `path` (read as every CA file of the pipeline
+    /// is: `pipeline_common::trust`).
     fn from_file(path: &Path) -> Result<TrustAnchors, Error> {
-        let problem = |problem: String| Error::RootCert {
-            path: path.to_owned(),
-            problem,
-        };
-        let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
-        let certificates = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| problem(format!("not a PEM file: {e}")))?;
-        let found = certificates.len();
-        let mut roots = RootCertStore::empty();
-        // As OpenSSL does for libpq, a bundle is used even if some of its certificates are not
-        // usable as roots; only a file with none is refused.
-        let (usable, unusable) = roots.add_parsable_certificates(certificates);
-        if usable == 0 {
-            return Err(problem(if found == 0 {
-                "no PEM certificate in it".to_owned()
-            } else {
-                format!("none of its {found} certificates can serve as a root")
-            }));
-        }
-        if unusable > 0 {
-            tracing::warn!(
-                sslrootcert = %path.display(),
-                usable,
-                unusable,
-                "some certificates of sslrootcert cannot serve as roots and are ignored"
-            );
-        }
+        let roots = trust::load_roots(path).map_err(|e| match e {
+            trust::TrustError::CaFile { problem, .. } => Error::RootCert {
+                path: path.to_owned(),
+                problem,
+            },
+            other => Error::Tls(other.to_string()),
+        })?;
         Ok(TrustAnchors {
             roots: Arc::new(roots),
             source: RootSource::File(path.to_owned()),
