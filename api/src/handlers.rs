@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
+use crate::db::Cost;
 use crate::error::ApiError;
 use crate::model::{
     Bucket, GpuList, Health, HostList, LatestList, Paging, Pipeline, ProblemDoc, Stats, StepAnswer,
@@ -136,9 +137,9 @@ pub async fn list_hosts(state: &AppState) -> Result<HttpResponse, ApiError> {
     get, path = "/api/v1/hosts/{hostname}/gpus", tag = "fleet",
     params(
         ("hostname" = String, Path, description = "The host, as listed by /api/v1/hosts.", example = "mtv5-dgx1-hgpu-031"),
-        ("model" = Option<String>, Query, description = "Only GPUs of this model.", min_length = 1),
-        ("namespace" = Option<String>, Query, description = "Only GPUs with telemetry from a pod of this namespace.", min_length = 1),
-        ("pod" = Option<String>, Query, description = "Only GPUs with telemetry from this pod.", min_length = 1),
+        ("model" = Option<String>, Query, description = "Only GPUs of this model.", min_length = 1, pattern = r"^[^\x00]+$"),
+        ("namespace" = Option<String>, Query, description = "Only GPUs with telemetry from a pod of this namespace.", min_length = 1, pattern = r"^[^\x00]+$"),
+        ("pod" = Option<String>, Query, description = "Only GPUs with telemetry from this pod.", min_length = 1, pattern = r"^[^\x00]+$"),
     ),
     responses(
         (status = 200, description = "The host's GPUs, by GPU index.", body = GpuList),
@@ -307,7 +308,7 @@ pub async fn gpu_telemetry(
             // The page is built and serialised on the blocking thread, straight from the rows.
             let body = state
                 .db
-                .run(move |conn| {
+                .run_costing(Cost::Expensive, move |conn| {
                     let rows = db::known_window(conn, &id, &window)?;
                     let (points, next) = rows.page(window.limit)?;
                     encode(&page(&id, &window, points, next))
@@ -327,7 +328,7 @@ async fn step_answer(
 ) -> Result<HttpResponse, ApiError> {
     let (id, query, buckets) = state
         .db
-        .run(move |conn| {
+        .run_costing(Cost::Expensive, move |conn| {
             let buckets = db::buckets(conn, &id, &query)?;
             if buckets.is_empty() {
                 db::check_known(conn, &id)?;
