@@ -42,7 +42,8 @@ ENV = {
     "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
     "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS", "BROKER_URL",
-            "BROKER_TOKEN", "DATABASE_READ_URL"} | DB_ENV,
+            "BROKER_TOKEN", "DATABASE_READ_URL", "API_STATEMENT_TIMEOUT_MS",
+            "API_DB_EXPENSIVE_CONCURRENCY"} | DB_ENV,
 }
 for _names in ENV.values():
     _names.add("RUST_LOG")
