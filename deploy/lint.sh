@@ -14,8 +14,9 @@
 #           The monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule; off by
 #           default, rendered on in their own variants) are split off and validated against
 #           the prometheus-operator CRD schemas (deploy/ci/validate_crds.mjs); the
-#           PrometheusRule's rules go through `promtool check rules`, and every metric an
-#           alert names must be one the binaries export (deploy/ci/split_manifest.py).
+#           PrometheusRule's rules go through `promtool check rules` and the unit tests of
+#           deploy/ci/alerts_test.yaml (`promtool test rules`), and every metric an alert
+#           names must be one the binaries export (deploy/ci/split_manifest.py).
 #   docker  hadolint on deploy/Dockerfile, shellcheck on the scripts, the Dockerfile's COPY
 #           sources exist and are not excluded by .dockerignore, Cargo.lock is current for the
 #           image's `cargo build --locked` and the workspace has the four binaries it copies,
@@ -234,6 +235,10 @@ validate_render() {
     fi
     if [[ -f $split/rules.yaml ]]; then
         run "promtool check rules ($name)" promtool check rules "$split/rules.yaml"
+        # The rule tests name rules.yaml beside themselves.
+        cp "$DEPLOY/ci/alerts_test.yaml" "$split/"
+        run "promtool test rules: alerts fire on their series ($name)" \
+            promtool test rules "$split/alerts_test.yaml"
     fi
     # shellcheck disable=SC2086 # expect is a list of words
     run "chart rules ($name)" "$VENV/bin/python" "$DEPLOY/ci/check_rendered.py" $expect <"$manifest"
