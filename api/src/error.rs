@@ -181,6 +181,23 @@ mod tests {
     }
 
     #[test]
+    fn the_specs_examples_of_abuse_answers_are_the_real_messages() {
+        let spec = crate::openapi::spec_json();
+        let offset = crate::params::TelemetryQuery::request("offset=3000000")
+            .err()
+            .map(|e| e.to_problem().detail);
+        let details = [
+            ApiError::StatementTimeout(10_000).to_problem().detail,
+            ApiError::ExpensiveBusy.to_problem().detail,
+            offset.unwrap_or_default(),
+        ];
+        for detail in details {
+            let quoted = serde_json::to_string(&detail).unwrap();
+            assert!(spec.contains(&quoted), "the spec has no example {quoted}");
+        }
+    }
+
+    #[test]
     fn an_unknown_gpu_is_a_404() {
         let p = ApiError::UnknownGpu("GPU-x".into()).to_problem();
         assert_eq!(p.status, 404);

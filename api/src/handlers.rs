@@ -284,12 +284,21 @@ pub async fn pipeline(state: &AppState) -> Result<HttpResponse, ApiError> {
                     "step: 1s over this window makes 86401 buckets per metric, more than the 11000 allowed: raise step to at least 8s or narrow the window")))),
                 ("unknown parameter" = (summary = "a query parameter this endpoint does not take", value = json!(problem(400, "Bad Request",
                     "colour: unknown query parameter (accepted: start_time, end_time, metric, step, agg, limit, offset, cursor)")))),
+                ("offset too deep" = (summary = "an offset past 10,000: use the cursor", value = json!(problem(400, "Bad Request",
+                    "offset: must be at most 10000, got 3000000: deep pages cost time in proportion to the offset; follow paging.next (or pass paging.cursor as cursor), which costs the same at any depth")))),
             )),
         (status = 404, description = "No GPU with this id.", body = ProblemDoc,
             content_type = "application/problem+json",
             example = json!(problem(404, "Not Found", "no GPU with id \"GPU-does-not-exist\""))),
-        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
-            content_type = "application/problem+json", example = json!(unavailable_example())),
+        (status = 503, description = "The database cannot be reached, too many expensive queries are in flight, or the query ran past the statement timeout; `detail` says which.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            examples(
+                ("unreachable" = (summary = "the database cannot be reached", value = json!(unavailable_example()))),
+                ("statement timeout" = (summary = "the query ran past --statement-timeout-ms", value = json!(problem(503, "Service Unavailable",
+                    "statement timeout: the query ran longer than 10000 ms and was cancelled; narrow the window, use a coarser step, or page with cursor")))),
+                ("busy" = (summary = "the expensive queries' permits stayed taken", value = json!(problem(503, "Service Unavailable",
+                    "too many expensive queries (telemetry pages, aggregations, exports, PromQL) in flight; retry later")))),
+            )),
     )
 )]
 pub async fn gpu_telemetry(
