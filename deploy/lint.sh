@@ -290,6 +290,8 @@ check_helm() {
         --set externalDatabase.password=x
     run_fails "refuses serviceMonitor and podMonitor together (double scrapes)" "${refuse[@]}" \
         --set serviceMonitor.enabled=true --set podMonitor.enabled=true
+    run_fails "refuses a ServiceMonitor without the metrics Services" "${refuse[@]}" \
+        --set serviceMonitor.enabled=true --set metricsServices.enabled=false
     run_fails "refuses a misspelt monitoring key (values.schema.json)" "${refuse[@]}" \
         --set serviceMonitor.intervall=30s
     run_fails "refuses a scrape interval that is no duration" "${refuse[@]}" \
