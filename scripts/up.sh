@@ -6,10 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=$PWD/.run
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+# Cargo's profile directory (`dev` builds into `debug`).
+PROFILE_DIR=${UP_PROFILE:-release}
+[ "$PROFILE_DIR" = dev ] && PROFILE_DIR=debug
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE_DIR
 PGPORT=${PGPORT:-55432}
 API_PORT=${PORT:-8080}
 BROKER_LISTEN=${BROKER_LISTEN:-127.0.0.1:9090}
+# The streamer's ops port; the two collectors' are the next two.
+OPS_PORT=${OPS_PORT:-9101}
 CSV=${CSV_PATH:-$PWD/data-sample/dcgm_metrics_20250718_134233.csv}
 mkdir -p "$RUN/logs" "$RUN/pids"
 
@@ -56,9 +61,9 @@ start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker" --
   --retention-bytes "${BROKER_RETENTION_BYTES:-67108864}" --retention-ms "${BROKER_RETENTION_MS:-86400000}"
 wait_http "http://$BROKER_LISTEN/readyz" broker
 # Retention on by default (COLLECTOR_RETENTION, default 30d): neither disk fills by itself.
-start collector-1 "$BIN/collector" --metrics-listen 127.0.0.1:9102
-start collector-2 "$BIN/collector" --metrics-listen 127.0.0.1:9103
-start streamer "$BIN/streamer" --csv "$CSV" --loop --rate "${STREAMER_RATE:-2000}" --metrics-listen 127.0.0.1:9101
+start collector-1 "$BIN/collector" --metrics-listen "127.0.0.1:$((OPS_PORT + 1))"
+start collector-2 "$BIN/collector" --metrics-listen "127.0.0.1:$((OPS_PORT + 2))"
+start streamer "$BIN/streamer" --csv "$CSV" --loop --rate "${STREAMER_RATE:-2000}" --metrics-listen "127.0.0.1:$OPS_PORT"
 start api "$BIN/api" --listen "127.0.0.1:$API_PORT" --broker-url "http://$BROKER_LISTEN"
 wait_http "http://127.0.0.1:$API_PORT/healthz" api
 
@@ -71,7 +76,7 @@ The pipeline is running (logs in .run/logs/):
   Prometheus    http://127.0.0.1:$API_PORT/prometheus (a Grafana datasource URL; promtool query)
   OpenAPI spec  http://127.0.0.1:$API_PORT/openapi.json
   metrics       broker http://$BROKER_LISTEN/metrics  api http://127.0.0.1:$API_PORT/metrics
-                streamer http://127.0.0.1:9101/metrics  collectors http://127.0.0.1:9102/metrics http://127.0.0.1:9103/metrics
+                streamer http://127.0.0.1:$OPS_PORT/metrics  collectors http://127.0.0.1:$((OPS_PORT + 1))/metrics http://127.0.0.1:$((OPS_PORT + 2))/metrics
   PostgreSQL    $DATABASE_URL
 
 Press Ctrl-C (or run \`make down\` elsewhere) to stop everything.

@@ -34,9 +34,21 @@ pub struct Args {
     #[arg(long, env = "API_DB_POOL_SIZE", default_value_t = 0)]
     pub db_pool_size: u32,
 
-    /// How long a request waits for a database connection before answering 503.
+    /// How long a request waits for a database connection before answering 503: one
+    /// deadline for the whole wait (its turn among the queries, then the pool).
     #[arg(long, env = "API_DB_TIMEOUT_MS", default_value_t = 2000)]
     pub db_timeout_ms: u64,
+
+    /// The longest one SQL statement may run (PostgreSQL's `statement_timeout`, set on each
+    /// connection); a request whose statement is cancelled answers 503 naming it. 0: no limit.
+    #[arg(long, env = "API_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub statement_timeout_ms: u64,
+
+    /// Most expensive queries (telemetry pages, step aggregations, exports, the Prometheus
+    /// API) holding a connection at once, so cheap ones (health, latest, gpus, stats) always
+    /// find one; 0 picks half the pool (at least 1).
+    #[arg(long, env = "API_DB_EXPENSIVE_CONCURRENCY", default_value_t = 0)]
+    pub db_expensive_concurrency: u32,
 
     /// Async worker threads (0: one per CPU core). Database calls run on a separate pool of
     /// blocking threads either way.
@@ -73,23 +85,31 @@ pub struct Config {
     pub pool_size: u32,
     /// Pool checkout and connect timeout: the longest a request waits for the database.
     pub db_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` on every connection; `None` for no limit.
+    pub statement_timeout: Option<Duration>,
+    /// Permits for expensive queries, fewer than `pool_size` when the pool has 2 or more.
+    pub expensive_concurrency: u32,
     /// How to reach the broker, for consumer lag.
     pub broker: Option<crate::broker::BrokerTarget>,
 }
 
 impl From<&Args> for Config {
     fn from(args: &Args) -> Self {
+        let pool_size = match args.db_pool_size {
+            0 => default_pool_size(),
+            n => n,
+        };
         Config {
             listen: args.listen,
             database: args
                 .database_read_url
                 .clone()
                 .unwrap_or_else(|| args.db.connection_string()),
-            pool_size: match args.db_pool_size {
-                0 => default_pool_size(),
-                n => n,
-            },
+            pool_size,
             db_timeout: Duration::from_millis(args.db_timeout_ms.max(1)),
+            statement_timeout: (args.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(args.statement_timeout_ms)),
+            expensive_concurrency: expensive_concurrency(args.db_expensive_concurrency, pool_size),
             broker: args
                 .broker_url
                 .clone()
@@ -108,6 +128,16 @@ impl From<&Args> for Config {
 fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4)
+}
+
+/// The permits of expensive queries: as asked (or half the pool), at least 1, and at most one
+/// less than the pool, so a cheap query always has a connection of its own.
+fn expensive_concurrency(asked: u32, pool_size: u32) -> u32 {
+    let wanted = match asked {
+        0 => pool_size / 2,
+        n => n,
+    };
+    wanted.min(pool_size.saturating_sub(1)).max(1)
 }
 
 /// A bare port means every interface (`PORT=8080` → `0.0.0.0:8080`); otherwise `host:port`.
@@ -156,5 +186,24 @@ mod tests {
         if std::env::var_os("API_DB_TIMEOUT_MS").is_none() {
             assert_eq!(config.db_timeout, Duration::from_secs(2));
         }
+        if std::env::var_os("API_STATEMENT_TIMEOUT_MS").is_none() {
+            assert_eq!(config.statement_timeout, Some(Duration::from_secs(10)));
+        }
+    }
+
+    #[test]
+    fn a_zero_statement_timeout_means_no_limit() {
+        let args = Args::try_parse_from(["api", "--statement-timeout-ms", "0"]).unwrap();
+        assert_eq!(Config::from(&args).statement_timeout, None);
+    }
+
+    #[test]
+    fn expensive_queries_always_leave_cheap_ones_a_connection() {
+        assert_eq!(expensive_concurrency(0, 8), 4);
+        assert_eq!(expensive_concurrency(0, 4), 2);
+        assert_eq!(expensive_concurrency(8, 8), 7);
+        assert_eq!(expensive_concurrency(3, 8), 3);
+        // A pool of one cannot keep one back: expensive queries share it.
+        assert_eq!(expensive_concurrency(0, 1), 1);
     }
 }

@@ -7,10 +7,19 @@
 //! restarted — marks the connection broken, and the read is retried on another one. Reads
 //! are idempotent, so the retry is safe, and the API recovers by itself once the database is
 //! back. A checkout that waits past the pool timeout is [`ApiError::PoolTimeout`] (a 503).
+//!
+//! Abuse is bounded here, once for every route: each connection carries PostgreSQL's
+//! `statement_timeout` (`--statement-timeout-ms`; a cancelled statement is
+//! [`ApiError::StatementTimeout`]); expensive queries ([`Cost::Expensive`]: telemetry pages,
+//! step aggregations, exports, PromQL) need a permit of their own besides the connection's,
+//! and fewer of those exist than connections, so cheap reads (health, latest, gpus, stats)
+//! still find one while clients hammer the expensive routes; and a request has one deadline,
+//! `--db-timeout-ms`, for the whole wait — its permits, then the pool — so with the database
+//! down it answers 503 within that time, not a multiple of it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use postgres::{Row, Statement};
@@ -96,28 +105,49 @@ impl Drop for Conn {
 }
 
 /// r2d2_postgres's manager (TLS as `sslmode` says), with a statement cache and a "broken"
-/// mark on each connection.
-pub struct Manager(PostgresConnectionManager<store::connect::Tls>);
+/// mark on each connection, and the statement timeout set on each new connection.
+pub struct Manager {
+    inner: PostgresConnectionManager<store::connect::Tls>,
+    statement_timeout: Option<Duration>,
+}
 
 impl ManageConnection for Manager {
     type Connection = Conn;
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.inner.connect()?;
+        if let Some(timeout) = self.statement_timeout {
+            store::session::set_statement_timeout(&mut client, timeout)?;
+        }
         Ok(Conn {
-            client: Some(self.0.connect()?),
+            client: Some(client),
             statements: HashMap::new(),
             broken: false,
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        self.0.is_valid(conn.client())
+        self.inner.is_valid(conn.client())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || conn.client.as_mut().is_none_or(|c| self.0.has_broken(c))
+        conn.broken
+            || conn
+                .client
+                .as_mut()
+                .is_none_or(|c| self.inner.has_broken(c))
     }
+}
+
+/// What a query costs, which decides the permits it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Reads of small tables or of one row per series: health, GPUs, hosts, latest, stats.
+    Cheap,
+    /// Reads that scale with a window or an expression: telemetry pages, step aggregations,
+    /// exports (per page), the Prometheus API.
+    Expensive,
 }
 
 /// Logs the pool's background connection failures (a database outage) through `tracing`.
@@ -137,12 +167,15 @@ impl r2d2::HandleError<postgres::Error> for LogPoolErrors {
 /// its turn asynchronously (holding no thread), in arrival order, and only then takes a
 /// blocking thread and a connection. Without it, every waiting request would hold a blocking
 /// thread parked in the pool, and the pool's wake-ups do not keep arrival order (seen as a
-/// long latency tail in the bench).
+/// long latency tail in the bench). Expensive queries first wait for one of the fewer
+/// permits of `expensive`.
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     permits: Arc<Semaphore>,
+    expensive: Arc<Semaphore>,
     timeout: Duration,
+    statement_timeout: Option<Duration>,
 }
 
 impl Db {
@@ -153,35 +186,61 @@ impl Db {
             store::connect::parse(&config.database).map_err(ApiError::DatabaseConfig)?;
         pg.connect_timeout(config.db_timeout);
         pg.application_name("api");
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(pg, tls),
+            statement_timeout: config.statement_timeout,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(config.pool_size.min(2)))
             .connection_timeout(config.db_timeout)
             .test_on_check_out(false)
             .error_handler(Box::new(LogPoolErrors))
-            .build_unchecked(Manager(PostgresConnectionManager::new(pg, tls)));
+            .build_unchecked(manager);
         Ok(Db {
             pool,
             permits: Arc::new(Semaphore::new(config.pool_size as usize)),
+            expensive: Arc::new(Semaphore::new(config.expensive_concurrency as usize)),
             timeout: config.db_timeout,
+            statement_timeout: config.statement_timeout,
         })
     }
 
-    /// Runs `work` with a connection on a blocking thread.
+    /// Runs `work`, a [`Cost::Cheap`] read, with a connection on a blocking thread.
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Fn(&mut Conn) -> Result<T, ApiError> + Send + 'static,
     {
-        let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
+        self.run_costing(Cost::Cheap, work).await
+    }
+
+    /// Runs `work` with a connection on a blocking thread, after waiting for the permits its
+    /// `cost` needs; the waits and the checkout share one deadline, `--db-timeout-ms` away.
+    pub async fn run_costing<T, F>(&self, cost: Cost, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let expensive = match cost {
+            Cost::Cheap => None,
+            Cost::Expensive => Some(
+                tokio::time::timeout_at(deadline, self.expensive.clone().acquire_owned())
+                    .await
+                    .map_err(|_| ApiError::ExpensiveBusy)?
+                    // The semaphores are never closed.
+                    .map_err(|_| ApiError::ExpensiveBusy)?,
+            ),
+        };
+        let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| ApiError::Busy)?
-            // The semaphore is never closed.
             .map_err(|_| ApiError::Busy)?;
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let result = db.run_blocking(&work);
-            drop(permit);
+            let result = db.run_blocking(&work, deadline.into_std());
+            drop((permit, expensive));
             result
         })
         .await
@@ -189,15 +248,19 @@ impl Db {
     }
 
     /// Runs `work`; when its connection turns out dead, marks it broken and tries another,
-    /// as often as the pool has connections that may be stale (then once more, fresh).
-    pub fn run_blocking<T>(
+    /// as often as the pool has connections that may be stale (then once more, fresh). Every
+    /// checkout waits at most until `deadline`.
+    fn run_blocking<T>(
         &self,
         work: &dyn Fn(&mut Conn) -> Result<T, ApiError>,
+        deadline: Instant,
     ) -> Result<T, ApiError> {
         let attempts = self.pool.max_size() + 1;
         let mut attempt = 1;
         loop {
-            let mut conn = self.pool.get().map_err(ApiError::PoolTimeout)?;
+            // A zero wait still takes an idle connection if there is one.
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let mut conn = self.pool.get_timeout(wait).map_err(ApiError::PoolTimeout)?;
             match work(&mut conn) {
                 Err(ApiError::Query(e)) if is_connection_error(&e) => {
                     conn.broken = true;
@@ -206,6 +269,13 @@ impl Db {
                     }
                     tracing::debug!(error = %e, attempt, "database connection lost; retrying");
                     attempt += 1;
+                }
+                Err(ApiError::Query(e)) if store::session::is_statement_timeout(&e) => {
+                    return Err(match self.statement_timeout {
+                        Some(limit) => ApiError::StatementTimeout(limit.as_millis()),
+                        // Cancelled by someone else (`pg_cancel_backend`): not ours to name.
+                        None => ApiError::Query(e),
+                    });
                 }
                 other => return other,
             }
@@ -465,7 +535,7 @@ pub fn known_window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<Windo
 /// A cursor moves the window's start to its time, so only what follows it is read.
 pub fn window(conn: &mut Conn, gpu: &str, window: &Window) -> Result<WindowRows, ApiError> {
     let page = i64::from(window.limit) + 1;
-    // `Window` caps the offset at i64::MAX.
+    // `Window` caps the offset (at `params::MAX_OFFSET`).
     let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
     let start = match (window.start, window.cursor) {
         (Some(s), Some((c, _))) => Some(s.max(c)),

@@ -39,6 +39,15 @@ pub enum ApiError {
     #[error("database busy: no connection free within the timeout")]
     Busy,
 
+    /// Every permit of the expensive queries stayed taken for the whole timeout.
+    #[error("too many expensive queries in flight")]
+    ExpensiveBusy,
+
+    /// PostgreSQL cancelled a statement that ran past `--statement-timeout-ms` (the
+    /// timeout's milliseconds).
+    #[error("the query ran longer than the statement timeout of {0} ms")]
+    StatementTimeout(u128),
+
     /// The database answered with an error, or the connection broke mid-query.
     #[error("database query failed")]
     Query(#[source] postgres::Error),
@@ -86,7 +95,7 @@ impl ApiError {
     /// rather than "this request or this code is wrong".
     pub fn is_unavailable(&self) -> bool {
         match self {
-            ApiError::PoolTimeout(_) | ApiError::Busy => true,
+            ApiError::PoolTimeout(_) | ApiError::Busy | ApiError::ExpensiveBusy => true,
             ApiError::Query(e) => is_connection_error(e),
             _ => false,
         }
@@ -105,6 +114,19 @@ impl ApiError {
             ApiError::UnknownGpu(_) | ApiError::UnknownHost(_) => {
                 Problem::new(StatusCode::NOT_FOUND, self.to_string())
             }
+            // Busy with expensive work, not down: say so, and that cheap routes still answer.
+            ApiError::ExpensiveBusy => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many expensive queries (telemetry pages, aggregations, exports, PromQL) in flight; retry later",
+            ),
+            // Retrying the same request will likely time out again: say what to change.
+            ApiError::StatementTimeout(ms) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "statement timeout: the query ran longer than {ms} ms and was cancelled; \
+                     narrow the window, use a coarser step, or page with cursor"
+                ),
+            ),
             e if e.is_unavailable() => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unreachable; retry later",
@@ -148,6 +170,31 @@ mod tests {
         let p = ApiError::bad_parameter("limit", "must be at most 1000, got 5000").to_problem();
         assert_eq!(p.status, 400);
         assert_eq!(p.detail, "limit: must be at most 1000, got 5000");
+    }
+
+    #[test]
+    fn a_statement_timeout_is_a_503_that_names_it() {
+        let p = ApiError::StatementTimeout(250).to_problem();
+        assert_eq!(p.status, 503);
+        assert!(p.detail.starts_with("statement timeout: "), "{}", p.detail);
+        assert!(p.detail.contains("250 ms"), "{}", p.detail);
+    }
+
+    #[test]
+    fn the_specs_examples_of_abuse_answers_are_the_real_messages() {
+        let spec = crate::openapi::spec_json();
+        let offset = crate::params::TelemetryQuery::request("offset=3000000")
+            .err()
+            .map(|e| e.to_problem().detail);
+        let details = [
+            ApiError::StatementTimeout(10_000).to_problem().detail,
+            ApiError::ExpensiveBusy.to_problem().detail,
+            offset.unwrap_or_default(),
+        ];
+        for detail in details {
+            let quoted = serde_json::to_string(&detail).unwrap();
+            assert!(spec.contains(&quoted), "the spec has no example {quoted}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-use crate::db;
+use crate::db::{self, Cost};
 use crate::error::ApiError;
 use crate::handlers::{full, BodyError, HttpResponse};
 use crate::model::{format_ts, StepSeries};
@@ -138,7 +138,7 @@ async fn read_page(
     let (id, window) = (id.to_string(), window.clone());
     state
         .db
-        .run(move |conn| {
+        .run_costing(Cost::Expensive, move |conn| {
             let rows = db::known_window(conn, &id, &window)?;
             let (points, next) = rows.page(window.limit)?;
             Ok((encode_points(&points, format, first)?, next))

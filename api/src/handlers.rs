@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
+use crate::db::Cost;
 use crate::error::ApiError;
 use crate::model::{
     Bucket, GpuList, Health, HostList, LatestList, Paging, Pipeline, ProblemDoc, Stats, StepAnswer,
@@ -136,9 +137,9 @@ pub async fn list_hosts(state: &AppState) -> Result<HttpResponse, ApiError> {
     get, path = "/api/v1/hosts/{hostname}/gpus", tag = "fleet",
     params(
         ("hostname" = String, Path, description = "The host, as listed by /api/v1/hosts.", example = "mtv5-dgx1-hgpu-031"),
-        ("model" = Option<String>, Query, description = "Only GPUs of this model.", min_length = 1),
-        ("namespace" = Option<String>, Query, description = "Only GPUs with telemetry from a pod of this namespace.", min_length = 1),
-        ("pod" = Option<String>, Query, description = "Only GPUs with telemetry from this pod.", min_length = 1),
+        ("model" = Option<String>, Query, description = "Only GPUs of this model.", min_length = 1, pattern = r"^[^\x00]+$"),
+        ("namespace" = Option<String>, Query, description = "Only GPUs with telemetry from a pod of this namespace.", min_length = 1, pattern = r"^[^\x00]+$"),
+        ("pod" = Option<String>, Query, description = "Only GPUs with telemetry from this pod.", min_length = 1, pattern = r"^[^\x00]+$"),
     ),
     responses(
         (status = 200, description = "The host's GPUs, by GPU index.", body = GpuList),
@@ -283,12 +284,21 @@ pub async fn pipeline(state: &AppState) -> Result<HttpResponse, ApiError> {
                     "step: 1s over this window makes 86401 buckets per metric, more than the 11000 allowed: raise step to at least 8s or narrow the window")))),
                 ("unknown parameter" = (summary = "a query parameter this endpoint does not take", value = json!(problem(400, "Bad Request",
                     "colour: unknown query parameter (accepted: start_time, end_time, metric, step, agg, limit, offset, cursor)")))),
+                ("offset too deep" = (summary = "an offset past 10,000: use the cursor", value = json!(problem(400, "Bad Request",
+                    "offset: must be at most 10000, got 3000000: deep pages cost time in proportion to the offset; follow paging.next (or pass paging.cursor as cursor), which costs the same at any depth")))),
             )),
         (status = 404, description = "No GPU with this id.", body = ProblemDoc,
             content_type = "application/problem+json",
             example = json!(problem(404, "Not Found", "no GPU with id \"GPU-does-not-exist\""))),
-        (status = 503, description = "The database cannot be reached.", body = ProblemDoc,
-            content_type = "application/problem+json", example = json!(unavailable_example())),
+        (status = 503, description = "The database cannot be reached, too many expensive queries are in flight, or the query ran past the statement timeout; `detail` says which.", body = ProblemDoc,
+            content_type = "application/problem+json",
+            examples(
+                ("unreachable" = (summary = "the database cannot be reached", value = json!(unavailable_example()))),
+                ("statement timeout" = (summary = "the query ran past --statement-timeout-ms", value = json!(problem(503, "Service Unavailable",
+                    "statement timeout: the query ran longer than 10000 ms and was cancelled; narrow the window, use a coarser step, or page with cursor")))),
+                ("busy" = (summary = "the expensive queries' permits stayed taken", value = json!(problem(503, "Service Unavailable",
+                    "too many expensive queries (telemetry pages, aggregations, exports, PromQL) in flight; retry later")))),
+            )),
     )
 )]
 pub async fn gpu_telemetry(
@@ -307,7 +317,7 @@ pub async fn gpu_telemetry(
             // The page is built and serialised on the blocking thread, straight from the rows.
             let body = state
                 .db
-                .run(move |conn| {
+                .run_costing(Cost::Expensive, move |conn| {
                     let rows = db::known_window(conn, &id, &window)?;
                     let (points, next) = rows.page(window.limit)?;
                     encode(&page(&id, &window, points, next))
@@ -327,7 +337,7 @@ async fn step_answer(
 ) -> Result<HttpResponse, ApiError> {
     let (id, query, buckets) = state
         .db
-        .run(move |conn| {
+        .run_costing(Cost::Expensive, move |conn| {
             let buckets = db::buckets(conn, &id, &query)?;
             if buckets.is_empty() {
                 db::check_known(conn, &id)?;

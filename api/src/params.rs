@@ -16,6 +16,10 @@ use crate::model::format_ts;
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: u32 = 1000;
+/// The deepest `offset` a page may start at. Skipping costs the database time in proportion
+/// to the offset (1.2 s at 3,000,000), so deeper pages are reached with `cursor`, which costs
+/// the same at any depth; a deeper `offset` is a 400 that says so.
+pub const MAX_OFFSET: u64 = 10_000;
 /// How far back a step query reaches when `start_time` is not given.
 pub const DEFAULT_STEP_WINDOW: Duration = Duration::hours(1);
 /// Every query parameter the telemetry endpoint accepts.
@@ -30,7 +34,7 @@ pub const ACCEPTED: [&str; 8] = [
     "cursor",
 ];
 
-/// A name given as a filter (a metric, a host): a string that is not empty. Describes the
+/// A name given as a filter (a metric, a host): a string that is not empty and holds no NUL. Describes the
 /// parameters in the spec; the parsers keep plain strings.
 pub struct Name;
 
@@ -42,6 +46,8 @@ impl utoipa::PartialSchema for Name {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(1))
+            // No NUL: PostgreSQL text cannot hold one, and every route refuses it (400).
+            .pattern(Some(r"^[^\x00]+$"))
             .example(Some(serde_json::json!("DCGM_FI_DEV_GPU_TEMP")))
             .into()
     }
@@ -101,13 +107,9 @@ pub struct TelemetryQuery {
     /// Page size (without `step`).
     #[param(minimum = 1, maximum = 1000, default = 100, example = 100)]
     pub limit: Option<u32>,
-    /// How many points of the window to skip (without `step`; prefer `cursor`).
-    #[param(
-        minimum = 0,
-        maximum = 9223372036854775807_u64,
-        default = 0,
-        example = 0
-    )]
+    /// How many points of the window to skip (without `step`), at most 10,000: deeper pages
+    /// are reached with `cursor` (follow `paging.next`), which costs the same at any depth.
+    #[param(minimum = 0, maximum = 10000, default = 0, example = 0)]
     pub offset: Option<u64>,
     /// Where the page starts: the opaque `paging.cursor` of the page before (the `next` link
     /// carries it). Page 1,000 costs what page 1 costs.
@@ -305,16 +307,24 @@ impl Window {
 #[into_params(parameter_in = Query)]
 pub struct GpuQuery {
     /// Only the GPUs of this host.
-    #[param(min_length = 1, example = "mtv5-dgx1-hgpu-031")]
+    #[param(
+        min_length = 1,
+        pattern = r"^[^\x00]+$",
+        example = "mtv5-dgx1-hgpu-031"
+    )]
     pub hostname: Option<String>,
     /// Only GPUs of this model (`modelName`).
-    #[param(min_length = 1, example = "NVIDIA H100 80GB HBM3")]
+    #[param(
+        min_length = 1,
+        pattern = r"^[^\x00]+$",
+        example = "NVIDIA H100 80GB HBM3"
+    )]
     pub model: Option<String>,
     /// Only GPUs with telemetry from a pod of this namespace.
-    #[param(min_length = 1, example = "training")]
+    #[param(min_length = 1, pattern = r"^[^\x00]+$", example = "training")]
     pub namespace: Option<String>,
     /// Only GPUs with telemetry from this pod.
-    #[param(min_length = 1, example = "llama-train-0")]
+    #[param(min_length = 1, pattern = r"^[^\x00]+$", example = "llama-train-0")]
     pub pod: Option<String>,
 }
 
@@ -373,6 +383,20 @@ impl LatestQuery {
             }
         }
         Ok(query)
+    }
+}
+
+/// Refuses a query string with a NUL character in a parameter's name or value, whatever the
+/// route: nothing stored can hold one (PostgreSQL text), so it is always a client's mistake
+/// or a probe, and answering it here keeps it from every statement.
+pub fn refuse_nul(raw: &str) -> Result<(), ApiError> {
+    match form_urlencoded::parse(raw.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        Some((name, _)) => Err(ApiError::bad_parameter(
+            &name.replace('\0', "\\0"),
+            "must not contain a NUL character (U+0000)",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -568,8 +592,15 @@ fn parse_limit(value: &str) -> Result<u32, ApiError> {
 
 fn parse_offset(value: &str) -> Result<u64, ApiError> {
     match value.parse::<u64>() {
-        // The database counts in i64.
-        Ok(o) if o <= i64::MAX as u64 => Ok(o),
+        Ok(o) if o <= MAX_OFFSET => Ok(o),
+        Ok(_) => Err(ApiError::bad_parameter(
+            "offset",
+            format!(
+                "must be at most {MAX_OFFSET}, got {value}: deep pages cost time in proportion \
+                 to the offset; follow paging.next (or pass paging.cursor as cursor), which \
+                 costs the same at any depth"
+            ),
+        )),
         _ => Err(ApiError::bad_parameter(
             "offset",
             format!("must be an integer of 0 or more, got {:?}", shorten(value)),
@@ -743,6 +774,10 @@ mod tests {
         assert!(detail("limit=1001").contains("got \"1001\""));
         assert!(detail("limit=ten").starts_with("limit:"));
         assert!(detail("offset=-1").starts_with("offset: must be an integer of 0 or more"));
+        let deep = detail("offset=10001");
+        assert!(deep.starts_with("offset: must be at most 10000"), "{deep}");
+        assert!(deep.contains("cursor"), "points at the cursor: {deep}");
+        assert!(detail("offset=99999999999999999999").starts_with("offset: must be an integer"));
         assert!(detail("metric=").starts_with("metric: must not be empty"));
         assert!(detail("colour=red").starts_with("colour: unknown query parameter"));
         assert!(detail("limit=1&limit=2").starts_with("limit: given more than once"));

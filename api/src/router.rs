@@ -110,6 +110,21 @@ impl Route {
         }
     }
 
+    /// Whether the route reads its query string (the probes, metrics, docs and pages ignore
+    /// theirs; the Prometheus API reads its own form).
+    fn reads_query(&self) -> bool {
+        matches!(
+            self,
+            Route::Gpus
+                | Route::Telemetry(_)
+                | Route::Hosts
+                | Route::HostGpus(_)
+                | Route::Latest
+                | Route::Pipeline
+                | Route::Stats
+        )
+    }
+
     /// The methods the route answers (HEAD as GET without the body; hyper drops it).
     fn allowed(&self) -> &'static [Method] {
         match self {
@@ -177,6 +192,10 @@ async fn dispatch(
     // Routes without parameters refuse any, so a typo (`/api/v1/stats?x=1`) is an error
     // rather than silently ignored; the probes, metrics, docs and pages ignore query strings,
     // as scrapers and browsers may add their own.
+    // Before any route reads them (the Prometheus API checks its form, body included, itself).
+    if route.reads_query() {
+        crate::params::refuse_nul(query)?;
+    }
     match route {
         Route::Root => handlers::root().await,
         Route::Health => handlers::health(state).await,
@@ -241,7 +260,11 @@ fn no_parameters(query: &str) -> ApiError {
 /// The problem+json answer for a failed request; internals go to the log only.
 fn error_response(error: ApiError) -> HttpResponse {
     let problem = error.to_problem();
-    if error.is_unavailable() {
+    if let ApiError::StatementTimeout(_) = error {
+        // The client's query, not the service, is what failed: counted, logged, not an error.
+        telemetry::record_statement_timeout();
+        tracing::warn!(error = %error, "statement timeout");
+    } else if error.is_unavailable() {
         telemetry::record_db_unavailable();
         tracing::warn!(error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), "database unavailable");
     } else if problem.status >= 500 {

@@ -12,6 +12,7 @@ use metrics::{
 pub const REQUESTS: &str = "api_http_requests_total";
 pub const LATENCY: &str = "api_http_request_duration_seconds";
 pub const DB_UNAVAILABLE: &str = "api_db_unavailable_total";
+pub const STATEMENT_TIMEOUTS: &str = "api_db_statement_timeouts_total";
 pub const POOL_CONNECTIONS: &str = "api_db_pool_connections";
 pub const POOL_IDLE: &str = "api_db_pool_idle_connections";
 
@@ -31,6 +32,10 @@ pub fn describe() {
         DB_UNAVAILABLE,
         "Requests answered 503 because the database could not be reached."
     );
+    describe_counter!(
+        STATEMENT_TIMEOUTS,
+        "Requests answered 503 because a statement ran past --statement-timeout-ms."
+    );
     describe_gauge!(POOL_CONNECTIONS, "Database connections open in the pool.");
     describe_gauge!(POOL_IDLE, "Database connections idle in the pool.");
 }
@@ -45,6 +50,10 @@ pub fn record_request(route: &'static str, method: &str, status: u16, elapsed: D
 
 pub fn record_db_unavailable() {
     counter!(DB_UNAVAILABLE).increment(1);
+}
+
+pub fn record_statement_timeout() {
+    counter!(STATEMENT_TIMEOUTS).increment(1);
 }
 
 /// Sets the pool gauges (called just before rendering `/metrics`).

@@ -8,7 +8,10 @@ Reads `helm template` output on stdin and checks the chart's promises:
 - the binaries get only the flags and env vars of the documented contract (README, Configuration);
 - the broker is a 1-replica StatefulSet with a volumeClaimTemplate and a headless Service;
 - every Deployment/StatefulSet of the pipeline has a PodDisruptionBudget, every HPA targets a
-  rendered Deployment, every Secret/Service a pod refers to is rendered or declared external.
+  rendered Deployment, every Secret/Service a pod refers to is rendered or declared external;
+- a ServiceMonitor or PodMonitor scrapes each pipeline workload's /metrics exactly once (no
+  target missed, none twice); every NetworkPolicy selects rendered pods, names ports they
+  have, and admits the pods it names as peers from workloads that exist.
 
 Usage: helm template ... | check_rendered.py [--expect-replicas streamer=3 ...]
           [--external-secret NAME ...]
@@ -42,7 +45,8 @@ ENV = {
     "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
     "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS", "BROKER_URL",
-            "BROKER_TOKEN", "DATABASE_READ_URL"} | DB_ENV,
+            "BROKER_TOKEN", "DATABASE_READ_URL", "API_STATEMENT_TIMEOUT_MS",
+            "API_DB_EXPENSIVE_CONCURRENCY"} | DB_ENV,
 }
 for _names in ENV.values():
     _names.add("RUST_LOG")
@@ -71,7 +75,71 @@ class Checker:
         self.check_pdbs()
         self.check_hpas()
         self.check_replicas(expect_replicas)
+        self.check_monitors()
+        self.check_network_policies()
         return self.errors
+
+    # The pipeline's workloads (not the bundled PostgreSQL): what the monitors must scrape.
+    PIPELINE = {"broker", "api", "streamer", "collector"}
+
+    def pods(self):
+        """(workload, pod labels, container port names) of every workload."""
+        for w in self.of_kind("Deployment", "StatefulSet", "DaemonSet"):
+            template = w["spec"]["template"]
+            ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", []) if "name" in p}
+            yield w, template["metadata"]["labels"], ports
+
+    @staticmethod
+    def selects(selector, labels):
+        """A LabelSelector (matchLabels and In expressions) or a plain Service selector."""
+        match = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
+        if not all(labels.get(k) == v for k, v in match.items() if k != "matchExpressions"):
+            return False
+        for e in selector.get("matchExpressions", []):
+            if e["operator"] != "In" or labels.get(e["key"]) not in e["values"]:
+                return False
+        return True
+
+    def check_monitors(self):
+        monitors = self.of_kind("ServiceMonitor", "PodMonitor")
+        if not monitors:
+            return
+        for w, labels, ports in self.pods():
+            if labels.get("app.kubernetes.io/component") not in self.PIPELINE:
+                continue
+            scrapes = 0
+            for sm in self.of_kind("ServiceMonitor"):
+                for svc in self.of_kind("Service"):
+                    if not self.selects(sm["spec"]["selector"], svc["metadata"]["labels"]):
+                        continue
+                    if not self.selects(svc["spec"]["selector"], labels):
+                        continue
+                    svc_ports = {p["name"]: p.get("targetPort") for p in svc["spec"]["ports"]}
+                    for ep in sm["spec"]["endpoints"]:
+                        if ep["port"] in svc_ports and svc_ports[ep["port"]] in ports:
+                            scrapes += 1
+            for pm in self.of_kind("PodMonitor"):
+                if self.selects(pm["spec"]["selector"], labels):
+                    scrapes += sum(1 for ep in pm["spec"]["podMetricsEndpoints"] if ep["port"] in ports)
+            if scrapes != 1:
+                self.fail(w, f"its /metrics is scraped {scrapes} times by the rendered monitors (want 1)")
+
+    def check_network_policies(self):
+        pods = list(self.pods())
+        for np in self.of_kind("NetworkPolicy"):
+            selected = [(w, ports) for w, labels, ports in pods if self.selects(np["spec"]["podSelector"], labels)]
+            if not selected:
+                self.fail(np, "its podSelector selects no rendered pods")
+                continue
+            for rule in np["spec"].get("ingress", []):
+                for port in rule.get("ports", []):
+                    name = port.get("port")
+                    if isinstance(name, str) and not all(name in ports for _, ports in selected):
+                        self.fail(np, f"port {name} is not a container port of every selected pod")
+                for peer in rule.get("from", []):
+                    if "podSelector" in peer and "namespaceSelector" not in peer:
+                        if not any(self.selects(peer["podSelector"], labels) for _, labels, _ in pods):
+                            self.fail(np, f"peer {peer['podSelector']} selects no rendered pods")
 
     def check_pod(self, workload):
         spec = workload["spec"]["template"]["spec"]

@@ -12,7 +12,7 @@
 //! - [`partitions`] and [`maintenance`]: daily partitions ahead of time, retention;
 //! - [`compact`] and [`codec`]: days of points rewritten as dense per-series chunks;
 //! - [`legacy`]: moving a `0001` database's points into the compact store;
-//! - [`connect`]: connection strings, `sslmode` and TLS.
+//! - [`connect`]: connection strings, `sslmode` and TLS; [`session`]: statement-level settings.
 
 pub mod aggregate;
 pub mod codec;
@@ -29,6 +29,7 @@ pub mod point;
 pub mod prom;
 pub mod read;
 pub mod schema;
+pub mod session;
 pub mod time;
 pub mod write;
 

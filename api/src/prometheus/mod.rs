@@ -73,7 +73,9 @@ impl PromError {
         match self {
             PromError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
             PromError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
-            PromError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            PromError::Timeout(_) | PromError::Database(ApiError::StatementTimeout(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+            }
             PromError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             PromError::Database(e) if e.is_unavailable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -85,9 +87,14 @@ impl PromError {
     fn response(&self) -> HttpResponse {
         let (status, kind) = self.status_and_type();
         let message = match self {
+            PromError::Database(e @ ApiError::StatementTimeout(_)) => {
+                crate::telemetry::record_statement_timeout();
+                tracing::warn!(error = %e, "prometheus query: statement timeout");
+                e.to_problem().detail
+            }
             PromError::Database(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), "prometheus query: database unavailable");
-                "the database is unreachable; retry later".to_string()
+                e.to_problem().detail
             }
             PromError::Database(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), "prometheus query failed");
@@ -105,6 +112,9 @@ impl PromError {
 /// Answers one request to `endpoint` (`/api/v1/query`, …) with its form parameters.
 pub async fn handle(state: &AppState, endpoint: &str, form: &str) -> HttpResponse {
     let form = Form::parse(form);
+    if let Err(e) = form.check_no_nul() {
+        return e.response();
+    }
     let answer = match endpoint {
         "/api/v1/query" => query(state, &form).await,
         "/api/v1/query_range" => query_range(state, &form).await,
@@ -137,7 +147,8 @@ fn label_values_name(endpoint: &str) -> Option<Result<String, PromError>> {
     })
 }
 
-/// Runs `work` with a pooled connection; a database failure stays an [`ApiError`] inside the
+/// Runs `work` with a pooled connection, as an expensive query (every endpoint of this API
+/// reads series by matchers or evaluates PromQL); a database failure stays an [`ApiError`] inside the
 /// pool's retry loop (a lost connection is retried), every other error comes back as is.
 async fn with_db<T, F>(state: &AppState, work: F) -> Result<T, PromError>
 where
@@ -146,7 +157,7 @@ where
 {
     state
         .db
-        .run(move |conn| match work(conn) {
+        .run_costing(crate::db::Cost::Expensive, move |conn| match work(conn) {
             Err(PromError::Database(e)) => Err(e),
             other => Ok(other),
         })

@@ -16,6 +16,22 @@ impl Form {
         )
     }
 
+    /// Refuses a parameter whose name or value holds a NUL character: nothing stored can
+    /// hold one (PostgreSQL text), so it is always a client's mistake or a probe.
+    pub fn check_no_nul(&self) -> Result<(), PromError> {
+        match self
+            .0
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            Some((name, _)) => Err(PromError::invalid_parameter(
+                name,
+                "must not contain a NUL character (U+0000)",
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The first value of `name` (as Go's `FormValue`).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

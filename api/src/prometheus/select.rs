@@ -62,6 +62,14 @@ pub fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, PromError> {
     if let Some(name) = &vs.name {
         all.push(Matcher::new(MatchOp::Equal, "__name__", name));
     }
+    // A PromQL string may escape a NUL (`"\x00"`); PostgreSQL text cannot hold one, so such
+    // a value could only make the statement fail. Every selector comes through here.
+    if let Some(m) = all.iter().find(|m| m.value.contains('\0')) {
+        return Err(PromError::BadData(format!(
+            "invalid matcher for label {:?}: a value must not contain a NUL character (U+0000)",
+            m.name
+        )));
+    }
     Ok(all)
 }
 

@@ -149,13 +149,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_hash_is_stable_and_spreads_hosts() {
-        // Pinned: changing the hash would move shards under running streamers.
-        assert_eq!(
-            shard_of(b"mtv5-dgx1-hgpu-031", 16),
-            shard_of(b"mtv5-dgx1-hgpu-031", 16)
-        );
-        assert_eq!(shard_of(b"", 16), (0xcbf2_9ce4_8422_2325u64 % 16) as u32);
+    fn shard_hash_is_pinned_to_fnv1a_64_vectors_and_spreads_hosts() {
+        // Pinned: changing the hash would move shards under running streamers. The hashes
+        // are FNV-1a 64's published test vectors ("", "a", "foobar") and values computed once
+        // with an independent implementation (Python) for real hostnames; the shard is the
+        // hash modulo the count.
+        let vectors: [(&[u8], u64, u32, u32); 5] = [
+            (b"", 0xcbf2_9ce4_8422_2325, 5, 2),
+            (b"a", 0xaf63_dc4c_8601_ec8c, 12, 5),
+            (b"foobar", 0x8594_4171_f739_67e8, 8, 6),
+            (b"mtv5-dgx1-hgpu-031", 0x4034_67a7_42cb_bdb6, 6, 2),
+            (b"host-a", 0x66fb_9774_5619_1da5, 5, 1),
+        ];
+        for (key, hash, of16, of7) in vectors {
+            let name = String::from_utf8_lossy(key);
+            assert_eq!(crate::client::fnv1a64(key), hash, "hash of {name:?}");
+            assert_eq!(shard_of(key, 16), of16, "shard of {name:?} among 16");
+            assert_eq!(shard_of(key, 7), of7, "shard of {name:?} among 7");
+            assert_eq!(shard_of(key, 1), 0, "one shard takes everything");
+        }
         let used: std::collections::BTreeSet<u32> = (0..31)
             .map(|i| shard_of(format!("mtv5-dgx1-hgpu-{i:03}").as_bytes(), 16))
             .collect();

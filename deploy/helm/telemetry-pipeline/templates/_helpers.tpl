@@ -56,6 +56,14 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{/* Services */}}
+{{/*
+The label of the Services a ServiceMonitor scrapes: one per component, whose endpoints are the
+pods serving /metrics (not the broker's headless Service, which would scrape it twice).
+*/}}
+{{- define "tp.scrapeLabel" -}}
+telemetry-pipeline/metrics: "true"
+{{- end }}
+
 {{- define "tp.brokerUrl" -}}
 {{- printf "http://%s:%v" (include "tp.componentName" (dict "root" . "component" "broker")) .Values.broker.port }}
 {{- end }}
