@@ -1,12 +1,13 @@
-//! The operations endpoints: the Prometheus recorder every binary installs, and the little
-//! `/healthz`, `/readyz`, `/metrics` server that the blocking clients run on `--metrics-listen`.
+//! The operations endpoints: the Prometheus recorder every binary installs, the one
+//! implementation of the `/healthz`, `/readyz` and `/metrics` answers, and the small server
+//! that the blocking clients run on `--metrics-listen`.
 //!
-//! The broker and the API serve these routes from their own routers (they call
-//! [`render_metrics`]); the clients have no HTTP server of their own, so [`OpsServer`] runs one
-//! on a background thread with a single-threaded tokio runtime. A binary may add read-only
-//! JSON routes of its own to it ([`JsonRoute`]: the streamer's `GET /targets`).
+//! The broker and the API route these paths in their own routers (for their request metrics)
+//! and answer with [`healthz`], [`readyz`] and [`metrics`]; the clients have no HTTP server of
+//! their own, so [`OpsServer`] runs one ([`crate::serve`], fixed default limits) on a
+//! background thread with a single-threaded tokio runtime. A binary may add read-only JSON
+//! routes of its own to it ([`JsonRoute`]: the streamer's `GET /targets`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,11 +16,9 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::problem;
+use crate::{problem, serve};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -54,6 +53,9 @@ pub fn render_metrics() -> String {
 /// The content type of [`render_metrics`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The content type of the probes' answers.
+const PLAIN: &str = "text/plain; charset=utf-8";
+
 /// Whether a process is ready to do its job; `/readyz` answers 200 only when it is.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -65,6 +67,34 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// Whether `path` is one of the three ops paths: answered without a token, and on the
+/// connections the serving module keeps in reserve.
+pub fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// `/healthz`: the process answers HTTP.
+pub fn healthz() -> Response<Full<Bytes>> {
+    text(StatusCode::OK, "ok\n", PLAIN)
+}
+
+/// `/readyz`: 200 when ready, else 503 saying why not.
+pub fn readyz(ready: Result<(), &str>) -> Response<Full<Bytes>> {
+    match ready {
+        Ok(()) => text(StatusCode::OK, "ready\n", PLAIN),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {why}\n"),
+            PLAIN,
+        ),
+    }
+}
+
+/// `/metrics`: every metric of the process, in the Prometheus text format.
+pub fn metrics() -> Response<Full<Bytes>> {
+    text(StatusCode::OK, &render_metrics(), METRICS_CONTENT_TYPE)
 }
 
 /// A binary's own read-only route on the ops server: its path and the JSON it answers with.
@@ -107,45 +137,33 @@ impl OpsServer {
                             return;
                         }
                     };
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let readiness = readiness.clone();
-                        let extra = Arc::clone(&extra);
-                        tokio::spawn(async move {
-                            let service = service_fn(move |req| {
-                                let readiness = readiness.clone();
-                                let extra = Arc::clone(&extra);
-                                async move {
-                                    Ok::<_, Infallible>(route_with(req, &readiness, &extra))
-                                }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
+                    let handler = move |req: Request<Incoming>| {
+                        let response = route_with(&req, &readiness, &extra);
+                        async move { response }
+                    };
+                    // Served until the process exits.
+                    serve::serve(
+                        listener,
+                        serve::Settings::default(),
+                        handler,
+                        std::future::pending(),
+                    )
+                    .await;
                 })
             })?;
         Ok(OpsServer { local_addr })
     }
 }
 
-/// Answers one of the three ops routes, or the shared 404/405.
-pub fn route(req: Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
-    route_with(req, readiness, &[])
-}
-
 /// Answers one of the three ops routes or of `extra`, or the shared 404/405.
-pub fn route_with(
-    req: Request<Incoming>,
+fn route_with<B>(
+    req: &Request<B>,
     readiness: &Readiness,
     extra: &[JsonRoute],
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let own = extra.iter().find(|(p, _)| *p == path);
-    if own.is_none() && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if own.is_none() && !is_ops_path(path) {
         return problem::not_found(path);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -155,10 +173,12 @@ pub fn route_with(
         return text(StatusCode::OK, &answer(), "application/json");
     }
     match path {
-        "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
-        "/readyz" if readiness.is_ready() => text(StatusCode::OK, "ready\n", "text/plain"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
-        _ => text(StatusCode::OK, &render_metrics(), METRICS_CONTENT_TYPE),
+        "/healthz" => healthz(),
+        "/readyz" => readyz(match readiness.is_ready() {
+            true => Ok(()),
+            false => Err("starting"),
+        }),
+        _ => metrics(),
     }
 }
 
