@@ -43,8 +43,7 @@ pub use crate::error::BrokerError;
 
 /// Binds `config.listen` and serves until `shutdown` completes; see [`serve`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = pipeline_common::serve::bind(config.listen)
         .map_err(|e| BrokerError::io(format!("bind {}", config.listen), e))?;
     serve(listener, config, shutdown).await
 }

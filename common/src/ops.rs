@@ -120,23 +120,19 @@ impl OpsServer {
     ) -> std::io::Result<OpsServer> {
         let extra: Arc<[JsonRoute]> = extra.into();
         install_metrics_recorder();
-        let std_listener = std::net::TcpListener::bind(listen)?;
-        std_listener.set_nonblocking(true)?;
-        let local_addr = std_listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // Bound here, so the caller learns at once if the address is taken.
+        let listener = {
+            let _entered = runtime.enter();
+            serve::bind(listen)?
+        };
+        let local_addr = listener.local_addr()?;
         std::thread::Builder::new()
             .name("ops-http".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "ops server cannot listen");
-                            return;
-                        }
-                    };
                     let handler = move |req: Request<Incoming>| {
                         let response = route_with(&req, &readiness, &extra);
                         async move { response }

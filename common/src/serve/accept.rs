@@ -20,7 +20,9 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// At most one log line per kind of trouble in this interval.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
-/// How long an accept waits for a shed connection to close before looking again.
+/// Most shed connections still closing before a new one waits for them.
+const MAX_SHEDDING: usize = 64;
+/// How long an accept waits for shed connections to close before looking again.
 const SHED_WAIT: Duration = Duration::from_millis(100);
 
 /// Accepts until `shutdown` completes.
@@ -53,6 +55,7 @@ pub async fn run<H, Fut, B>(
                     // An idle connection's descriptor is worth more to a new client.
                     shared.registry.shed_one();
                 }
+                shared.registry.metrics.accept_errors.increment(1);
                 failures.note(&e);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
@@ -60,6 +63,7 @@ pub async fn run<H, Fut, B>(
             }
         };
         let Some(reserved) = admit(shared).await else {
+            shared.registry.metrics.refused.increment(1);
             refusals.note(&"max connections reached");
             drop(stream);
             continue;
@@ -75,21 +79,29 @@ pub async fn run<H, Fut, B>(
 }
 
 /// Where a new connection goes: `Some(false)` a full connection, `Some(true)` the reserve,
-/// `None` nowhere. At the cap, idle connections are shed (one at a time, waiting for each to
-/// close) before the newcomer is put in the reserve.
+/// `None` nowhere. At the cap, an idle connection is shed to make room (the newcomer does not
+/// wait for it to close, unless [`MAX_SHEDDING`] sheds are still under way: that bounds the
+/// descriptors); when none is idle, the newcomer goes to the reserve.
 async fn admit<H>(shared: &Shared<H>) -> Option<bool> {
     let limits = &shared.limits;
+    let registry = &shared.registry;
     loop {
-        let open = shared.registry.open();
-        if open < limits.max_connections {
-            return Some(false);
-        }
-        let closed = shared.registry.closed.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if shared.registry.shed_one() {
-            let _ = tokio::time::timeout(SHED_WAIT, closed).await;
+        let (open, shedding) = registry.counts();
+        let live = open - shedding;
+        if live >= limits.max_connections && registry.shed_one() {
             continue;
+        }
+        if shedding > MAX_SHEDDING {
+            let closed = registry.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if registry.counts().1 > MAX_SHEDDING {
+                let _ = tokio::time::timeout(SHED_WAIT, closed).await;
+            }
+            continue;
+        }
+        if live < limits.max_connections {
+            return Some(false);
         }
         return (open < limits.max_connections + limits.reserved_connections).then_some(true);
     }

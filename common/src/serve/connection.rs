@@ -114,6 +114,7 @@ pub async fn run<H, Fut, B>(
             },
             () = sleep_until(deadline) => {
                 tracing::debug!("TLS handshake timed out");
+                conn.timed_out();
                 return;
             }
             () = conn.wake.notified() => if conn.is_shed() { return },
@@ -174,6 +175,7 @@ where
                     .is_some_and(|d| d <= Instant::now());
                 if now_due {
                     tracing::debug!("connection timed out waiting for a request");
+                    conn.timed_out();
                     return;
                 }
             }

@@ -6,12 +6,14 @@
 //! them, and the accept loop (in `accept.rs`) decides when to shed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::metrics::ServeMetrics;
 
 /// Waiting for a request head: a new connection (TLS handshake included), or a keep-alive
 /// one whose next request has begun to arrive. Bounded by the header-read timeout.
@@ -36,6 +38,7 @@ pub struct Conn {
     /// Wakes the connection task: its phase changed, or it is to be shed.
     pub wake: Notify,
     epoch: Instant,
+    metrics: Arc<ServeMetrics>,
 }
 
 impl Conn {
@@ -49,12 +52,19 @@ impl Conn {
     /// A request head is complete and handed to the handler.
     pub fn busy(&self) {
         self.served.store(true, Ordering::Relaxed);
+        self.metrics.in_flight.increment(1.0);
         self.set(BUSY);
     }
 
     /// The response is sent: wait for the next request.
     pub fn idle(&self) {
+        self.metrics.in_flight.decrement(1.0);
         self.set(IDLE);
+    }
+
+    /// The connection closes early: it timed out waiting for a request.
+    pub fn timed_out(&self) {
+        self.metrics.timed_out.increment(1);
     }
 
     /// Bytes arrived: an idle keep-alive connection starts reading a head.
@@ -92,24 +102,27 @@ impl Conn {
 pub struct Registry {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
+    /// Connections told to close that have not closed yet.
+    shedding: AtomicUsize,
     /// Notified whenever a connection closes (the accept loop waits on it after shedding, the
     /// drain until none is left).
     pub closed: Notify,
     epoch: Instant,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Registry {
-            conns: Mutex::default(),
-            next_id: AtomicU64::new(0),
-            closed: Notify::new(),
-            epoch: Instant::now(),
-        }
-    }
+    pub metrics: Arc<ServeMetrics>,
 }
 
 impl Registry {
+    pub fn new(metrics: ServeMetrics) -> Registry {
+        Registry {
+            conns: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            shedding: AtomicUsize::new(0),
+            closed: Notify::new(),
+            epoch: Instant::now(),
+            metrics: Arc::new(metrics),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
         // The map stays consistent whatever a panicking holder did: every operation on it is
         // a single insert, remove or read.
@@ -118,6 +131,12 @@ impl Registry {
 
     pub fn open(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Open connections, and how many of them are being shed.
+    pub fn counts(&self) -> (usize, usize) {
+        let open = self.lock().len();
+        (open, self.shedding.load(Ordering::Acquire).min(open))
     }
 
     /// Registers a new connection, waiting for its first head; it leaves the registry when the
@@ -133,8 +152,10 @@ impl Registry {
             reserved,
             wake: Notify::new(),
             epoch: self.epoch,
+            metrics: Arc::clone(&self.metrics),
         });
         self.lock().insert(id, Arc::clone(&conn));
+        self.metrics.open.increment(1.0);
         (
             Arc::clone(&conn),
             Registered {
@@ -162,6 +183,8 @@ impl Registry {
             .cloned();
         match victim {
             Some(conn) => {
+                self.shedding.fetch_add(1, Ordering::AcqRel);
+                self.metrics.shed.increment(1);
                 conn.shed();
                 true
             }
@@ -179,7 +202,11 @@ pub struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
+        let removed = self.registry.lock().remove(&self.id);
+        if removed.is_some_and(|conn| conn.is_shed()) {
+            self.registry.shedding.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.registry.metrics.open.decrement(1.0);
         self.registry.closed.notify_waiters();
     }
 }

@@ -22,8 +22,9 @@
 //! closed instead). A client that half-closes after its request still gets the answer.
 //!
 //! Module map: [`args`] the flags, `accept` the loop and admission, `connection` one
-//! connection's task and timers, `conns` the registry, `io` the watched stream, [`auth`] the
-//! token, [`tls`] the certificate.
+//! connection's task and timers, `conns` the registry, `io` the watched stream, `metrics` its
+//! metrics (`http_connections`, `http_requests_in_flight`, `http_connections_shed_total`, …),
+//! [`auth`] the token, [`tls`] the certificate.
 
 mod accept;
 pub mod args;
@@ -31,6 +32,7 @@ pub mod auth;
 mod connection;
 mod conns;
 mod io;
+mod metrics;
 pub mod tls;
 
 use std::error::Error as StdError;
@@ -138,7 +140,7 @@ pub async fn serve<H, Fut, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let (stop_tx, stop) = watch::channel(false);
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new(metrics::ServeMetrics::new()));
     let shared = Arc::new(Shared {
         handler,
         limits: settings.limits,
@@ -165,6 +167,22 @@ pub async fn serve<H, Fut, B>(
     if tokio::time::timeout(settings.grace, drained).await.is_err() {
         tracing::warn!(grace = ?settings.grace, "connections still open after the grace period; closing them");
     }
+}
+
+/// The listen backlog: connections the kernel completes before the accept loop takes them.
+/// tokio's default (1024) overflows under a burst of connections, and a client whose SYN is
+/// dropped retries only after a second; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) with a deep backlog.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Raises this process's soft limit on open files to its hard limit (as Go's runtime does):
