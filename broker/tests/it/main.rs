@@ -16,3 +16,4 @@ mod produce_fetch;
 mod recovery;
 mod restart;
 mod shutdown;
+mod tls;
