@@ -9,6 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 use pipeline_common::db::DbArgs;
 
+pipeline_common::serve_args!(
+    /// The API's serving flags (`API_` environment variables).
+    pub struct ServeArgs, "API"
+);
+
 /// `api`: the REST API over the telemetry database.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", version, about)]
@@ -52,6 +57,12 @@ pub struct Args {
     #[arg(long = "broker-token", env = "BROKER_TOKEN", hide_env_values = true)]
     pub broker_token: Option<String>,
 
+    /// Connections, TLS and the bearer token (`--max-connections`, `--header-read-timeout-ms`,
+    /// `--idle-timeout-ms`, `--token`, `--token-file`, `--tls-cert`, `--tls-key`): with a
+    /// token, everything but the probes, metrics, docs and dashboard pages needs it.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
     /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
     #[arg(long)]
     pub print_openapi: bool,
@@ -69,6 +80,8 @@ pub struct Config {
     pub db_timeout: Duration,
     /// The broker's base URL and token, for consumer lag.
     pub broker: Option<(String, Option<String>)>,
+    /// How the HTTP server serves (read into settings by [`crate::run`]).
+    pub serve: pipeline_common::serve::args::ServeFlags,
 }
 
 impl From<&Args> for Config {
@@ -89,6 +102,7 @@ impl From<&Args> for Config {
                 .clone()
                 .filter(|u| !u.is_empty())
                 .map(|u| (u, args.broker_token.clone())),
+            serve: args.serve.flags(),
         }
     }
 }

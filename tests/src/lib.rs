@@ -10,6 +10,7 @@
 //!
 //! The end-to-end scenarios themselves live in `tests/e2e/`, one test binary built from modules.
 
+pub mod https;
 pub mod tls;
 
 use std::fs::File;

@@ -1,6 +1,7 @@
 //! Integration tests of the `api` binary: a real PostgreSQL (testkit), the real binary over
 //! real HTTP. One test binary built from modules, sharing the harness.
 
+mod auth;
 mod browser;
 mod chromium;
 mod compacted;

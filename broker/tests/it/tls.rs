@@ -1,57 +1,14 @@
 //! `--tls-cert` / `--tls-key`: HTTPS on the broker's listener, with a throwaway CA made here.
 
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use testkit::https::{client_trusting, request as https};
 use testkit::tls::TestCa;
 use testkit::wait_until;
 
 use crate::harness::{pinned, spawn, tempdir};
 use crate::raw;
-
-/// A client that trusts only `ca_pem`.
-fn client_trusting(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("add the CA");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-/// One request over TLS (verified as `localhost`): the whole answer, or the TLS error.
-fn https(
-    config: &Arc<rustls::ClientConfig>,
-    url: &str,
-    method: &str,
-    path: &str,
-    extra: &str,
-    body: &[u8],
-) -> Result<String, String> {
-    let tcp = raw::connect(url);
-    let name = ServerName::try_from("localhost").expect("server name");
-    let session =
-        rustls::ClientConnection::new(Arc::clone(config), name).map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(session, tcp);
-    // The handshake runs with the first write; a refused certificate fails it.
-    std::io::Write::write_all(&mut tls, b"").map_err(|e| e.to_string())?;
-    while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .map_err(|e| e.to_string())?;
-    }
-    let answer = raw::exchange(&mut tls, method, path, extra, body);
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
 
 #[test]
 fn over_tls_clients_that_trust_the_ca_are_served_and_others_refused() {
