@@ -187,3 +187,46 @@ fn text(status: StatusCode, body: &str, content_type: &'static str) -> Response<
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn the_ops_server_answers_probes_metrics_and_its_own_routes() {
+        let readiness = Readiness::default();
+        let extra: Vec<JsonRoute> = vec![("/targets", Arc::new(|| "[]".to_string()))];
+        let server = OpsServer::start_with(
+            "127.0.0.1:0".parse().expect("address"),
+            readiness.clone(),
+            extra,
+        )
+        .expect("start");
+        let addr = server.local_addr;
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        let not_ready = get(addr, "/readyz");
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        readiness.set(true);
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/metrics").contains("text/plain; version=0.0.4"));
+        assert!(get(addr, "/targets").ends_with("[]"));
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+}
