@@ -10,12 +10,17 @@ use testkit::{wait_until, Child, Postgres};
 
 use crate::harness::{request, start_api_with};
 
-#[test]
-fn with_a_token_the_data_needs_it_and_probes_metrics_and_docs_do_not() {
+/// A PostgreSQL with the schema and no points, and a directory for the test's files.
+fn empty_database() -> (Postgres, tempfile::TempDir) {
     let pg = Postgres::start();
     let mut client = pg.connect();
     store::schema::migrate(&mut client).expect("migrate");
-    let dir = tempfile::tempdir().expect("tempdir");
+    (pg, tempfile::tempdir().expect("tempdir"))
+}
+
+#[test]
+fn with_a_token_the_data_needs_it_and_probes_metrics_and_docs_do_not() {
+    let (pg, dir) = empty_database();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "api-s3cret\n").expect("write the token file");
     let token_file = token_file.to_str().expect("utf-8 path");
@@ -61,10 +66,7 @@ fn with_a_token_the_data_needs_it_and_probes_metrics_and_docs_do_not() {
 
 #[test]
 fn over_tls_the_api_serves_clients_that_trust_its_ca_and_not_others() {
-    let pg = Postgres::start();
-    let mut client = pg.connect();
-    store::schema::migrate(&mut client).expect("migrate");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (pg, dir) = empty_database();
     let ca = TestCa::new("api listener CA");
     let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"]);
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
