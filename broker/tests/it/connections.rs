@@ -120,7 +120,8 @@ fn idle_and_slow_connections_leave_produce_fetch_and_healthz_served() {
                     let _ = s.write_all(&head[(i % (head.len() - 1))..][..1]);
                 }
                 i += 1;
-                thread::sleep(Duration::from_millis(20));
+                // Slowloris sends far less often; this is more pressure, not less.
+                thread::sleep(Duration::from_millis(100));
             }
         })
     };

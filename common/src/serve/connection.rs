@@ -146,6 +146,9 @@ where
         .half_close(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
+    // One timer, moved as the phase changes, rather than a new one per loop (per request).
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(timer);
     let mut draining = false;
     let mut closing = false;
     loop {
@@ -161,6 +164,9 @@ where
             }
         }
         let deadline = conn.deadline(limits.header_read_timeout, limits.idle_timeout);
+        if let Some(at) = deadline.filter(|&at| at != timer.deadline()) {
+            timer.as_mut().reset(at);
+        }
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
@@ -169,7 +175,7 @@ where
                 return;
             }
             () = conn.wake.notified() => {}
-            () = sleep_until(deadline), if deadline.is_some() => {
+            () = timer.as_mut(), if deadline.is_some() => {
                 let now_due = conn
                     .deadline(limits.header_read_timeout, limits.idle_timeout)
                     .is_some_and(|d| d <= Instant::now());
