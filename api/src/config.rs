@@ -9,6 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 use pipeline_common::db::DbArgs;
 
+pipeline_common::serve_args!(
+    /// The API's serving flags (`API_` environment variables).
+    pub struct ServeArgs, "API"
+);
+
 /// `api`: the REST API over the telemetry database.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", version, about)]
@@ -69,6 +74,11 @@ pub struct Args {
     #[arg(long = "broker-ca-file", env = "BROKER_CA_FILE", value_name = "PEM",
         value_parser = pipeline_common::trust::CaFile::parse_flag)]
     pub broker_ca_file: Option<pipeline_common::trust::CaFile>,
+    /// Connections, TLS and the bearer token (`--max-connections`, `--header-read-timeout-ms`,
+    /// `--idle-timeout-ms`, `--token`, `--token-file`, `--tls-cert`, `--tls-key`): with a
+    /// token, everything but the probes, metrics, docs and dashboard pages needs it.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 
     /// Print the OpenAPI spec (what `GET /openapi.json` serves) to stdout and exit.
     #[arg(long)]
@@ -91,6 +101,8 @@ pub struct Config {
     pub expensive_concurrency: u32,
     /// How to reach the broker, for consumer lag.
     pub broker: Option<crate::broker::BrokerTarget>,
+    /// How the HTTP server serves (read into settings by [`crate::run`]).
+    pub serve: pipeline_common::serve::args::ServeFlags,
 }
 
 impl From<&Args> for Config {
@@ -119,6 +131,7 @@ impl From<&Args> for Config {
                     token: args.broker_token.clone(),
                     ca_file: args.broker_ca_file.clone(),
                 }),
+            serve: args.serve.flags(),
         }
     }
 }

@@ -75,6 +75,10 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
+
+    /// The serving settings cannot be used (the token file, the TLS certificate or key).
+    #[error("cannot set the server up: {0}")]
+    Serve(#[from] pipeline_common::Error),
 }
 
 impl From<postgres::Error> for ApiError {

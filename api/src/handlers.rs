@@ -57,7 +57,7 @@ const SEGMENT: &AsciiSet = &CONTROLS
 
 /// Liveness of the API and reachability of its database.
 #[utoipa::path(
-    get, path = "/health", tag = "health",
+    get, path = "/health", tag = "health", security(()),
     responses(
         (status = 200, description = "The API and its database answer.", body = Health,
             example = json!({"status": "ok", "database": "ok"})),
@@ -455,16 +455,16 @@ pub async fn stats(state: &AppState) -> Result<HttpResponse, ApiError> {
 
 /// Liveness for orchestrators: the process answers HTTP.
 #[utoipa::path(
-    get, path = "/healthz", tag = "operations",
+    get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive.", body = String, content_type = "text/plain", example = "ok\n"))
 )]
 pub async fn healthz() -> Result<HttpResponse, ApiError> {
-    Ok(text(StatusCode::OK, "ok\n", "text/plain; charset=utf-8"))
+    Ok(boxed(pipeline_common::ops::healthz()))
 }
 
 /// Readiness for orchestrators: ready when the database answers.
 #[utoipa::path(
-    get, path = "/readyz", tag = "operations",
+    get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready to serve.", body = String, content_type = "text/plain", example = "ready\n"),
         (status = 503, description = "The database cannot be reached.", body = String, content_type = "text/plain",
@@ -472,20 +472,15 @@ pub async fn healthz() -> Result<HttpResponse, ApiError> {
     )
 )]
 pub async fn readyz(state: &AppState) -> Result<HttpResponse, ApiError> {
-    let plain = "text/plain; charset=utf-8";
-    Ok(match state.db.run(db::ping).await {
-        Ok(()) => text(StatusCode::OK, "ready\n", plain),
-        Err(_) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: database unreachable\n",
-            plain,
-        ),
-    })
+    let ready = state.db.run(db::ping).await;
+    Ok(boxed(pipeline_common::ops::readyz(
+        ready.map_err(|_| "database unreachable"),
+    )))
 }
 
 /// Prometheus metrics (text format 0.0.4): request counts and latency per route, pool state.
 #[utoipa::path(
-    get, path = "/metrics", tag = "operations",
+    get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Metrics in the Prometheus text format.", body = String,
         content_type = "text/plain; version=0.0.4",
         example = "# HELP api_http_requests_total HTTP requests answered, by route, method and status code.\n# TYPE api_http_requests_total counter\napi_http_requests_total{route=\"/api/v1/gpus\",method=\"GET\",status=\"200\"} 1\n"))
@@ -493,16 +488,12 @@ pub async fn readyz(state: &AppState) -> Result<HttpResponse, ApiError> {
 pub async fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
     let (open, idle) = state.db.pool_state();
     crate::telemetry::record_pool(open, idle);
-    Ok(text(
-        StatusCode::OK,
-        &pipeline_common::ops::render_metrics(),
-        pipeline_common::ops::METRICS_CONTENT_TYPE,
-    ))
+    Ok(boxed(pipeline_common::ops::metrics()))
 }
 
 /// This document: the OpenAPI 3.1 spec, generated from the code.
 #[utoipa::path(
-    get, path = "/openapi.json", tag = "operations",
+    get, path = "/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "The OpenAPI spec.", body = Object, content_type = "application/json",
         example = json!({"openapi": "3.1.0", "info": {"title": "GPU telemetry API", "version": "1"}, "paths": {}})))
 )]
@@ -517,7 +508,7 @@ pub async fn openapi_json(state: &AppState) -> Result<HttpResponse, ApiError> {
 /// An interactive page (Swagger UI) over this spec; its assets are served by the API itself,
 /// so it works without internet access.
 #[utoipa::path(
-    get, path = "/docs", tag = "operations",
+    get, path = "/docs", tag = "operations", security(()),
     responses((status = 200, description = "The Swagger UI page.", body = String, content_type = "text/html",
         example = "<!doctype html><html><head><title>GPU telemetry API</title></head>…</html>"))
 )]

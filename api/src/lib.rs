@@ -5,7 +5,8 @@
 //! Layout, one concept per file:
 //!
 //! - [`config`]: flags and environment (`--listen`/`PORT`, database settings, pool limits);
-//! - [`server`]: the hyper accept loop and the graceful drain on shutdown;
+//! - [`server`]: the router on the shared serving module (limits, TLS, the token) and which
+//!   paths are public;
 //! - [`router`]: `(method, path)` → route, the 404 and 405 answers, per-route metrics;
 //! - [`handlers`]: one function per endpoint, each annotated for the OpenAPI spec;
 //! - [`params`]: parsing and checking the telemetry query string (the 400s);

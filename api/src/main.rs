@@ -14,6 +14,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     pipeline_common::logging::init();
+    // The connection cap, not a low default soft limit, should bound the connections.
+    pipeline_common::serve::raise_fd_limit();
     let config = api::Config::from(&args);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.worker_threads > 0 {

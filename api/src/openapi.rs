@@ -3,7 +3,8 @@
 //! is how `make openapi` writes the committed `api/openapi.json` (a test fails when that file
 //! is stale).
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::handlers;
 use crate::model::{
@@ -24,7 +25,11 @@ use crate::params::{AggDoc, Name};
             and HEAD; any other method is answered 405 with an `Allow` header, and a path that is \
             not listed here 404, both as problems. JSON answers are gzip'd for clients that send \
             `Accept-Encoding: gzip`. Beside these routes, `/prometheus` serves the Prometheus HTTP \
-            query API (documented by Prometheus) and `/ui` the dashboard.",
+            query API (documented by Prometheus) and `/ui` the dashboard. When the server is \
+            started with a token (`--token`, `API_TOKEN`, `API_TOKEN_FILE`), every route but the \
+            probes, `/metrics`, `/health`, the docs and the dashboard's pages needs \
+            `Authorization: Bearer <token>` and is answered 401 without it; without a token \
+            nothing needs one.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -47,6 +52,9 @@ use crate::params::{AggDoc, Name};
         TelemetryPage, TelemetryAnswer, StepAnswer, StepSeries, Bucket, AggDoc, Name, Stats,
         ConsumerProgress, Pipeline, ProblemDoc
     )),
+    modifiers(&BearerAuth),
+    // Optional: the bearer token is required only when the server is given one.
+    security((), ("bearer" = [])),
     tags(
         (name = "fleet", description = "Hosts, GPUs and their latest values."),
         (name = "telemetry", description = "One GPU's points and aggregates, exports, totals."),
@@ -55,6 +63,26 @@ use crate::params::{AggDoc, Name};
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The server's token (`--token`, `API_TOKEN` or `API_TOKEN_FILE`), when it has one.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The spec as pretty JSON with a final newline: byte for byte what `api/openapi.json` holds.
 pub fn spec_json() -> String {

@@ -1,16 +1,12 @@
-//! The HTTP server: a plain hyper 1 accept loop, one task per connection, and a graceful
-//! drain when the shutdown future completes (stop accepting, let in-flight requests finish,
-//! close idle keep-alive connections, give up after a deadline).
+//! The HTTP server: the router served by the shared serving module (`pipeline_common::serve`:
+//! connection limits and timeouts, TLS, the bearer token on the request head, the graceful
+//! drain when the shutdown future completes), and which paths are public.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use pipeline_common::serve::{self, Settings};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -20,9 +16,6 @@ use crate::{openapi, router, telemetry};
 
 /// How long in-flight requests get to finish after shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-/// A client that sends no complete request head in this time is disconnected (slowloris,
-/// and idle keep-alive connections).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every request handler shares; cheap to clone.
 #[derive(Clone)]
@@ -44,60 +37,39 @@ impl AppState {
     }
 }
 
+/// The paths answered without the token: the probes (`/healthz`, `/readyz`, `/health`),
+/// `/metrics`, and the pages that hold no data (`/`, the docs and the spec, the dashboard's
+/// page and assets). The data the pages load (`/api/v1/…`, `/prometheus/…`) needs it.
+pub fn is_public(path: &str) -> bool {
+    pipeline_common::ops::is_ops_path(path)
+        || matches!(path, "/" | "/health" | "/openapi.json" | "/docs" | "/ui")
+        || path.starts_with("/docs/")
+        || path.starts_with("/ui/")
+}
+
 /// Binds `config.listen` and serves until `shutdown` completes, then drains.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
     telemetry::describe();
+    let settings = config.serve.settings(is_public, DRAIN_DEADLINE)?;
     let state = AppState::new(&config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ApiError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = serve::bind(config.listen).map_err(|source| ApiError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let local = listener.local_addr().unwrap_or(config.listen);
-    tracing::info!(addr = %local, "api listening");
-    serve(listener, state, shutdown).await;
+    tracing::info!(addr = %local, scheme = settings.scheme(), "api listening");
+    serve(listener, state, settings, shutdown).await;
     Ok(())
 }
 
-/// Accepts connections on `listener` until `shutdown` completes, then drains them.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Small responses: send them now rather than wait for more bytes.
-                    let _ = stream.set_nodelay(true);
-                    let state = state.clone();
-                    let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(router::handle(state, req).await) }
-                    });
-                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("draining connections");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("drain deadline passed; closing"),
-    }
+/// Serves `listener` until `shutdown` completes, then drains the connections.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |req| router::handle(state.clone(), req);
+    serve::serve(listener, settings, handler, shutdown).await;
+    tracing::info!("all connections closed");
 }

@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pipeline_common::serve_args!(
+    /// The broker's serving flags (`BROKER_` environment variables).
+    pub struct ServeArgs, "BROKER"
+);
+
 /// When appended data is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FsyncMode {
@@ -63,10 +68,11 @@ pub struct Config {
     #[arg(long, env = "BROKER_FSYNC_INTERVAL_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub fsync_interval_ms: u64,
 
-    /// When set, every request but /healthz, /readyz and /metrics needs
-    /// `Authorization: Bearer <token>`.
-    #[arg(long, env = "BROKER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Connections, TLS and the bearer token (`--max-connections`, `--header-read-timeout-ms`,
+    /// `--idle-timeout-ms`, `--token`, `--token-file`, `--tls-cert`, `--tls-key`): every
+    /// request but /healthz, /readyz and /metrics needs the token when one is set.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "BROKER_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
@@ -94,6 +100,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// How the HTTP server serves: limits, TLS, the token (read from its file when given).
+    pub fn serve_settings(
+        &self,
+    ) -> Result<pipeline_common::serve::Settings, pipeline_common::Error> {
+        self.serve.flags().settings(
+            pipeline_common::ops::is_ops_path,
+            Duration::from_millis(self.shutdown_grace_ms),
+        )
+    }
+
     pub fn fsync_interval(&self) -> Duration {
         Duration::from_millis(self.fsync_interval_ms)
     }

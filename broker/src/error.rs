@@ -94,8 +94,8 @@ pub enum BrokerError {
     #[error("a sync of topic {topic:?} partition {partition} failed: the partition refuses writes until the broker restarts")]
     SyncFailed { topic: String, partition: u32 },
 
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    #[error("cannot set the server up: {0}")]
+    Setup(#[from] pipeline_common::Error),
 
     #[error("the broker is still recovering its logs")]
     NotReady,

@@ -33,10 +33,9 @@ mod topics;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 pub use crate::broker::Broker;
 pub use crate::config::{Config, FsyncMode};
@@ -44,8 +43,7 @@ pub use crate::error::BrokerError;
 
 /// Binds `config.listen` and serves until `shutdown` completes; see [`serve`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = pipeline_common::serve::bind(config.listen)
         .map_err(|e| BrokerError::io(format!("bind {}", config.listen), e))?;
     serve(listener, config, shutdown).await
 }
@@ -61,30 +59,27 @@ pub async fn serve(
     // Descriptions go to the installed recorder, so it must exist first.
     pipeline_common::ops::install_metrics_recorder();
     metrics::describe();
+    let settings = config.serve_settings()?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| BrokerError::io("local address", e))?;
-    tracing::info!("broker listening on http://{local_addr}/");
-    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    tracing::info!("broker listening on {}://{local_addr}/", settings.scheme());
     let (stop_tx, stop_rx) = watch::channel(false);
     let broker = Arc::new(Broker::new(config, local_addr, stop_rx));
     let fatal = recover_in_background(&broker);
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let accept = http::accept_loop(listener, Arc::clone(&broker), alive_tx);
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        Ok(e) = fatal => Some(e),
-        _ = accept => None,
+    let (failure_tx, failure_rx) = oneshot::channel();
+    let stop = async move {
+        let failure = tokio::select! {
+            () = shutdown => None,
+            Ok(e) = fatal => Some(e),
+        };
+        tracing::info!("shutting down: draining connections");
+        // Parked long-polls answer now, so the drain does not wait for their timeouts.
+        let _ = stop_tx.send(true);
+        let _ = failure_tx.send(failure);
     };
-    tracing::info!("shutting down: draining connections");
-    let _ = stop_tx.send(true);
-    // Every connection task holds a sender; recv() yields None once the last one is gone.
-    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "connections still open after the grace period; closing them"
-        );
-    }
+    http::serve(listener, settings, Arc::clone(&broker), stop).await;
+    let failure = failure_rx.await.ok().flatten();
     let synced = {
         let broker = Arc::clone(&broker);
         broker::blocking(move || broker.sync_all()).await

@@ -1,12 +1,13 @@
-//! The operations endpoints: the Prometheus recorder every binary installs, and the little
-//! `/healthz`, `/readyz`, `/metrics` server that the blocking clients run on `--metrics-listen`.
+//! The operations endpoints: the Prometheus recorder every binary installs, the one
+//! implementation of the `/healthz`, `/readyz` and `/metrics` answers, and the small server
+//! that the blocking clients run on `--metrics-listen`.
 //!
-//! The broker and the API serve these routes from their own routers (they call
-//! [`render_metrics`]); the clients have no HTTP server of their own, so [`OpsServer`] runs one
-//! on a background thread with a single-threaded tokio runtime. A binary may add read-only
-//! JSON routes of its own to it ([`JsonRoute`]: the streamer's `GET /targets`).
+//! The broker and the API route these paths in their own routers (for their request metrics)
+//! and answer with [`healthz`], [`readyz`] and [`metrics`]; the clients have no HTTP server of
+//! their own, so [`OpsServer`] runs one ([`crate::serve`], fixed default limits) on a
+//! background thread with a single-threaded tokio runtime. A binary may add read-only JSON
+//! routes of its own to it ([`JsonRoute`]: the streamer's `GET /targets`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,11 +16,9 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::problem;
+use crate::{problem, serve};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -54,6 +53,9 @@ pub fn render_metrics() -> String {
 /// The content type of [`render_metrics`]'s output.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The content type of the probes' answers.
+const PLAIN: &str = "text/plain; charset=utf-8";
+
 /// Whether a process is ready to do its job; `/readyz` answers 200 only when it is.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -65,6 +67,34 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// Whether `path` is one of the three ops paths: answered without a token, and on the
+/// connections the serving module keeps in reserve.
+pub fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// `/healthz`: the process answers HTTP.
+pub fn healthz() -> Response<Full<Bytes>> {
+    text(StatusCode::OK, "ok\n", PLAIN)
+}
+
+/// `/readyz`: 200 when ready, else 503 saying why not.
+pub fn readyz(ready: Result<(), &str>) -> Response<Full<Bytes>> {
+    match ready {
+        Ok(()) => text(StatusCode::OK, "ready\n", PLAIN),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {why}\n"),
+            PLAIN,
+        ),
+    }
+}
+
+/// `/metrics`: every metric of the process, in the Prometheus text format.
+pub fn metrics() -> Response<Full<Bytes>> {
+    text(StatusCode::OK, &render_metrics(), METRICS_CONTENT_TYPE)
 }
 
 /// A binary's own read-only route on the ops server: its path and the JSON it answers with.
@@ -90,62 +120,46 @@ impl OpsServer {
     ) -> std::io::Result<OpsServer> {
         let extra: Arc<[JsonRoute]> = extra.into();
         install_metrics_recorder();
-        let std_listener = std::net::TcpListener::bind(listen)?;
-        std_listener.set_nonblocking(true)?;
-        let local_addr = std_listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // Bound here, so the caller learns at once if the address is taken.
+        let listener = {
+            let _entered = runtime.enter();
+            serve::bind(listen)?
+        };
+        let local_addr = listener.local_addr()?;
         std::thread::Builder::new()
             .name("ops-http".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "ops server cannot listen");
-                            return;
-                        }
+                    let handler = move |req: Request<Incoming>| {
+                        let response = route_with(&req, &readiness, &extra);
+                        async move { response }
                     };
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let readiness = readiness.clone();
-                        let extra = Arc::clone(&extra);
-                        tokio::spawn(async move {
-                            let service = service_fn(move |req| {
-                                let readiness = readiness.clone();
-                                let extra = Arc::clone(&extra);
-                                async move {
-                                    Ok::<_, Infallible>(route_with(req, &readiness, &extra))
-                                }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
+                    // Served until the process exits.
+                    serve::serve(
+                        listener,
+                        serve::Settings::default(),
+                        handler,
+                        std::future::pending(),
+                    )
+                    .await;
                 })
             })?;
         Ok(OpsServer { local_addr })
     }
 }
 
-/// Answers one of the three ops routes, or the shared 404/405.
-pub fn route(req: Request<Incoming>, readiness: &Readiness) -> Response<Full<Bytes>> {
-    route_with(req, readiness, &[])
-}
-
 /// Answers one of the three ops routes or of `extra`, or the shared 404/405.
-pub fn route_with(
-    req: Request<Incoming>,
+fn route_with<B>(
+    req: &Request<B>,
     readiness: &Readiness,
     extra: &[JsonRoute],
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let own = extra.iter().find(|(p, _)| *p == path);
-    if own.is_none() && !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if own.is_none() && !is_ops_path(path) {
         return problem::not_found(path);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -155,10 +169,12 @@ pub fn route_with(
         return text(StatusCode::OK, &answer(), "application/json");
     }
     match path {
-        "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
-        "/readyz" if readiness.is_ready() => text(StatusCode::OK, "ready\n", "text/plain"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
-        _ => text(StatusCode::OK, &render_metrics(), METRICS_CONTENT_TYPE),
+        "/healthz" => healthz(),
+        "/readyz" => readyz(match readiness.is_ready() {
+            true => Ok(()),
+            false => Err("starting"),
+        }),
+        _ => metrics(),
     }
 }
 
@@ -170,4 +186,47 @@ fn text(status: StatusCode, body: &str, content_type: &'static str) -> Response<
         header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    }
+
+    #[test]
+    fn the_ops_server_answers_probes_metrics_and_its_own_routes() {
+        let readiness = Readiness::default();
+        let extra: Vec<JsonRoute> = vec![("/targets", Arc::new(|| "[]".to_string()))];
+        let server = OpsServer::start_with(
+            "127.0.0.1:0".parse().expect("address"),
+            readiness.clone(),
+            extra,
+        )
+        .expect("start");
+        let addr = server.local_addr;
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        let not_ready = get(addr, "/readyz");
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        readiness.set(true);
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/metrics").contains("text/plain; version=0.0.4"));
+        assert!(get(addr, "/targets").ends_with("[]"));
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
 }

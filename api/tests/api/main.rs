@@ -2,6 +2,7 @@
 //! real HTTP. One test binary built from modules, sharing the harness.
 
 mod abuse;
+mod auth;
 mod browser;
 mod chromium;
 mod compacted;

@@ -29,13 +29,14 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         E::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        E::Unauthorized => StatusCode::UNAUTHORIZED,
         E::NotReady | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         E::Log(log) => log_status(log),
         E::Io { source, .. } if broker_log::io::is_no_space(source) => {
             StatusCode::INSUFFICIENT_STORAGE
         }
-        E::SyncFailed { .. } | E::Io { .. } | E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        E::SyncFailed { .. } | E::Io { .. } | E::Internal(_) | E::Setup(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -73,7 +74,7 @@ pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
         | BrokerError::Log(LogError::OffsetOutOfRange { start, end, .. }) => Some((*start, *end)),
         _ => None,
     };
-    let mut response = match range {
+    match range {
         None => problem.into_response(),
         Some((start, end)) => {
             let body = RangeProblem {
@@ -90,11 +91,5 @@ pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
             );
             r
         }
-    };
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    response
 }

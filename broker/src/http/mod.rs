@@ -1,7 +1,6 @@
-//! The HTTP/1.1 server: the accept loop, one hyper connection task per client, and the
-//! graceful drain (as in hyper's `graceful_shutdown` example): on shutdown the accept loop
-//! stops, every connection is told to finish its in-flight request and close, and the
-//! caller waits for the last one (up to a grace period).
+//! The HTTP/1.1 server: the broker's handler served by the shared serving module
+//! (`pipeline_common::serve`: connection limits and timeouts, TLS, the bearer token, the
+//! graceful drain), and the shutdown signal its long-polls and background tasks watch.
 //!
 //! Routing and handlers are in [`routes`], status mapping in [`error`], long-poll waiting in
 //! [`longpoll`].
@@ -13,56 +12,25 @@ pub mod request;
 pub mod routes;
 pub mod topics;
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use pipeline_common::serve::{self, Settings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::broker::Broker;
 
-/// Accepts connections until dropped. Each connection task holds a clone of `alive`; the
-/// drain waits until all clones are gone.
-pub async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, alive: mpsc::Sender<()>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Typically EMFILE: back off a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, Arc::clone(&broker), alive.clone()));
-    }
-}
-
-async fn serve_connection(stream: TcpStream, broker: Arc<Broker>, _alive: mpsc::Sender<()>) {
-    let mut stop = broker.shutdown.clone();
-    let service = service_fn(move |req| {
-        let broker = Arc::clone(&broker);
-        async move { Ok::<_, Infallible>(routes::handle(broker, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+/// Serves `listener` until `shutdown` completes, then drains the connections (in-flight
+/// requests finish, up to the grace period of `settings`).
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |req| routes::handle(Arc::clone(&broker), req);
+    serve::serve(listener, settings, handler, shutdown).await;
 }
 
 /// Completes once shutdown began (or its sender is gone).

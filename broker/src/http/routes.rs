@@ -1,17 +1,17 @@
-//! Routing by `(method, path)`: which handler answers, the shared 404/405, bearer-token
-//! auth, readiness gating, the ops endpoints and per-route request metrics. Handlers live in
-//! [`super::topics`] and [`super::groups`].
+//! Routing by `(method, path)`: which handler answers, the shared 404/405, readiness gating,
+//! the ops endpoints and per-route request metrics. Handlers live in [`super::topics`] and
+//! [`super::groups`]; the bearer token is checked before any of this, on the request head, by
+//! the serving module (`pipeline_common::serve`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use pipeline_common::ops::{render_metrics, METRICS_CONTENT_TYPE};
-use pipeline_common::problem;
+use pipeline_common::{ops as answers, problem};
 
-use super::request::{bytes_response, read_body, Body};
+use super::request::{read_body, Body};
 use super::{error, groups, topics};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
@@ -129,7 +129,6 @@ async fn respond(
     if route.is_ops() {
         return Ok(ops(broker, route));
     }
-    authorize(broker, req.headers())?;
     if !broker.readiness.is_ready() {
         return Err(BrokerError::NotReady);
     }
@@ -155,50 +154,16 @@ async fn respond(
 
 fn ops(broker: &Broker, route: Route<'_>) -> Response<Body> {
     match route {
-        Route::Readyz if !broker.readiness.is_ready() => bytes_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            b"not ready: recovering logs\n".to_vec(),
-        ),
-        Route::Readyz => bytes_response(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+        Route::Readyz => answers::readyz(match broker.readiness.is_ready() {
+            true => Ok(()),
+            false => Err("recovering logs"),
+        }),
         Route::Metrics => {
             groups::refresh_metrics(broker);
-            bytes_response(
-                StatusCode::OK,
-                METRICS_CONTENT_TYPE,
-                render_metrics().into_bytes(),
-            )
+            answers::metrics()
         }
-        _ => bytes_response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        _ => answers::healthz(),
     }
-}
-
-/// Checks `Authorization: Bearer <token>` when a token is configured.
-fn authorize(broker: &Broker, headers: &HeaderMap) -> Result<()> {
-    let Some(token) = &broker.config.token else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(BrokerError::Unauthorized)
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal how much of
-/// a guessed token was right (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -217,12 +182,5 @@ mod tests {
         );
         assert_eq!(Route::parse("/v1/topics/t/"), Route::NotFound);
         assert_eq!(Route::parse("/nope"), Route::NotFound);
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secreT", b"secret"));
-        assert!(!constant_time_eq(b"secret1", b"secret"));
     }
 }

@@ -64,32 +64,20 @@ impl Broker {
     }
 
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Broker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_broker"));
-        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        // Small segments unless a test picks its own: every active segment is preallocated
-        // whole, and tests start many brokers at once.
-        if !extra.contains(&"--segment-bytes") {
-            cmd.args(["--segment-bytes", "1048576"]);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = Child::spawn("broker", cmd);
-        let mut url = String::new();
-        wait_until(Duration::from_secs(20), "the broker to listen", || {
-            assert!(child.is_running(), "the broker exited:\n{}", child.log());
-            match listening_url(&child.log()) {
-                Some(u) => {
-                    url = u;
-                    true
-                }
-                None => false,
+        Self::start_configured(data, extra, |cmd| {
+            for (k, v) in env {
+                cmd.env(k, v);
             }
-        });
+        })
+    }
+
+    /// Starts `broker` with its command adjusted by `configure` and waits until it is ready.
+    pub fn start_configured(
+        data: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Broker {
+        let (child, url) = spawn(data, extra, configure);
         let token = extra
             .windows(2)
             .find(|w| w[0] == "--token")
@@ -202,10 +190,42 @@ impl Broker {
     }
 }
 
+/// Starts `broker` on `data` with `extra` flags (its command adjusted by `configure`) and
+/// waits until it logs where it listens: the process and its base URL (`http://` or
+/// `https://`), not yet ready.
+pub fn spawn(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_broker"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    // Small segments unless a test picks its own: every active segment is preallocated
+    // whole, and tests start many brokers at once.
+    if !extra.contains(&"--segment-bytes") {
+        cmd.args(["--segment-bytes", "1048576"]);
+    }
+    configure(&mut cmd);
+    let mut child = Child::spawn("broker", cmd);
+    let mut url = String::new();
+    wait_until(Duration::from_secs(20), "the broker to listen", || {
+        assert!(child.is_running(), "the broker exited:\n{}", child.log());
+        match listening_url(&child.log()) {
+            Some(u) => {
+                url = u;
+                true
+            }
+            None => false,
+        }
+    });
+    (child, url)
+}
+
 fn listening_url(log: &str) -> Option<String> {
-    let start = log.find("listening on http://")? + "listening on ".len();
+    let start = log.find("listening on http")? + "listening on ".len();
     let rest = &log[start..];
-    let end = rest["http://".len()..].find('/')? + "http://".len();
+    let scheme_end = rest.find("://")? + "://".len();
+    let end = rest[scheme_end..].find('/')? + scheme_end;
     Some(rest[..end].to_string())
 }
 

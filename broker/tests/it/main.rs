@@ -3,8 +3,10 @@
 //! broker process on port 0 with a temporary data directory.
 
 mod harness;
+mod raw;
 
 mod auth;
+mod connections;
 mod disk_full;
 mod errors;
 mod groups;
@@ -14,3 +16,4 @@ mod produce_fetch;
 mod recovery;
 mod restart;
 mod shutdown;
+mod tls;
