@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use clients::cli::{self, BrokerArgs};
-use clients::streamer::scrape::{self, discovery, ScrapeConfig, Targets};
+use clients::streamer::scrape::{self, discovery, ScrapeConfig};
+use clients::streamer::source::Source;
 use clients::streamer::targets_file::{self, TargetsFile};
 use clients::streamer::{self, ProduceFormat, StreamerConfig};
 use pipeline_common::shutdown::ShutdownFlag;
@@ -158,20 +158,31 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
-    match args.csv.clone() {
-        Some(csv) => run_csv(args, csv, shutdown),
-        None => run_scrape(args, shutdown),
-    }
+    let source = match args.csv.clone() {
+        Some(csv) => csv_source(&args, csv)?,
+        None => scrape_source(&args)?,
+    };
+    let (readiness, ops) = cli::start_ops_with(
+        args.metrics_listen,
+        streamer::describe_metrics,
+        source.routes(),
+    )
+    .with_context(|| format!("listening on {}", args.metrics_listen))?;
+    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
+        source = %source.describe(), "streamer starting");
+    source.run(args.connection.client(shutdown), &readiness)?;
+    tracing::info!("streamer stopped");
+    Ok(())
 }
 
-fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+fn scrape_source(args: &Args) -> anyhow::Result<Source> {
     let discovered = args.scrape_targets_file.is_some() || !args.scrape_dns.is_empty();
     scrape::check_targets(&args.scrape, discovered).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         args.scrape_concurrency > 0,
         "--scrape-concurrency must be at least 1"
     );
-    let config = ScrapeConfig {
+    Ok(Source::scrape(ScrapeConfig {
         topic: args.topic.clone(),
         targets: args.scrape.clone(),
         targets_file: args.scrape_targets_file.clone(),
@@ -186,54 +197,30 @@ fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
         concurrency: args.scrape_concurrency,
         spool_dir: args.spool_dir.clone(),
         spool_max_bytes: args.spool_max_bytes,
-    };
-    let targets = Arc::new(Targets::new(&config.initial_targets()));
-    let listing = Arc::clone(&targets);
-    let (readiness, ops) = cli::start_ops_with(
-        args.metrics_listen,
-        streamer::describe_metrics,
-        vec![("/targets", Arc::new(move || listing.to_json()))],
-    )
-    .with_context(|| format!("listening on {}", args.metrics_listen))?;
-    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        targets = ?config.initial_targets(), interval = ?args.scrape_interval,
-        targets_file = ?args.scrape_targets_file.as_ref().map(|f| f.path.display()),
-        "streamer starting (scrape)");
-    let client = args.connection.client(shutdown);
-    scrape::run(&config, client, &readiness, &targets)?;
-    tracing::info!("streamer stopped");
-    Ok(())
+    }))
 }
 
-fn run_csv(args: Args, csv: PathBuf, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+fn csv_source(args: &Args, csv: PathBuf) -> anyhow::Result<Source> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(
         args.rate >= 0.0 && args.rate.is_finite(),
         "--rate must be >= 0"
     );
-    let (readiness, ops) = cli::start_ops(args.metrics_listen, streamer::describe_metrics)
-        .with_context(|| format!("listening on {}", args.metrics_listen))?;
-    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        csv = %csv.display(), group = %args.group, "streamer starting");
-    let client = args.connection.client(shutdown);
-    let config = StreamerConfig {
-        topic: args.topic,
+    Ok(Source::Csv(StreamerConfig {
+        topic: args.topic.clone(),
         csv,
         batch_size: args.batch_size,
         looping: args.looping,
         restart: args.restart,
         rate: args.rate,
-        group: args.group,
+        group: args.group.clone(),
         shards: args.shards,
-        producer_prefix: args.producer_id,
+        producer_prefix: args.producer_id.clone(),
         format: match args.produce_format {
             Format::Auto => ProduceFormat::Auto,
             Format::Batch => ProduceFormat::Batch,
             Format::Ndjson => ProduceFormat::Ndjson,
         },
         partitions: args.partitions,
-    };
-    streamer::run(&config, client, &readiness)?;
-    tracing::info!("streamer stopped");
-    Ok(())
+    }))
 }

@@ -31,6 +31,7 @@ pub mod report;
 pub mod scrape;
 pub mod sender;
 pub mod shards;
+pub mod source;
 pub mod targets_file;
 
 use std::collections::BTreeMap;

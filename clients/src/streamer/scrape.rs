@@ -272,18 +272,20 @@ pub fn run(
             config.partitions,
             targets,
         );
+        let mut pool = Vec::new();
         for n in 0..config.concurrency.max(1) {
             let (workers, rx) = (&workers, &rx);
             started = started.and_then(|()| {
                 std::thread::Builder::new()
                     .name(format!("scrape-{n}"))
                     .spawn_scoped(scope, move || workers.run(rx))
-                    .map(drop)
+                    .map(|handle| pool.push(handle))
             });
         }
         if let Err(e) = started {
-            // The threads started end with the shutdown flag.
+            // The threads started end with the shutdown flag and the closed spool.
             shutdown.trigger();
+            spool.close();
             return Err(e.into());
         }
         let sharing = if config.share {
@@ -295,10 +297,14 @@ pub fn run(
                 config.session_timeout,
             ) {
                 Ok(sharing) => sharing,
-                Err(Error::Interrupted) => return Ok(()),
+                Err(Error::Interrupted) => {
+                    spool.close();
+                    return Ok(());
+                }
                 Err(e) => {
-                    // The senders and workers end with the shutdown flag.
+                    // The senders and workers end with the shutdown flag and the closed spool.
                     shutdown.trigger();
+                    spool.close();
                     return Err(e);
                 }
             }
@@ -316,9 +322,13 @@ pub fn run(
             &shutdown,
         );
         readiness.set(false);
-        // Closing the channel ends the workers after their scrape; the senders end with the
-        // shutdown flag, leaving what is unsent in the spool.
+        // Closing the channel ends the workers after their scrape; then the senders send what
+        // the broker takes at once and end (see `send`), leaving the rest in the spool.
         drop(jobs);
+        for handle in pool {
+            let _ = handle.join();
+        }
+        spool.close();
         Ok(())
     });
     spool.flush();

@@ -20,9 +20,9 @@ use crate::pipeline::{collector, count, tail, Broker};
 
 const TOPIC: &str = "telemetry";
 /// The fixture's samples that map onto points (the others: one without UUID, one NaN).
-const POINTS_PER_SCRAPE: usize = 11;
+pub(crate) const POINTS_PER_SCRAPE: usize = 11;
 
-fn fixture() -> String {
+pub(crate) fn fixture() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../clients/tests/fixtures/dcgm-exporter.prom");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -81,7 +81,7 @@ fn streamer_with(broker: &Broker, targets: &[&str], metrics_port: u16) -> Child 
 }
 
 /// Every message of the topic, as points.
-fn all_points(broker: &Broker) -> Vec<Point<'static>> {
+pub(crate) fn all_points(broker: &Broker) -> Vec<Point<'static>> {
     let (status, body) =
         http_get(&format!("{}/v1/topics/{TOPIC}", broker.url())).expect("topic metadata");
     assert_eq!(status, 200, "{body}");

@@ -1,6 +1,9 @@
 //! The senders: one thread per spool lane, producing the lane's scrapes oldest first, each in
 //! one idempotent NDJSON request under the target's producer id and the scrape's seq.
 //!
+//! At shutdown each sender goes on while the broker takes its lane's scrapes at the first
+//! attempt, and stops when the lane is empty (and the workers have ended) or an attempt fails.
+//!
 //! A produce is retried (the client's retry policy) until the broker acknowledges it, so a
 //! broker that is down holds the lane's head while scraping goes on into the spool. The
 //! answers: stored (points counted as stored), a duplicate (the broker had that seq — a resend
@@ -46,9 +49,10 @@ pub fn run_lane(
         Err(e) => tracing::warn!(topic, error = %e, "cannot create the topic: producing anyway"),
     }
     let lane_ref = spool.lane(lane);
-    while !client.shutdown_flag().is_set() {
+    loop {
         let entry = match lane_ref.head(Duration::from_millis(100)) {
             Ok(Some(entry)) => entry,
+            Ok(None) if spool.is_closed() => break,
             Ok(None) => continue,
             Err(e) => {
                 tracing::error!(lane, error = %e, "cannot read the spool");
@@ -57,7 +61,8 @@ pub fn run_lane(
             }
         };
         let Some(sent) = send(client, topic, &entry) else {
-            // Shutdown while retrying: the scrape stays spooled.
+            // Shutdown, and the broker did not take it at the first attempt: the scrape stays
+            // spooled (on disk: for the next start).
             break;
         };
         lane_ref.ack(&entry);

@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ impl Entry {
 pub struct Spool {
     lanes: Vec<Lane>,
     dir: Option<PathBuf>,
+    /// No more scrapes will come (shutdown, the workers have ended).
+    closed: AtomicBool,
 }
 
 impl Spool {
@@ -89,6 +92,7 @@ impl Spool {
         let spool = Spool {
             lanes,
             dir: dir.map(Path::to_path_buf),
+            closed: AtomicBool::new(false),
         };
         let waiting = spool.entries();
         if waiting > 0 {
@@ -127,6 +131,18 @@ impl Spool {
         for lane in &self.lanes {
             lane.lock().store.save_cursor(true);
         }
+    }
+
+    /// No more scrapes will be pushed: the senders stop once their lane is empty.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for lane in &self.lanes {
+            lane.ready.notify_all();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn is_disk(&self) -> bool {
