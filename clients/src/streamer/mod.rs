@@ -1,6 +1,8 @@
 //! The streamer: CSV rows → telemetry points → the broker, shared by the members of a
 //! streamer group, exactly once (the scheme is in [`shards`]), with progress kept per input
-//! (its identity and the ledger of finished inputs are [`input`]'s).
+//! (its identity and the ledger of finished inputs are [`input`]'s). Its other source, live
+//! scrapes of dcgm-exporters, is [`scrape`]'s; [`source`] is the one type the binary
+//! dispatches on. This module itself is the CSV source.
 //!
 //! Owns the scan of the file (once, or again and again with `--loop`), batching per shard,
 //! pacing (`--rate`), the produce-then-commit step, reacting to rebalances, and the bad-row
