@@ -20,6 +20,8 @@
 //! CPU time is the streamer process's user + system time from `/proc/<pid>/stat` (what
 //! getrusage reports for it), read before and after each window.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -33,6 +35,7 @@ use chrono::Utc;
 use clients::client::push_record;
 use clients::scrape::map_exposition;
 use clients::streamer::scrape::pool::{now_ms, slot_at_or_after};
+use support::cpu_seconds;
 use testkit::{bin_path, free_port, http_get, wait_until, Child};
 
 const GPUS: usize = 8;
@@ -158,22 +161,6 @@ impl Fleet {
     fn url(&self, n: usize) -> String {
         format!("http://127.0.0.1:{}/metrics/{n}", self.port)
     }
-}
-
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Broker {

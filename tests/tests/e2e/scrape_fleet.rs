@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
 
 use crate::pipeline::{collector, count, tail, Broker};
-use crate::scrape::{all_points, fixture, POINTS_PER_SCRAPE};
+use crate::scrape::{all_points, fixture, usage_error, POINTS_PER_SCRAPE};
 
 pub(crate) const TOPIC: &str = "telemetry";
 
@@ -33,15 +33,21 @@ pub(crate) struct Fleet {
 impl Fleet {
     /// `/metrics/N` answers as host `node-N`; `/metrics` as `node-0`.
     pub(crate) fn serve() -> Fleet {
+        let text = fixture();
+        Fleet::serve_with(move |index| text.replace("dgx-a100-01", &format!("node-{index}")))
+    }
+
+    /// `/metrics/N` answers `body(N)`; `/metrics` `body(0)`.
+    pub(crate) fn serve_with(body: impl Fn(usize) -> String + Send + Sync + 'static) -> Fleet {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let served = Arc::new(Mutex::new(BTreeMap::<usize, Vec<i64>>::new()));
         let log = Arc::clone(&served);
-        let body = fixture();
+        let body = Arc::new(body);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let (log, body) = (Arc::clone(&log), body.clone());
+                let (log, body) = (Arc::clone(&log), Arc::clone(&body));
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                     let mut request = Vec::new();
@@ -66,7 +72,7 @@ impl Fleet {
                         return;
                     };
                     log.lock().unwrap().entry(index).or_default().push(now_ms());
-                    let body = body.replace("dgx-a100-01", &format!("node-{index}"));
+                    let body = body(index);
                     let _ = write!(
                         stream,
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -196,7 +202,8 @@ pub(crate) fn assert_each_scrape_once(
     }
 }
 
-fn stop(name: &str, child: &mut Child) {
+/// SIGTERM, and the process must stop cleanly (exit 0, no panic in its log).
+pub(crate) fn stop(name: &str, child: &mut Child) {
     let status = child.terminate(Duration::from_secs(15));
     child.scan_for_panics();
     assert!(
@@ -385,13 +392,6 @@ fn scrape_dns_scrapes_every_address_of_the_name_and_survives_a_name_that_does_no
 
 #[test]
 fn scrape_dns_needs_name_and_port() {
-    let output = Command::new(bin_path("streamer"))
-        .args(["--scrape-dns", "dcgm-exporter"])
-        .env_remove("CSV_PATH")
-        .env_remove("STREAMER_SCRAPE")
-        .output()
-        .expect("run streamer");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = usage_error(&["--scrape-dns", "dcgm-exporter"]);
     assert!(stderr.contains("NAME:PORT"), "{stderr}");
 }

@@ -10,7 +10,7 @@ use testkit::{free_port, wait_until, Postgres};
 use crate::pipeline::{collector, tail, Broker};
 use crate::scrape::{all_points, POINTS_PER_SCRAPE};
 use crate::scrape_fleet::{
-    assert_each_scrape_once, metric, now_ms, scraper, stored_scrapes, wait_stored, Fleet,
+    assert_each_scrape_once, metric, now_ms, scraper, stop, stored_scrapes, wait_stored, Fleet,
 };
 
 const INTERVAL_MS: i64 = 250;
@@ -84,13 +84,7 @@ fn scrapes_taken_while_the_broker_is_down_wait_in_the_spool_and_are_stored_once(
     wait_until(Duration::from_secs(60), "the spool drained", || {
         spool_entries(port) == 0.0
     });
-    let status = streamer.terminate(Duration::from_secs(15));
-    streamer.scan_for_panics();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}\n{}",
-        tail(&streamer.log())
-    );
+    stop("streamer", &mut streamer);
 
     wait_stored(&pg, &broker);
     let scrapes = stored_scrapes(&pg);
@@ -138,13 +132,7 @@ fn a_streamer_killed_with_scrapes_in_its_spool_sends_them_after_a_restart() {
     wait_until(Duration::from_secs(60), "the spool drained", || {
         spool_entries(port) == 0.0 && fleet.served(0).iter().any(|&t| t > killed_at + 1000)
     });
-    let status = second.terminate(Duration::from_secs(15));
-    second.scan_for_panics();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}\n{}",
-        tail(&second.log())
-    );
+    stop("second", &mut second);
 
     wait_stored(&pg, &broker);
     let scrapes = stored_scrapes(&pg);
@@ -196,8 +184,7 @@ fn a_full_spool_drops_its_oldest_scrapes_counts_them_and_keeps_scraping() {
     wait_until(Duration::from_secs(60), "the spool drained", || {
         spool_entries(port) == 0.0
     });
-    let status = streamer.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    stop("streamer", &mut streamer);
     // The oldest scrapes went, the newest stayed.
     let points = all_points(&broker);
     let oldest = points
