@@ -10,8 +10,9 @@
 //! after a crash or a broker restart, or the same slot scraped by another streamer during a
 //! handover: nothing appended), or 409 — a seq below the newest the broker has for the target
 //! (a streamer that took the target over has produced a later slot first, or the clock was
-//! stepped back): the scrape is dropped, counted as refused. Any other refusal (400, 413) is
-//! dropped and counted as a produce failure; it would never succeed.
+//! stepped back): the scrape is dropped, counted as refused. A refused token (401, 403) keeps
+//! the scrape and tries again every second (the spool's bound still applies). Any other
+//! refusal (400, 413) is dropped and counted as a produce failure; it would never succeed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,36 +61,58 @@ pub fn run_lane(
                 continue;
             }
         };
-        let Some(sent) = send(client, topic, &entry) else {
+        match send(client, topic, &entry) {
+            Attempt::Done(sent) => {
+                lane_ref.ack(&entry);
+                record(targets, &entry, sent);
+            }
+            Attempt::Keep => {
+                // Not the scrape's fault (the token): it stays at the head; the spool's bound
+                // still applies while the operator fixes it.
+                if client.shutdown_flag().is_set() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
             // Shutdown, and the broker did not take it at the first attempt: the scrape stays
             // spooled (on disk: for the next start).
-            break;
-        };
-        lane_ref.ack(&entry);
-        record(targets, &entry, sent);
+            Attempt::Shutdown => break,
+        }
     }
 }
 
-/// Produces one spooled scrape; `None` when shutdown interrupted it.
-fn send(client: &BrokerClient, topic: &str, entry: &Entry) -> Option<Sent> {
+/// How one attempt at a spooled scrape ended.
+enum Attempt {
+    Done(Sent),
+    /// The broker refused our credentials (401, 403): keep the scrape and try again.
+    Keep,
+    Shutdown,
+}
+
+/// Produces one spooled scrape.
+fn send(client: &BrokerClient, topic: &str, entry: &Entry) -> Attempt {
     let producer = producer_id(&entry.url);
     let idempotence = Idempotence {
         producer: &producer,
         seq: entry.seq,
     };
     match client.produce(topic, &entry.body, Some(idempotence)) {
-        Ok(ack) if ack.duplicate => Some(Sent::Duplicate),
-        Ok(_) => Some(Sent::Stored(entry.points())),
-        Err(Error::Interrupted) => None,
+        Ok(ack) if ack.duplicate => Attempt::Done(Sent::Duplicate),
+        Ok(_) => Attempt::Done(Sent::Stored(entry.points())),
+        Err(Error::Interrupted) => Attempt::Shutdown,
         Err(e) if e.status() == Some(409) => {
             tracing::warn!(target = %entry.url, seq = entry.seq, error = %e,
                 "the broker refused a spooled scrape: a later scrape of the target is in already");
-            Some(Sent::Refused)
+            Attempt::Done(Sent::Refused)
+        }
+        Err(e) if matches!(e.status(), Some(401 | 403)) => {
+            tracing::error!(error = %e, "the broker refuses our token (BROKER_TOKEN): scrapes wait in the spool");
+            Attempt::Keep
         }
         Err(e) => {
             tracing::warn!(target = %entry.url, seq = entry.seq, error = %e,
                 "the broker refused a scrape's points");
-            Some(Sent::Failed)
+            Attempt::Done(Sent::Failed)
         }
     }
 }
