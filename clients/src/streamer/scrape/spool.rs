@@ -18,6 +18,9 @@
 //! without fsync of their own (the log's flusher syncs every second): a killed process loses
 //! nothing, a machine crash may lose the last second of scrapes.
 //!
+//! A spool directory serves one streamer at a time (a lock file, `flock`): a second streamer
+//! given the same directory stops with an error at start.
+//!
 //! Without `--spool-dir` the lanes are in memory, bounded the same way (dropping the oldest
 //! scrape at a time) and lost at exit.
 
@@ -62,6 +65,8 @@ impl Entry {
 pub struct Spool {
     lanes: Vec<Lane>,
     dir: Option<PathBuf>,
+    /// Holds the directory's lock (one streamer per spool directory) while the spool is open.
+    _lock: Option<std::fs::File>,
     /// No more scrapes will come (shutdown, the workers have ended).
     closed: AtomicBool,
 }
@@ -69,6 +74,7 @@ pub struct Spool {
 impl Spool {
     /// On disk under `dir` (opening what a previous run left), or in memory; `max_bytes` in all.
     pub fn open(dir: Option<&Path>, max_bytes: u64) -> Result<Spool> {
+        let lock = dir.map(lock).transpose()?;
         let per_lane = (max_bytes / LANES as u64).max(MIN_LANE_BYTES);
         let lanes = (0..LANES)
             .map(|n| {
@@ -92,6 +98,7 @@ impl Spool {
         let spool = Spool {
             lanes,
             dir: dir.map(Path::to_path_buf),
+            _lock: lock,
             closed: AtomicBool::new(false),
         };
         let waiting = spool.entries();
@@ -360,6 +367,29 @@ impl DiskLane {
     }
 }
 
+/// Takes the spool directory's lock: two streamers sharing one spool would send each
+/// other's scrapes and corrupt its logs.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    let refused = |reason: String| Error::Spool {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refused(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(|e| refused(format!("lock file: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(refused(
+            "in use by another streamer (one streamer per spool directory)".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(refused(format!("lock: {e}"))),
+    }
+}
+
 fn spool_error(dir: &Path, e: broker_log::LogError) -> Error {
     Error::Spool {
         dir: dir.display().to_string(),
@@ -436,6 +466,19 @@ mod tests {
         .collect();
         assert_eq!(seqs, [2, 3]);
         assert_eq!(spool.entries(), 0);
+    }
+
+    #[test]
+    fn a_spool_directory_serves_one_streamer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Spool::open(Some(dir.path()), 1 << 20).unwrap();
+        let second = Spool::open(Some(dir.path()), 1 << 20);
+        assert!(
+            second.is_err_and(|e| e.to_string().contains("in use by another streamer")),
+            "a second streamer on the same spool"
+        );
+        drop(first);
+        assert!(Spool::open(Some(dir.path()), 1 << 20).is_ok());
     }
 
     #[test]
