@@ -18,8 +18,9 @@
 //! sees it (both look every 0.5 s). A slot scraped by both is stored once — same producer
 //! id, same seq: the broker keeps the first and answers the second as a duplicate (or, when the
 //! two scrapes differ in sample count, refuses it with 409: counted as refused). Nothing is
-//! stored twice; the gap is the slots no one scrapes: none when A leaves on SIGTERM or B joins,
-//! and up to `--scrape-session-timeout` plus 0.5 s of slots when A dies without leaving. A
+//! stored twice; the gap is the slots no one scrapes: at most the one slot that falls between
+//! A's stop and B's start when A leaves on SIGTERM or B joins, and up to
+//! `--scrape-session-timeout` plus about a second of slots when A dies without leaving. A
 //! scrape A still holds in its spool after B produced a later slot of the same target is
 //! refused (409, `streamer_scrape_refused_total`): the broker never accepts a seq below the
 //! newest of a producer, which is what keeps a late copy from being stored twice.
