@@ -38,6 +38,7 @@ bench:
 	$(CARGO) bench -p broker --bench http
 	$(CARGO) bench -p clients --bench pipeline
 	$(CARGO) bench -p clients --bench footprint
+	$(CARGO) bench -p clients --bench scrape
 	$(CARGO) bench -p api --bench latency
 	$(CARGO) bench -p api --bench promql
 

@@ -32,6 +32,8 @@
 //! `BENCH_TICKS`, default 100; `BENCH_TICK_BATCH`, points per transaction, default and at
 //! most `BENCH_SERIES`).
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -45,6 +47,7 @@ use postgres::types::{Json, Type};
 use postgres::{Client, Transaction};
 use serde_json::value::RawValue;
 use store::write::{copy_points, Record, Window, Writer};
+use support::cpu_seconds;
 use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -311,23 +314,6 @@ fn copy_into_0001(pg: &Postgres, db: &str, batches: &[Vec<Record>]) -> Duration 
 
 fn points_in(batches: &[Vec<Record>]) -> usize {
     batches.iter().map(Vec::len).sum()
-}
-
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Points the collectors have committed to `client`'s database (their offsets: cheap to

@@ -77,6 +77,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("database connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// The scrape spool's directory cannot be opened or written.
+    #[error("scrape spool {dir}: {reason}")]
+    Spool { dir: String, reason: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

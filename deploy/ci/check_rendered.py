@@ -41,7 +41,11 @@ ENV = {
     "broker": {"LOG_FORMAT", "BROKER_TOKEN", "BROKER_MAX_BODY_BYTES", "BROKER_SESSION_TIMEOUT_MS",
                "BROKER_SHUTDOWN_GRACE_MS"},
     "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
-                 "STREAMER_METRICS_LISTEN"},
+                 "STREAMER_METRICS_LISTEN",
+                 # The DaemonSet's scrape of its node (NODE_IP: the downward API's status.hostIP,
+                 # expanded into STREAMER_SCRAPE).
+                 "NODE_IP", "STREAMER_SCRAPE", "STREAMER_SCRAPE_SHARE", "STREAMER_SCRAPE_INTERVAL",
+                 "STREAMER_SCRAPE_TIMEOUT", "STREAMER_SPOOL_DIR", "STREAMER_SPOOL_MAX_BYTES"},
     "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
     "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS", "BROKER_URL",
@@ -69,7 +73,7 @@ class Checker:
         return {d["metadata"]["name"] for d in self.of_kind(kind)}
 
     def run(self, expect_replicas):
-        for workload in self.of_kind("Deployment", "StatefulSet"):
+        for workload in self.of_kind("Deployment", "StatefulSet", "DaemonSet"):
             self.check_pod(workload)
         self.check_broker()
         self.check_pdbs()

@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use clients::cli::{self, BrokerArgs};
-use clients::streamer::scrape::{self, ScrapeConfig, Targets};
+use clients::streamer::scrape::{self, discovery, ScrapeConfig};
+use clients::streamer::source::Source;
 use clients::streamer::targets_file::{self, TargetsFile};
 use clients::streamer::{self, ProduceFormat, StreamerConfig};
 use pipeline_common::shutdown::ShutdownFlag;
@@ -30,7 +30,7 @@ struct Args {
     #[arg(
         long,
         env = "CSV_PATH",
-        required_unless_present_any = ["scrape", "scrape_targets_file"]
+        required_unless_present_any = ["scrape", "scrape_targets_file", "scrape_dns"]
     )]
     csv: Option<PathBuf>,
     /// Scrape this dcgm-exporter URL (`http://node:9400/metrics`) every --scrape-interval
@@ -54,6 +54,42 @@ struct Args {
         value_parser = targets_file::parse_arg
     )]
     scrape_targets_file: Option<TargetsFile>,
+    /// Scrape every address of this name (a headless Service) at `http://ADDR:PORT/metrics`:
+    /// `NAME:PORT`, re-resolved every --scrape-interval (at least every 30 s, at most every
+    /// 1 s); repeat the flag for more names.
+    #[arg(
+        long,
+        env = "STREAMER_SCRAPE_DNS",
+        value_name = "NAME:PORT",
+        value_delimiter = ',',
+        conflicts_with = "csv",
+        value_parser = discovery::parse_dns_arg
+    )]
+    scrape_dns: Vec<String>,
+    /// Share the targets with the other streamers of --group (each scraped by one of them);
+    /// `false`: scrape every target here (node-local scraping, a DaemonSet).
+    #[arg(long, env = "STREAMER_SCRAPE_SHARE", default_value_t = true,
+        action = clap::ArgAction::Set, value_name = "BOOL")]
+    scrape_share: bool,
+    /// Slots the shared targets are spread over (partitions of `<topic>.scrape-slots`; an
+    /// existing slots topic keeps its count).
+    #[arg(long, env = "STREAMER_SCRAPE_SLOTS", default_value_t = 64)]
+    scrape_slots: u32,
+    /// How long a streamer that died keeps its targets before the group's others take them
+    /// over.
+    #[arg(long, env = "STREAMER_SCRAPE_SESSION_TIMEOUT", default_value = "3s",
+        value_parser = cli::parse_duration)]
+    scrape_session_timeout: Duration,
+    /// Scrapes running at once (worker threads).
+    #[arg(long, env = "STREAMER_SCRAPE_CONCURRENCY", default_value_t = 16)]
+    scrape_concurrency: usize,
+    /// Where scrapes wait while the broker is unreachable (kept across restarts); in memory
+    /// when unset.
+    #[arg(long, env = "STREAMER_SPOOL_DIR", value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// The spool's bound; when full, its oldest scrapes are dropped (and counted).
+    #[arg(long, env = "STREAMER_SPOOL_MAX_BYTES", default_value_t = 256 << 20)]
+    spool_max_bytes: u64,
     /// Time between two scrapes of a target (`15s`, `500ms`, `1m`).
     #[arg(long, env = "STREAMER_SCRAPE_INTERVAL", default_value = "15s",
         value_parser = cli::parse_duration)]
@@ -122,70 +158,69 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
-    match args.csv.clone() {
-        Some(csv) => run_csv(args, csv, shutdown),
-        None => run_scrape(args, shutdown),
-    }
-}
-
-fn run_scrape(args: Args, shutdown: ShutdownFlag) -> anyhow::Result<()> {
-    scrape::check_targets(&args.scrape, args.scrape_targets_file.is_some())
-        .map_err(anyhow::Error::msg)?;
-    let config = ScrapeConfig {
-        topic: args.topic.clone(),
-        targets: args.scrape.clone(),
-        targets_file: args.scrape_targets_file.clone(),
-        interval: args.scrape_interval,
-        timeout: args.scrape_timeout,
-        partitions: args.partitions,
+    let source = match args.csv.clone() {
+        Some(csv) => csv_source(&args, csv)?,
+        None => scrape_source(&args)?,
     };
-    let targets = Arc::new(Targets::new(&config.initial_targets()));
-    let listing = Arc::clone(&targets);
     let (readiness, ops) = cli::start_ops_with(
         args.metrics_listen,
         streamer::describe_metrics,
-        vec![("/targets", Arc::new(move || listing.to_json()))],
+        source.routes(),
     )
     .with_context(|| format!("listening on {}", args.metrics_listen))?;
     tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        targets = ?config.initial_targets(), interval = ?args.scrape_interval,
-        targets_file = ?args.scrape_targets_file.as_ref().map(|f| f.path.display()),
-        "streamer starting (scrape)");
-    let client = args.connection.client(shutdown);
-    scrape::run(&config, client, &readiness, &targets)?;
+        source = %source.describe(), "streamer starting");
+    source.run(args.connection.client(shutdown), &readiness)?;
     tracing::info!("streamer stopped");
     Ok(())
 }
 
-fn run_csv(args: Args, csv: PathBuf, shutdown: ShutdownFlag) -> anyhow::Result<()> {
+fn scrape_source(args: &Args) -> anyhow::Result<Source> {
+    let discovered = args.scrape_targets_file.is_some() || !args.scrape_dns.is_empty();
+    scrape::check_targets(&args.scrape, discovered).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        args.scrape_concurrency > 0,
+        "--scrape-concurrency must be at least 1"
+    );
+    Ok(Source::scrape(ScrapeConfig {
+        topic: args.topic.clone(),
+        targets: args.scrape.clone(),
+        targets_file: args.scrape_targets_file.clone(),
+        dns: args.scrape_dns.clone(),
+        interval: args.scrape_interval,
+        timeout: args.scrape_timeout,
+        partitions: args.partitions,
+        share: args.scrape_share,
+        group: args.group.clone(),
+        slots: args.scrape_slots,
+        session_timeout: args.scrape_session_timeout,
+        concurrency: args.scrape_concurrency,
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: args.spool_max_bytes,
+    }))
+}
+
+fn csv_source(args: &Args, csv: PathBuf) -> anyhow::Result<Source> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     anyhow::ensure!(
         args.rate >= 0.0 && args.rate.is_finite(),
         "--rate must be >= 0"
     );
-    let (readiness, ops) = cli::start_ops(args.metrics_listen, streamer::describe_metrics)
-        .with_context(|| format!("listening on {}", args.metrics_listen))?;
-    tracing::info!(metrics = %ops.local_addr, broker = %args.connection.broker, topic = %args.topic,
-        csv = %csv.display(), group = %args.group, "streamer starting");
-    let client = args.connection.client(shutdown);
-    let config = StreamerConfig {
-        topic: args.topic,
+    Ok(Source::Csv(StreamerConfig {
+        topic: args.topic.clone(),
         csv,
         batch_size: args.batch_size,
         looping: args.looping,
         restart: args.restart,
         rate: args.rate,
-        group: args.group,
+        group: args.group.clone(),
         shards: args.shards,
-        producer_prefix: args.producer_id,
+        producer_prefix: args.producer_id.clone(),
         format: match args.produce_format {
             Format::Auto => ProduceFormat::Auto,
             Format::Batch => ProduceFormat::Batch,
             Format::Ndjson => ProduceFormat::Ndjson,
         },
         partitions: args.partitions,
-    };
-    streamer::run(&config, client, &readiness)?;
-    tracing::info!("streamer stopped");
-    Ok(())
+    }))
 }

@@ -1,6 +1,8 @@
 //! The streamer: CSV rows → telemetry points → the broker, shared by the members of a
 //! streamer group, exactly once (the scheme is in [`shards`]), with progress kept per input
-//! (its identity and the ledger of finished inputs are [`input`]'s).
+//! (its identity and the ledger of finished inputs are [`input`]'s). Its other source, live
+//! scrapes of dcgm-exporters, is [`scrape`]'s; [`source`] is the one type the binary
+//! dispatches on. This module itself is the CSV source.
 //!
 //! Owns the scan of the file (once, or again and again with `--loop`), batching per shard,
 //! pacing (`--rate`), the produce-then-commit step, reacting to rebalances, and the bad-row
@@ -32,6 +34,7 @@ pub mod report;
 pub mod scrape;
 pub mod sender;
 pub mod shards;
+pub mod source;
 pub mod targets_file;
 
 use std::collections::BTreeMap;
@@ -167,6 +170,42 @@ pub fn describe_metrics() {
     describe_counter!(
         "streamer_scrape_failures_total",
         "--scrape: failed scrapes (stage=scrape) and scrapes the broker refused (stage=produce)"
+    );
+    describe_counter!(
+        "streamer_scrape_duplicates_total",
+        "--scrape: scrapes the broker had already (a resend, or a slot another streamer produced first)"
+    );
+    describe_counter!(
+        "streamer_scrape_refused_total",
+        "--scrape: spooled scrapes refused because a later scrape of the target is in (409)"
+    );
+    describe_counter!(
+        "streamer_scrape_missed_total",
+        "--scrape: slots skipped because the target's previous scrape was still running"
+    );
+    describe_counter!(
+        "streamer_scrape_spool_dropped_total",
+        "--scrape: scrapes dropped unsent because the spool was full (oldest first)"
+    );
+    describe_gauge!(
+        "streamer_scrape_spool_entries",
+        "--scrape: scrapes in the spool waiting for the broker"
+    );
+    describe_gauge!(
+        "streamer_scrape_spool_bytes",
+        "--scrape: bytes the spool takes (on disk: acknowledged scrapes not yet deleted included)"
+    );
+    describe_gauge!(
+        "streamer_scrape_targets",
+        "--scrape: targets this streamer scrapes (its share of the group's)"
+    );
+    describe_gauge!(
+        "streamer_scrape_slots_owned",
+        "--scrape: slots of the group assigned to this streamer"
+    );
+    describe_counter!(
+        "streamer_scrape_dns_failures_total",
+        "--scrape-dns: lookups of the name that failed (its last addresses are kept)"
     );
 }
 

@@ -1,29 +1,44 @@
-//! `streamer --scrape URL`: live ingest from dcgm-exporter. Each target is scraped on its own
-//! thread every `--scrape-interval` by a blocking HTTP client, the text mapped onto points
-//! ([`crate::scrape`]) and produced to the topic in one idempotent NDJSON request per scrape.
+//! `streamer --scrape`: live ingest from dcgm-exporter. The targets are discovered
+//! ([`discovery`]: flags ∪ `--scrape-targets-file` ∪ `--scrape-dns`), shared with the other
+//! streamers of the group ([`sharing`]), scraped on a grid of slots by a bounded worker pool
+//! ([`pool`]), mapped onto points ([`crate::scrape`]), written to a bounded spool ([`spool`])
+//! and produced from there, oldest first ([`send`]). Scraping never waits for the broker: while
+//! it is unreachable the scrapes wait in the spool.
 //!
 //! Exactly once per scrape: each target produces under its own producer id
-//! ([`crate::scrape::producer_id`], from its URL) and each scrape under the seq of its time in
-//! milliseconds since the epoch (at least one more than the target's previous seq). A produce
-//! is retried with the same body and seq until the broker acknowledges it, so a broker that
-//! dies and comes back answers the retry as a duplicate when it had stored the scrape, and
-//! stores it once when it had not; a restarted streamer starts from the clock, past every seq
-//! it used before (the broker refuses, 409, a seq below the newest it has for the producer:
-//! a clock stepped back costs the scrapes until it has caught up, each logged and counted).
+//! ([`crate::scrape::producer_id`], from its URL — the same in every streamer of a group) and
+//! each scrape under the seq of its slot (its time on the target's grid, in milliseconds since
+//! the epoch). A spooled scrape is produced until acknowledged, with the same body and seq, so
+//! a broker that dies and comes back answers the retry as a duplicate when it had stored the
+//! scrape and stores it once when it had not; a restarted streamer resends its spool the same
+//! way, then goes on from the clock, past every seq it used before.
 //!
-//! While a produce is being retried the target is not scraped: the scrapes that fall into a
-//! broker outage are not taken (no spool), and the next scrape after the outage is on the
-//! interval's grid. A scrape that fails (refused, timed out, an HTTP error, not UTF-8) marks
-//! the target down until the next one succeeds.
+//! Handovers, exactly (see docs/scraping.md): a target that moves from streamer A to streamer
+//! B is scraped by B from B's first slot after it sees the new assignment, and by A until A
+//! sees it (both look every 0.5 s). A slot scraped by both is stored once — same producer
+//! id, same seq: the broker keeps the first and answers the second as a duplicate (or, when the
+//! two scrapes differ in sample count, refuses it with 409: counted as refused). Nothing is
+//! stored twice; the gap is the slots no one scrapes: at most the one slot that falls between
+//! A's stop and B's start when A leaves on SIGTERM or B joins, and up to
+//! `--scrape-session-timeout` plus about a second of slots when A dies without leaving. A
+//! scrape A still holds in its spool after B produced a later slot of the same target is
+//! refused (409, `streamer_scrape_refused_total`): the broker never accepts a seq below the
+//! newest of a producer, which is what keeps a late copy from being stored twice.
 //!
-//! With `--scrape-targets-file` the targets are the flags' and the file's (a union), and the
-//! file is read again every [`targets_file::POLL`]: a target new in the file gets its thread,
-//! one gone from it is stopped (its thread ends after the scrape or produce it is in, its entry
-//! leaves `/targets` and its `streamer_scrape_up` is set to 0), the others run on untouched.
+//! Every streamer of a group must use the same `--scrape-interval` (the grid) and have a clock
+//! within well under an interval of the others' (NTP); a clock stepped back costs the slots
+//! until it has caught up (refused, counted).
 
-use std::io::Read;
+pub mod discovery;
+pub mod pool;
+pub mod send;
+pub mod sharing;
+pub mod spool;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -31,10 +46,15 @@ use metrics::{counter, gauge};
 use pipeline_common::ops::Readiness;
 use serde::Serialize;
 
-use crate::client::{push_record, BrokerClient, Idempotence};
+use crate::client::BrokerClient;
 use crate::error::{Error, Result};
-use crate::scrape::{map_exposition, producer_id, target_host, Skipped};
-use crate::streamer::targets_file::{self, TargetsFile, Watcher};
+use crate::scrape::target_host;
+use crate::streamer::targets_file::TargetsFile;
+use discovery::Discovery;
+use pool::{now_ms, slot_at_or_after, Job, Workers};
+use send::Sent;
+use sharing::Sharing;
+use spool::Spool;
 
 /// The scrape mode's settings (its documented flags).
 #[derive(Debug, Clone)]
@@ -44,15 +64,29 @@ pub struct ScrapeConfig {
     pub targets: Vec<String>,
     /// `--scrape-targets-file`: more targets, from a file re-read while running.
     pub targets_file: Option<TargetsFile>,
+    /// `--scrape-dns NAME:PORT`: every address of each name.
+    pub dns: Vec<String>,
     pub interval: Duration,
     /// For each scrape's HTTP request as a whole.
     pub timeout: Duration,
     /// Partitions to create the topic with when it does not exist yet.
     pub partitions: u32,
+    /// Share the targets with the group's other streamers (`--scrape-share`).
+    pub share: bool,
+    pub group: String,
+    /// Slots to create the slots topic with.
+    pub slots: u32,
+    pub session_timeout: Duration,
+    /// Worker threads scraping.
+    pub concurrency: usize,
+    /// The spool's directory; in memory when `None`.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
 }
 
 impl ScrapeConfig {
-    /// The targets at the start: the flags' then the file's, each once.
+    /// The targets at the start: the flags' then the file's, each once (DNS names are resolved
+    /// once running).
     pub fn initial_targets(&self) -> Vec<String> {
         union(
             &self.targets,
@@ -71,9 +105,6 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
     }
     all
 }
-
-/// Scrapes answers larger than this are cut and fail (dcgm-exporter's are tens of KiB).
-const MAX_BODY: u64 = 64 << 20;
 
 /// What a target looks like now, as `GET /targets` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -130,7 +161,7 @@ impl Targets {
         }
     }
 
-    /// Every target's state, in the order of the flags, then of the file.
+    /// Every target's state, in the order they became this streamer's.
     pub fn snapshot(&self) -> Vec<TargetState> {
         self.0.lock().map(|t| t.clone()).unwrap_or_default()
     }
@@ -140,19 +171,39 @@ impl Targets {
         serde_json::json!({ "targets": self.snapshot() }).to_string()
     }
 
-    fn update(&self, url: &str, f: impl FnOnce(&mut TargetState)) {
-        if let Ok(mut targets) = self.0.lock() {
-            if let Some(t) = targets.iter_mut().find(|t| t.url == url) {
+    /// Changes a target's state; `false` when it is not (or no longer) a target.
+    fn update(&self, url: &str, f: impl FnOnce(&mut TargetState)) -> bool {
+        let Ok(mut targets) = self.0.lock() else {
+            return false;
+        };
+        match targets.iter_mut().find(|t| t.url == url) {
+            Some(t) => {
                 f(t);
+                true
             }
+            None => false,
         }
+    }
+
+    /// What the broker said to a scrape of the target.
+    fn sent(&self, url: &str, sent: Sent) {
+        self.update(url, |t| match sent {
+            Sent::Stored(points) => t.last_samples_stored = points as u64,
+            Sent::Duplicate => t.last_samples_stored = 0,
+            Sent::Refused => {
+                t.last_error =
+                    Some("the broker refused a scrape: a later one of the target is in".into())
+            }
+            Sent::Failed => t.last_error = Some("the broker refused a scrape's points".into()),
+        });
     }
 }
 
 /// Checks the targets' URLs: each needs a host (for samples without `Hostname`) and the
 /// `http://` or `https://` scheme; no URL may be given twice (one producer id each). None at
-/// all is an error unless `file` (a targets file, which may name none for now).
-pub fn check_targets(urls: &[String], file: bool) -> std::result::Result<(), String> {
+/// all is an error unless `discovered` (a targets file or a DNS name, which may name none for
+/// now).
+pub fn check_targets(urls: &[String], discovered: bool) -> std::result::Result<(), String> {
     for (i, url) in urls.iter().enumerate() {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!("--scrape {url:?}: not an http:// or https:// URL"));
@@ -164,338 +215,223 @@ pub fn check_targets(urls: &[String], file: bool) -> std::result::Result<(), Str
             return Err(format!("--scrape {url:?} is given twice"));
         }
     }
-    if urls.is_empty() && !file {
+    if urls.is_empty() && !discovered {
         return Err("no --scrape target".into());
     }
     Ok(())
 }
 
-/// Scrapes every target until `client`'s shutdown flag is set (SIGTERM, SIGINT), following
-/// the targets file's changes.
+/// How often the scheduler looks at the target set and the assignment.
+const RESCAN: Duration = Duration::from_millis(200);
+
+/// A target this streamer scrapes.
+struct Scheduled {
+    next_ms: u64,
+    busy: Arc<AtomicBool>,
+}
+
+/// Scrapes this streamer's share of the targets until `client`'s shutdown flag is set
+/// (SIGTERM, SIGINT), following the target set and the group's assignment.
 pub fn run(
     config: &ScrapeConfig,
     client: BrokerClient,
     readiness: &Readiness,
-    targets: &Targets,
+    targets: &Arc<Targets>,
 ) -> Result<()> {
-    check_targets(&config.targets, config.targets_file.is_some()).map_err(|reason| {
-        Error::Decode {
-            url: String::new(),
-            reason,
-        }
+    let discovered = config.targets_file.is_some() || !config.dns.is_empty();
+    check_targets(&config.targets, discovered).map_err(|reason| Error::Decode {
+        url: String::new(),
+        reason,
     })?;
-    match super::data_partitions(&client, &config.topic, config.partitions) {
-        Err(Error::Interrupted) => return Ok(()),
-        other => other?,
+    let spool = Spool::open(config.spool_dir.as_deref(), config.spool_max_bytes)?;
+    let shutdown = client.shutdown_flag().clone();
+    let mut discovery = Discovery::start(
+        &config.targets,
+        config.targets_file.as_ref(),
+        &config.dns,
+        config.interval,
+        &shutdown,
+    )?;
+    let workers = Workers {
+        agent: ureq::AgentBuilder::new()
+            .timeout(config.timeout)
+            .max_idle_connections_per_host(1)
+            .user_agent(concat!("streamer/", env!("CARGO_PKG_VERSION")))
+            .build(),
+        spool: &spool,
+        targets,
     };
-    let agent = ureq::AgentBuilder::new()
-        .timeout(config.timeout)
-        .user_agent(concat!("streamer/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut watcher = config.targets_file.as_ref().map(Watcher::new);
-    readiness.set(true);
-    std::thread::scope(|scope| {
-        // The targets being scraped, and those told to stop whose threads may not have ended.
-        let mut running: Vec<Running<'_>> = Vec::new();
-        let mut stopping: Vec<Running<'_>> = Vec::new();
-        let mut started = 0usize;
-        loop {
-            stopping.retain(|r| !r.handle.is_finished());
-            let wanted = union(&config.targets, watcher.as_ref().map_or(&[], |w| w.urls()));
-            let (keep, gone): (Vec<_>, Vec<_>) =
-                running.drain(..).partition(|r| wanted.contains(&r.url));
-            running = keep;
-            for r in gone {
-                tracing::info!(target = %r.url, "no longer a target: stopping its scrapes");
-                r.stop.store(true, Ordering::SeqCst);
-                targets.remove(&r.url);
-                gauge!("streamer_scrape_up", "target" => r.url.clone()).set(0.0);
-                stopping.push(r);
-            }
-            for url in &wanted {
-                // A target back in the file before its old thread ended starts once it has
-                // (one thread per producer id).
-                if running.iter().chain(&stopping).any(|r| &r.url == url) {
-                    continue;
-                }
-                let stop = Arc::new(AtomicBool::new(false));
-                let target = Target {
-                    url: url.clone(),
-                    host: target_host(url).unwrap_or_default(),
-                    producer: producer_id(url),
-                    stop: Arc::clone(&stop),
-                    config,
-                    client: &client,
-                    agent: &agent,
-                    targets,
-                };
-                targets.add(url);
-                match std::thread::Builder::new()
-                    .name(format!("scrape-{started}"))
-                    .spawn_scoped(scope, move || target.run())
-                {
-                    Ok(handle) => {
-                        started += 1;
-                        running.push(Running {
-                            url: url.clone(),
-                            stop,
-                            handle,
-                        });
-                    }
-                    // Tried again at the next look at the file.
-                    Err(e) => {
-                        targets.remove(url);
-                        tracing::error!(target = %url, error = %e, "cannot start a scrape thread");
-                        if watcher.is_none() {
-                            client.shutdown_flag().trigger();
-                            return Err(Error::Decode {
-                                url: url.clone(),
-                                reason: format!("cannot start a scrape thread: {e}"),
-                            });
-                        }
-                    }
-                }
-            }
-            let Some(watcher) = watcher.as_mut() else {
-                // No file: the targets are fixed; the threads end at shutdown.
-                return Ok(());
-            };
-            let next = Instant::now() + targets_file::POLL;
-            while Instant::now() < next {
-                if client.shutdown_flag().is_set() {
+    let (jobs, rx) = mpsc::channel::<Job>();
+    let rx = Mutex::new(rx);
+    let result = std::thread::scope(|scope| -> Result<()> {
+        // The senders drain what a previous run left at once, joined or not.
+        let mut started = send::start(
+            scope,
+            &spool,
+            &client,
+            &config.topic,
+            config.partitions,
+            targets,
+        );
+        let mut pool = Vec::new();
+        for n in 0..config.concurrency.max(1) {
+            let (workers, rx) = (&workers, &rx);
+            started = started.and_then(|()| {
+                std::thread::Builder::new()
+                    .name(format!("scrape-{n}"))
+                    .spawn_scoped(scope, move || workers.run(rx))
+                    .map(|handle| pool.push(handle))
+            });
+        }
+        if let Err(e) = started {
+            // The threads started end with the shutdown flag and the closed spool.
+            shutdown.trigger();
+            spool.close();
+            return Err(e.into());
+        }
+        let sharing = if config.share {
+            match Sharing::join(
+                &client,
+                &config.group,
+                &config.topic,
+                config.slots,
+                config.session_timeout,
+            ) {
+                Ok(sharing) => sharing,
+                Err(Error::Interrupted) => {
+                    spool.close();
                     return Ok(());
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                Err(e) => {
+                    // The senders and workers end with the shutdown flag and the closed spool.
+                    shutdown.trigger();
+                    spool.close();
+                    return Err(e);
+                }
             }
-            watcher.poll();
-        }
-    })?;
-    readiness.set(false);
-    Ok(())
-}
-
-/// A target's running thread.
-struct Running<'scope> {
-    url: String,
-    stop: Arc<AtomicBool>,
-    handle: std::thread::ScopedJoinHandle<'scope, ()>,
-}
-
-/// One target's scraping thread.
-struct Target<'a> {
-    url: String,
-    host: String,
-    producer: String,
-    /// Set when the target left the targets file.
-    stop: Arc<AtomicBool>,
-    config: &'a ScrapeConfig,
-    client: &'a BrokerClient,
-    agent: &'a ureq::Agent,
-    targets: &'a Targets,
-}
-
-/// How one scrape ended.
-enum Outcome {
-    /// Scraped and acknowledged: points stored (0 for a duplicate), samples skipped.
-    Stored {
-        stored: u64,
-        skipped: Skipped,
-    },
-    /// The target could not be scraped.
-    ScrapeFailed(String),
-    /// Scraped, but the broker refused the produce.
-    ProduceFailed {
-        error: String,
-        skipped: Skipped,
-    },
-    Shutdown,
-}
-
-impl Target<'_> {
-    /// The streamer is shutting down or the target was removed.
-    fn shutdown(&self) -> bool {
-        self.client.shutdown_flag().is_set() || self.stopped()
-    }
-
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    fn run(&self) {
-        tracing::info!(target = %self.url, producer = %self.producer, "scraping");
-        gauge!("streamer_scrape_up", "target" => self.url.to_string()).set(0.0);
-        let mut last_seq = 0u64;
-        let mut next = Instant::now();
-        loop {
-            if !self.sleep_until(next) {
-                break;
-            }
-            let started = Instant::now();
-            let at = Utc::now();
-            let mut took = Duration::ZERO;
-            let outcome = self.scrape_and_produce(at, started, &mut took, &mut last_seq);
-            if matches!(outcome, Outcome::Shutdown) {
-                break;
-            }
-            self.record(at, took, outcome);
-            // The next slot on the grid, skipping those missed while a scrape took long.
-            next += self.config.interval;
-            let now = Instant::now();
-            if next < now {
-                let behind = now - next;
-                let missed = behind.as_nanos() / self.config.interval.as_nanos().max(1) + 1;
-                next += self.config.interval * missed.min(u32::MAX as u128) as u32;
-            }
-        }
-        if self.stopped() {
-            // After the last scrape's `record`, which a removed target skips: down for good.
-            gauge!("streamer_scrape_up", "target" => self.url.clone()).set(0.0);
-            tracing::info!(target = %self.url, "stopped scraping");
-        }
-    }
-
-    /// Sleeps until `until` in short steps; `false` when the streamer is shutting down.
-    fn sleep_until(&self, until: Instant) -> bool {
-        loop {
-            if self.shutdown() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            std::thread::sleep((until - now).min(Duration::from_millis(50)));
-        }
-    }
-
-    /// One scrape and its produce; `took` is set to the scrape's duration (the request and the
-    /// mapping, not the produce).
-    fn scrape_and_produce(
-        &self,
-        at: DateTime<Utc>,
-        started: Instant,
-        took: &mut Duration,
-        last_seq: &mut u64,
-    ) -> Outcome {
-        let fetched = self.fetch();
-        *took = started.elapsed();
-        let text = match fetched {
-            Ok(text) => text,
-            Err(reason) => return Outcome::ScrapeFailed(reason),
+        } else {
+            Sharing::All
         };
-        let mapped = map_exposition(&text, at, &self.host);
-        *took = started.elapsed();
-        if mapped.points.is_empty() {
-            return Outcome::Stored {
-                stored: 0,
-                skipped: mapped.skipped,
-            };
+        readiness.set(true);
+        schedule(
+            config,
+            &mut discovery,
+            sharing,
+            &spool,
+            targets,
+            &jobs,
+            &shutdown,
+        );
+        readiness.set(false);
+        // Closing the channel ends the workers after their scrape; then the senders send what
+        // the broker takes at once and end (see `send`), leaving the rest in the spool.
+        drop(jobs);
+        for handle in pool {
+            let _ = handle.join();
         }
-        let mut body = Vec::with_capacity(mapped.points.len() * 600);
-        for point in &mapped.points {
-            if let Err(e) = push_record(&mut body, &point.gpu_uuid, point) {
-                return Outcome::ProduceFailed {
-                    error: e.to_string(),
-                    skipped: mapped.skipped,
-                };
+        spool.close();
+        Ok(())
+    });
+    spool.flush();
+    let left = spool.entries();
+    if left > 0 {
+        if spool.is_disk() {
+            tracing::info!(
+                scrapes = left,
+                "unsent scrapes stay in the spool for the next start"
+            );
+        } else {
+            tracing::warn!(
+                scrapes = left,
+                "unsent scrapes lost: the spool is in memory (--spool-dir)"
+            );
+        }
+    }
+    result
+}
+
+/// The scheduler loop: follows the targets and the assignment, hands due slots to the pool.
+fn schedule(
+    config: &ScrapeConfig,
+    discovery: &mut Discovery,
+    mut sharing: Sharing,
+    spool: &Spool,
+    targets: &Targets,
+    jobs: &mpsc::Sender<Job>,
+    shutdown: &pipeline_common::shutdown::ShutdownFlag,
+) {
+    let interval_ms = (config.interval.as_millis() as u64).max(1);
+    let mut scheduled: HashMap<String, Scheduled> = HashMap::new();
+    let mut next_rescan = Instant::now();
+    while !shutdown.is_set() {
+        if Instant::now() >= next_rescan {
+            next_rescan = Instant::now() + RESCAN;
+            sharing.refresh();
+            if let Some(slots) = sharing.owned_slots() {
+                gauge!("streamer_scrape_slots_owned").set(slots as f64);
             }
+            let wanted: Vec<String> = discovery
+                .targets()
+                .into_iter()
+                .filter(|url| sharing.owns(url))
+                .collect();
+            scheduled.retain(|url, _| {
+                let keep = wanted.contains(url);
+                if !keep {
+                    tracing::info!(target = %url, "no longer this streamer's target: stopping its scrapes");
+                    targets.remove(url);
+                    gauge!("streamer_scrape_up", "target" => url.clone()).set(0.0);
+                }
+                keep
+            });
+            for url in wanted {
+                if scheduled.contains_key(&url) {
+                    continue;
+                }
+                tracing::info!(target = %url, producer = %crate::scrape::producer_id(&url), "scraping");
+                targets.add(&url);
+                gauge!("streamer_scrape_up", "target" => url.clone()).set(0.0);
+                let next_ms = slot_at_or_after(&url, interval_ms, now_ms());
+                scheduled.insert(
+                    url,
+                    Scheduled {
+                        next_ms,
+                        busy: Arc::new(AtomicBool::new(false)),
+                    },
+                );
+            }
+            gauge!("streamer_scrape_targets").set(scheduled.len() as f64);
+            send::spool_gauges(spool);
         }
-        let seq = (at.timestamp_millis().max(0) as u64).max(*last_seq + 1);
-        *last_seq = seq;
-        let idempotence = Idempotence {
-            producer: &self.producer,
-            seq,
-        };
-        match self
-            .client
-            .produce(&self.config.topic, &body, Some(idempotence))
-        {
-            Ok(ack) => Outcome::Stored {
-                stored: if ack.duplicate {
-                    0
+        let now = now_ms();
+        let mut soonest = now + RESCAN.as_millis() as u64;
+        for (url, s) in scheduled.iter_mut() {
+            if s.next_ms <= now {
+                if s.busy.swap(true, Ordering::SeqCst) {
+                    counter!("streamer_scrape_missed_total", "target" => url.clone()).increment(1);
                 } else {
-                    mapped.points.len() as u64
-                },
-                skipped: mapped.skipped,
-            },
-            Err(Error::Interrupted) => Outcome::Shutdown,
-            Err(e) => Outcome::ProduceFailed {
-                error: e.to_string(),
-                skipped: mapped.skipped,
-            },
-        }
-    }
-
-    /// GETs the target; the body as text, or why not.
-    fn fetch(&self) -> std::result::Result<String, String> {
-        let response = self
-            .agent
-            .get(&self.url)
-            .set("Accept", "text/plain;version=0.0.4")
-            .call()
-            .map_err(|e| match e {
-                ureq::Error::Status(status, _) => format!("HTTP status {status}"),
-                ureq::Error::Transport(t) => t.to_string(),
-            })?;
-        let mut bytes = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        if bytes.len() as u64 > MAX_BODY {
-            return Err(format!("the answer is larger than {MAX_BODY} bytes"));
-        }
-        String::from_utf8(bytes).map_err(|_| "the answer is not UTF-8".to_string())
-    }
-
-    /// The outcome in the metrics, the target's state and the log.
-    fn record(&self, at: DateTime<Utc>, took: Duration, outcome: Outcome) {
-        if self.stopped() {
-            // Removed from the targets meanwhile: its metrics and state are no more.
-            return;
-        }
-        let url = self.url.to_string();
-        let took = took.as_secs_f64();
-        let (up, stored, skipped, error) = match outcome {
-            Outcome::Stored { stored, skipped } => (true, stored, skipped, None),
-            Outcome::ScrapeFailed(reason) => {
-                counter!("streamer_scrape_failures_total", "target" => url.clone(), "stage" => "scrape")
-                    .increment(1);
-                tracing::warn!(target = %self.url, error = %reason, "scrape failed");
-                (false, 0, Skipped::default(), Some(reason))
+                    let job = Job {
+                        url: url.clone(),
+                        slot_ms: s.next_ms,
+                        busy: Arc::clone(&s.busy),
+                    };
+                    if jobs.send(job).is_err() {
+                        return;
+                    }
+                }
+                // The next slot after now: slots missed while behind are skipped.
+                s.next_ms = slot_at_or_after(url, interval_ms, now + 1);
             }
-            Outcome::ProduceFailed { error, skipped } => {
-                counter!("streamer_scrape_failures_total", "target" => url.clone(), "stage" => "produce")
-                    .increment(1);
-                tracing::warn!(target = %self.url, %error, "the broker refused a scrape's points");
-                (true, 0, skipped, Some(error))
-            }
-            Outcome::Shutdown => return,
-        };
-        gauge!("streamer_scrape_up", "target" => url.clone()).set(if up { 1.0 } else { 0.0 });
-        gauge!("streamer_scrape_duration_seconds", "target" => url.clone()).set(took);
-        counter!("streamer_scrape_samples_stored_total", "target" => url.clone()).increment(stored);
-        for (reason, n) in skipped.by_reason() {
-            if n > 0 {
-                counter!("streamer_scrape_samples_skipped_total", "target" => url.clone(), "reason" => reason)
-                    .increment(n);
-            }
+            soonest = soonest.min(s.next_ms);
         }
-        if skipped.total() > 0 {
-            tracing::debug!(target = %self.url, skipped = ?skipped, "samples skipped");
-        }
-        self.targets.update(&self.url, |t| {
-            t.health = if up { "up" } else { "down" };
-            t.last_scrape = Some(at);
-            t.last_scrape_duration_seconds = took;
-            t.last_samples_stored = stored;
-            t.last_samples_skipped = skipped.total();
-            t.last_error = error;
-        });
+        let wait = soonest.saturating_sub(now_ms()).min(50);
+        std::thread::sleep(Duration::from_millis(wait.max(1)));
     }
+    for url in scheduled.keys() {
+        gauge!("streamer_scrape_up", "target" => url.clone()).set(0.0);
+    }
+    sharing.leave();
 }
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -518,9 +454,17 @@ mod tests {
                 text: Vec::new(),
                 urls: vec!["http://b:1/metrics".into(), "http://c:1/metrics".into()],
             }),
+            dns: Vec::new(),
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             partitions: 1,
+            share: true,
+            group: "g".into(),
+            slots: 64,
+            session_timeout: Duration::from_secs(3),
+            concurrency: 1,
+            spool_dir: None,
+            spool_max_bytes: 1 << 20,
         };
         assert_eq!(
             config.initial_targets(),

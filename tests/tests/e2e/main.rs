@@ -7,4 +7,6 @@ mod inputs;
 mod ops;
 mod pipeline;
 mod scrape;
+mod scrape_fleet;
+mod scrape_spool;
 mod soak;

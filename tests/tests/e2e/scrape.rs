@@ -5,62 +5,45 @@
 //! their labels.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use store::point::Point;
 use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
 
 use crate::pipeline::{collector, count, tail, Broker};
+use crate::scrape_fleet::{stop, Fleet};
 
 const TOPIC: &str = "telemetry";
 /// The fixture's samples that map onto points (the others: one without UUID, one NaN).
-const POINTS_PER_SCRAPE: usize = 11;
+pub(crate) const POINTS_PER_SCRAPE: usize = 11;
 
-fn fixture() -> String {
+pub(crate) fn fixture() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../clients/tests/fixtures/dcgm-exporter.prom");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A one-route HTTP server answering every request with `body`; counts the requests.
+/// One exporter (a [`Fleet`] of one, at `/metrics`) answering every request with its body.
 struct Exporter {
     url: String,
-    scrapes: Arc<AtomicU64>,
+    fleet: Fleet,
+}
+
+impl Exporter {
+    /// Requests answered so far.
+    fn scrapes(&self) -> usize {
+        self.fleet.served(0).len()
+    }
 }
 
 fn serve(body: String) -> Exporter {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let scrapes = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&scrapes);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    Exporter { url, scrapes }
+    let fleet = Fleet::serve_with(move |_| body.clone());
+    Exporter {
+        url: format!("http://127.0.0.1:{}/metrics", fleet.port),
+        fleet,
+    }
 }
 
 fn scrape_streamer(broker: &Broker, target: &str, metrics_port: u16) -> Child {
@@ -81,7 +64,7 @@ fn streamer_with(broker: &Broker, targets: &[&str], metrics_port: u16) -> Child 
 }
 
 /// Every message of the topic, as points.
-fn all_points(broker: &Broker) -> Vec<Point<'static>> {
+pub(crate) fn all_points(broker: &Broker) -> Vec<Point<'static>> {
     let (status, body) =
         http_get(&format!("{}/v1/topics/{TOPIC}", broker.url())).expect("topic metadata");
     assert_eq!(status, 200, "{body}");
@@ -165,7 +148,7 @@ fn scraped_points_arrive_once_through_a_broker_crash() {
     // SIGKILL the broker mid-run (a produce may be in flight), keep it down for a few scrape
     // intervals, start it again on the same data.
     broker.kill9();
-    let down_at = exporter.scrapes.load(Ordering::SeqCst);
+    let down_at = exporter.scrapes();
     std::thread::sleep(Duration::from_millis(800));
     broker.restart();
     let before = broker.log_end_total() as usize / POINTS_PER_SCRAPE;
@@ -175,15 +158,9 @@ fn scraped_points_arrive_once_through_a_broker_crash() {
         "three more scrapes after the restart",
         || more(&broker),
     );
-    assert!(exporter.scrapes.load(Ordering::SeqCst) > down_at);
+    assert!(exporter.scrapes() > down_at);
 
-    let status = streamer.terminate(Duration::from_secs(15));
-    streamer.scan_for_panics();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "SIGTERM is a clean stop: {status:?}\n{}",
-        tail(&streamer.log())
-    );
+    stop("streamer", &mut streamer);
 
     // Every scrape (one `ts`) is in the log whole and once.
     let points = all_points(&broker);
@@ -284,27 +261,28 @@ fn an_unreachable_target_is_down_and_the_streamer_keeps_running() {
     assert!(metrics.contains(&failures), "{metrics}");
     assert!(metrics.contains(&format!("streamer_scrape_up{{target=\"{dead}\"}} 0")));
     assert!(streamer.is_running(), "{}", tail(&streamer.log()));
-    let status = streamer.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    stop("streamer", &mut streamer);
 }
 
-#[test]
-fn csv_and_scrape_together_are_a_usage_error() {
+/// Runs the streamer with `args` (and no CSV or scrape target from the environment): it must
+/// refuse them as a usage error (exit 2); its stderr.
+pub(crate) fn usage_error<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let output = Command::new(bin_path("streamer"))
-        .args(["--csv", "x.csv", "--scrape", "http://127.0.0.1:1/metrics"])
+        .args(args)
         .env_remove("CSV_PATH")
         .env_remove("STREAMER_SCRAPE")
         .output()
         .expect("run streamer");
     assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn csv_and_scrape_together_are_a_usage_error() {
+    let stderr = usage_error(&["--csv", "x.csv", "--scrape", "http://127.0.0.1:1/metrics"]);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
-    let output = Command::new(bin_path("streamer"))
-        .env_remove("CSV_PATH")
-        .env_remove("STREAMER_SCRAPE")
-        .output()
-        .expect("run streamer");
-    assert_eq!(output.status.code(), Some(2), "neither: {output:?}");
+    // Neither.
+    usage_error::<&str>(&[]);
 }
 
 /// Writes the file whole (a rename), as a tool rewriting a `file_sd` file should.
@@ -394,22 +372,16 @@ fn a_targets_file_rewritten_swaps_the_scraped_targets() {
                 .contains("cannot read the scrape targets file")
         },
     );
-    let scraped = second.scrapes.load(Ordering::SeqCst);
+    let scraped = second.scrapes();
     wait_until(
         Duration::from_secs(20),
         "the second target still scraped",
-        || second.scrapes.load(Ordering::SeqCst) >= scraped + 3,
+        || second.scrapes() >= scraped + 3,
     );
     let (_, body) = http_get(&targets).expect("/targets");
     assert!(body.contains(&second.url), "{body}");
 
-    let status = streamer.terminate(Duration::from_secs(15));
-    streamer.scan_for_panics();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "SIGTERM is a clean stop: {status:?}\n{}",
-        tail(&streamer.log())
-    );
+    stop("streamer", &mut streamer);
 }
 
 #[test]
@@ -419,15 +391,10 @@ fn a_missing_or_broken_targets_file_is_a_usage_error() {
     std::fs::write(&broken, "[{\"targets\": \"not a list\"}]").unwrap();
     let missing = dir.path().join("missing.yml");
     for file in [&broken, &missing] {
-        let output = Command::new(bin_path("streamer"))
-            .arg("--scrape-targets-file")
-            .arg(file)
-            .env_remove("CSV_PATH")
-            .env_remove("STREAMER_SCRAPE")
-            .output()
-            .expect("run streamer");
-        assert_eq!(output.status.code(), Some(2), "{output:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = usage_error(&[
+            std::ffi::OsStr::new("--scrape-targets-file"),
+            file.as_os_str(),
+        ]);
         assert!(stderr.contains(&file.display().to_string()), "{stderr}");
     }
 }
