@@ -90,10 +90,14 @@ pub async fn commit(
         .iter()
         .map(|(p, o)| {
             p.parse::<u32>().map(|p| (p, *o)).map_err(|_| {
-                BrokerError::BadRequest(format!("offsets keys are partition numbers, not {p:?}"))
+                let shown: String = p.chars().take(32).collect();
+                BrokerError::BadRequest(format!(
+                    "offsets keys are partition numbers, not {shown:?}"
+                ))
             })
         })
         .collect::<Result<BTreeMap<u32, u64>>>()?;
+    check_within_log(broker, &commit.topic, &offsets)?;
     let pending = broker.groups.commit(
         group,
         &commit.member_id,
@@ -101,10 +105,29 @@ pub async fn commit(
         &commit.topic,
         &offsets,
     )?;
-    let this = Arc::clone(broker);
-    blocking(move || this.groups.persist(pending)).await?;
+    if let Some(pending) = pending {
+        let this = Arc::clone(broker);
+        blocking(move || this.groups.persist(pending)).await?;
+    }
     let committed = broker.groups.committed(group, &commit.topic)?;
     json_response(StatusCode::OK, &offsets_body(commit.topic, &committed))
+}
+
+/// Every committed partition exists and every offset is at most the partition's visible end
+/// (the next offset a consumer could read): a commit cannot point past what the log holds.
+fn check_within_log(broker: &Broker, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+    let topic = broker.topics.require(topic)?;
+    for (&p, &offset) in offsets {
+        let (start, end) = topic.partition(u64::from(p))?.offsets();
+        if offset > end {
+            return Err(BrokerError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn offsets_body(topic: String, committed: &BTreeMap<u32, u64>) -> Offsets {
