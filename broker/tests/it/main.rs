@@ -14,3 +14,4 @@ mod produce_fetch;
 mod recovery;
 mod restart;
 mod shutdown;
+mod topic_limits;
