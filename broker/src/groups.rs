@@ -561,7 +561,7 @@ fn validate_member(member: &str) -> Result<()> {
     if member.is_empty() || member.len() > MAX_MEMBER_ID_LEN {
         return Err(BrokerError::InvalidName {
             what: "member",
-            name: member.chars().take(64).collect(),
+            name: crate::naming::shown(member),
             reason: "must be 1 to 256 characters",
         });
     }

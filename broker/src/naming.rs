@@ -29,7 +29,7 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
         None => Ok(()),
         Some(reason) => Err(BrokerError::InvalidName {
             what,
-            name: name.to_string(),
+            name: shown(name),
             reason,
         }),
     }
@@ -47,10 +47,16 @@ pub fn validate_producer(id: &str) -> Result<()> {
     } else {
         Err(BrokerError::InvalidName {
             what: "producer",
-            name: id.to_string(),
+            name: shown(id),
             reason: "must be 1 to 128 characters of letters, digits, '.', '_', ':' and '-'",
         })
     }
+}
+
+/// A refused name as errors show it: at most 64 characters, so an answer never echoes a
+/// megabyte of junk back.
+pub fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
 }
 
 /// FNV-1a, 64 bit: the documented, stable hash behind key partitioning and producer ids.

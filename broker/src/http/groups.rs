@@ -90,9 +90,9 @@ pub async fn commit(
         .iter()
         .map(|(p, o)| {
             p.parse::<u32>().map(|p| (p, *o)).map_err(|_| {
-                let shown: String = p.chars().take(32).collect();
                 BrokerError::BadRequest(format!(
-                    "offsets keys are partition numbers, not {shown:?}"
+                    "offsets keys are partition numbers, not {:?}",
+                    crate::naming::shown(p)
                 ))
             })
         })

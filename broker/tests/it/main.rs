@@ -7,6 +7,8 @@ mod harness;
 mod auth;
 mod disk_full;
 mod errors;
+mod forged_records;
+mod group_bounds;
 mod groups;
 mod idempotence;
 mod longpoll;
