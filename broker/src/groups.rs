@@ -362,8 +362,10 @@ impl Groups {
         Ok(())
     }
 
-    /// Records a commit in memory after checking member, generation and assignment; the
-    /// caller makes it durable with [`Groups::persist`] before answering.
+    /// Records a commit in memory after checking member, generation, topic and assignment,
+    /// then `within_log` (the caller's check of the offsets against the log); `None` when
+    /// there is nothing to store (empty offsets). The caller makes it durable with
+    /// [`Groups::persist`] before answering.
     pub fn commit(
         &self,
         group: &str,
@@ -371,6 +373,7 @@ impl Groups {
         generation: u64,
         topic: &str,
         offsets: &BTreeMap<u32, u64>,
+        within_log: impl FnOnce() -> Result<()>,
     ) -> Result<Option<PendingCommit>> {
         validate_member(member)?;
         validate_name("topic", topic)?;
@@ -401,6 +404,7 @@ impl Groups {
                 partition: p,
             });
         }
+        within_log()?;
         // A commit also proves the member is alive.
         mem.last_seen = Instant::now();
         g.last_active = mem.last_seen;
@@ -721,7 +725,7 @@ mod tests {
         let commit = |offset: u64| {
             let offsets = BTreeMap::from([(0u32, offset)]);
             groups
-                .commit("g", &a.member_id, a.generation, "t", &offsets)
+                .commit("g", &a.member_id, a.generation, "t", &offsets, || Ok(()))
                 .expect("commit")
                 .expect("offsets to persist")
         };

@@ -159,7 +159,7 @@ pub(crate) fn open_sealed(
         .map_err(|e| LogError::io(format!("stat {}", path.display()), e))?
         .len();
     let ipath = segment::index_path(dir, base);
-    let whole = std::fs::metadata(&ipath).is_ok_and(|m| m.len() % ENTRY_LEN as u64 == 0);
+    let whole = std::fs::metadata(&ipath).is_ok_and(|m| m.len().is_multiple_of(ENTRY_LEN as u64));
     if !whole {
         tracing::warn!(index = %ipath.display(), "index missing or damaged; rebuilding");
         rebuild_index(dir, base, interval)?;
@@ -175,7 +175,7 @@ pub(crate) fn open_sealed(
 
 /// Well-formed entries, and the last one points at a header with the promised base offset.
 pub(crate) fn index_ok(log: &[u8], index: &[u8], base: u64) -> bool {
-    if index.len() % ENTRY_LEN != 0
+    if !index.len().is_multiple_of(ENTRY_LEN)
         || index::count_valid(index, log.len()) * ENTRY_LEN != index.len()
     {
         return false;

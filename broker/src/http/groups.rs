@@ -97,13 +97,13 @@ pub async fn commit(
             })
         })
         .collect::<Result<BTreeMap<u32, u64>>>()?;
-    check_within_log(broker, &commit.topic, &offsets)?;
     let pending = broker.groups.commit(
         group,
         &commit.member_id,
         commit.generation,
         &commit.topic,
         &offsets,
+        || check_within_log(broker, &commit.topic, &offsets),
     )?;
     if let Some(pending) = pending {
         let this = Arc::clone(broker);
