@@ -294,8 +294,15 @@ impl Partition {
     ) -> Result<AppendOutcome> {
         let len = payload.encoded_len() as u64;
         if inner.log.is_none() {
-            // The first append creates the log (a directory and a small first segment).
-            let log = may_block(|| open_log(&self.dir, self.config.clone(), self.ops.clone()))?;
+            // The first append creates the log (a directory and a small first segment); the
+            // topic directory is synced so the new partition directory survives a power loss.
+            let log = may_block(|| {
+                let log = open_log(&self.dir, self.config.clone(), self.ops.clone())?;
+                if let Some(topic_dir) = self.dir.parent() {
+                    crate::fsutil::sync_dir(topic_dir)?;
+                }
+                Ok::<_, BrokerError>(log)
+            })?;
             inner.log = Some(log);
             inner.active_len = 0;
         }

@@ -154,6 +154,8 @@ impl Topics {
         let meta = serde_json::to_vec(&TopicMeta { partitions })
             .map_err(|e| BrokerError::Internal(e.to_string()))?;
         fsutil::write_atomically(&dir.join("topic.json"), &meta)?;
+        // The topic's own directory entry, so the topic survives a power loss.
+        fsutil::sync_dir(&self.root)?;
         tracing::info!(topic = %name, partitions, "topic created");
         let topic = self.insert(topic);
         Ok((topic, true))

@@ -2,7 +2,8 @@
 //!
 //! A partition is a directory of segments named by their zero-padded base offset
 //! (`00000000000000000000.log` with its sparse `.index`). The last segment is active:
-//! preallocated, memory-mapped for reads, appended to with `pwrite`. Older segments are
+//! preallocated in steps (1 MiB, doubling up to `segment_bytes`), memory-mapped for reads,
+//! appended to with `pwrite`. Older segments are
 //! sealed (truncated to their real length, synced) and mapped lazily for reads, at most
 //! `max_mapped_segments` at once. The byte layout lives in `segments-format.md` and in
 //! [`record`], the only module that reads or writes batch bytes.

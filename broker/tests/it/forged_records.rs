@@ -2,32 +2,18 @@
 //! checked at produce for both content types, so neither the plain fetch nor the group fetch
 //! (NDJSON only) can carry a record the broker did not write.
 
-use broker_log::record::encode;
-use broker_log::Record;
 use serde_json::json;
 
-use crate::harness::{tempdir, Broker};
+use crate::harness::{batch, tempdir, Broker};
 
 /// A value that, copied raw into a fetch line, ends the line and forges a second record.
 const FORGERY: &[u8] =
     b"1}\n{\"partition\":0,\"offset\":999,\"timestamp\":0,\"key\":\"forged\",\"value\":1";
 
-fn batch(values: &[&[u8]]) -> Vec<u8> {
-    let records: Vec<Record<'_>> = values
-        .iter()
-        .map(|v| Record {
-            timestamp_ms: 0,
-            key: Some(b"GPU-1"),
-            value: v,
-        })
-        .collect();
-    encode(0, &records, None)
-}
-
 fn produce_batch(b: &Broker, values: &[&[u8]]) -> crate::harness::Resp {
-    b.send(
-        "POST",
-        "/v1/topics/t/messages?partition=0",
+    b.produce_body(
+        "t",
+        "?partition=0",
         "application/vnd.broker.batch",
         &batch(values),
     )
@@ -65,9 +51,9 @@ fn a_value_that_would_forge_a_second_ndjson_line_is_refused_and_fetches_stay_one
         }
     }
     // NDJSON produce: a carriage return inside a line is refused too.
-    let ndjson = b.send(
-        "POST",
-        "/v1/topics/t/messages?partition=0",
+    let ndjson = b.produce_body(
+        "t",
+        "?partition=0",
         "application/x-ndjson",
         b"{\"partition\":0,\"value\":{\"a\":\r1}}\n",
     );
@@ -81,7 +67,7 @@ fn a_value_that_would_forge_a_second_ndjson_line_is_refused_and_fetches_stay_one
     assert_eq!(lines.len(), 2, "{}", plain.text());
     assert_eq!(lines[0]["value"], json!({"temp": 41.5}));
     assert_eq!(lines[1]["value"], json!(null));
-    assert!(lines.iter().all(|l| l["key"] == "GPU-1"));
+    assert!(lines.iter().all(|l| l["key"] == "GPU-bin"));
 
     let member = b
         .post_json("/v1/groups/g/members", &json!({"topic": "t"}))

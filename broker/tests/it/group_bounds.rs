@@ -9,15 +9,6 @@ use testkit::wait_until;
 
 use crate::harness::{pinned, tempdir, Broker, Resp};
 
-fn join(b: &Broker, group: &str, topic: &str, session_ms: u64) -> Value {
-    let r = b.post_json(
-        &format!("/v1/groups/{group}/members"),
-        &json!({"topic": topic, "session_timeout_ms": session_ms}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
 fn commit(b: &Broker, group: &str, body: &Value) -> Resp {
     b.post_json(&format!("/v1/groups/{group}/offsets"), body)
 }
@@ -29,7 +20,7 @@ fn each_junk_commit_is_refused_and_nothing_of_it_is_stored() {
     assert_eq!(b.put_topic("t", 2).status, 201);
     assert_eq!(b.put_topic("other", 2).status, 201);
     b.produce("t", "", &[pinned(0, 1), pinned(0, 2), pinned(1, 3)]);
-    let m = join(&b, "g", "t", 10_000);
+    let m = b.join("g", "t", 10_000);
     let (mid, gen) = (m["member_id"].clone(), m["generation"].clone());
     let ok = commit(
         &b,
@@ -154,7 +145,7 @@ fn an_empty_group_expires_after_its_ttl_with_its_file_and_a_live_one_stays() {
     let b = Broker::start(dir.path(), &["--group-ttl-ms", "800"]);
     assert_eq!(b.put_topic("t", 1).status, 201);
     b.produce("t", "", &[pinned(0, 1)]);
-    let idle = join(&b, "idle", "t", 100);
+    let idle = b.join("idle", "t", 100);
     let committed_at = Instant::now();
     let c = commit(
         &b,
@@ -162,7 +153,7 @@ fn an_empty_group_expires_after_its_ttl_with_its_file_and_a_live_one_stays() {
         &json!({"member_id": idle["member_id"], "generation": idle["generation"], "topic": "t", "offsets": {"0": 1}}),
     );
     assert_eq!(c.status, 200, "{}", c.text());
-    let live = join(&b, "live", "t", 10_000);
+    let live = b.join("live", "t", 10_000);
     let live_id = live["member_id"].as_str().expect("id").to_string();
     let file = dir.path().join("groups/idle.json");
     assert!(file.exists());

@@ -13,15 +13,6 @@ use crate::harness::{pinned, tempdir, Broker};
 const PARTITIONS: u32 = 6;
 const PER_PARTITION: u64 = 5;
 
-fn join(b: &Broker, group: &str, topic: &str, session_ms: u64) -> Value {
-    let r = b.post_json(
-        &format!("/v1/groups/{group}/members"),
-        &json!({"topic": topic, "session_timeout_ms": session_ms}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
 fn heartbeat(b: &Broker, group: &str, member: &str) -> crate::harness::Resp {
     b.send(
         "POST",
@@ -86,9 +77,9 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
             .collect();
         b.produce("gt", "", &lines);
     }
-    let a = join(&b, "g", "gt", 10_000);
-    let leaver = join(&b, "g", "gt", 60_000);
-    let sleeper = join(&b, "g", "gt", 3_000);
+    let a = b.join("g", "gt", 10_000);
+    let leaver = b.join("g", "gt", 60_000);
+    let sleeper = b.join("g", "gt", 3_000);
     let (a_id, l_id, s_id) = (
         a["member_id"].as_str().expect("id").to_string(),
         leaver["member_id"].as_str().expect("id").to_string(),
@@ -189,10 +180,10 @@ fn a_commit_with_a_stale_generation_or_a_foreign_partition_is_refused() {
     // Commits must lie within the log: give every partition something to commit past.
     let lines: Vec<String> = (0..16).map(|i| pinned((i % 4) as u32, i)).collect();
     b.produce("gt", "", &lines);
-    let first = join(&b, "fence", "gt", 30_000);
+    let first = b.join("fence", "gt", 30_000);
     let id = first["member_id"].as_str().expect("id").to_string();
     let old = first["generation"].as_u64().expect("generation");
-    let second = join(&b, "fence", "gt", 30_000);
+    let second = b.join("fence", "gt", 30_000);
     let r = commit(&b, "fence", &id, old, json!({"0": 1}));
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("stale generation"), "{}", r.text());

@@ -40,34 +40,36 @@ fn open_descriptors(b: &Broker) -> usize {
 fn a_refused_produce_creates_no_topic() {
     let dir = tempdir();
     let b = Broker::start(dir.path(), &[]);
-    let bad_json = b.send(
-        "POST",
-        "/v1/topics/typo1/messages",
-        "application/x-ndjson",
-        b"{\"value\":\n",
-    );
-    assert_eq!(bad_json.status, 400, "{}", bad_json.text());
-    let no_partition = b.send(
-        "POST",
-        "/v1/topics/typo2/messages",
-        "application/vnd.broker.batch",
-        b"not even a batch",
-    );
-    assert_eq!(no_partition.status, 400, "{}", no_partition.text());
-    let bad_batch = b.send(
-        "POST",
-        "/v1/topics/typo3/messages?partition=0",
-        "application/vnd.broker.batch",
-        &[7u8; 80],
-    );
-    assert_eq!(bad_batch.status, 400, "{}", bad_batch.text());
-    let no_such_partition = b.produce_raw("typo4", "", &[pinned(999, 1)]);
-    assert_eq!(
-        no_such_partition.status,
-        400,
-        "{}",
-        no_such_partition.text()
-    );
+    let refused = [
+        (
+            "typo1",
+            "",
+            "application/x-ndjson",
+            b"{\"value\":\n".to_vec(),
+        ),
+        (
+            "typo2",
+            "",
+            "application/vnd.broker.batch",
+            b"no ?partition".to_vec(),
+        ),
+        (
+            "typo3",
+            "?partition=0",
+            "application/vnd.broker.batch",
+            vec![7u8; 80],
+        ),
+        (
+            "typo4",
+            "",
+            "application/x-ndjson",
+            pinned(999, 1).into_bytes(),
+        ),
+    ];
+    for (topic, query, content_type, body) in &refused {
+        let r = b.produce_body(topic, query, content_type, body);
+        assert_eq!(r.status, 400, "{topic}: {}", r.text());
+    }
     for topic in ["typo1", "typo2", "typo3", "typo4"] {
         assert!(!topic_exists(&b, topic), "{topic} was created");
         assert!(!dir.path().join("topics").join(topic).exists());
