@@ -161,12 +161,7 @@ fn an_empty_group_expires_after_its_ttl_with_its_file_and_a_live_one_stays() {
     // The idle group's member stops heartbeating; the live one keeps going.
     let started = Instant::now();
     wait_until(Duration::from_secs(20), "the idle group to expire", || {
-        let beat = b.send(
-            "POST",
-            &format!("/v1/groups/live/members/{live_id}/heartbeat"),
-            "application/json",
-            b"",
-        );
+        let beat = b.heartbeat("live", &live_id);
         assert_eq!(beat.status, 200, "{}", beat.text());
         b.get("/v1/groups/idle").status == 404
     });
@@ -178,12 +173,7 @@ fn an_empty_group_expires_after_its_ttl_with_its_file_and_a_live_one_stays() {
     assert_eq!(b.get("/v1/groups/idle/offsets?topic=t").status, 404);
     // Well past the TTL: the group with a member is still there.
     while started.elapsed() < Duration::from_millis(2_000) {
-        let beat = b.send(
-            "POST",
-            &format!("/v1/groups/live/members/{live_id}/heartbeat"),
-            "application/json",
-            b"",
-        );
+        let beat = b.heartbeat("live", &live_id);
         assert_eq!(beat.status, 200);
         std::thread::sleep(Duration::from_millis(100));
     }

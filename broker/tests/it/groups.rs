@@ -13,15 +13,6 @@ use crate::harness::{pinned, tempdir, Broker};
 const PARTITIONS: u32 = 6;
 const PER_PARTITION: u64 = 5;
 
-fn heartbeat(b: &Broker, group: &str, member: &str) -> crate::harness::Resp {
-    b.send(
-        "POST",
-        &format!("/v1/groups/{group}/members/{member}/heartbeat"),
-        "application/json",
-        b"",
-    )
-}
-
 fn partitions(v: &Value) -> Vec<u64> {
     v["partitions"]
         .as_array()
@@ -86,8 +77,8 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
         sleeper["member_id"].as_str().expect("id").to_string(),
     );
     let generation = sleeper["generation"].as_u64().expect("generation");
-    let a_now = heartbeat(&b, "g", &a_id).json();
-    let l_now = heartbeat(&b, "g", &l_id).json();
+    let a_now = b.heartbeat("g", &a_id).json();
+    let l_now = b.heartbeat("g", &l_id).json();
     let (a_parts, l_parts, s_parts) =
         (partitions(&a_now), partitions(&l_now), partitions(&sleeper));
     assert_eq!(
@@ -104,7 +95,7 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     assert_eq!(a_first.len(), 2 * PER_PARTITION as usize);
     // The sleeper's last sign of life: it must not expire before the commits below, which
     // carry this generation.
-    assert_eq!(heartbeat(&b, "g", &s_id).status, 200);
+    assert_eq!(b.heartbeat("g", &s_id).status, 200);
     let l_offsets: BTreeMap<String, u64> = l_parts.iter().map(|p| (p.to_string(), 2)).collect();
     assert_eq!(
         commit(&b, "g", &l_id, generation, json!(l_offsets)).status,
@@ -131,16 +122,16 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     std::thread::scope(|s| {
         s.spawn(|| {
             while beating.load(Ordering::SeqCst) {
-                assert_eq!(heartbeat(&b, "g", &a_id).status, 200);
+                assert_eq!(b.heartbeat("g", &a_id).status, 200);
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
         wait_until(Duration::from_secs(10), "a to own every partition", || {
-            partitions(&heartbeat(&b, "g", &a_id).json()).len() == PARTITIONS as usize
+            partitions(&b.heartbeat("g", &a_id).json()).len() == PARTITIONS as usize
         });
-        let now = heartbeat(&b, "g", &a_id).json();
+        let now = b.heartbeat("g", &a_id).json();
         assert!(now["generation"].as_u64().expect("generation") >= generation + 2);
-        assert_eq!(heartbeat(&b, "g", &s_id).status, 404, "the sleeper expired");
+        assert_eq!(b.heartbeat("g", &s_id).status, 404, "the sleeper expired");
 
         let again = drain(&b, "g", &a_id);
         let mut expected: Vec<(u64, u64)> = Vec::new();
@@ -189,10 +180,12 @@ fn a_commit_with_a_stale_generation_or_a_foreign_partition_is_refused() {
     assert!(r.text().contains("stale generation"), "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
 
-    let now = heartbeat(&b, "fence", &id).json();
+    let now = b.heartbeat("fence", &id).json();
     let mine = partitions(&now);
-    let theirs =
-        partitions(&heartbeat(&b, "fence", second["member_id"].as_str().expect("id")).json());
+    let theirs = partitions(
+        &b.heartbeat("fence", second["member_id"].as_str().expect("id"))
+            .json(),
+    );
     let generation = now["generation"].as_u64().expect("generation");
     let r = commit(
         &b,

@@ -163,6 +163,16 @@ impl Broker {
         r.json()
     }
 
+    /// A member's heartbeat (answers whatever the broker says).
+    pub fn heartbeat(&self, group: &str, member: &str) -> Resp {
+        self.send(
+            "POST",
+            &format!("/v1/groups/{group}/members/{member}/heartbeat"),
+            "application/json",
+            b"",
+        )
+    }
+
     /// Sends a raw produce body with its content type (answers whatever the broker says).
     pub fn produce_body(&self, topic: &str, query: &str, content_type: &str, body: &[u8]) -> Resp {
         self.send(
