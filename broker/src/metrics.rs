@@ -226,3 +226,18 @@ pub fn group_members(group: &str, members: usize) {
 pub fn retention_deleted(segments: usize) {
     counter!("broker_retention_segments_deleted_total").increment(segments as u64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_admits_known_names_and_refuses_new_ones_once_full() {
+        let mut set = HashSet::new();
+        assert!(admit(&mut set, "a", 2));
+        assert!(admit(&mut set, "b", 2));
+        assert!(!admit(&mut set, "c", 2), "full");
+        assert!(admit(&mut set, "a", 2), "a known name keeps its series");
+        assert_eq!(set.len(), 2);
+    }
+}
