@@ -18,7 +18,7 @@
 //!   [`MAX_MEMBERS`] members and [`MAX_GROUP_TOPICS`] topics per group; member ids longer
 //!   than [`MAX_MEMBER_ID_LEN`] are refused before any lookup. A group with no members and
 //!   no join or commit for `--group-ttl-ms` is removed with its file by the sweep.
-//!   Whether an offset lies within the log is the caller's check (it holds the topics).
+//!   Offsets are numbers of the group's choosing (fixed size, so they bound nothing).
 //!
 //! Reading partitions and HTTP are other modules' business; this one never touches a log.
 
@@ -362,9 +362,10 @@ impl Groups {
         Ok(())
     }
 
-    /// Records a commit in memory after checking member, generation, topic and assignment,
-    /// then `within_log` (the caller's check of the offsets against the log); `None` when
-    /// there is nothing to store (empty offsets). The caller makes it durable with
+    /// Records a commit in memory after checking member, generation, topic and assignment
+    /// (which keeps partitions in range); `None` when there is nothing to store (empty
+    /// offsets). Offsets are not compared with the log: a group may commit progress numbers
+    /// of its own (the streamer's shard progress does). The caller makes it durable with
     /// [`Groups::persist`] before answering.
     pub fn commit(
         &self,
@@ -373,7 +374,6 @@ impl Groups {
         generation: u64,
         topic: &str,
         offsets: &BTreeMap<u32, u64>,
-        within_log: impl FnOnce() -> Result<()>,
     ) -> Result<Option<PendingCommit>> {
         validate_member(member)?;
         validate_name("topic", topic)?;
@@ -404,7 +404,6 @@ impl Groups {
                 partition: p,
             });
         }
-        within_log()?;
         // A commit also proves the member is alive.
         mem.last_seen = Instant::now();
         g.last_active = mem.last_seen;
@@ -725,7 +724,7 @@ mod tests {
         let commit = |offset: u64| {
             let offsets = BTreeMap::from([(0u32, offset)]);
             groups
-                .commit("g", &a.member_id, a.generation, "t", &offsets, || Ok(()))
+                .commit("g", &a.member_id, a.generation, "t", &offsets)
                 .expect("commit")
                 .expect("offsets to persist")
         };

@@ -103,7 +103,6 @@ pub async fn commit(
         commit.generation,
         &commit.topic,
         &offsets,
-        || check_within_log(broker, &commit.topic, &offsets),
     )?;
     if let Some(pending) = pending {
         let this = Arc::clone(broker);
@@ -111,23 +110,6 @@ pub async fn commit(
     }
     let committed = broker.groups.committed(group, &commit.topic)?;
     json_response(StatusCode::OK, &offsets_body(commit.topic, &committed))
-}
-
-/// Every committed partition exists and every offset is at most the partition's visible end
-/// (the next offset a consumer could read): a commit cannot point past what the log holds.
-fn check_within_log(broker: &Broker, topic: &str, offsets: &BTreeMap<u32, u64>) -> Result<()> {
-    let topic = broker.topics.require(topic)?;
-    for (&p, &offset) in offsets {
-        let (start, end) = topic.partition(u64::from(p))?.offsets();
-        if offset > end {
-            return Err(BrokerError::OffsetOutOfRange {
-                requested: offset,
-                start,
-                end,
-            });
-        }
-    }
-    Ok(())
 }
 
 fn offsets_body(topic: String, committed: &BTreeMap<u32, u64>) -> Offsets {

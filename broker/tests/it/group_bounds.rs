@@ -87,11 +87,6 @@ fn each_junk_commit_is_refused_and_nothing_of_it_is_stored() {
             409,
         ),
         (
-            "an offset past the log end",
-            json!({"member_id": mid, "generation": gen, "topic": "t", "offsets": {"0": 1_000_000}}),
-            416,
-        ),
-        (
             "a stale generation",
             json!({"member_id": mid, "generation": 0, "topic": "t", "offsets": {"0": 1}}),
             409,
