@@ -58,7 +58,8 @@ wait_http() { # url, name
 }
 
 start broker "$BIN/broker" --listen "$BROKER_LISTEN" --data-dir "$RUN/broker" --segment-bytes "${BROKER_SEGMENT_BYTES:-16777216}" \
-  --retention-bytes "${BROKER_RETENTION_BYTES:-67108864}" --retention-ms "${BROKER_RETENTION_MS:-86400000}"
+  --retention-bytes "${BROKER_RETENTION_BYTES:-67108864}" --retention-ms "${BROKER_RETENTION_MS:-86400000}" \
+  --auto-create-topics "${BROKER_AUTO_CREATE_TOPICS:-true}"
 wait_http "http://$BROKER_LISTEN/readyz" broker
 # Retention on by default (COLLECTOR_RETENTION, default 30d): neither disk fills by itself.
 start collector-1 "$BIN/collector" --metrics-listen "127.0.0.1:$((OPS_PORT + 1))"

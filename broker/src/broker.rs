@@ -33,7 +33,11 @@ impl Broker {
     pub fn new(config: Config, local_addr: SocketAddr, shutdown: watch::Receiver<bool>) -> Broker {
         Broker {
             topics: Topics::new(&config),
-            groups: Groups::new(&config.data_dir, config.session_timeout()),
+            groups: Groups::new(
+                &config.data_dir,
+                config.session_timeout(),
+                config.group_ttl(),
+            ),
             config,
             readiness: Readiness::default(),
             shutdown,

@@ -1,6 +1,6 @@
 //! The broker's configuration: every flag of the README's "Configuration" section, each with
 //! its environment variable, plus the operational limits (`--max-body-bytes`,
-//! `--session-timeout-ms`).
+//! `--session-timeout-ms`, `--max-topics`, `--group-ttl-ms`, `--producer-idle-ms`).
 //!
 //! This module only describes and validates settings; `main.rs` parses them and
 //! [`crate::run`] uses them.
@@ -97,6 +97,26 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[arg(long, env = "BROKER_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    // Limits on what clients can make the broker keep (topics, groups, producer state).
+    /// Create a missing topic on its first produce or group join (`false`: only
+    /// `PUT /v1/topics/{t}` creates topics; produce and join answer 404).
+    #[arg(long, env = "BROKER_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Most topics the broker holds; creating one more answers 507 until a topic is deleted.
+    #[arg(long, env = "BROKER_MAX_TOPICS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_topics: u32,
+
+    /// A group with no members that saw no join or commit for this long is removed, with its
+    /// committed offsets.
+    #[arg(long, env = "BROKER_GROUP_TTL_MS", default_value_t = 7 * 24 * 3_600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub group_ttl_ms: u64,
+
+    /// An idempotent producer that appended nothing to a partition for this long is forgotten
+    /// there: a retry arriving later is appended again.
+    #[arg(long, env = "BROKER_PRODUCER_IDLE_MS", default_value_t = 24 * 3_600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub producer_idle_ms: u64,
 }
 
 impl Config {
@@ -116,6 +136,10 @@ impl Config {
 
     pub fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.session_timeout_ms)
+    }
+
+    pub fn group_ttl(&self) -> Duration {
+        Duration::from_millis(self.group_ttl_ms)
     }
 
     /// The file operations the logs use: the failpoints when armed, else the real ones.

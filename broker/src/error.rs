@@ -69,6 +69,15 @@ pub enum BrokerError {
         retried: usize,
     },
 
+    #[error("the broker holds {max} topics, its limit (--max-topics): delete a topic first")]
+    TooManyTopics { max: u32 },
+
+    #[error("topic {0:?} does not exist and this broker does not create topics on first use (--auto-create-topics false): create it with PUT /v1/topics/{0}")]
+    NoAutoCreate(String),
+
+    #[error("{what} limit reached: {limit}")]
+    LimitReached { what: &'static str, limit: usize },
+
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
 

@@ -13,6 +13,13 @@
 //!   when it is assigned a partition and advances as messages are delivered; what was
 //!   delivered but not committed goes again to the next owner.
 //!
+//! - Bounds: every commit is checked (member, generation, topic name and assignment — also
+//!   when `offsets` is empty, which then stores nothing); at most [`MAX_GROUPS`] groups,
+//!   [`MAX_MEMBERS`] members and [`MAX_GROUP_TOPICS`] topics per group; member ids longer
+//!   than [`MAX_MEMBER_ID_LEN`] are refused before any lookup. A group with no members and
+//!   no join or commit for `--group-ttl-ms` is removed with its file by the sweep.
+//!   Offsets are numbers of the group's choosing (fixed size, so they bound nothing).
+//!
 //! Reading partitions and HTTP are other modules' business; this one never touches a log.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +36,14 @@ use crate::{fsutil, metrics as m};
 /// Shortest and longest session timeout a join may ask for.
 pub const MIN_SESSION: Duration = Duration::from_millis(50);
 pub const MAX_SESSION: Duration = Duration::from_secs(600);
+/// Most groups the broker keeps (idle ones expire after `--group-ttl-ms`).
+pub const MAX_GROUPS: usize = 10_000;
+/// Most live members of one group.
+pub const MAX_MEMBERS: usize = 1_000;
+/// Most topics one group has members or committed offsets for.
+pub const MAX_GROUP_TOPICS: usize = 64;
+/// Longest member id accepted (the broker makes ids of a group name and 20 characters).
+pub const MAX_MEMBER_ID_LEN: usize = 256;
 
 /// What join and heartbeat answer.
 #[derive(Clone, Debug, Serialize)]
@@ -81,8 +96,9 @@ struct Member {
     rotation: usize,
 }
 
-#[derive(Default)]
 struct Group {
+    /// Last join, commit or membership change: the TTL of an empty group counts from here.
+    last_active: Instant,
     generation: u64,
     members: BTreeMap<String, Member>,
     committed: BTreeMap<String, BTreeMap<u32, u64>>,
@@ -91,6 +107,32 @@ struct Group {
     joins: u64,
     /// Bumped on every commit; orders snapshots written to disk.
     version: u64,
+}
+
+impl Group {
+    fn new(last_active: Instant) -> Group {
+        Group {
+            last_active,
+            generation: 0,
+            members: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            partition_counts: BTreeMap::new(),
+            joins: 0,
+            version: 0,
+        }
+    }
+
+    /// Whether `topic` would make one topic too many for this group.
+    fn topic_over_limit(&self, topic: &str) -> bool {
+        if self.partition_counts.contains_key(topic) || self.committed.contains_key(topic) {
+            return false;
+        }
+        let mut topics: Vec<&String> = self.partition_counts.keys().collect();
+        topics.extend(self.committed.keys());
+        topics.sort();
+        topics.dedup();
+        topics.len() >= MAX_GROUP_TOPICS
+    }
 }
 
 /// The file format of `<group>.json`.
@@ -108,16 +150,19 @@ pub struct PendingCommit {
 pub struct Groups {
     dir: PathBuf,
     default_session: Duration,
+    /// `--group-ttl-ms`.
+    ttl: Duration,
     groups: Mutex<HashMap<String, Group>>,
     /// Per group: the version last written, held while writing so files never go backwards.
     written: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
 }
 
 impl Groups {
-    pub fn new(data_dir: &std::path::Path, default_session: Duration) -> Groups {
+    pub fn new(data_dir: &std::path::Path, default_session: Duration, ttl: Duration) -> Groups {
         Groups {
             dir: data_dir.join("groups"),
             default_session,
+            ttl,
             groups: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
         }
@@ -148,10 +193,23 @@ impl Groups {
             }
             let bytes = std::fs::read(&path)
                 .map_err(|e| BrokerError::io(format!("read {}", path.display()), e))?;
-            let file: OffsetsFile = serde_json::from_slice(&bytes).map_err(|e| {
+            let mut file: OffsetsFile = serde_json::from_slice(&bytes).map_err(|e| {
                 BrokerError::Internal(format!("group file {} is damaged: {e}", path.display()))
             })?;
-            let group = groups.entry(name.to_string()).or_default();
+            // Files written before commits were checked may hold names no topic can have.
+            file.offsets
+                .retain(|topic, _| validate_name("topic", topic).is_ok());
+            // The TTL of a recovered group counts from its last commit (the file's time).
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            let now = Instant::now();
+            let last_active = now.checked_sub(age).unwrap_or(now);
+            let group = groups
+                .entry(name.to_string())
+                .or_insert_with(|| Group::new(last_active));
             group.committed = file.offsets;
         }
         Ok(())
@@ -170,8 +228,30 @@ impl Groups {
             .unwrap_or(self.default_session)
             .clamp(MIN_SESSION, MAX_SESSION);
         let mut groups = self.lock();
-        let g = groups.entry(group.to_string()).or_default();
-        expire_group(group, g, Instant::now());
+        if !groups.contains_key(group) && groups.len() >= MAX_GROUPS {
+            return Err(BrokerError::LimitReached {
+                what: "groups",
+                limit: MAX_GROUPS,
+            });
+        }
+        let now = Instant::now();
+        let g = groups
+            .entry(group.to_string())
+            .or_insert_with(|| Group::new(now));
+        expire_group(group, g, now);
+        if g.members.len() >= MAX_MEMBERS {
+            return Err(BrokerError::LimitReached {
+                what: "members of a group",
+                limit: MAX_MEMBERS,
+            });
+        }
+        if g.topic_over_limit(topic) {
+            return Err(BrokerError::LimitReached {
+                what: "topics of a group",
+                limit: MAX_GROUP_TOPICS,
+            });
+        }
+        g.last_active = now;
         g.joins += 1;
         let member_id = format!("{group}-{}-{:08x}", g.joins, fastrand::u32(..));
         g.partition_counts
@@ -198,6 +278,7 @@ impl Groups {
 
     /// Keeps a member alive; answers the current generation and its assignment.
     pub fn heartbeat(&self, group: &str, member: &str) -> Result<Assignment> {
+        validate_member(member)?;
         let mut groups = self.lock();
         let g = live_group(&mut groups, group)?;
         let mem = g
@@ -210,6 +291,7 @@ impl Groups {
 
     /// Removes a member now and rebalances its topic.
     pub fn leave(&self, group: &str, member: &str) -> Result<()> {
+        validate_member(member)?;
         let mut groups = self.lock();
         let g = live_group(&mut groups, group)?;
         let removed = g
@@ -217,23 +299,74 @@ impl Groups {
             .remove(member)
             .ok_or_else(|| unknown_member(group, member))?;
         g.generation += 1;
+        g.last_active = Instant::now();
         rebalance(g, &removed.topic);
         tracing::info!(group, member, generation = g.generation, "member left");
         m::group_members(group, g.members.len());
         Ok(())
     }
 
-    /// Removes every member whose session expired (the background sweep).
+    /// Removes every member whose session expired, then every group that has been empty
+    /// and idle for the TTL, with its offsets file (the background sweep).
     pub fn expire_all(&self) {
         let now = Instant::now();
         let mut groups = self.lock();
+        let mut idle = Vec::new();
         for (name, g) in groups.iter_mut() {
             expire_group(name, g, now);
+            if g.members.is_empty() && now.duration_since(g.last_active) > self.ttl {
+                idle.push(name.clone());
+            }
+        }
+        for name in idle {
+            groups.remove(&name);
+            m::group_members(&name, 0);
+            let path = self.dir.join(format!("{name}.json"));
+            // A small unlink, rarely: not worth a blocking thread.
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(group = %name, error = %e, "cannot remove group file"),
+            }
+            tracing::info!(group = %name, ttl = ?self.ttl, "idle empty group removed");
         }
     }
 
-    /// Records a commit in memory after checking member, generation and assignment; the
-    /// caller makes it durable with [`Groups::persist`] before answering.
+    /// Topic deletion: drops every group's offsets and members for `topic` and rewrites the
+    /// files of the groups that had offsets for it. Blocking.
+    pub fn forget_topic(&self, topic: &str) -> Result<()> {
+        let changed: Vec<PendingCommit> = {
+            let mut groups = self.lock();
+            let mut changed = Vec::new();
+            for (name, g) in groups.iter_mut() {
+                let before = g.members.len();
+                g.members.retain(|_, mem| mem.topic != topic);
+                if g.members.len() != before {
+                    g.generation += 1;
+                    m::group_members(name, g.members.len());
+                }
+                g.partition_counts.remove(topic);
+                if g.committed.remove(topic).is_some() {
+                    g.version += 1;
+                    changed.push(PendingCommit {
+                        group: name.clone(),
+                        version: g.version,
+                    });
+                }
+            }
+            changed
+        };
+        for commit in changed {
+            self.persist(commit)?;
+        }
+        Ok(())
+    }
+
+    /// Records a commit in memory after checking member, generation, topic and assignment
+    /// (which keeps partitions in range); `None` when there is nothing to store (empty
+    /// offsets). Offsets are not compared with the log: a group may commit progress numbers
+    /// of its own (the streamer's shard progress does). The caller makes it durable with
+    /// [`Groups::persist`] before answering.
     pub fn commit(
         &self,
         group: &str,
@@ -241,7 +374,9 @@ impl Groups {
         generation: u64,
         topic: &str,
         offsets: &BTreeMap<u32, u64>,
-    ) -> Result<PendingCommit> {
+    ) -> Result<Option<PendingCommit>> {
+        validate_member(member)?;
+        validate_name("topic", topic)?;
         let mut groups = self.lock();
         let g = live_group(&mut groups, group)?;
         let current = g.generation;
@@ -256,10 +391,13 @@ impl Groups {
                 current,
             });
         }
-        if let Some(&p) = offsets
-            .keys()
-            .find(|p| mem.topic != topic || !mem.partitions.contains(p))
-        {
+        if mem.topic != topic {
+            return Err(BrokerError::BadRequest(format!(
+                "member {member:?} of group {group:?} consumes topic {:?}, not {topic:?}",
+                mem.topic
+            )));
+        }
+        if let Some(&p) = offsets.keys().find(|p| !mem.partitions.contains(p)) {
             return Err(BrokerError::NotAssigned {
                 member: member.to_string(),
                 topic: topic.to_string(),
@@ -268,6 +406,10 @@ impl Groups {
         }
         // A commit also proves the member is alive.
         mem.last_seen = Instant::now();
+        g.last_active = mem.last_seen;
+        if offsets.is_empty() {
+            return Ok(None);
+        }
         // Committing past what was delivered (a consumer resuming from offsets it keeps
         // itself) moves the member's position there; committing less never rewinds it.
         for (p, o) in offsets {
@@ -277,10 +419,10 @@ impl Groups {
         let committed = g.committed.entry(topic.to_string()).or_default();
         committed.extend(offsets.iter().map(|(p, o)| (*p, *o)));
         g.version += 1;
-        Ok(PendingCommit {
+        Ok(Some(PendingCommit {
             group: group.to_string(),
             version: g.version,
-        })
+        }))
     }
 
     /// Makes a commit durable. Blocking. Commits to one group are coalesced: whoever holds
@@ -415,6 +557,18 @@ impl Groups {
             })
             .collect()
     }
+}
+
+/// Refuses a member id no join could have made, before it is looked up or echoed back.
+fn validate_member(member: &str) -> Result<()> {
+    if member.is_empty() || member.len() > MAX_MEMBER_ID_LEN {
+        return Err(BrokerError::InvalidName {
+            what: "member",
+            name: crate::naming::shown(member),
+            reason: "must be 1 to 256 characters",
+        });
+    }
+    Ok(())
 }
 
 fn unknown_member(group: &str, member: &str) -> BrokerError {
@@ -565,20 +719,21 @@ mod tests {
     #[test]
     fn commits_are_coalesced_and_the_file_never_goes_backwards() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let groups = Groups::new(dir.path(), Duration::from_secs(10));
+        let groups = Groups::new(dir.path(), Duration::from_secs(10), Duration::from_secs(60));
         let a = groups.join("g", "t", 2, None).expect("join");
         let commit = |offset: u64| {
             let offsets = BTreeMap::from([(0u32, offset)]);
             groups
                 .commit("g", &a.member_id, a.generation, "t", &offsets)
                 .expect("commit")
+                .expect("offsets to persist")
         };
         let (first, second) = (commit(5), commit(9));
         // The later commit lands first and writes the latest offsets; the earlier one then
         // finds its version on disk already and must not write its older view.
         groups.persist(second).expect("persist");
         groups.persist(first).expect("persist");
-        let again = Groups::new(dir.path(), Duration::from_secs(10));
+        let again = Groups::new(dir.path(), Duration::from_secs(10), Duration::from_secs(60));
         again.recover().expect("recover");
         assert_eq!(
             again.committed("g", "t").expect("offsets"),

@@ -29,7 +29,7 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
         None => Ok(()),
         Some(reason) => Err(BrokerError::InvalidName {
             what,
-            name: name.to_string(),
+            name: shown(name),
             reason,
         }),
     }
@@ -47,7 +47,7 @@ pub fn validate_producer(id: &str) -> Result<()> {
     } else {
         Err(BrokerError::InvalidName {
             what: "producer",
-            name: id.to_string(),
+            name: shown(id),
             reason: "must be 1 to 128 characters of letters, digits, '.', '_', ':' and '-'",
         })
     }
@@ -56,6 +56,12 @@ pub fn validate_producer(id: &str) -> Result<()> {
 /// The hash behind key partitioning and producer ids is part of the wire contract the
 /// clients share, so its one definition lives in `broker-wire`.
 pub use broker_wire::{fnv1a64, partition_for_key};
+
+/// A refused name as errors show it: at most 64 characters, so an answer never echoes a
+/// megabyte of junk back.
+pub fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
+}
 
 #[cfg(test)]
 mod tests {

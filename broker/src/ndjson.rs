@@ -6,6 +6,12 @@
 //! Fetch: `{"partition":p,"offset":o,"timestamp":ms,"key":"…"|null,"value":<stored JSON>}`.
 //!
 //! Which partition a line goes to is decided here too, because it depends on the line alone.
+//!
+//! Values are JSON on one line, whatever the content type: a binary batch's values are
+//! checked here before the batch is stored ([`check_batch`]), and NDJSON values may not hold
+//! a carriage return. So the fetch encoder can copy a stored value into its line as it is
+//! (no re-encoding on the consumers' hot path) and a value can never end the line early
+//! and forge a record (`1}\n{"offset":…`) or a field.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -13,7 +19,7 @@ use std::io::Write;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use broker_log::record::{decode, Decoded, RecordView};
+use broker_log::record::{decode, validate_for_append, Batch, Decoded, RecordView};
 
 use crate::error::{BrokerError, Result};
 use crate::naming::partition_for_key;
@@ -61,10 +67,17 @@ pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec
             (None, Some(key)) => partition_for_key(key.as_bytes(), partitions),
             (None, None) => keyless_partition,
         };
+        let value = line.value.get().as_bytes();
+        if value.contains(&b'\r') {
+            return Err(BrokerError::BadLine {
+                line: line_no,
+                reason: ONE_LINE.into(),
+            });
+        }
         messages.push(Message {
             partition,
             key: line.key,
-            value: line.value.get().as_bytes(),
+            value,
         });
     }
     if messages.is_empty() {
@@ -73,6 +86,40 @@ pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec
         ));
     }
     Ok(messages)
+}
+
+const ONE_LINE: &str = "a value must be JSON on one line (no line feed or carriage return)";
+
+/// Checks a binary batch a producer sends: its framing and CRC (as the log will), and that
+/// every value is empty (fetched as `null`) or one JSON text without line breaks.
+pub fn check_batch(batch: &[u8]) -> Result<()> {
+    let header = validate_for_append(batch)
+        .map_err(|reason| BrokerError::BadRequest(format!("invalid batch: {reason}")))?;
+    let batch = Batch {
+        header,
+        bytes: batch,
+    };
+    for (i, record) in batch.records().enumerate() {
+        let record =
+            record.map_err(|reason| BrokerError::BadRequest(format!("invalid batch: {reason}")))?;
+        check_value(record.value).map_err(|reason| {
+            BrokerError::BadRequest(format!("record {i} of the batch: {reason}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// `Ok` for an empty value or one JSON text on one line.
+fn check_value(value: &[u8]) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return Err(ONE_LINE.into());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(value)
+        .map(|_| ())
+        .map_err(|e| format!("the value is not JSON: {e}"))
 }
 
 /// Appends the fetch lines of the records held in `batches` (whole encoded batches, as the

@@ -10,9 +10,14 @@
 //!   a sync; if one is running it waits for it, otherwise it starts one. A single task does
 //!   the fsync on a blocking thread for every request that appended before it began.
 //!
+//! - the log itself is opened lazily: a partition nothing was ever appended to has no files
+//!   and holds no descriptor (an idle topic costs no disk); the first append creates it.
+//! - `close` (topic deletion) drops the log under the lock; every later call answers
+//!   "unknown topic", so a fetch or produce racing a delete gets a clean 404.
+//!
 //! Routing, decoding and HTTP belong to other modules; this one never sees a request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -80,7 +85,10 @@ struct SyncState {
 }
 
 struct Inner {
-    log: PartitionLog,
+    /// `None` until the first append (no segment on disk yet), and after `close`.
+    log: Option<PartitionLog>,
+    /// The topic was deleted: every call answers "unknown topic".
+    closed: bool,
     producers: ProducerTable,
     /// Bytes in the active segment (tracked here; the storage API does not expose it), so
     /// an append that may roll a segment is known before it runs.
@@ -100,11 +108,18 @@ pub struct Partition {
     always: bool,
     /// The segment roll threshold.
     segment_bytes: u64,
+    /// How to open the log on first append.
+    dir: PathBuf,
+    config: LogConfig,
+    ops: Option<Arc<dyn FileOps>>,
     end_gauge: metrics::Gauge,
 }
 
 impl Partition {
-    /// Opens (and recovers) the log in `dir` and rebuilds the producer table from it. Blocking.
+    /// Opens (and recovers) the log in `dir` and rebuilds the producer table from it; a
+    /// directory without segments, or whose only segment never received a record (written by
+    /// an older broker that created logs eagerly), is left without files until the first
+    /// append. Blocking.
     pub fn open(
         topic: Arc<str>,
         id: u32,
@@ -112,31 +127,47 @@ impl Partition {
         config: LogConfig,
         always: bool,
         ops: Option<Arc<dyn FileOps>>,
+        producer_idle_ms: u64,
     ) -> Result<Partition> {
         let segment_bytes = config.segment_bytes;
-        let log = match ops {
-            Some(ops) => PartitionLog::open_with_ops(dir, config, ops)?,
-            None => PartitionLog::open(dir, config)?,
+        let log = if has_segments(dir) {
+            let log = open_log(dir, config.clone(), ops.clone())?;
+            let report = log.recovery_report();
+            m::record_recovery(&topic, id, report.bytes_truncated, report.batches_truncated);
+            if report.bytes_truncated > 0 {
+                tracing::warn!(topic = %topic, partition = id, bytes = report.bytes_truncated,
+                    batches = report.batches_truncated, "cut a torn or corrupt tail at recovery");
+            }
+            if log.end_offset() == 0 {
+                drop(log);
+                remove_empty_log(dir)?;
+                None
+            } else {
+                Some(log)
+            }
+        } else {
+            None
         };
-        let report = log.recovery_report();
-        m::record_recovery(&topic, id, report.bytes_truncated, report.batches_truncated);
-        if report.bytes_truncated > 0 {
-            tracing::warn!(topic = %topic, partition = id, bytes = report.bytes_truncated,
-                batches = report.batches_truncated, "cut a torn or corrupt tail at recovery");
-        }
-        let producers = ProducerTable::rebuild(&log)?;
-        let end = log.end_offset();
+        let producers = match &log {
+            Some(log) => ProducerTable::rebuild(log, producer_idle_ms, now_ms())?,
+            None => ProducerTable::new(producer_idle_ms),
+        };
+        let end = log.as_ref().map_or(0, PartitionLog::end_offset);
         let end_gauge = m::log_end_gauge(&topic, id);
         end_gauge.set(end as f64);
         Ok(Partition {
             topic,
             id,
             inner: Mutex::new(Inner {
-                active_len: active_len_at_open(dir, &log),
+                active_len: log.as_ref().map_or(0, |l| active_len_at_open(dir, l)),
                 log,
+                closed: false,
                 producers,
             }),
             segment_bytes,
+            dir: dir.to_path_buf(),
+            config,
+            ops,
             visible: watch::Sender::new(end),
             // What recovery kept is whatever is on disk now.
             sync_state: watch::Sender::new(SyncState {
@@ -186,8 +217,10 @@ impl Partition {
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<(Appended, u64)> {
         let mut inner = self.lock();
+        self.check_open(&inner)?;
+        let now = now_ms();
         if let Some(idem) = idempotence {
-            if let Some(retry) = self.check_retry(&inner, &payload, idem)? {
+            if let Some(retry) = self.check_retry(&inner, &payload, idem, now)? {
                 return Ok(retry);
             }
         }
@@ -196,7 +229,7 @@ impl Partition {
         if let Some(stamp) = stamp {
             inner
                 .producers
-                .record(stamp, outcome.base_offset, outcome.record_count);
+                .record(stamp, outcome.base_offset, outcome.record_count, now);
         }
         drop(inner);
         self.end_gauge.set(outcome.end_offset as f64);
@@ -218,8 +251,9 @@ impl Partition {
         inner: &Inner,
         payload: &Payload<'_>,
         idem: Idempotence<'_>,
+        now: i64,
     ) -> Result<Option<(Appended, u64)>> {
-        match inner.producers.check(idem.stamp) {
+        match inner.producers.check(idem.stamp, now) {
             SeqCheck::New => Ok(None),
             SeqCheck::Duplicate(entry) => {
                 let retried = payload.record_count();
@@ -259,8 +293,21 @@ impl Partition {
         stamp: Option<ProducerStamp>,
     ) -> Result<AppendOutcome> {
         let len = payload.encoded_len() as u64;
-        let segments = inner.log.segment_count();
-        let log = &mut inner.log;
+        if inner.log.is_none() {
+            // The first append creates the log (a directory and a small first segment); the
+            // topic directory is synced so the new partition directory survives a power loss.
+            let log = may_block(|| {
+                let log = open_log(&self.dir, self.config.clone(), self.ops.clone())?;
+                if let Some(topic_dir) = self.dir.parent() {
+                    crate::fsutil::sync_dir(topic_dir)?;
+                }
+                Ok::<_, BrokerError>(log)
+            })?;
+            inner.log = Some(log);
+            inner.active_len = 0;
+        }
+        let log = inner.log.as_mut().ok_or_else(|| self.unknown())?;
+        let segments = log.segment_count();
         let mut append = || match payload {
             Payload::Records(records) => log.append_unsynced(records, stamp),
             Payload::Encoded(batch) => log.append_encoded_unsynced(batch, stamp),
@@ -273,11 +320,8 @@ impl Partition {
         } else {
             append()?
         };
-        inner.active_len = if inner.log.segment_count() != segments {
-            len
-        } else {
-            inner.active_len + len
-        };
+        let rolled = inner.log.as_ref().map_or(0, PartitionLog::segment_count) != segments;
+        inner.active_len = if rolled { len } else { inner.active_len + len };
         Ok(outcome)
     }
 
@@ -327,7 +371,7 @@ impl Partition {
 
     /// Whether some appended data is not yet known durable.
     pub fn has_unsynced(&self) -> bool {
-        let end = self.lock().log.end_offset();
+        let end = self.lock().log.as_ref().map_or(0, PartitionLog::end_offset);
         end > self.sync_state.borrow().durable
     }
 
@@ -343,7 +387,11 @@ impl Partition {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let pending = this.lock().log.pending_sync();
+            // No log: never appended to, or closed by a delete; nothing to make durable.
+            let Some(pending) = this.lock().log.as_ref().map(PartitionLog::pending_sync) else {
+                this.sync_running.store(false, Ordering::Release);
+                return;
+            };
             let started = Instant::now();
             let result = tokio::task::spawn_blocking(move || pending.sync()).await;
             m::fsync_seconds(started.elapsed());
@@ -373,8 +421,11 @@ impl Partition {
     /// Syncs now on the calling thread (shutdown).
     pub fn sync_blocking(&self) -> Result<()> {
         let mut inner = self.lock();
-        inner.log.sync()?;
-        let end = inner.log.end_offset();
+        let Some(log) = inner.log.as_mut() else {
+            return Ok(());
+        };
+        log.sync()?;
+        let end = log.end_offset();
         drop(inner);
         self.sync_state
             .send_modify(|s| s.durable = s.durable.max(end));
@@ -383,13 +434,14 @@ impl Partition {
 
     /// `(log start, visible end)`.
     pub fn offsets(&self) -> (u64, u64) {
-        let start = self.lock().log.start_offset();
+        let start = start_of(&self.lock());
         (start, *self.visible.borrow())
     }
 
     /// Checks that `offset` is readable (between start and the visible end, inclusive).
     fn check_range(&self, inner: &Inner, offset: u64) -> Result<u64> {
-        let start = inner.log.start_offset();
+        self.check_open(inner)?;
+        let start = start_of(inner);
         let end = *self.visible.borrow();
         if offset < start || offset > end {
             return Err(BrokerError::OffsetOutOfRange {
@@ -409,7 +461,8 @@ impl Partition {
         if offset == end {
             return Ok((Vec::new(), offset));
         }
-        let bytes = inner.log.read_encoded(offset, max_bytes)?;
+        let log = inner.log.as_ref().ok_or_else(|| self.unknown())?;
+        let bytes = log.read_encoded(offset, max_bytes)?;
         drop(inner);
         Ok(crate::batches::truncate_to(bytes, end, offset))
     }
@@ -421,12 +474,71 @@ impl Partition {
 
     /// Deletes segments past retention; blocking (file deletions).
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
-        Ok(self.lock().log.enforce_retention(now_ms)?)
+        match self.lock().log.as_mut() {
+            Some(log) => Ok(log.enforce_retention(now_ms)?),
+            None => Ok(0),
+        }
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.lock().log.size_bytes()
+        self.lock().log.as_ref().map_or(0, PartitionLog::size_bytes)
     }
+
+    /// Topic deletion: closes the log (its descriptors and maps go now; the caller removes
+    /// the files) and makes every later call answer "unknown topic". Wakes parked fetches so
+    /// they notice at once.
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.log = None;
+        drop(inner);
+        self.visible.send_modify(|_| {});
+    }
+
+    fn check_open(&self, inner: &Inner) -> Result<()> {
+        if inner.closed {
+            return Err(self.unknown());
+        }
+        Ok(())
+    }
+
+    fn unknown(&self) -> BrokerError {
+        BrokerError::UnknownTopic(self.topic.to_string())
+    }
+}
+
+/// The first readable offset (0 for a log not created yet).
+fn start_of(inner: &Inner) -> u64 {
+    inner.log.as_ref().map_or(0, PartitionLog::start_offset)
+}
+
+fn open_log(dir: &Path, config: LogConfig, ops: Option<Arc<dyn FileOps>>) -> Result<PartitionLog> {
+    Ok(match ops {
+        Some(ops) => PartitionLog::open_with_ops(dir, config, ops)?,
+        None => PartitionLog::open(dir, config)?,
+    })
+}
+
+/// Whether `dir` holds a segment file (names per segments-format.md).
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "log"))
+    })
+}
+
+/// Removes the files of a log that never received a record, so it reserves nothing.
+fn remove_empty_log(dir: &Path) -> Result<()> {
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| BrokerError::io(format!("remove empty log {}", dir.display()), e))
+}
+
+/// Wall-clock milliseconds since the Unix epoch (append times, producer idleness).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs `f`, which may block. An append is normally a memcpy into the mapped segment, but one
@@ -473,8 +585,8 @@ mod tests {
             fsync: broker_log::FsyncPolicy::Never,
             ..LogConfig::default()
         };
-        let part =
-            Partition::open(Arc::from("t"), 0, dir.path(), config, false, None).expect("open");
+        let part = Partition::open(Arc::from("t"), 0, dir.path(), config, false, None, 60_000)
+            .expect("open");
         let value = [b'v'; 300];
         for i in 0..40 {
             let records = vec![
@@ -490,10 +602,15 @@ mod tests {
             let inner = part.lock();
             assert_eq!(
                 inner.active_len,
-                active_len_at_open(dir.path(), &inner.log),
+                active_len_at_open(dir.path(), inner.log.as_ref().expect("log opened")),
                 "after append {i}"
             );
         }
-        assert!(part.lock().log.segment_count() > 3, "the test must roll");
+        let segments = part
+            .lock()
+            .log
+            .as_ref()
+            .map_or(0, PartitionLog::segment_count);
+        assert!(segments > 3, "the test must roll");
     }
 }

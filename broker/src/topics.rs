@@ -5,8 +5,14 @@
 //! directory without a readable `topic.json` is ignored with a warning (a crash while
 //! creating it), never guessed at.
 //!
-//! Opening logs is blocking work; callers run [`Topics::recover`] and [`Topics::create`] off
-//! the reactor. Partition internals live in `partition.rs`.
+//! Limits: at most `--max-topics` topics (507 beyond); a partition's log is created on its
+//! first append, so an idle topic costs a directory and `topic.json`, no segment and no
+//! descriptor. Deletion renames the directory to `<topic>+deleted` (a name no topic can
+//! have) before removing it, so a crash half-way leaves nothing that recovery would take for
+//! a topic; recovery finishes such removals.
+//!
+//! Opening logs is blocking work; callers run [`Topics::recover`], [`Topics::create`] and
+//! [`Topics::delete`] off the reactor. Partition internals live in `partition.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +106,10 @@ impl Topics {
         for entry in entries {
             let entry = entry.map_err(|e| BrokerError::io("list topics", e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DELETED_SUFFIX) {
+                remove_dir(&entry.path())?;
+                continue;
+            }
             if validate_name("topic", &name).is_err() || !entry.path().is_dir() {
                 continue;
             }
@@ -134,23 +144,32 @@ impl Topics {
             }
             return Ok((topic, false));
         }
+        let max = self.config.max_topics;
+        if self.count() >= max as usize {
+            return Err(BrokerError::TooManyTopics { max });
+        }
         let dir = self.root.join(name);
         let topic = self.open_topic(name, partitions)?;
         // The metadata file is written last: a topic without it is an unfinished creation.
         let meta = serde_json::to_vec(&TopicMeta { partitions })
             .map_err(|e| BrokerError::Internal(e.to_string()))?;
         fsutil::write_atomically(&dir.join("topic.json"), &meta)?;
+        // The topic's own directory entry, so the topic survives a power loss.
+        fsutil::sync_dir(&self.root)?;
         tracing::info!(topic = %name, partitions, "topic created");
         let topic = self.insert(topic);
         Ok((topic, true))
     }
 
-    /// The topic, created with the default partition count when missing. Blocking only when
-    /// it creates.
+    /// The topic, created with the default partition count when missing and
+    /// `--auto-create-topics` allows it. Blocking only when it creates.
     pub fn get_or_create(&self, name: &str) -> Result<Arc<Topic>> {
         validate_name("topic", name)?;
         if let Some(topic) = self.get(name) {
             return Ok(topic);
+        }
+        if !self.config.auto_create_topics {
+            return Err(BrokerError::NoAutoCreate(name.to_string()));
         }
         match self.create(name, self.config.partitions) {
             Ok((topic, _)) => Ok(topic),
@@ -158,6 +177,41 @@ impl Topics {
             Err(BrokerError::PartitionCountMismatch { .. }) => self.require(name),
             Err(e) => Err(e),
         }
+    }
+
+    /// The partition count a produce to `name` would use: the topic's, or the default one it
+    /// would be created with (so a body is validated before anything is created).
+    pub fn partitions_for(&self, name: &str) -> u32 {
+        self.get(name)
+            .map_or(self.config.partitions, |t| t.partition_count())
+    }
+
+    pub fn count(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Deletes a topic and its files. Every partition is closed first, so requests still
+    /// holding the topic answer 404 from then on. Blocking (file removal).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        validate_name("topic", name)?;
+        let _guard = self.create_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        for part in &topic.partitions {
+            part.close();
+        }
+        let dir = self.root.join(name);
+        let doomed = self.root.join(format!("{name}{DELETED_SUFFIX}"));
+        std::fs::rename(&dir, &doomed)
+            .map_err(|e| BrokerError::io(format!("rename {}", dir.display()), e))?;
+        fsutil::sync_dir(&self.root)?;
+        remove_dir(&doomed)?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
     }
 
     fn insert(&self, topic: Topic) -> Arc<Topic> {
@@ -183,6 +237,7 @@ impl Topics {
                     self.config.log_config(),
                     always,
                     self.config.file_ops(),
+                    self.config.producer_idle_ms,
                 )
                 .map(Arc::new)
             })
@@ -192,6 +247,18 @@ impl Topics {
             name,
             partitions: parts,
         })
+    }
+}
+
+/// Appended to a topic directory's name while it is being deleted ('+' is not allowed in
+/// topic names, so the directory can never be mistaken for a topic).
+const DELETED_SUFFIX: &str = "+deleted";
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BrokerError::io(format!("remove {}", dir.display()), e)),
     }
 }
 

@@ -26,7 +26,8 @@ import yaml
 # The contract (the README's Configuration tables).
 FLAGS = {
     "broker": {"--listen", "--data-dir", "--partitions", "--segment-bytes", "--retention-bytes",
-               "--retention-ms", "--fsync", "--fsync-interval-ms", "--token"},
+               "--retention-ms", "--fsync", "--fsync-interval-ms", "--token",
+               "--auto-create-topics"},
     "streamer": {"--broker", "--topic", "--csv", "--batch-size", "--loop", "--rate", "--group",
                  "--metrics-listen"},
     "collector": {"--broker", "--topic", "--group", "--batch-size", "--metrics-listen",
@@ -39,7 +40,8 @@ DB_ENV = {"DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NA
 # What the chart sets, plus what operators may add through extraEnv (the binaries' own tuning).
 ENV = {
     "broker": {"LOG_FORMAT", "BROKER_TOKEN", "BROKER_MAX_BODY_BYTES", "BROKER_SESSION_TIMEOUT_MS",
-               "BROKER_SHUTDOWN_GRACE_MS"},
+               "BROKER_SHUTDOWN_GRACE_MS", "BROKER_MAX_TOPICS", "BROKER_GROUP_TTL_MS",
+               "BROKER_PRODUCER_IDLE_MS"},
     "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
                  "STREAMER_METRICS_LISTEN",
                  # The DaemonSet's scrape of its node (NODE_IP: the downward API's status.hostIP,

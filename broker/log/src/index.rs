@@ -10,7 +10,7 @@
 //! What this module does not own: the batch bytes (it calls `record` to check a pointed-to
 //! header) or when an index is rebuilt (that is `recovery`'s decision).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -96,10 +96,11 @@ pub(crate) fn build(starts: impl Iterator<Item = (u32, usize)>, interval: u32) -
     out
 }
 
-/// The writable, preallocated, mapped index of the active segment.
+/// The writable, preallocated, mapped index of the active segment. Its descriptor is closed
+/// once mapped (the map keeps the pages; the file is reopened only to seal it), so an active
+/// segment costs one descriptor, not two.
 #[derive(Debug)]
 pub(crate) struct ActiveIndex {
-    file: File,
     map: Arc<MmapRaw>,
     /// Entries in use.
     count: usize,
@@ -133,7 +134,6 @@ impl ActiveIndex {
             .map_raw(&file)
             .map_err(|e| LogError::io(format!("map {}", path.display()), e))?;
         Ok(ActiveIndex {
-            file,
             map: Arc::new(map),
             count: 0,
             capacity,
@@ -194,10 +194,13 @@ impl ActiveIndex {
     /// were written through the shared map: dirty page-cache pages that fdatasync writes.
     pub(crate) fn seal(&self, path: &Path, ops: &dyn FileOps) -> Result<(), LogError> {
         let used = self.count * ENTRY_LEN;
-        self.file
-            .set_len(used as u64)
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
+        file.set_len(used as u64)
             .map_err(|e| LogError::io(format!("truncate {}", path.display()), e))?;
-        ops.sync_data(&self.file)
+        ops.sync_data(&file)
             .map_err(|e| LogError::io(format!("fdatasync {}", path.display()), e))
     }
 }

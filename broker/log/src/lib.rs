@@ -2,7 +2,8 @@
 //!
 //! A partition is a directory of segments named by their zero-padded base offset
 //! (`00000000000000000000.log` with its sparse `.index`). The last segment is active:
-//! preallocated, memory-mapped for reads, appended to with `pwrite`. Older segments are
+//! preallocated in steps (1 MiB, doubling up to `segment_bytes`), memory-mapped for reads,
+//! appended to with `pwrite`. Older segments are
 //! sealed (truncated to their real length, synced) and mapped lazily for reads, at most
 //! `max_mapped_segments` at once. The byte layout lives in `segments-format.md` and in
 //! [`record`], the only module that reads or writes batch bytes.
@@ -48,6 +49,9 @@ pub enum FsyncPolicy {
 pub struct LogConfig {
     /// Roll threshold: a batch that does not fit the active segment starts a new one.
     pub segment_bytes: u64,
+    /// What a new active segment is preallocated to at first; it doubles as it fills, up to
+    /// `segment_bytes`, so an idle partition does not reserve a whole segment of disk.
+    pub initial_segment_bytes: u64,
     /// One sparse index entry per this many bytes of log.
     pub index_interval_bytes: u32,
     /// Per partition: oldest whole sealed segments are deleted while the log is larger.
@@ -63,6 +67,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             segment_bytes: 64 * 1024 * 1024,
+            initial_segment_bytes: 1024 * 1024,
             index_interval_bytes: 4096,
             retention_bytes: None,
             retention_ms: None,

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::io::{FileOps, RealFileOps};
 use crate::record::{self, Batch, MAX_BATCH_BYTES};
-use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView};
+use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
 use crate::sync::{Durability, Flusher, PendingSync};
 use crate::{
     recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
@@ -62,12 +62,15 @@ impl PartitionLog {
                 recovery::open_sealed(dir, w[0], w[1], config.index_interval_bytes, &mut report)?;
             sealed.insert(w[0], s);
         }
-        let interval = config.index_interval_bytes;
+        let size = Sizing {
+            capacity: config.initial_segment_bytes.min(config.segment_bytes),
+            full: config.segment_bytes,
+            interval: config.index_interval_bytes,
+        };
         let active = match bases.last() {
-            None => ActiveSegment::create(dir, 0, config.segment_bytes, interval, &ops)?,
+            None => ActiveSegment::create(dir, 0, size, &ops)?,
             Some(&last) => {
-                let mut a =
-                    ActiveSegment::open_at(dir, last, config.segment_bytes, interval, &ops, false)?;
+                let mut a = ActiveSegment::open_at(dir, last, size, &ops, false)?;
                 recovery::recover_active(&mut a, &mut report)?;
                 a
             }
@@ -222,17 +225,37 @@ impl PartitionLog {
         self.durability.durable_offset()
     }
 
-    /// Ensures the active segment has room for a batch: grows an empty active segment that
-    /// is too small, or rolls to a new segment.
+    /// Ensures the active segment has room for a batch: grows it (in steps, up to
+    /// `segment_bytes`, or to the batch's size when it is alone in the segment), or rolls to
+    /// a new segment.
     fn make_room(&mut self, len: usize, count: u32) -> Result<(), LogError> {
         if self.active.fits(len, count) {
             return Ok(());
         }
-        let capacity = self.config.segment_bytes.max(len as u64);
-        if self.active.len == 0 {
-            return self.replace_active(self.active.base, capacity, false);
+        let needed = (self.active.len + len) as u64;
+        let a = &self.active;
+        let may_grow = !a.sealed
+            && a.fits_offsets(count)
+            && (a.len == 0 || needed <= self.config.segment_bytes);
+        if may_grow {
+            let capacity = self.step_capacity(a.capacity as u64, needed);
+            return self.active.grow(capacity, &self.durability);
         }
-        self.roll(capacity)
+        self.roll(self.step_capacity(0, len as u64))
+    }
+
+    /// The capacity to preallocate for `needed` bytes when the segment has `current`: the
+    /// initial step, doubled until it holds them, at most `segment_bytes` (or `needed`, for a
+    /// batch bigger than a segment). So an idle or slow partition reserves little disk.
+    fn step_capacity(&self, current: u64, needed: u64) -> u64 {
+        let full = self.config.segment_bytes.max(1);
+        let mut capacity = current
+            .max(self.config.initial_segment_bytes.min(full))
+            .max(1);
+        while capacity < needed {
+            capacity = capacity.saturating_mul(2);
+        }
+        capacity.min(full.max(needed))
     }
 
     /// Seals the active segment and starts a new one of `capacity` bytes. If the new one
@@ -247,29 +270,25 @@ impl PartitionLog {
                 return Err(e);
             }
         };
-        // Sealed: the file now ends at `len`; never write past it.
+        // Sealed: the file now ends at `len`; never write past it, never grow it again.
         self.active.capacity = self.active.len;
+        self.active.sealed = true;
         self.durability.mark_durable(self.active.next_offset);
         let next = self.active.next_offset;
-        self.replace_active(next, capacity, true)?;
+        let size = self.sizing(capacity);
+        let new = ActiveSegment::create(&self.dir, next, size, &self.ops)?;
+        self.durability.set_current(new.target.clone());
+        self.active = new;
         self.sealed.insert(sealed.base, sealed);
         Ok(())
     }
 
-    /// Opens (fresh: creates) the segment at `base` with `capacity` bytes as the active one.
-    fn replace_active(&mut self, base: u64, capacity: u64, fresh: bool) -> Result<(), LogError> {
-        let interval = self.config.index_interval_bytes;
-        let new = if fresh {
-            ActiveSegment::create(&self.dir, base, capacity, interval, &self.ops)?
-        } else {
-            // Grow the empty active segment; preallocate first so a full disk is reported.
-            let a = &self.active;
-            segment::preallocate(self.ops.as_ref(), &a.target.file, &a.path, capacity)?;
-            ActiveSegment::open_at(&self.dir, base, capacity, interval, &self.ops, false)?
-        };
-        self.durability.set_current(new.target.clone());
-        self.active = new;
-        Ok(())
+    fn sizing(&self, capacity: u64) -> Sizing {
+        Sizing {
+            capacity,
+            full: self.config.segment_bytes,
+            interval: self.config.index_interval_bytes,
+        }
     }
 
     /// Reads up to `max_records` / about `max_bytes` (at least one record if any) from
@@ -430,7 +449,11 @@ impl PartitionLog {
             lru.push(entry);
             return Ok(m);
         }
-        let m = Arc::new(MappedSegment::map(&self.dir, base)?);
+        let m = Arc::new(MappedSegment::map(
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+        )?);
         lru.push((base, m.clone()));
         let max = self.config.max_mapped_segments.max(1);
         while lru.len() > max {

@@ -15,11 +15,10 @@
 //! What this module does not own: the byte layout (`record`) or the file handling (`segment`).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::index::{self, ENTRY_LEN};
-use crate::record::{self, Decoded, HEADER_LEN};
+use crate::record::{self, Decoded};
 use crate::segment::{self, ActiveSegment, SealedSegment};
 use crate::{LogError, RecoveryReport};
 
@@ -144,8 +143,10 @@ fn count_hops(region: &[u8]) -> u64 {
     n
 }
 
-/// Checks a sealed segment (`base`, ending where `next_base` starts) and its index,
-/// rebuilding a missing or damaged index.
+/// Takes a sealed segment (`base`, ending where `next_base` starts) from its file metadata
+/// alone: recovery of many partitions must not open every sealed file. An index that is
+/// missing or not a whole number of entries is rebuilt now; its entries are checked when the
+/// segment is first mapped for a read ([`index_ok`], called by `segment`).
 pub(crate) fn open_sealed(
     dir: &Path,
     base: u64,
@@ -154,10 +155,12 @@ pub(crate) fn open_sealed(
     report: &mut RecoveryReport,
 ) -> Result<SealedSegment, LogError> {
     let path = segment::log_path(dir, base);
-    let log = File::open(&path).map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
-    let size = segment::file_len(&log, &path)?;
+    let size = std::fs::metadata(&path)
+        .map_err(|e| LogError::io(format!("stat {}", path.display()), e))?
+        .len();
     let ipath = segment::index_path(dir, base);
-    if !index_ok(&log, &ipath, base, size) {
+    let whole = std::fs::metadata(&ipath).is_ok_and(|m| m.len().is_multiple_of(ENTRY_LEN as u64));
+    if !whole {
         tracing::warn!(index = %ipath.display(), "index missing or damaged; rebuilding");
         rebuild_index(dir, base, interval)?;
         report.indexes_rebuilt += 1;
@@ -171,25 +174,18 @@ pub(crate) fn open_sealed(
 }
 
 /// Well-formed entries, and the last one points at a header with the promised base offset.
-fn index_ok(log: &File, ipath: &Path, base: u64, log_len: u64) -> bool {
-    let Ok(bytes) = std::fs::read(ipath) else {
-        return false;
-    };
-    if bytes.len() % ENTRY_LEN != 0
-        || index::count_valid(&bytes, log_len as usize) * ENTRY_LEN != bytes.len()
+pub(crate) fn index_ok(log: &[u8], index: &[u8], base: u64) -> bool {
+    if !index.len().is_multiple_of(ENTRY_LEN)
+        || index::count_valid(index, log.len()) * ENTRY_LEN != index.len()
     {
         return false;
     }
-    let Some(last) = (bytes.len() / ENTRY_LEN).checked_sub(1) else {
+    let Some(last) = (index.len() / ENTRY_LEN).checked_sub(1) else {
         return true;
     };
-    let e = index::entry_at(&bytes, last);
-    let mut header = [0u8; HEADER_LEN];
-    if log.read_exact_at(&mut header, u64::from(e.pos)).is_err() {
-        return false;
-    }
+    let e = index::entry_at(index, last);
     // The header alone: its length is checked for plausibility, not its CRC.
-    match record::peek_header(&header) {
+    match log.get(e.pos as usize..).and_then(record::peek_header) {
         Some(h) => h.base_offset == base + u64::from(e.rel),
         None => false,
     }

@@ -20,7 +20,8 @@ use memmap2::{Mmap, MmapOptions};
 use crate::index::{self, ActiveIndex};
 use crate::io::{is_no_space, FileOps};
 use crate::record::{self, Batch, Decoded};
-use crate::sync::SyncTarget;
+use crate::recovery;
+use crate::sync::{Durability, SyncTarget};
 use crate::LogError;
 
 /// Largest segment capacity: positions are stored as `u32` in the index.
@@ -87,6 +88,17 @@ fn index_capacity(capacity: usize, interval: u32) -> usize {
     capacity / interval.max(1) as usize + 1
 }
 
+/// How big a new or reopened active segment is made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizing {
+    /// Bytes to preallocate now (the file keeps a larger size it already has).
+    pub capacity: u64,
+    /// Bytes the segment may grow to (`segment_bytes`): the index is sized for it once,
+    /// so growing the log never touches the index.
+    pub full: u64,
+    pub interval: u32,
+}
+
 /// The writable segment at the end of the log.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
@@ -100,6 +112,9 @@ pub(crate) struct ActiveSegment {
     /// Bytes of intact batches.
     pub len: usize,
     pub next_offset: u64,
+    /// Sealed by a roll whose next segment could not be created (disk full): it stays the
+    /// active one for reads but never takes another byte.
+    pub sealed: bool,
 }
 
 impl ActiveSegment {
@@ -108,13 +123,12 @@ impl ActiveSegment {
     pub(crate) fn create(
         dir: &Path,
         base: u64,
-        capacity: u64,
-        interval: u32,
+        size: Sizing,
         ops: &Arc<dyn FileOps>,
     ) -> Result<ActiveSegment, LogError> {
         let path = log_path(dir, base);
         let ipath = index_path(dir, base);
-        let made = Self::open_at(dir, base, capacity, interval, ops, true);
+        let made = Self::open_at(dir, base, size, ops, true);
         if made.is_err() {
             // Best effort: a leftover empty file would only be reopened as an empty segment.
             let _ = std::fs::remove_file(&path);
@@ -126,15 +140,19 @@ impl ActiveSegment {
     }
 
     /// Opens the segment file at `base` (creating it when `fresh`), grows it to at least
-    /// `capacity` bytes, maps it. The written length is set by recovery afterwards.
+    /// `size.capacity` bytes, maps it. The written length is set by recovery afterwards.
     pub(crate) fn open_at(
         dir: &Path,
         base: u64,
-        capacity: u64,
-        interval: u32,
+        size: Sizing,
         ops: &Arc<dyn FileOps>,
         fresh: bool,
     ) -> Result<ActiveSegment, LogError> {
+        let Sizing {
+            capacity,
+            full,
+            interval,
+        } = size;
         let path = log_path(dir, base);
         let file = OpenOptions::new()
             .read(true)
@@ -160,7 +178,7 @@ impl ActiveSegment {
         let ipath = index_path(dir, base);
         let index = ActiveIndex::open(
             &ipath,
-            index_capacity(capacity, interval),
+            index_capacity(capacity.max(full.min(MAX_SEGMENT_BYTES) as usize), interval),
             interval,
             ops.as_ref(),
         )?;
@@ -175,7 +193,41 @@ impl ActiveSegment {
             capacity,
             len: 0,
             next_offset: base,
+            sealed: false,
         })
+    }
+
+    /// Preallocates the file to `capacity` bytes and maps the larger file (the segment grows
+    /// in steps instead of reserving `segment_bytes` up front). The written bytes do not
+    /// move; syncs already captured keep the old target (same file) and sync it as before.
+    /// On a full disk nothing changes and [`LogError::NoSpace`] is returned.
+    pub(crate) fn grow(&mut self, capacity: u64, durability: &Durability) -> Result<(), LogError> {
+        let capacity = capacity.min(MAX_SEGMENT_BYTES);
+        if capacity as usize <= self.capacity {
+            return Ok(());
+        }
+        let old = &self.target;
+        preallocate(old.ops.as_ref(), &old.file, &self.path, capacity)?;
+        let file = old
+            .file
+            .try_clone()
+            .map_err(|e| LogError::io(format!("reopen {}", self.path.display()), e))?;
+        let map = MmapOptions::new()
+            .len(capacity as usize)
+            .map_raw(&file)
+            .map_err(|e| LogError::io(format!("map {}", self.path.display()), e))?;
+        let target = Arc::new(SyncTarget::new(
+            self.path.clone(),
+            file,
+            map,
+            old.ops.clone(),
+        ));
+        target.publish(self.len, self.next_offset);
+        target.mark_durable(old.durable_pos());
+        durability.set_current(target.clone());
+        self.target = target;
+        self.capacity = capacity as usize;
+        Ok(())
     }
 
     /// The whole mapped capacity (recovery scans it). Only valid while the file is still
@@ -247,8 +299,12 @@ impl ActiveSegment {
 
     /// True when a batch of `bytes` with `records` records fits without a roll.
     pub(crate) fn fits(&self, bytes: usize, records: u32) -> bool {
-        let rel_end = self.next_offset - self.base + u64::from(records);
-        self.len + bytes <= self.capacity && rel_end <= u64::from(u32::MAX)
+        self.len + bytes <= self.capacity && self.fits_offsets(records)
+    }
+
+    /// True when `records` more records keep relative offsets within `u32`.
+    pub(crate) fn fits_offsets(&self, records: u32) -> bool {
+        self.next_offset - self.base + u64::from(records) <= u64::from(u32::MAX)
     }
 
     /// Syncs the data, truncates the file to the bytes in use, syncs again, seals the index.
@@ -293,10 +349,19 @@ pub(crate) struct MappedSegment {
 }
 
 impl MappedSegment {
-    pub(crate) fn map(dir: &Path, base: u64) -> Result<MappedSegment, LogError> {
+    /// Maps sealed segment `base`. Its index is checked here, on first use, not at open
+    /// (see `recovery::open_sealed`); a damaged one is rebuilt from the log and mapped again.
+    pub(crate) fn map(dir: &Path, base: u64, interval: u32) -> Result<MappedSegment, LogError> {
         let path = log_path(dir, base);
         let log = map_read_only(&path)?;
-        let index = map_read_only(&index_path(dir, base))?;
+        let ipath = index_path(dir, base);
+        let mut index = map_read_only(&ipath)?;
+        if !recovery::index_ok(&log, &index, base) {
+            tracing::warn!(index = %ipath.display(), "index damaged; rebuilding");
+            drop(index);
+            recovery::rebuild_index(dir, base, interval)?;
+            index = map_read_only(&ipath)?;
+        }
         let index_count = index::count_valid(&index, log.len());
         Ok(MappedSegment {
             path,

@@ -64,6 +64,11 @@ impl SyncTarget {
         self.durable_pos.fetch_max(pos, Ordering::AcqRel);
     }
 
+    /// Bytes known durable.
+    pub(crate) fn durable_pos(&self) -> usize {
+        self.durable_pos.load(Ordering::Acquire)
+    }
+
     /// The current `(pos, end)` written marks.
     pub(crate) fn written(&self) -> (usize, u64) {
         let end = self.written_end.load(Ordering::Acquire);

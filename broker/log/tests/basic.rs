@@ -102,3 +102,43 @@ fn read_encoded_and_append_encoded_round_trip() {
         Err(LogError::InvalidBatch { .. })
     ));
 }
+
+/// Disk blocks a file really holds (preallocated blocks count, holes do not).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("stat").blocks() * 512
+}
+
+#[test]
+fn the_active_segment_is_preallocated_in_steps_not_a_whole_segment_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig {
+        initial_segment_bytes: 16 * 1024,
+        ..small(1024 * 1024)
+    };
+    let mut log = PartitionLog::open(dir.path(), cfg.clone()).expect("open");
+    let active = dir.path().join(format!("{:020}.log", 0));
+    assert!(
+        allocated(&active) <= 64 * 1024,
+        "a new segment reserves the first step, not 1 MiB: {} bytes",
+        allocated(&active)
+    );
+    // Fill about half a segment: the file grows by doubling, never past the segment size.
+    append_n(&mut log, 0, 60, 20);
+    let end = log.end_offset();
+    let grown = allocated(&active);
+    assert!(
+        log.size_bytes() <= grown && grown <= 1024 * 1024 + 64 * 1024,
+        "{} bytes written, {grown} allocated",
+        log.size_bytes()
+    );
+    assert_eq!(log.segment_count(), 1, "growing is not rolling");
+    check_all(&log, end);
+    drop(log);
+    // Reopened: the grown file is the capacity; appends go on and roll at the segment size.
+    let mut log = PartitionLog::open(dir.path(), cfg).expect("reopen");
+    assert_eq!(log.end_offset(), end);
+    append_n(&mut log, end, 800, 20);
+    assert!(log.segment_count() > 1, "rolls at segment_bytes");
+    check_all(&log, log.end_offset());
+}

@@ -176,13 +176,20 @@ fn garbage_or_missing_indexes_are_rebuilt() {
     std::fs::write(dir.path().join(names.last().expect("active")), [0x5A; 40])
         .expect("garble active");
     let log = PartitionLog::open(dir.path(), small).expect("reopen");
-    assert_eq!(log.recovery_report().indexes_rebuilt, 2);
+    // Open only stats sealed segments: the missing index is rebuilt there; the garbage one
+    // (a whole number of entries) is found and rebuilt when its segment is first read.
+    assert_eq!(log.recovery_report().indexes_rebuilt, 1);
     assert_eq!(log.end_offset(), end);
     for offset in 0..end {
         let got = log.read(offset, 1, 0).expect("read");
         assert_eq!(got[0].offset, offset);
         assert_eq!(got[0].value, value(offset));
     }
+    let rebuilt = std::fs::read(dir.path().join(seg_name(0, "index"))).expect("index");
+    assert!(
+        !rebuilt.contains(&0xAB),
+        "the garbage index was rebuilt on first read"
+    );
 }
 
 #[test]

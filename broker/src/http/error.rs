@@ -18,6 +18,7 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
     match error {
         E::InvalidName { .. } | E::BadLine { .. } | E::BadRequest(_) => StatusCode::BAD_REQUEST,
         E::UnknownTopic(_)
+        | E::NoAutoCreate(_)
         | E::UnknownPartition { .. }
         | E::UnknownGroup(_)
         | E::UnknownMember { .. } => StatusCode::NOT_FOUND,
@@ -26,6 +27,8 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         | E::SequenceMismatch { .. }
         | E::StaleGeneration { .. }
         | E::NotAssigned { .. } => StatusCode::CONFLICT,
+        E::LimitReached { .. } => StatusCode::CONFLICT,
+        E::TooManyTopics { .. } => StatusCode::INSUFFICIENT_STORAGE,
         E::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,

@@ -90,7 +90,10 @@ pub async fn commit(
         .iter()
         .map(|(p, o)| {
             p.parse::<u32>().map(|p| (p, *o)).map_err(|_| {
-                BrokerError::BadRequest(format!("offsets keys are partition numbers, not {p:?}"))
+                BrokerError::BadRequest(format!(
+                    "offsets keys are partition numbers, not {:?}",
+                    crate::naming::shown(p)
+                ))
             })
         })
         .collect::<Result<BTreeMap<u32, u64>>>()?;
@@ -101,8 +104,10 @@ pub async fn commit(
         &commit.topic,
         &offsets,
     )?;
-    let this = Arc::clone(broker);
-    blocking(move || this.groups.persist(pending)).await?;
+    if let Some(pending) = pending {
+        let this = Arc::clone(broker);
+        blocking(move || this.groups.persist(pending)).await?;
+    }
     let committed = broker.groups.committed(group, &commit.topic)?;
     json_response(StatusCode::OK, &offsets_body(commit.topic, &committed))
 }

@@ -64,7 +64,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => GET,
             Route::Topics | Route::Fetch(..) | Route::Group(_) | Route::MemberFetch(..) => GET,
-            Route::Topic(_) => &[Method::GET, Method::HEAD, Method::PUT],
+            Route::Topic(_) => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
             Route::Produce(_) | Route::Join(_) | Route::Heartbeat(..) => POST,
             Route::Member(..) => &[Method::DELETE],
             Route::Offsets(_) => &[Method::GET, Method::HEAD, Method::POST],
@@ -136,6 +136,7 @@ async fn respond(
     match route {
         Route::Topics => topics::list(broker),
         Route::Topic(t) if method == Method::PUT => topics::create(broker, t, &req).await,
+        Route::Topic(t) if method == Method::DELETE => topics::delete(broker, t).await,
         Route::Topic(t) => topics::describe(broker, t, req.headers()),
         Route::Produce(t) => topics::produce(broker, t, &req).await,
         Route::Fetch(t, p) => topics::fetch(broker, t, p, &req).await,

@@ -1,5 +1,8 @@
-//! Topic handlers: create, describe, list, produce (NDJSON and binary batches, idempotent
-//! when `producer` and `seq` are given) and fetch by offset with long-poll.
+//! Topic handlers: create, delete, describe, list, produce (NDJSON and binary batches,
+//! idempotent when `producer` and `seq` are given) and fetch by offset with long-poll.
+//!
+//! A produce is checked whole (query, body, every value) before its topic is created, so a
+//! refused produce never leaves a topic behind.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::longpoll;
 use super::request::{
-    accepts_batch, bytes_response, json_body, json_response, media_type, set_number, Body, Query,
-    BATCH, NDJSON,
+    accepts_batch, bytes_response, empty_response, json_body, json_response, media_type,
+    set_number, Body, Query, BATCH, NDJSON,
 };
 use crate::broker::{blocking, Broker};
 use crate::error::{BrokerError, Result};
@@ -78,6 +81,19 @@ pub async fn create(
         StatusCode::OK
     };
     json_response(status, &topic_info(broker, &topic, req.headers()))
+}
+
+/// `DELETE /v1/topics/{t}`: removes the topic's files and every group's offsets for it.
+pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<Response<Body>> {
+    validate_name("topic", name)?;
+    let this = Arc::clone(broker);
+    let owned = name.to_string();
+    blocking(move || {
+        this.topics.delete(&owned)?;
+        this.groups.forget_topic(&owned)
+    })
+    .await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
 pub fn describe(broker: &Broker, name: &str, headers: &HeaderMap) -> Result<Response<Body>> {
@@ -158,37 +174,68 @@ pub async fn produce(
     let idem = idempotence(&query)?;
     let partition = query.u64("partition")?;
     let body = req.body();
-    let topic = broker.topic_or_create(name).await?;
-    topic.counters.bytes_in.increment(body.len() as u64);
     let idem = idem.as_ref().map(|(producer, seq)| Idempotence {
         stamp: stamp_of(producer, *seq),
         producer,
     });
+    // Everything is checked against the partition count the topic has (or would be created
+    // with) before the topic is looked up or created.
+    let count = broker.topics.partitions_for(name);
     match kind {
-        Kind::Ndjson => produce_ndjson(broker, &topic, body, idem).await,
+        Kind::Ndjson => {
+            // A retry must land where the original did, so idempotent requests pick their
+            // keyless partition from (producer, seq) instead of the round-robin.
+            let keyless = match idem {
+                Some(i) => {
+                    (i.stamp.producer_id.wrapping_add(i.stamp.seq) % u64::from(count)) as u32
+                }
+                None => broker.next_keyless(count),
+            };
+            let messages = ndjson::parse(body, count, keyless)?;
+            let topic = produce_target(broker, name, count).await?;
+            produce_ndjson(&topic, &messages, body.len(), idem).await
+        }
         Kind::Batch => {
             let p = partition.ok_or_else(|| {
                 BrokerError::BadRequest(format!("the {BATCH} content type needs ?partition=P"))
             })?;
+            if p >= u64::from(count) {
+                return Err(BrokerError::UnknownPartition {
+                    topic: name.to_string(),
+                    partition: p,
+                    count,
+                });
+            }
+            ndjson::check_batch(body)?;
+            let topic = produce_target(broker, name, count).await?;
+            topic.counters.bytes_in.increment(body.len() as u64);
             produce_batch(&topic, p, body, idem).await
         }
     }
 }
 
+/// The topic a checked produce goes to, created when missing (and allowed). When it was
+/// created meanwhile with another partition count than the body was checked against, the
+/// client is told to retry rather than have its messages routed by the wrong count.
+async fn produce_target(broker: &Arc<Broker>, name: &str, checked: u32) -> Result<Arc<Topic>> {
+    let topic = broker.topic_or_create(name).await?;
+    if topic.partition_count() != checked {
+        return Err(BrokerError::PartitionCountMismatch {
+            topic: name.to_string(),
+            existing: topic.partition_count(),
+            requested: checked,
+        });
+    }
+    Ok(topic)
+}
+
 async fn produce_ndjson(
-    broker: &Broker,
     topic: &Topic,
-    body: &[u8],
+    messages: &[ndjson::Message<'_>],
+    body_len: usize,
     idem: Option<Idempotence<'_>>,
 ) -> Result<Response<Body>> {
-    let count = topic.partition_count();
-    // A retry must land where the original did, so idempotent requests pick their keyless
-    // partition from (producer, seq) instead of the round-robin.
-    let keyless = match idem {
-        Some(i) => (i.stamp.producer_id.wrapping_add(i.stamp.seq) % u64::from(count)) as u32,
-        None => broker.next_keyless(count),
-    };
-    let messages = ndjson::parse(body, count, keyless)?;
+    topic.counters.bytes_in.increment(body_len as u64);
     let now = now_ms();
     let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, msg) in messages.iter().enumerate() {
@@ -344,11 +391,7 @@ pub fn read_budget(max: usize, limit: usize) -> usize {
     max.saturating_mul(640).max(64 * 1024).min(limit.max(1))
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::partition::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -13,24 +13,6 @@ use crate::harness::{pinned, tempdir, Broker};
 const PARTITIONS: u32 = 6;
 const PER_PARTITION: u64 = 5;
 
-fn join(b: &Broker, group: &str, topic: &str, session_ms: u64) -> Value {
-    let r = b.post_json(
-        &format!("/v1/groups/{group}/members"),
-        &json!({"topic": topic, "session_timeout_ms": session_ms}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-fn heartbeat(b: &Broker, group: &str, member: &str) -> crate::harness::Resp {
-    b.send(
-        "POST",
-        &format!("/v1/groups/{group}/members/{member}/heartbeat"),
-        "application/json",
-        b"",
-    )
-}
-
 fn partitions(v: &Value) -> Vec<u64> {
     v["partitions"]
         .as_array()
@@ -86,17 +68,17 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
             .collect();
         b.produce("gt", "", &lines);
     }
-    let a = join(&b, "g", "gt", 10_000);
-    let leaver = join(&b, "g", "gt", 60_000);
-    let sleeper = join(&b, "g", "gt", 3_000);
+    let a = b.join("g", "gt", 10_000);
+    let leaver = b.join("g", "gt", 60_000);
+    let sleeper = b.join("g", "gt", 3_000);
     let (a_id, l_id, s_id) = (
         a["member_id"].as_str().expect("id").to_string(),
         leaver["member_id"].as_str().expect("id").to_string(),
         sleeper["member_id"].as_str().expect("id").to_string(),
     );
     let generation = sleeper["generation"].as_u64().expect("generation");
-    let a_now = heartbeat(&b, "g", &a_id).json();
-    let l_now = heartbeat(&b, "g", &l_id).json();
+    let a_now = b.heartbeat("g", &a_id).json();
+    let l_now = b.heartbeat("g", &l_id).json();
     let (a_parts, l_parts, s_parts) =
         (partitions(&a_now), partitions(&l_now), partitions(&sleeper));
     assert_eq!(
@@ -113,7 +95,7 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     assert_eq!(a_first.len(), 2 * PER_PARTITION as usize);
     // The sleeper's last sign of life: it must not expire before the commits below, which
     // carry this generation.
-    assert_eq!(heartbeat(&b, "g", &s_id).status, 200);
+    assert_eq!(b.heartbeat("g", &s_id).status, 200);
     let l_offsets: BTreeMap<String, u64> = l_parts.iter().map(|p| (p.to_string(), 2)).collect();
     assert_eq!(
         commit(&b, "g", &l_id, generation, json!(l_offsets)).status,
@@ -140,16 +122,16 @@ fn three_members_one_leaves_one_expires_their_partitions_move_and_uncommitted_me
     std::thread::scope(|s| {
         s.spawn(|| {
             while beating.load(Ordering::SeqCst) {
-                assert_eq!(heartbeat(&b, "g", &a_id).status, 200);
+                assert_eq!(b.heartbeat("g", &a_id).status, 200);
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
         wait_until(Duration::from_secs(10), "a to own every partition", || {
-            partitions(&heartbeat(&b, "g", &a_id).json()).len() == PARTITIONS as usize
+            partitions(&b.heartbeat("g", &a_id).json()).len() == PARTITIONS as usize
         });
-        let now = heartbeat(&b, "g", &a_id).json();
+        let now = b.heartbeat("g", &a_id).json();
         assert!(now["generation"].as_u64().expect("generation") >= generation + 2);
-        assert_eq!(heartbeat(&b, "g", &s_id).status, 404, "the sleeper expired");
+        assert_eq!(b.heartbeat("g", &s_id).status, 404, "the sleeper expired");
 
         let again = drain(&b, "g", &a_id);
         let mut expected: Vec<(u64, u64)> = Vec::new();
@@ -186,19 +168,21 @@ fn a_commit_with_a_stale_generation_or_a_foreign_partition_is_refused() {
     let dir = tempdir();
     let b = Broker::start(dir.path(), &[]);
     assert_eq!(b.put_topic("gt", 4).status, 201);
-    let first = join(&b, "fence", "gt", 30_000);
+    let first = b.join("fence", "gt", 30_000);
     let id = first["member_id"].as_str().expect("id").to_string();
     let old = first["generation"].as_u64().expect("generation");
-    let second = join(&b, "fence", "gt", 30_000);
+    let second = b.join("fence", "gt", 30_000);
     let r = commit(&b, "fence", &id, old, json!({"0": 1}));
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("stale generation"), "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
 
-    let now = heartbeat(&b, "fence", &id).json();
+    let now = b.heartbeat("fence", &id).json();
     let mine = partitions(&now);
-    let theirs =
-        partitions(&heartbeat(&b, "fence", second["member_id"].as_str().expect("id")).json());
+    let theirs = partitions(
+        &b.heartbeat("fence", second["member_id"].as_str().expect("id"))
+            .json(),
+    );
     let generation = now["generation"].as_u64().expect("generation");
     let r = commit(
         &b,

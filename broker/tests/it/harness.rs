@@ -141,6 +141,36 @@ impl Broker {
         )
     }
 
+    /// Joins `group` for `topic`; panics unless 200. Answers the assignment.
+    pub fn join(&self, group: &str, topic: &str, session_ms: u64) -> serde_json::Value {
+        let r = self.post_json(
+            &format!("/v1/groups/{group}/members"),
+            &serde_json::json!({"topic": topic, "session_timeout_ms": session_ms}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// A member's heartbeat (answers whatever the broker says).
+    pub fn heartbeat(&self, group: &str, member: &str) -> Resp {
+        self.send(
+            "POST",
+            &format!("/v1/groups/{group}/members/{member}/heartbeat"),
+            "application/json",
+            b"",
+        )
+    }
+
+    /// Sends a raw produce body with its content type (answers whatever the broker says).
+    pub fn produce_body(&self, topic: &str, query: &str, content_type: &str, body: &[u8]) -> Resp {
+        self.send(
+            "POST",
+            &format!("/v1/topics/{topic}/messages{query}"),
+            content_type,
+            body,
+        )
+    }
+
     /// Produces NDJSON lines; panics unless 200.
     pub fn produce(&self, topic: &str, query: &str, lines: &[String]) -> Resp {
         let r = self.produce_raw(topic, query, lines);
@@ -273,6 +303,19 @@ pub fn line(gpu: &str, n: u64) -> String {
 /// A message pinned to a partition.
 pub fn pinned(partition: u32, n: u64) -> String {
     serde_json::json!({ "partition": partition, "value": { "n": n } }).to_string()
+}
+
+/// One binary batch (`application/vnd.broker.batch`) of `values`, each keyed `GPU-bin`.
+pub fn batch(values: &[&[u8]]) -> Vec<u8> {
+    let records: Vec<broker_log::Record<'_>> = values
+        .iter()
+        .map(|v| broker_log::Record {
+            timestamp_ms: 0,
+            key: Some(b"GPU-bin"),
+            value: v,
+        })
+        .collect();
+    broker_log::record::encode(0, &records, None)
 }
 
 pub fn tempdir() -> tempfile::TempDir {

@@ -1,10 +1,9 @@
 //! Produce and fetch round trips, in both content types.
 
 use broker::naming::partition_for_key;
-use broker_log::record::{decode, encode, Decoded};
-use broker_log::Record;
+use broker_log::record::{decode, Decoded};
 
-use crate::harness::{line, tempdir, Broker};
+use crate::harness::{batch, line, tempdir, Broker};
 
 #[test]
 fn ndjson_round_trip_keeps_values_byte_for_byte_and_partitions_by_key_hash() {
@@ -79,18 +78,6 @@ fn ndjson_round_trip_keeps_values_byte_for_byte_and_partitions_by_key_hash() {
         .expect("leader")
         .starts_with("http://127.0.0.1:"));
     b.stop();
-}
-
-fn batch(values: &[&[u8]]) -> Vec<u8> {
-    let records: Vec<Record<'_>> = values
-        .iter()
-        .map(|v| Record {
-            timestamp_ms: 0,
-            key: Some(b"GPU-bin"),
-            value: v,
-        })
-        .collect();
-    encode(0, &records, None)
 }
 
 #[test]
