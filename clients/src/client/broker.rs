@@ -200,7 +200,8 @@ impl BrokerClient {
 
     /// `POST /v1/topics/{t}/messages?partition=P` with one record batch in the
     /// `segments-format.md` layout (build it with [`encode_batch`]): the cheapest produce for
-    /// the broker, which only checks the framing and CRC. Retried like [`Self::produce`].
+    /// the broker, which checks the framing, the CRC and that each value is one line of JSON
+    /// (no routing of lines). Retried like [`Self::produce`].
     pub fn produce_batch(
         &self,
         topic: &str,

@@ -111,8 +111,9 @@ pub enum ProduceFormat {
     /// Per cell: record batches when the cell has at least [`BATCH_ROWS_PER_PARTITION`] rows
     /// per partition on average, else NDJSON (one request rather than many tiny ones).
     Auto,
-    /// One record batch per partition (`application/vnd.broker.batch`): the broker only checks
-    /// framing and CRC, the cheapest path for big cells.
+    /// One record batch per partition (`application/vnd.broker.batch`): the broker checks
+    /// framing, CRC and that each value is one line of JSON, but parses no lines to route
+    /// them: the cheapest path for big cells.
     Batch,
     /// One NDJSON request per cell; the broker parses and routes each line.
     Ndjson,
