@@ -288,6 +288,12 @@ check_helm() {
         --set podMonitor.enabled=true --set networkPolicy.enabled=true \
         --set postgresql.enabled=false --set externalDatabase.host=db.example \
         --set externalDatabase.password=x
+    # TLS (ci/tls-values.yaml renders it with a ServiceMonitor): the PodMonitor over https.
+    validate_render "TLS: PodMonitor over https, API token generated" \
+        "${DEFAULT_EXPECT[*]} --external-secret telemetry-tls" -- \
+        --set tls.enabled=true --set tls.secretName=telemetry-tls --set apiAuth.enabled=true \
+        --set podMonitor.enabled=true
+    run_fails "refuses tls.enabled without tls.secretName" "${refuse[@]}" --set tls.enabled=true
     run_fails "refuses serviceMonitor and podMonitor together (double scrapes)" "${refuse[@]}" \
         --set serviceMonitor.enabled=true --set podMonitor.enabled=true
     run_fails "refuses a ServiceMonitor without the metrics Services" "${refuse[@]}" \
