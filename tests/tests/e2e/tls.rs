@@ -7,7 +7,8 @@
 //! (HTTPS, the API's token), api → broker (`--broker-ca-file`, the broker's token, for the lag
 //! of `/api/v1/pipeline`). Also the refusals a misconfigured hop must give at once and clearly:
 //! a streamer trusting another CA, a collector without the broker's token, a client without the
-//! API's token. Each listener's own TLS is tested with its binary; here, that they fit.
+//! API's token, an API trusting another CA (its page says the broker is unreachable). Each
+//! listener's own TLS is tested with its binary; here, that they fit.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -278,7 +279,11 @@ fn a_streamer_trusting_another_ca_and_a_collector_without_the_token_stop_at_once
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}:\n{log}");
     assert!(log.contains("TLS to the broker refused"), "{log}");
     assert!(log.contains("UnknownIssuer"), "{log}");
-    assert!(broker.refused_handshakes() >= 1);
+    wait_until(
+        Duration::from_secs(10),
+        "the broker to see the streamer refuse its certificate",
+        || broker.refused_handshakes() >= 1,
+    );
     assert!(
         log_ends(&agent, &broker).is_empty(),
         "something was produced"
@@ -292,4 +297,60 @@ fn a_streamer_trusting_another_ca_and_a_collector_without_the_token_stop_at_once
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}:\n{log}");
     assert!(log.contains("401"), "{log}");
     assert!(log.to_lowercase().contains("token"), "{log}");
+}
+
+#[test]
+fn an_api_trusting_another_ca_shows_the_broker_unreachable_and_no_lag() {
+    let trust = Trust::new();
+    let (cert, key) = trust.server_cert();
+    let broker = HttpsBroker::start(&cert, &key, Some(BROKER_TOKEN), &["--partitions", "1"]);
+    broker.wait_ready(&trust.ca.cert_pem);
+    // The topic exists: only the certificate can keep the API from its end offsets.
+    let created = agent_trusting(&trust.ca.cert_pem)
+        .put(&format!("{}/v1/topics/{TOPIC}", broker.url))
+        .set("Authorization", &format!("Bearer {BROKER_TOKEN}"))
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"partitions":1}"#)
+        .expect("create the topic");
+    assert_eq!(created.status(), 201);
+    let pg = Postgres::start();
+    let mut db = pg.connect();
+    store::schema::migrate(&mut db).expect("migrate");
+    db.execute(
+        "INSERT INTO consumer_offsets (group_name, topic, partition, next_offset) VALUES ('collectors', $1, 0, 0)",
+        &[&TOPIC],
+    )
+    .expect("a consumer's progress");
+
+    let other_ca = TestCa::new("another CA").write(trust.dir.path(), "other-ca.pem");
+    let port = free_port();
+    let mut api = Command::new(bin_path("api"));
+    api.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--broker-url", &broker.url])
+        .arg("--broker-ca-file")
+        .arg(&other_ca)
+        .env("BROKER_TOKEN", BROKER_TOKEN)
+        .env("DATABASE_URL", pg.url());
+    let api = Child::spawn("api", api);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the api to be ready", || {
+        testkit::http_get(&format!("{base}/readyz")).is_some_and(|(s, _)| s == 200)
+    });
+    let (status, body) =
+        testkit::http_get(&format!("{base}/api/v1/pipeline")).expect("the pipeline");
+    assert_eq!(status, 200, "{body}");
+    let pipeline: serde_json::Value = serde_json::from_str(&body).expect("pipeline JSON");
+    assert_eq!(pipeline["broker"], "unreachable", "{pipeline}");
+    assert_eq!(
+        pipeline["consumers"][0]["end_offset"],
+        serde_json::Value::Null
+    );
+    assert_eq!(pipeline["consumers"][0]["lag"], serde_json::Value::Null);
+    // The broker logs the refusal once it has read the API's alert: a moment after the answer.
+    wait_until(
+        Duration::from_secs(10),
+        "the broker to see the API refuse its certificate",
+        || broker.refused_handshakes() >= 1,
+    );
+    api.scan_for_panics();
 }
