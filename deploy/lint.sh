@@ -10,7 +10,8 @@
 #           flags and env vars of the documented contract, PDBs, HPAs, secrets), for the default values,
 #           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
-#           database without a host or password, a misspelt key) must fail to render.
+#           database without a host or password, a misspelt key, TLS without its Secret) must
+#           fail to render. TLS renders in ci/tls-values.yaml and a PodMonitor variant.
 #           The monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule; off by
 #           default, rendered on in their own variants) are split off and validated against
 #           the prometheus-operator CRD schemas (deploy/ci/validate_crds.mjs); the
