@@ -89,6 +89,22 @@ fn client(
     cmd
 }
 
+/// The api on a free port, asking `broker` for end offsets trusting `ca_file`, with the
+/// broker's token; and its port.
+fn api(broker: &HttpsBroker, ca_file: &Path, database_url: &str) -> (Command, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(bin_path("api"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--broker-url", &broker.url])
+        .arg("--broker-ca-file")
+        .arg(ca_file)
+        .env("BROKER_TOKEN", BROKER_TOKEN)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "info")
+        .env_remove("API_TOKEN");
+    (cmd, port)
+}
+
 /// One HTTPS answer: status and body (error statuses included), `None` when nothing answered.
 fn get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut request = agent.get(url);
@@ -161,18 +177,10 @@ fn over_tls_with_tokens_on_every_hop_the_sample_arrives_once_and_the_api_shows_t
     let mut streamer = Child::spawn("streamer", streamer);
 
     let (cert, key) = trust.server_cert();
-    let api_port = free_port();
-    let mut api = Command::new(bin_path("api"));
-    api.args(["--listen", &format!("127.0.0.1:{api_port}")])
-        .args(["--broker-url", &broker.url])
-        .arg("--broker-ca-file")
-        .arg(&ca_file)
-        .env("API_TLS_CERT", trust.write("api.crt", &cert))
+    let (mut api, api_port) = api(&broker, &ca_file, &database_url);
+    api.env("API_TLS_CERT", trust.write("api.crt", &cert))
         .env("API_TLS_KEY", trust.write("api.key", &key))
-        .env("API_TOKEN_FILE", trust.write("api-token", API_TOKEN))
-        .env("BROKER_TOKEN", BROKER_TOKEN)
-        .env("DATABASE_URL", &database_url)
-        .env("RUST_LOG", "info");
+        .env("API_TOKEN_FILE", trust.write("api-token", API_TOKEN));
     let api = Child::spawn("api", api);
     let api_url = format!("https://127.0.0.1:{api_port}");
 
@@ -323,14 +331,7 @@ fn an_api_trusting_another_ca_shows_the_broker_unreachable_and_no_lag() {
     .expect("a consumer's progress");
 
     let other_ca = TestCa::new("another CA").write(trust.dir.path(), "other-ca.pem");
-    let port = free_port();
-    let mut api = Command::new(bin_path("api"));
-    api.args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--broker-url", &broker.url])
-        .arg("--broker-ca-file")
-        .arg(&other_ca)
-        .env("BROKER_TOKEN", BROKER_TOKEN)
-        .env("DATABASE_URL", pg.url());
+    let (api, port) = api(&broker, &other_ca, &pg.url());
     let api = Child::spawn("api", api);
     let base = format!("http://127.0.0.1:{port}");
     wait_until(Duration::from_secs(30), "the api to be ready", || {
