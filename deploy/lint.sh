@@ -10,7 +10,8 @@
 #           flags and env vars of the documented contract, PDBs, HPAs, secrets), for the default values,
 #           every deploy/helm/telemetry-pipeline/ci/*-values.yaml and a minimal variant; and
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
-#           database without a host or password, a misspelt key) must fail to render.
+#           database without a host or password, a misspelt key, TLS without its Secret) must
+#           fail to render. TLS renders in ci/tls-values.yaml and a PodMonitor variant.
 #           The monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule; off by
 #           default, rendered on in their own variants) are split off and validated against
 #           the prometheus-operator CRD schemas (deploy/ci/validate_crds.mjs); the
@@ -288,6 +289,12 @@ check_helm() {
         --set podMonitor.enabled=true --set networkPolicy.enabled=true \
         --set postgresql.enabled=false --set externalDatabase.host=db.example \
         --set externalDatabase.password=x
+    # TLS (ci/tls-values.yaml renders it with a ServiceMonitor): the PodMonitor over https.
+    validate_render "TLS: PodMonitor over https, API token generated" \
+        "${DEFAULT_EXPECT[*]} --external-secret telemetry-tls" -- \
+        --set tls.enabled=true --set tls.secretName=telemetry-tls --set apiAuth.enabled=true \
+        --set podMonitor.enabled=true
+    run_fails "refuses tls.enabled without tls.secretName" "${refuse[@]}" --set tls.enabled=true
     run_fails "refuses serviceMonitor and podMonitor together (double scrapes)" "${refuse[@]}" \
         --set serviceMonitor.enabled=true --set podMonitor.enabled=true
     run_fails "refuses a ServiceMonitor without the metrics Services" "${refuse[@]}" \

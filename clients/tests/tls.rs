@@ -1,30 +1,41 @@
-//! The broker client over `https://`: a throwaway CA and server certificates made by the test
-//! (`testkit::tls`), and a one-route HTTPS server on rustls standing in for the broker's TLS
-//! listener (`testkit::https`: only the handshake and `GET /v1/topics/{t}` matter here; the
-//! broker's own TLS listener is tested with the broker). Checks that the client verifies the server against
-//! the CA file, and that it refuses, at once and without retrying, a server whose certificate
-//! another CA signed, names another host, or that only the built-in roots would have to vouch for.
+//! The broker client over `https://` against the real `broker` binary serving HTTPS
+//! (`testkit::https::HttpsBroker`), with a throwaway CA and server certificates made by the
+//! test (`testkit::tls`). Checks that the client verifies the broker against the CA file and
+//! sends its token over TLS, and that it refuses, at once and without retrying, a broker whose
+//! certificate another CA signed, names another host, or that only the built-in roots would
+//! have to vouch for. The broker's own listener is tested with the broker.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clients::client::{BrokerClient, ClientConfig, RetryPolicy};
+use clients::client::{push_record, BrokerClient, ClientConfig, RetryPolicy};
 use clients::Error;
 use pipeline_common::trust::CaFile;
-use testkit::bin_path;
-use testkit::https::HttpsStandIn;
+use testkit::https::HttpsBroker;
 use testkit::tls::TestCa;
+use testkit::{bin_path, wait_until};
 
-/// The answer the stand-in broker gives to `GET /v1/topics/t`.
-const TOPIC: &str =
-    r#"{"topic":"t","partitions":[{"partition":0,"log_start_offset":0,"log_end_offset":7}]}"#;
+/// The token the brokers of these tests require.
+const TOKEN: &str = "tls-client-s3cret";
 
-/// A client of `https://127.0.0.1:port` trusting `ca` (or the built-in roots), retrying
+/// A broker serving a certificate `signer` signed for `names`, requiring [`TOKEN`].
+fn broker(signer: &TestCa, names: &[&str]) -> HttpsBroker {
+    let (cert, key) = signer.server_cert(names);
+    HttpsBroker::start(&cert, &key, Some(TOKEN), &["--partitions", "1"])
+}
+
+/// A client of `broker` trusting `ca` (or the built-in roots) and sending `token`, retrying
 /// transport failures for long enough that a refusal that were retried would show.
-fn client(port: u16, ca: Option<&TestCa>) -> (BrokerClient, tempfile::TempDir) {
+fn client(
+    broker: &HttpsBroker,
+    ca: Option<&TestCa>,
+    token: Option<&str>,
+) -> (BrokerClient, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = ca.map(|ca| CaFile::load(&ca.write(dir.path(), "ca.pem")).expect("CA file"));
-    let mut config = ClientConfig::new(format!("https://127.0.0.1:{port}")).ca_file(ca_file);
+    let mut config = ClientConfig::new(broker.url.clone())
+        .ca_file(ca_file)
+        .token(token.map(str::to_string));
     config.retry = RetryPolicy {
         give_up_after: Some(Duration::from_secs(5)),
         ..RetryPolicy::default()
@@ -32,10 +43,11 @@ fn client(port: u16, ca: Option<&TestCa>) -> (BrokerClient, tempfile::TempDir) {
     (BrokerClient::new(config), dir)
 }
 
-/// The client's answer to `GET /v1/topics/t`, which must be a TLS refusal, with its reason.
-fn refusal(client: &BrokerClient) -> String {
+/// The client's answer to `GET /v1/topics/t`, which must be a TLS refusal made in one
+/// attempt: its reason.
+fn refusal(broker: &HttpsBroker, client: &BrokerClient) -> String {
     let started = Instant::now();
-    match client.topic("t") {
+    let reason = match client.topic("t") {
         Err(e @ Error::Tls { .. }) => {
             assert!(!e.is_retryable());
             // Well under the 5 s the retry policy would spend on a retryable failure.
@@ -47,39 +59,65 @@ fn refusal(client: &BrokerClient) -> String {
             e.to_string()
         }
         other => panic!("expected a TLS refusal, got {other:?}"),
-    }
+    };
+    // The client has returned: every attempt it made has reached the broker by now.
+    wait_until(
+        Duration::from_secs(10),
+        "the broker to log the refused handshake",
+        || broker.refused_handshakes() >= 1,
+    );
+    assert_eq!(broker.refused_handshakes(), 1, "the refusal was retried");
+    reason
 }
 
 #[test]
-fn a_broker_whose_certificate_the_ca_file_signed_is_trusted() {
+fn a_broker_whose_certificate_the_ca_file_signed_is_trusted_and_gets_the_token() {
     let ca = TestCa::new("broker test CA");
-    let (cert, key) = ca.server_cert(&["127.0.0.1", "localhost"]);
-    let server = HttpsStandIn::start(&cert, &key, "/v1/topics/t", TOPIC);
-    let (client, _dir) = client(server.port, Some(&ca));
+    let broker = broker(&ca, &["127.0.0.1", "localhost"]);
+    broker.wait_ready(&ca.cert_pem);
+    let (anonymous, _dir) = client(&broker, Some(&ca), None);
+    let (client, _dir) = client(&broker, Some(&ca), Some(TOKEN));
+    assert!(client
+        .create_topic("t", 1)
+        .expect("create a topic over https"));
+    let mut body = Vec::new();
+    for n in 0..7 {
+        push_record(&mut body, "gpu", &serde_json::json!({ "n": n })).expect("encode");
+    }
+    let ack = client
+        .produce("t", &body, None)
+        .expect("produce over https");
+    assert_eq!(ack.results.len(), 7);
     let topic = client.topic("t").expect("topic over https");
     assert_eq!(topic.topic, "t");
     assert_eq!(topic.partitions[0].log_end_offset, 7);
+
+    // Over the same verified TLS, the broker still wants its token: a 401, not retried.
+    match anonymous.topic("t") {
+        Err(e @ Error::Status { status: 401, .. }) => assert!(!e.is_retryable()),
+        other => panic!("expected a 401 without the token, got {other:?}"),
+    }
+    assert_eq!(broker.refused_handshakes(), 0);
 }
 
 #[test]
 fn a_broker_whose_certificate_another_ca_signed_is_refused_without_retrying() {
     let trusted = TestCa::new("the CA the client trusts");
     let other = TestCa::new("another CA");
-    let (cert, key) = other.server_cert(&["127.0.0.1"]);
-    let server = HttpsStandIn::start(&cert, &key, "/v1/topics/t", TOPIC);
-    let (client, _dir) = client(server.port, Some(&trusted));
-    let reason = refusal(&client);
+    let broker = broker(&other, &["127.0.0.1"]);
+    broker.wait_ready(&other.cert_pem);
+    let (client, _dir) = client(&broker, Some(&trusted), Some(TOKEN));
+    let reason = refusal(&broker, &client);
     assert!(reason.contains("UnknownIssuer"), "{reason}");
-    assert_eq!(server.connections(), 1, "the refusal was retried");
 }
 
 #[test]
 fn a_certificate_for_another_host_is_refused() {
     let ca = TestCa::new("broker test CA");
-    let (cert, key) = ca.server_cert(&["broker.example"]);
-    let server = HttpsStandIn::start(&cert, &key, "/v1/topics/t", TOPIC);
-    let (client, _dir) = client(server.port, Some(&ca));
-    let reason = refusal(&client);
+    // Signed by the CA the client trusts, for a name that is not the URL's 127.0.0.1.
+    let broker = broker(&ca, &["broker.example"]);
+    let (client, _dir) = client(&broker, Some(&ca), Some(TOKEN));
+    let reason = refusal(&broker, &client);
     assert!(reason.contains("not valid for name"), "{reason}");
 }
 
@@ -87,10 +125,10 @@ fn a_certificate_for_another_host_is_refused() {
 fn without_a_ca_file_only_the_built_in_roots_are_trusted() {
     // A private CA is in no root program: without --ca-file, its broker is refused.
     let ca = TestCa::new("private CA");
-    let (cert, key) = ca.server_cert(&["127.0.0.1"]);
-    let server = HttpsStandIn::start(&cert, &key, "/v1/topics/t", TOPIC);
-    let (client, _dir) = client(server.port, None);
-    let reason = refusal(&client);
+    let broker = broker(&ca, &["127.0.0.1"]);
+    broker.wait_ready(&ca.cert_pem);
+    let (client, _dir) = client(&broker, None, Some(TOKEN));
+    let reason = refusal(&broker, &client);
     assert!(reason.contains("UnknownIssuer"), "{reason}");
 }
 

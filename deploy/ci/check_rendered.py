@@ -12,6 +12,8 @@ Reads `helm template` output on stdin and checks the chart's promises:
 - a ServiceMonitor or PodMonitor scrapes each pipeline workload's /metrics exactly once (no
   target missed, none twice); every NetworkPolicy selects rendered pods, names ports they
   have, and admits the pods it names as peers from workloads that exist.
+- with TLS on: every broker URL is https:// with a CA file, the listeners' probes and monitor
+  endpoints use https, certificate, key, CA and token files are on read-only mounts.
 
 Usage: helm template ... | check_rendered.py [--expect-replicas streamer=3 ...]
           [--external-secret NAME ...]
@@ -41,18 +43,23 @@ DB_ENV = {"DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NA
 ENV = {
     "broker": {"LOG_FORMAT", "BROKER_TOKEN", "BROKER_MAX_BODY_BYTES", "BROKER_SESSION_TIMEOUT_MS",
                "BROKER_SHUTDOWN_GRACE_MS", "BROKER_MAX_TOPICS", "BROKER_GROUP_TTL_MS",
-               "BROKER_PRODUCER_IDLE_MS"},
+               "BROKER_PRODUCER_IDLE_MS",
+               # TLS and the token from a file (values tls, brokerAuth).
+               "BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_TOKEN_FILE"},
     "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
                  "STREAMER_METRICS_LISTEN",
                  # The DaemonSet's scrape of its node (NODE_IP: the downward API's status.hostIP,
                  # expanded into STREAMER_SCRAPE).
                  "NODE_IP", "STREAMER_SCRAPE", "STREAMER_SCRAPE_SHARE", "STREAMER_SCRAPE_INTERVAL",
-                 "STREAMER_SCRAPE_TIMEOUT", "STREAMER_SPOOL_DIR", "STREAMER_SPOOL_MAX_BYTES"},
-    "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC",
+                 "STREAMER_SCRAPE_TIMEOUT", "STREAMER_SPOOL_DIR", "STREAMER_SPOOL_MAX_BYTES",
+                 "BROKER_CA_FILE"},
+    "collector": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "BROKER_CA_FILE", "TOPIC",
                   "COLLECTOR_METRICS_LISTEN"} | DB_ENV,
     "api": {"LOG_FORMAT", "PORT", "API_DB_POOL_SIZE", "API_DB_TIMEOUT_MS", "BROKER_URL",
             "BROKER_TOKEN", "DATABASE_READ_URL", "API_STATEMENT_TIMEOUT_MS",
-            "API_DB_EXPENSIVE_CONCURRENCY"} | DB_ENV,
+            "API_DB_EXPENSIVE_CONCURRENCY",
+            # TLS, the broker's CA and the API's token from a file (values tls, apiAuth).
+            "API_TLS_CERT", "API_TLS_KEY", "API_TOKEN_FILE", "BROKER_CA_FILE"} | DB_ENV,
 }
 for _names in ENV.values():
     _names.add("RUST_LOG")
@@ -83,6 +90,7 @@ class Checker:
         self.check_replicas(expect_replicas)
         self.check_monitors()
         self.check_network_policies()
+        self.check_tls()
         return self.errors
 
     # The pipeline's workloads (not the bundled PostgreSQL): what the monitors must scrape.
@@ -146,6 +154,39 @@ class Checker:
                     if "podSelector" in peer and "namespaceSelector" not in peer:
                         if not any(self.selects(peer["podSelector"], labels) for _, labels, _ in pods):
                             self.fail(np, f"peer {peer['podSelector']} selects no rendered pods")
+
+    def check_tls(self):
+        """With TLS on (a listener has *_TLS_CERT): every broker URL is https:// with a CA file
+        under a read-only mount, every listener's probes and monitor endpoints use https, and
+        the certificate, key and CA files are on mounted volumes."""
+        containers = [(w, c) for w in self.of_kind("Deployment", "StatefulSet", "DaemonSet")
+                      for c in w["spec"]["template"]["spec"]["containers"]]
+        env_of = lambda c: {e["name"]: e.get("value") for e in c.get("env", [])}
+        if not any(name.endswith("_TLS_CERT") for _, c in containers for name in env_of(c)):
+            return
+        for w, c in containers:
+            env = env_of(c)
+            mounts = [m for m in c.get("volumeMounts", []) if m.get("readOnly")]
+            mounted = lambda path: any(path.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts)
+            for name in ("BROKER_TLS_CERT", "BROKER_TLS_KEY", "API_TLS_CERT", "API_TLS_KEY",
+                         "BROKER_CA_FILE", "BROKER_TOKEN_FILE", "API_TOKEN_FILE"):
+                if name in env and not mounted(env[name]):
+                    self.fail(w, f"container {c['name']}: {name} {env[name]} is on no read-only mount")
+            if "BROKER_URL" in env:
+                if not env["BROKER_URL"].startswith("https://"):
+                    self.fail(w, f"container {c['name']}: BROKER_URL {env['BROKER_URL']} is not https")
+                if "BROKER_CA_FILE" not in env:
+                    self.fail(w, f"container {c['name']}: an https broker without BROKER_CA_FILE")
+            if any(name.endswith("_TLS_CERT") for name in env):
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    if probe in c and c[probe].get("httpGet", {}).get("scheme") != "HTTPS":
+                        self.fail(w, f"container {c['name']}: {probe} is not HTTPS")
+        listeners = {"broker", "http"}
+        for m in self.of_kind("ServiceMonitor", "PodMonitor"):
+            endpoints = m["spec"].get("endpoints", m["spec"].get("podMetricsEndpoints", []))
+            for ep in endpoints:
+                if ep["port"] in listeners and (ep.get("scheme") != "https" or "tlsConfig" not in ep):
+                    self.fail(m, f"endpoint {ep['port']} scrapes a TLS listener without https and tlsConfig")
 
     def check_pod(self, workload):
         spec = workload["spec"]["template"]["spec"]

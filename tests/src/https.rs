@@ -1,12 +1,16 @@
 //! HTTPS on both sides of the tests of TLS, with certificates the test made (see
 //! [`crate::tls::TestCa`]):
 //!
-//! - [`HttpsStandIn`], a stand-in server for the tests of TLS *clients* (the broker client,
-//!   the API's call to the broker): rustls on a std listener answering one route with a
-//!   fixed JSON body. It stands in only for the handshake and one answer.
-//! - [`client_trusting`] and [`request`], a client for the tests of TLS *listeners* (the
-//!   broker's and the API's): rustls trusting only a given CA, one request per connection,
-//!   the answer as text.
+//! - [`HttpsBroker`], the real `broker` binary serving HTTPS (and, when asked, requiring a
+//!   token from a file): the server of the tests of the broker's TLS *clients* (the client
+//!   library, the streamer and collector, the API's call to the broker). The broker's own
+//!   listener is tested in the broker's tests.
+//! - [`HttpsStandIn`], a stand-in server for the API's unit tests of its call to the broker:
+//!   rustls on a std listener answering one route with a fixed JSON body. It stands in only
+//!   for the handshake and one answer.
+//! - [`client_trusting`], [`agent_trusting`] and [`request`], clients for the tests of TLS
+//!   listeners (the broker's and the API's): rustls trusting only a given CA; `request` sends
+//!   one request per connection and answers the raw text, the agent is `ureq`'s.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +21,87 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ServerConnection, StreamOwned};
+
+use crate::{bin_path, wait_until, Child};
+
+/// The real `broker` binary on `127.0.0.1`, port chosen by the broker, serving HTTPS with a
+/// certificate the test made. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct HttpsBroker {
+    /// `https://127.0.0.1:{port}`, as the broker's log announced it.
+    pub url: String,
+    pub child: Child,
+    // The certificate, key, token file and data directory, for as long as the broker runs.
+    _files: tempfile::TempDir,
+}
+
+impl HttpsBroker {
+    /// Starts the broker with `cert_pem` (leaf first) and `key_pem` given by environment
+    /// (`BROKER_TLS_CERT`, `BROKER_TLS_KEY`), with `token` when given in a file
+    /// (`BROKER_TOKEN_FILE`), and `extra` flags; returns once it listens. Whether it is also
+    /// ready is for the test to wait on: only a client trusting the certificate can ask.
+    pub fn start(cert_pem: &str, key_pem: &str, token: Option<&str>, extra: &[&str]) -> Self {
+        let files = tempfile::Builder::new()
+            .prefix("testkit-https-broker-")
+            .tempdir()
+            .expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = files.path().join(name);
+            std::fs::write(&path, text).expect("write a broker file");
+            path
+        };
+        let mut command = std::process::Command::new(bin_path("broker"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(files.path().join("data"))
+            // Small segments: every active segment is preallocated whole.
+            .args(["--segment-bytes", "1048576"])
+            .args(extra)
+            .env("BROKER_TLS_CERT", write("cert.pem", cert_pem))
+            .env("BROKER_TLS_KEY", write("key.pem", key_pem))
+            // The serving module reports refused handshakes at debug level: see
+            // [`HttpsBroker::refused_handshakes`].
+            .env("RUST_LOG", "info,pipeline_common::serve=debug")
+            .env("NO_COLOR", "1")
+            .env_remove("BROKER_TOKEN");
+        if let Some(token) = token {
+            command.env("BROKER_TOKEN_FILE", write("token", &format!("{token}\n")));
+        }
+        let mut child = Child::spawn("https-broker", command);
+        let mut url = None;
+        wait_until(Duration::from_secs(20), "the broker to listen", || {
+            assert!(child.is_running(), "the broker exited:\n{}", child.log());
+            url = listening_url(&child.log());
+            url.is_some()
+        });
+        HttpsBroker {
+            url: url.unwrap_or_default(),
+            child,
+            _files: files,
+        }
+    }
+
+    /// Waits until the broker answers `/readyz` with 200 to a client trusting `ca_pem`.
+    pub fn wait_ready(&self, ca_pem: &str) {
+        let agent = agent_trusting(ca_pem);
+        let readyz = format!("{}/readyz", self.url);
+        wait_until(Duration::from_secs(20), "the broker to be ready", || {
+            agent.get(&readyz).call().is_ok()
+        });
+    }
+
+    /// TLS handshakes the broker saw fail so far (its log's debug line for each).
+    pub fn refused_handshakes(&self) -> usize {
+        self.child.log().matches("TLS handshake failed").count()
+    }
+}
+
+/// The `https://host:port` of the broker's "listening on https://host:port/" log line.
+fn listening_url(log: &str) -> Option<String> {
+    let start = log.find("listening on https://")? + "listening on ".len();
+    let rest = &log[start..];
+    let end = rest["https://".len()..].find('/')? + "https://".len();
+    Some(rest[..end].to_string())
+}
 
 /// An HTTPS server on 127.0.0.1 until the test process ends.
 pub struct HttpsStandIn {
@@ -109,6 +194,14 @@ pub fn client_trusting(ca_pem: &str) -> Arc<rustls::ClientConfig> {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )
+}
+
+/// A `ureq` agent that trusts only the certificates in `ca_pem` (10 s timeout).
+pub fn agent_trusting(ca_pem: &str) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .tls_config(client_trusting(ca_pem))
+        .timeout(Duration::from_secs(10))
+        .build()
 }
 
 /// Sends one request (`Connection: close`, `extra` header lines each ending in `\r\n`) to

@@ -7,7 +7,8 @@
 //! - [`wait_until`]: waiting on a condition with a deadline, never a bare sleep;
 //! - [`bin_path`], [`free_port`]: finding the workspace binaries and a port to give them;
 //! - [`tls`]: throwaway certificate authorities for the TLS tests;
-//! - [`https`]: a stand-in HTTPS server for the tests of TLS clients.
+//! - [`https`]: the real broker over HTTPS for the tests of TLS clients, and HTTPS clients
+//!   trusting one CA for the tests of TLS listeners.
 //!
 //! The end-to-end scenarios themselves live in `tests/e2e/`, one test binary built from modules.
 

@@ -1,5 +1,6 @@
 //! Certificates for tests of TLS: a throwaway certificate authority and server certificates
-//! it signs (rcgen), for [`crate::Postgres::start_with_tls`].
+//! it signs (rcgen), for [`crate::Postgres::start_with_tls`] and the HTTPS listeners of the
+//! broker and the API.
 
 use std::path::{Path, PathBuf};
 

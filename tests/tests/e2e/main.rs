@@ -10,3 +10,4 @@ mod scrape;
 mod scrape_fleet;
 mod scrape_spool;
 mod soak;
+mod tls;

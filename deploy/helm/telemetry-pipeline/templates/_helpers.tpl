@@ -65,7 +65,7 @@ telemetry-pipeline/metrics: "true"
 {{- end }}
 
 {{- define "tp.brokerUrl" -}}
-{{- printf "http://%s:%v" (include "tp.componentName" (dict "root" . "component" "broker")) .Values.broker.port }}
+{{- printf "%s://%s:%v" (include "tp.scheme" .) (include "tp.componentName" (dict "root" . "component" "broker")) .Values.broker.port }}
 {{- end }}
 
 {{/* Secrets: name and key of the broker token and of the database password */}}
@@ -154,6 +154,7 @@ Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE).
 - name: TOPIC
   value: {{ .Values.topic | quote }}
 {{- include "tp.brokerTokenEnv" . }}
+{{- include "tp.brokerCaEnv" . }}
 {{- end }}
 
 {{- define "tp.brokerTokenEnv" -}}
@@ -181,6 +182,9 @@ Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE).
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
+{{- if .https }}
+prometheus.io/scheme: https
+{{- end }}
 {{- end }}
 {{- with .values.podAnnotations }}
 {{ toYaml . }}
@@ -234,3 +238,119 @@ topologySpreadConstraints:
 - name: tmp
   mountPath: /tmp
 {{- end }}
+
+{{/* ---- TLS and tokens (values tls and apiAuth; deploy/README.md, "TLS and tokens") ---- */}}
+
+{{/* The scheme of the broker's and the api's listeners. */}}
+{{- define "tp.scheme" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{- define "tp.tlsSecretName" -}}
+{{- if not .Values.tls.secretName }}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" }}
+{{- end }}
+{{- .Values.tls.secretName }}
+{{- end }}
+
+{{/* BROKER_CA_FILE: the broker's clients trust only the Secret's ca.crt. */}}
+{{- define "tp.brokerCaEnv" -}}
+{{- if .Values.tls.enabled }}
+- name: BROKER_CA_FILE
+  value: {{ printf "%s/ca.crt" .Values.tls.mountPath | quote }}
+{{- end }}
+{{- end }}
+
+{{/* <PREFIX>_TLS_CERT and _KEY of a listener. Call with (dict "root" $ "prefix" "BROKER"). */}}
+{{- define "tp.tlsServerEnv" -}}
+{{- if .root.Values.tls.enabled }}
+- name: {{ .prefix }}_TLS_CERT
+  value: {{ printf "%s/tls.crt" .root.Values.tls.mountPath | quote }}
+- name: {{ .prefix }}_TLS_KEY
+  value: {{ printf "%s/tls.key" .root.Values.tls.mountPath | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The TLS Secret as a volume: whole for a listener ("server": the broker, the api), only ca.crt
+for a client ("ca": streamers, collectors), which never need the private key. Group-readable
+(0440), as fsGroup makes the pod's user a member of the files' group.
+Call with (dict "root" $ "only" "server"|"ca").
+*/}}
+{{- define "tp.tlsVolume" -}}
+{{- if .root.Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ include "tp.tlsSecretName" .root }}
+    defaultMode: 288
+    {{- if eq .only "ca" }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+    {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tp.tlsVolumeMount" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ .Values.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* A listener's probe: scheme HTTPS when TLS is on. Call with (dict "root" $ "probe" P). */}}
+{{- define "tp.serverProbe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if and .root.Values.tls.enabled $probe.httpGet }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
+{{/*
+How a ServiceMonitor/PodMonitor endpoint on a listener's port scrapes it when TLS is on:
+https, verified with the Secret's ca.crt for the Service name the certificate carries.
+Call with (dict "root" $ "component" "broker"|"api").
+*/}}
+{{- define "tp.monitorTls" -}}
+{{- if .root.Values.tls.enabled }}
+scheme: https
+tlsConfig:
+  ca:
+    secret:
+      name: {{ include "tp.tlsSecretName" .root }}
+      key: ca.crt
+  serverName: {{ include "tp.componentName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+A token Secret as a file for a listener (BROKER_TOKEN_FILE, API_TOKEN_FILE): the server's
+token is not in its environment. Call with (dict "name" VOLUME "secret" NAME "key" KEY); the
+file is /etc/telemetry/<VOLUME>/token.
+*/}}
+{{- define "tp.tokenVolume" -}}
+- name: {{ .name }}
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 288
+    items:
+      - key: {{ .key }}
+        path: token
+{{- end }}
+
+{{- define "tp.tokenVolumeMount" -}}
+- name: {{ . }}
+  mountPath: /etc/telemetry/{{ . }}
+  readOnly: true
+{{- end }}
+
+{{- define "tp.apiTokenSecretName" -}}
+{{- if .Values.apiAuth.existingSecret }}{{ .Values.apiAuth.existingSecret }}{{ else }}{{ include "tp.componentName" (dict "root" . "component" "api-token") }}{{ end }}
+{{- end }}
+
+{{- define "tp.apiTokenSecretKey" -}}
+{{- if .Values.apiAuth.existingSecret }}{{ .Values.apiAuth.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+{{/* ---- end of TLS and tokens ---- */}}
