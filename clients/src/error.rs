@@ -24,13 +24,15 @@ pub enum Error {
         url: String,
         reason: String,
     },
-    /// The broker answered with an error status; `detail` is its problem+json detail.
+    /// The broker answered with an error status; `detail` is its problem+json detail and
+    /// `log_bounds` the problem's `(log_start_offset, log_end_offset)` when it has them (416).
     #[error("broker answered {status} to {method} {url}: {detail}")]
     Status {
         method: &'static str,
         url: String,
         status: u16,
         detail: String,
+        log_bounds: Option<(u64, u64)>,
     },
     /// A fetch asked for an offset the partition does not hold (retention, or a reset log).
     #[error("offset {offset} of {topic}/{partition} is out of range [{log_start}, {log_end}]")]
@@ -41,6 +43,10 @@ pub enum Error {
         log_start: u64,
         log_end: u64,
     },
+    /// A topic, group, producer or member name the broker's rules refuse, caught before
+    /// sending (the broker would answer 400).
+    #[error(transparent)]
+    InvalidName(#[from] broker_wire::NameError),
     /// The broker's answer was not what the protocol says.
     #[error("cannot decode the broker's answer to {url}: {reason}")]
     Decode { url: String, reason: String },

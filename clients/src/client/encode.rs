@@ -2,7 +2,7 @@
 //! and record batches in the `segments-format.md` layout, plus the key-to-partition hash a
 //! producer needs to route batches itself.
 //!
-//! The batch layout is `broker_log::record`'s and the hash `broker_wire`'s (the broker's own
+//! The batch layout is `broker_log::record`'s, the line shape and the hash `broker_wire`'s (the broker's own
 //! definitions, so the two sides cannot drift); this module only adapts them to producers.
 //! Sending is [`super::broker`]'s.
 
@@ -10,15 +10,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// One NDJSON line of a produce body, keyed (the broker hashes the key) or for a partition.
-#[derive(Debug, Serialize)]
-pub struct Record<'a, V: Serialize> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<u32>,
-    pub value: &'a V,
-}
+/// One NDJSON line of a produce body, keyed (the broker hashes the key) or for a partition:
+/// the wire contract's shape.
+pub use broker_wire::ndjson::ProduceLine as Record;
 
 /// Appends one NDJSON produce line `{"key":…,"value":…}` to `body`.
 pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Result<()> {

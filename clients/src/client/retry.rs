@@ -200,6 +200,7 @@ mod tests {
                 url: "u".into(),
                 status: 409,
                 detail: "stale".into(),
+                log_bounds: None,
             })
         });
         assert_eq!(got.unwrap_err().status(), Some(409));
@@ -244,6 +245,7 @@ mod tests {
                         url: "u".into(),
                         status: 404,
                         detail: "no such topic".into(),
+                        log_bounds: None,
                     }
                 } else {
                     transport()

@@ -102,14 +102,3 @@ pub(super) struct OffsetsWire {
     #[serde(default)]
     pub offsets: BTreeMap<String, u64>,
 }
-
-/// The fields of an error answer (problem+json) the client reads.
-#[derive(Deserialize, Default)]
-pub(super) struct ProblemWire {
-    #[serde(default)]
-    pub detail: String,
-    #[serde(default)]
-    pub log_start_offset: Option<u64>,
-    #[serde(default)]
-    pub log_end_offset: Option<u64>,
-}
