@@ -8,8 +8,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clients::client::{BrokerClient, ClientConfig, RetryPolicy};
-use clients::Error;
+use broker_client::Error;
+use broker_client::{BrokerClient, ClientConfig, RetryPolicy};
 use pipeline_common::trust::CaFile;
 use testkit::bin_path;
 use testkit::https::HttpsStandIn;

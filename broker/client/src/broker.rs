@@ -16,7 +16,7 @@
 //!
 //! A refusal (4xx) is returned at once as [`Error::Status`] with the problem's detail:
 //! deciding what it means (a stale generation, an old seq) is the caller's job. The JSON
-//! shapes are [`super::wire`]'s, the retry mechanism [`super::retry`]'s.
+//! shapes are [`crate::wire`]'s, the retry mechanism [`crate::retry`]'s.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,15 +25,15 @@ use std::time::Duration;
 use broker_wire::{header, validate_member, validate_name, validate_producer, Problem};
 use pipeline_common::shutdown::ShutdownFlag;
 
-use super::config::ClientConfig;
-use super::fetched::{Encoding, Fetched};
-use super::group::Membership;
-use super::wire::{
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::fetched::{Encoding, Fetched};
+use crate::group::Membership;
+use crate::wire::{
     BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProduceAck, ProduceWire,
     TopicMetadata,
 };
-use super::{BATCHES, NDJSON};
-use crate::error::{Error, Result};
+use crate::{BATCHES, NDJSON};
 
 /// The broker client. Cheap to clone (the agent's connection pool is shared).
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 //!
 //! The batch layout is `broker_log::record`'s, the line shape and the hash `broker_wire`'s (the broker's own
 //! definitions, so the two sides cannot drift); this module only adapts them to producers.
-//! Sending is [`super::broker`]'s.
+//! Sending is [`crate::broker`]'s.
 
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Re
 pub use broker_wire::{fnv1a64, partition_for_key};
 
 /// One record batch (segments-format.md) holding `(key, value)` records, for
-/// [`super::BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and
+/// [`crate::BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and
 /// producer stamp.
 pub fn encode_batch<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let records: Vec<broker_log::Record<'_>> = records

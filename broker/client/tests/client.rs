@@ -5,11 +5,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clients::client::{
+use broker_client::Error;
+use broker_client::{
     encode_batch, partition_for_key, push_record, BrokerClient, ClientConfig, Encoding,
     GroupMember, Idempotence,
 };
-use clients::Error;
 use testkit::{bin_path, free_port, http_get, wait_until, Child};
 
 struct Broker {
