@@ -16,7 +16,7 @@
 //! - Bounds: every commit is checked (member, generation, topic name and assignment — also
 //!   when `offsets` is empty, which then stores nothing); at most [`MAX_GROUPS`] groups,
 //!   [`MAX_MEMBERS`] members and [`MAX_GROUP_TOPICS`] topics per group; member ids longer
-//!   than [`MAX_MEMBER_ID_LEN`] are refused before any lookup. A group with no members and
+//!   than [`MAX_MEMBER_ID_LEN`](crate::naming::MAX_MEMBER_ID_LEN) are refused before any lookup. A group with no members and
 //!   no join or commit for `--group-ttl-ms` is removed with its file by the sweep.
 //!   Offsets are numbers of the group's choosing (fixed size, so they bound nothing).
 //!
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, Result};
-use crate::naming::validate_name;
+use crate::naming::{validate_member, validate_name};
 use crate::{fsutil, metrics as m};
 
 /// Shortest and longest session timeout a join may ask for.
@@ -42,8 +42,6 @@ pub const MAX_GROUPS: usize = 10_000;
 pub const MAX_MEMBERS: usize = 1_000;
 /// Most topics one group has members or committed offsets for.
 pub const MAX_GROUP_TOPICS: usize = 64;
-/// Longest member id accepted (the broker makes ids of a group name and 20 characters).
-pub const MAX_MEMBER_ID_LEN: usize = 256;
 
 /// What join and heartbeat answer.
 #[derive(Clone, Debug, Serialize)]
@@ -557,18 +555,6 @@ impl Groups {
             })
             .collect()
     }
-}
-
-/// Refuses a member id no join could have made, before it is looked up or echoed back.
-fn validate_member(member: &str) -> Result<()> {
-    if member.is_empty() || member.len() > MAX_MEMBER_ID_LEN {
-        return Err(BrokerError::InvalidName {
-            what: "member",
-            name: crate::naming::shown(member),
-            reason: "must be 1 to 256 characters",
-        });
-    }
-    Ok(())
 }
 
 fn unknown_member(group: &str, member: &str) -> BrokerError {

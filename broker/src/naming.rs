@@ -1,66 +1,37 @@
-//! Names and hashes clients must be able to reproduce: which topic, group and producer names
-//! are valid, and which partition a key goes to.
-//!
-//! Topic and group names become directory and file names, so the rules here are what keeps a
-//! name from ever being a path: only letters, digits, `.`, `_`, `-`, and never `.` or `..`.
+//! The name rules and the key hash as the broker applies them: the rules themselves are the
+//! wire contract's (`broker_wire::names`, shared with clients so they can check a name before
+//! sending it); this module only turns a refusal into a [`BrokerError`] (a 400).
 
 use crate::error::{BrokerError, Result};
 
-/// Longest topic or group name.
-pub const MAX_NAME_LEN: usize = 200;
-/// Longest producer id.
-pub const MAX_PRODUCER_LEN: usize = 128;
-
-/// Checks a topic or group name (`what` says which, for the error).
-pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
-    let reason = if name.is_empty() || name.len() > MAX_NAME_LEN {
-        Some("must be 1 to 200 characters")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        Some("only letters, digits, '.', '_' and '-' are allowed")
-    } else if name == "." || name == ".." {
-        Some("'.' and '..' are not names")
-    } else {
-        None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(BrokerError::InvalidName {
-            what,
-            name: shown(name),
-            reason,
-        }),
-    }
-}
-
-/// Checks an idempotent producer id: 1–128 characters of `[A-Za-z0-9._:-]`.
-pub fn validate_producer(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_PRODUCER_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(BrokerError::InvalidName {
-            what: "producer",
-            name: shown(id),
-            reason: "must be 1 to 128 characters of letters, digits, '.', '_', ':' and '-'",
-        })
-    }
-}
-
+pub use broker_wire::names::{shown, MAX_MEMBER_ID_LEN, MAX_NAME_LEN, MAX_PRODUCER_LEN};
 /// The hash behind key partitioning and producer ids is part of the wire contract the
 /// clients share, so its one definition lives in `broker-wire`.
 pub use broker_wire::{fnv1a64, partition_for_key};
 
-/// A refused name as errors show it: at most 64 characters, so an answer never echoes a
-/// megabyte of junk back.
-pub fn shown(name: &str) -> String {
-    name.chars().take(64).collect()
+impl From<broker_wire::NameError> for BrokerError {
+    fn from(e: broker_wire::NameError) -> Self {
+        BrokerError::InvalidName {
+            what: e.what,
+            name: e.name,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Checks a topic or group name (`what` says which, for the error).
+pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    Ok(broker_wire::validate_name(what, name)?)
+}
+
+/// Checks an idempotent producer id: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn validate_producer(id: &str) -> Result<()> {
+    Ok(broker_wire::validate_producer(id)?)
+}
+
+/// Refuses a member id no join could have made, before it is looked up or echoed back.
+pub fn validate_member(member: &str) -> Result<()> {
+    Ok(broker_wire::validate_member(member)?)
 }
 
 #[cfg(test)]
@@ -68,20 +39,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_that_could_be_paths_are_refused() {
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "é", &"x".repeat(201)] {
-            assert!(validate_name("topic", bad).is_err(), "{bad:?} accepted");
-        }
-        for good in ["telemetry", "a.b_c-D9", "...", &"x".repeat(200)] {
-            assert!(validate_name("topic", good).is_ok(), "{good:?} refused");
-        }
-    }
-
-    #[test]
-    fn producer_ids_allow_colons() {
-        assert!(validate_producer("streamer-1:host").is_ok());
-        assert!(validate_producer("").is_err());
-        assert!(validate_producer("a/b").is_err());
-        assert!(validate_producer(&"p".repeat(129)).is_err());
+    fn refused_names_become_invalid_name_errors() {
+        let err = validate_name("group", "a/b").unwrap_err();
+        assert!(
+            matches!(err, BrokerError::InvalidName { what: "group", .. }),
+            "{err:?}"
+        );
+        assert!(validate_producer("p:1").is_ok());
+        assert!(matches!(
+            validate_member(""),
+            Err(BrokerError::InvalidName { what: "member", .. })
+        ));
     }
 }

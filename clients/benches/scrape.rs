@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use broker_client::push_record;
 use chrono::Utc;
-use clients::client::push_record;
 use clients::scrape::map_exposition;
 use clients::streamer::scrape::pool::{now_ms, slot_at_or_after};
 use support::cpu_seconds;

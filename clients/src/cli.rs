@@ -10,7 +10,7 @@ use pipeline_common::ops::{JsonRoute, OpsServer, Readiness};
 use pipeline_common::shutdown::ShutdownFlag;
 use pipeline_common::trust::CaFile;
 
-use crate::client::{BrokerClient, ClientConfig};
+use broker_client::{BrokerClient, ClientConfig};
 
 /// The broker connection flags, the same in both binaries (`BROKER_URL`,
 /// `BROKER_TOKEN`, `BROKER_CA_FILE`).

@@ -1,53 +1,26 @@
 //! The one error type of the `clients` crate.
 //!
-//! Broker failures keep the method, URL and status so a log line says what was asked and what
-//! came back; [`Error::is_retryable`] is the single place deciding which failures a retry can
-//! cure (the broker down or restarting) and which it cannot (a request the broker refuses).
+//! Broker failures are the client library's own error ([`broker_client::Error`]), wrapped:
+//! it decides which of them a retry can cure. The rest is the streamer's and the collector's
+//! (CSV rows, the database, the spool).
 
 use std::fmt;
 
-/// Everything that can go wrong in the client library, the streamer and the collector.
+/// Everything that can go wrong in the streamer and the collector.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The broker did not answer (refused, reset, timed out): it may be down or restarting.
-    #[error("broker unreachable for {method} {url}: {reason}")]
-    Transport {
-        method: &'static str,
-        url: String,
-        reason: String,
-    },
-    /// TLS to the broker failed in a way no retry cures: its certificate is not signed by a
-    /// trusted CA (`--ca-file`), not for its host name, or expired, or it does not speak TLS.
-    #[error("TLS to the broker refused for {method} {url}: {reason}")]
-    Tls {
-        method: &'static str,
-        url: String,
-        reason: String,
-    },
-    /// The broker answered with an error status; `detail` is its problem+json detail.
-    #[error("broker answered {status} to {method} {url}: {detail}")]
-    Status {
-        method: &'static str,
-        url: String,
-        status: u16,
-        detail: String,
-    },
-    /// A fetch asked for an offset the partition does not hold (retention, or a reset log).
-    #[error("offset {offset} of {topic}/{partition} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange {
-        topic: String,
-        partition: u32,
-        offset: u64,
-        log_start: u64,
-        log_end: u64,
-    },
-    /// The broker's answer was not what the protocol says.
+    /// A broker call failed (or a retry loop around one ended).
+    #[error(transparent)]
+    Broker(#[from] broker_client::Error),
+    /// A point or a scrape target list cannot be encoded or understood (broker answers are
+    /// the client library's to decode).
     #[error("cannot decode the broker's answer to {url}: {reason}")]
     Decode { url: String, reason: String },
-    /// A retry loop stopped because the process is shutting down.
+    /// A retry loop of our own (around PostgreSQL) stopped because the process is shutting
+    /// down; a broker call's is `Broker(Interrupted)`: ask [`Error::is_interrupted`].
     #[error("interrupted by shutdown")]
     Interrupted,
-    /// A retry loop gave up after its deadline.
+    /// A retry loop of our own gave up after its deadline.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp { attempts: u32, last: Box<Error> },
     /// One CSV row that cannot become a telemetry point (the row is skipped, never fatal).
@@ -95,14 +68,11 @@ impl fmt::Display for RowProblem {
 }
 
 impl Error {
-    /// Whether trying the same request again later can succeed: the broker is unreachable or
-    /// says it is temporarily unable (not ready, overloaded, disk full, gateway trouble).
+    /// Whether trying again later can succeed: a broker call's own judgement
+    /// ([`broker_client::Error::is_retryable`]); nothing else is retried by default.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { .. } => true,
-            Error::Status { status, .. } => {
-                matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 507)
-            }
+            Error::Broker(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -110,11 +80,80 @@ impl Error {
     /// The HTTP status when the broker answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Status { status, .. } => Some(*status),
+            Error::Broker(e) => e.status(),
             Error::GaveUp { last, .. } => last.status(),
             _ => None,
+        }
+    }
+
+    /// Whether a retry loop, ours or a broker call's, ended because of shutdown.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            Error::Interrupted | Error::Broker(broker_client::Error::Interrupted)
+        )
+    }
+}
+
+/// The collector's retry loops around PostgreSQL use the client's retry mechanism.
+impl broker_client::RetryError for Error {
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
+    }
+
+    fn interrupted() -> Self {
+        Error::Interrupted
+    }
+
+    fn gave_up(attempts: u32, last: Self) -> Self {
+        Error::GaveUp {
+            attempts,
+            last: Box::new(last),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use broker_client::RetryPolicy;
+    use pipeline_common::shutdown::ShutdownFlag;
+
+    use super::*;
+
+    #[test]
+    fn a_broker_calls_interruption_and_our_own_both_count_as_interrupted() {
+        assert!(Error::from(broker_client::Error::Interrupted).is_interrupted());
+        assert!(Error::Interrupted.is_interrupted());
+        assert!(!Error::Csv {
+            path: "p".into(),
+            reason: "r".into()
+        }
+        .is_interrupted());
+    }
+
+    #[test]
+    fn retries_of_our_own_end_in_our_own_gave_up_with_the_broker_status_inside() {
+        let policy = RetryPolicy {
+            initial: Duration::from_millis(1),
+            give_up_after: Some(Duration::from_millis(20)),
+            ..RetryPolicy::default()
+        };
+        let got: Result<()> = policy.run(&ShutdownFlag::new(), "op", || {
+            Err(Error::from(broker_client::Error::Status {
+                method: "GET",
+                url: "u".into(),
+                status: 503,
+                detail: "not ready".into(),
+                log_bounds: None,
+            }))
+        });
+        match got {
+            Err(e @ Error::GaveUp { .. }) => assert_eq!(e.status(), Some(503)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

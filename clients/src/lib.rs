@@ -1,9 +1,7 @@
-//! The data path's clients: the blocking broker client library, the telemetry model, and the
-//! two binaries built on them.
+//! The data path's clients: the telemetry model and the two binaries built on the blocking
+//! broker client library (the `broker-client` crate: the broker's HTTP protocol with retries
+//! and group membership).
 //!
-//! - [`client`]: the broker HTTP protocol (`broker/PROTOCOL.md`) over a keep-alive
-//!   `ureq` agent, with retries while the broker is down, and group membership with a
-//!   heartbeat thread ([`client::GroupMember`]);
 //! - [`telemetry`]: the CSV row → telemetry point mapping (the point itself is `store::Point`);
 //! - [`scrape`]: a dcgm-exporter scrape (Prometheus text format) → telemetry points;
 //! - [`streamer`]: CSV → broker, rows shared by the members of a streamer group, exactly once;
@@ -12,7 +10,6 @@
 //! - [`error`]: the crate's one error type.
 
 pub mod cli;
-pub mod client;
 pub mod collector;
 pub mod error;
 pub mod scrape;

@@ -319,7 +319,7 @@ pub fn producer_id(url: &str) -> String {
     if id.len() <= 128 {
         return id;
     }
-    let hash = format!("-{:016x}", crate::client::fnv1a64(url.as_bytes()));
+    let hash = format!("-{:016x}", broker_client::fnv1a64(url.as_bytes()));
     format!("{}{hash}", &id[..128 - hash.len()])
 }
 

@@ -8,8 +8,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clients::client::{push_record, BrokerClient, ClientConfig, RetryPolicy};
-use clients::Error;
+use broker_client::Error;
+use broker_client::{push_record, BrokerClient, ClientConfig, RetryPolicy};
 use pipeline_common::trust::CaFile;
 use testkit::https::HttpsBroker;
 use testkit::tls::TestCa;

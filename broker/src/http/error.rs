@@ -1,12 +1,12 @@
 //! The one place where a [`BrokerError`] becomes an HTTP status and an
 //! `application/problem+json` body. Handlers return `Result<_, BrokerError>` and never pick
-//! error statuses themselves.
+//! error statuses themselves. The body's shape, extension fields included, is the wire
+//! contract's (`broker_wire::Problem`).
 
+use broker_wire::Problem;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use pipeline_common::problem::Problem;
-use serde::Serialize;
 
 use broker_log::LogError;
 
@@ -56,43 +56,30 @@ fn log_status(error: &LogError) -> StatusCode {
     }
 }
 
-/// A 416 problem also tells the valid range, so a consumer can jump to it.
-#[derive(Serialize)]
-struct RangeProblem {
-    #[serde(flatten)]
-    problem: Problem,
-    log_start_offset: u64,
-    log_end_offset: u64,
-}
-
-/// The problem+json response for `error`.
+/// The problem+json response for `error`: a [`Problem`] of the wire contract, so a 416 carries
+/// the partition's bounds as the `log_start_offset`/`log_end_offset` fields clients read.
 pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
     let status = status_of(error);
     if status.is_server_error() {
         tracing::error!(error = %error, "request failed");
     }
-    let problem = Problem::new(status, error.to_string());
-    let range = match error {
-        BrokerError::OffsetOutOfRange { start, end, .. }
-        | BrokerError::Log(LogError::OffsetOutOfRange { start, end, .. }) => Some((*start, *end)),
-        _ => None,
-    };
-    match range {
-        None => problem.into_response(),
-        Some((start, end)) => {
-            let body = RangeProblem {
-                problem,
-                log_start_offset: start,
-                log_end_offset: end,
-            };
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
-            let mut r = Response::new(Full::new(Bytes::from(bytes)));
-            *r.status_mut() = status;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            r
-        }
+    let mut problem = Problem::new(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        error.to_string(),
+    );
+    if let BrokerError::OffsetOutOfRange { start, end, .. }
+    | BrokerError::Log(LogError::OffsetOutOfRange { start, end, .. }) = error
+    {
+        problem = problem.with_log_bounds(*start, *end);
     }
+    // Serializing strings and numbers cannot fail.
+    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(broker_wire::media::PROBLEM),
+    );
+    r
 }

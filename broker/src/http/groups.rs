@@ -157,7 +157,11 @@ pub async fn fetch(
             topic.counters.messages_out.increment(count as u64);
             topic.counters.bytes_out.increment(body.len() as u64);
             let mut response = bytes_response(StatusCode::OK, NDJSON, body);
-            set_number(&mut response, "broker-generation", plan.generation);
+            set_number(
+                &mut response,
+                broker_wire::header::GENERATION,
+                plan.generation,
+            );
             return Ok(response);
         }
     }

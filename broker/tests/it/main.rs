@@ -20,3 +20,4 @@ mod restart;
 mod shutdown;
 mod tls;
 mod topic_limits;
+mod wire_contract;

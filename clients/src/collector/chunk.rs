@@ -10,7 +10,7 @@ use store::offsets::DeadLetter;
 use store::point::Point;
 use store::write::Record;
 
-use crate::client::Fetched;
+use broker_client::Fetched;
 
 /// A consecutive run of one partition's messages, decoded.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use metrics::{counter, gauge};
 
 use super::chunk::{decode, Chunk};
 use super::sink::Sink;
-use crate::client::{BrokerClient, Encoding, GroupMember, RetryPolicy};
 use crate::error::{Error, Result};
+use broker_client::{BrokerClient, Encoding, Error as ClientError, GroupMember, RetryPolicy};
 
 /// Long-poll this long when a whole round of partitions came back empty.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -81,10 +81,10 @@ impl<'a> Fetcher<'a> {
             // there is nothing to fetch, so wait for PostgreSQL here.
             let followed = RetryPolicy::default()
                 .retrying(&shutdown, "reading the stored offsets")
-                .when(|_| true)
+                .when(|_: &Error| true)
                 .run(|| self.follow_assignment());
             match followed {
-                Err(Error::Interrupted) => return Ok(()),
+                Err(e) if e.is_interrupted() => return Ok(()),
                 other => other?,
             }
             if self.cursors.is_empty() {
@@ -94,7 +94,7 @@ impl<'a> Fetcher<'a> {
             match self.fetch_one() {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
-                Err(Error::Interrupted) => return Ok(()),
+                Err(e) if e.is_interrupted() => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %e, "fetch failed");
                     shutdown.sleep(Duration::from_millis(500));
@@ -156,13 +156,13 @@ impl<'a> Fetcher<'a> {
             cursor.encoding,
         ) {
             Ok(f) => f,
-            Err(Error::OffsetOutOfRange {
+            Err(ClientError::OffsetOutOfRange {
                 log_start, log_end, ..
             }) => {
                 out_of_range(p, cursor, log_start, log_end);
                 return Ok(true);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         gauge!("collector_lag_messages", "partition" => p.to_string())
             .set(fetched.log_end_offset.saturating_sub(cursor.position) as f64);

@@ -25,8 +25,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, his
 use pipeline_common::ops::Readiness;
 use pipeline_common::shutdown::ShutdownFlag;
 
-use crate::client::{BrokerClient, GroupMember, RetryPolicy};
 use crate::error::{Error, Result};
+use broker_client::{BrokerClient, GroupMember, RetryPolicy};
 use chunk::Chunk;
 use fetch::Fetcher;
 use sink::{Sink, Written};
@@ -115,7 +115,7 @@ pub fn pool(database: &str, size: u32) -> Result<Pool> {
 pub fn migrate(pool: &Pool, shutdown: &ShutdownFlag) -> Result<()> {
     let applied = RetryPolicy::default()
         .retrying(shutdown, "migrating the database")
-        .when(|_| true)
+        .when(|_: &Error| true)
         .run(|| {
             let mut conn = pool.get()?;
             Ok(store::schema::migrate(&mut conn)?)
@@ -162,7 +162,7 @@ fn maintain(
 /// the broker or the database is a clean stop.
 pub fn run(config: &CollectorConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
     match run_until_stopped(config, client, readiness) {
-        Err(Error::Interrupted) => Ok(()),
+        Err(e) if e.is_interrupted() => Ok(()),
         other => other,
     }
 }
@@ -175,11 +175,11 @@ fn run_until_stopped(
     let shutdown = client.shutdown_flag().clone();
     let pool = pool(&config.database, config.writers.max(1) as u32 + 2)?;
     match migrate(&pool, &shutdown) {
-        Err(Error::Interrupted) => return Ok(()),
+        Err(e) if e.is_interrupted() => return Ok(()),
         other => other?,
     }
     let member = match join(&client, config) {
-        Err(Error::Interrupted) => return Ok(()),
+        Err(e) if e.is_interrupted() => return Ok(()),
         other => other?,
     };
     let window = store::write::Window {
@@ -253,8 +253,9 @@ fn join(client: &BrokerClient, config: &CollectorConfig) -> Result<GroupMember> 
     );
     every_half_second
         .retrying(client.shutdown_flag(), &what)
-        .when(|e| e.status() == Some(404))
+        .when(|e: &broker_client::Error| e.status() == Some(404))
         .run(|| GroupMember::join(client.clone(), &config.group, &config.topic, None))
+        .map_err(Error::from)
 }
 
 /// Gathers chunks into batches and writes them.
@@ -394,7 +395,7 @@ impl<'a> Writer<'a> {
     fn write_retrying(&self, chunks: &[Chunk]) -> Option<Written> {
         let written = RetryPolicy::default()
             .retrying(&self.shutdown, "batch transaction")
-            .when(|_| true)
+            .when(|_: &Error| true)
             .attempts_during_shutdown(4)
             .run(|| {
                 self.sink

@@ -28,8 +28,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::client::{BrokerClient, Encoding, Idempotence};
 use crate::error::{Error, Result};
+use broker_client::{BrokerClient, Encoding, Error as ClientError, Idempotence};
 
 /// How much of the file's beginning goes into its identity.
 pub const IDENTITY_PREFIX_BYTES: usize = 64 * 1024;
@@ -132,7 +132,7 @@ pub fn record_finished(
     let ledger = ledger_topic(topic);
     ensure_ledger(client, &ledger)?;
     let mut body = Vec::new();
-    crate::client::push_record(&mut body, progress_group, finished)?;
+    broker_client::push_record(&mut body, progress_group, finished)?;
     let id = Idempotence {
         producer,
         seq: u64::from(finished.passes),
@@ -141,7 +141,7 @@ pub fn record_finished(
         Ok(_) => Ok(()),
         // A later run is recorded already: this one was too.
         Err(e) if e.status() == Some(409) => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -156,7 +156,7 @@ pub fn last_finished(
     let meta = match client.topic(&ledger) {
         Ok(meta) => meta,
         Err(e) if e.status() == Some(404) => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let mut last: Option<Finished> = None;
     // One partition when a streamer created the topic; every one when someone else did.
@@ -201,11 +201,11 @@ fn last_in_partition(
         ) {
             Ok(fetched) => fetched,
             // Retention moved the start meanwhile: what is left is read on the next turn.
-            Err(Error::OffsetOutOfRange { log_start, .. }) if log_start > offset => {
+            Err(ClientError::OffsetOutOfRange { log_start, .. }) if log_start > offset => {
                 offset = log_start;
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if fetched.next_offset <= offset {
             break;
@@ -232,7 +232,7 @@ fn ensure_ledger(client: &BrokerClient, ledger: &str) -> Result<()> {
         // Created by someone else with another partition count: records go by key hash, and
         // `last_finished` reads every partition.
         Err(e) if e.status() == Some(409) => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Owns the scan of the file (once, or again and again with `--loop`), batching per shard,
 //! pacing (`--rate`), the produce-then-commit step, reacting to rebalances, and the bad-row
-//! accounting. The wire protocol is [`crate::client`]'s, the row mapping [`crate::telemetry`]'s.
+//! accounting. The wire protocol is [`broker_client`]'s, the row mapping [`crate::telemetry`]'s.
 //!
 //! A one-shot run is done when every shard's committed progress has reached the end of the
 //! run's pass — not merely its own shards — so a streamer whose peer dies keeps running until
@@ -48,9 +48,9 @@ use chrono::Utc;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use pipeline_common::ops::Readiness;
 
-use crate::client::{encode_batch, partition_for_key, push_record, BrokerClient, GroupMember};
 use crate::error::{Error, Result};
 use crate::telemetry::{CsvRows, Point};
+use broker_client::{encode_batch, partition_for_key, push_record, BrokerClient, GroupMember};
 use input::{Finished, Input};
 use pacer::Pacer;
 use report::Reporter;
@@ -214,7 +214,7 @@ pub fn describe_metrics() {
 /// A shutdown while waiting for the broker (at start-up or later) is a clean stop.
 pub fn run(config: &StreamerConfig, client: BrokerClient, readiness: &Readiness) -> Result<()> {
     match run_until_done(config, client, readiness) {
-        Err(Error::Interrupted) => Ok(()),
+        Err(e) if e.is_interrupted() => Ok(()),
         other => other,
     }
 }
@@ -286,7 +286,7 @@ fn committed_or_none(
 ) -> Result<BTreeMap<u32, u64>> {
     match client.committed(group, topic) {
         Err(e) if e.status() == Some(404) => Ok(BTreeMap::new()),
-        other => other,
+        other => Ok(other?),
     }
 }
 
@@ -358,7 +358,7 @@ fn ensure_shard_topic(client: &BrokerClient, topic: &str, shards: u32) -> Result
         Err(e) if e.status() == Some(409) => {
             Ok(client.topic(topic)?.partitions.len().max(1) as u32)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -373,10 +373,10 @@ pub(crate) fn data_partitions(client: &BrokerClient, topic: &str, create_with: u
                 Err(e) if e.status() == Some(409) => {
                     Ok(client.topic(topic)?.partitions.len().max(1) as u32)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -674,7 +674,7 @@ impl Streamer<'_> {
                 .reserve((self.cell_size() as usize * 640).min(8 << 20));
         }
         match self.config.format {
-            ProduceFormat::Ndjson => push_record(&mut batch.body, &point.gpu_uuid, point),
+            ProduceFormat::Ndjson => Ok(push_record(&mut batch.body, &point.gpu_uuid, point)?),
             ProduceFormat::Batch | ProduceFormat::Auto => {
                 let key = point.gpu_uuid.as_bytes();
                 let key_start = batch.body.len();

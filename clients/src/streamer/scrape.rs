@@ -46,10 +46,10 @@ use metrics::{counter, gauge};
 use pipeline_common::ops::Readiness;
 use serde::Serialize;
 
-use crate::client::BrokerClient;
 use crate::error::{Error, Result};
 use crate::scrape::target_host;
 use crate::streamer::targets_file::TargetsFile;
+use broker_client::BrokerClient;
 use discovery::Discovery;
 use pool::{now_ms, slot_at_or_after, Job, Workers};
 use send::Sent;
@@ -298,7 +298,7 @@ pub fn run(
                 config.session_timeout,
             ) {
                 Ok(sharing) => sharing,
-                Err(Error::Interrupted) => {
+                Err(e) if e.is_interrupted() => {
                     spool.close();
                     return Ok(());
                 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use metrics::{counter, histogram};
 
 use super::shards::Progress;
-use crate::client::{BrokerClient, GroupMember, Idempotence};
 use crate::error::Error;
+use broker_client::{BrokerClient, Error as ClientError, GroupMember, Idempotence};
 
 /// Commit after this many acknowledged cells…
 pub const COMMIT_EVERY_CELLS: usize = 4;
@@ -180,7 +180,7 @@ impl<'a> Sender<'a> {
         shard: u32,
         producer: &str,
         seq: u64,
-        result: Result<(u64, bool), Error>,
+        result: Result<(u64, bool), ClientError>,
     ) -> Option<SendEnd> {
         match result {
             Ok((n, true)) => {
@@ -202,8 +202,8 @@ impl<'a> Sender<'a> {
             Err(e) if e.status() == Some(409) => {
                 tracing::warn!(producer, seq, error = %e, "treating a refused old seq as already appended");
             }
-            Err(Error::Interrupted) => return Some(SendEnd::Shutdown),
-            Err(e) => return Some(SendEnd::Failed(e)),
+            Err(ClientError::Interrupted) => return Some(SendEnd::Shutdown),
+            Err(e) => return Some(SendEnd::Failed(e.into())),
         }
         None
     }
@@ -230,8 +230,8 @@ impl<'a> Sender<'a> {
                 tracing::info!(error = %e, "progress commit refused: shards moved");
                 Some(SendEnd::Rebalanced)
             }
-            Err(Error::Interrupted) => Some(SendEnd::Shutdown),
-            Err(e) => Some(SendEnd::Failed(e)),
+            Err(ClientError::Interrupted) => Some(SendEnd::Shutdown),
+            Err(e) => Some(SendEnd::Failed(e.into())),
         }
     }
 }

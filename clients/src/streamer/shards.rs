@@ -37,7 +37,7 @@ pub const FIRST_PASS_DONE: u64 = 1 << PASS_SHIFT;
 
 /// The shard a row belongs to: FNV-1a 64 of its hostname bytes, modulo the shard count.
 pub fn shard_of(hostname: &[u8], shards: u32) -> u32 {
-    crate::client::partition_for_key(hostname, shards)
+    broker_client::partition_for_key(hostname, shards)
 }
 
 /// A shard's place: pass number and the count of its records already done in that pass.
@@ -163,7 +163,7 @@ mod tests {
         ];
         for (key, hash, of16, of7) in vectors {
             let name = String::from_utf8_lossy(key);
-            assert_eq!(crate::client::fnv1a64(key), hash, "hash of {name:?}");
+            assert_eq!(broker_client::fnv1a64(key), hash, "hash of {name:?}");
             assert_eq!(shard_of(key, 16), of16, "shard of {name:?} among 16");
             assert_eq!(shard_of(key, 7), of7, "shard of {name:?} among 7");
             assert_eq!(shard_of(key, 1), 0, "one shard takes everything");

@@ -10,8 +10,8 @@ use pipeline_common::ops::{JsonRoute, Readiness};
 
 use super::scrape::{self, ScrapeConfig, Targets};
 use super::StreamerConfig;
-use crate::client::BrokerClient;
 use crate::error::Result;
+use broker_client::BrokerClient;
 
 /// The streamer's input.
 pub enum Source {

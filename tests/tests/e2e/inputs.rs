@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use clients::client::{BrokerClient, ClientConfig};
+use broker_client::{BrokerClient, ClientConfig};
 use testkit::Child;
 
 use crate::pipeline::{

@@ -440,10 +440,9 @@ fn bad_rows_are_reported_by_line_and_the_good_ones_arrive() {
     wait_exit_ok(&mut s, Duration::from_secs(30));
 
     // A message that is no telemetry point, produced straight to the topic: dead-lettered.
-    let client =
-        clients::client::BrokerClient::new(clients::client::ClientConfig::new(broker.url()));
+    let client = broker_client::BrokerClient::new(broker_client::ClientConfig::new(broker.url()));
     let mut body = Vec::new();
-    clients::client::push_record(
+    broker_client::push_record(
         &mut body,
         "GPU-dead",
         &serde_json::json!({"not": "a point"}),

@@ -22,8 +22,8 @@ use metrics::{counter, gauge};
 
 use super::spool::Spool;
 use super::Targets;
-use crate::client::{fnv1a64, push_record};
 use crate::scrape::{map_exposition, target_host, Skipped};
+use broker_client::{fnv1a64, push_record};
 
 /// Scrapes answers larger than this are cut and fail (dcgm-exporter's are tens of KiB).
 const MAX_BODY: u64 = 64 << 20;

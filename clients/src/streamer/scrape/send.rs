@@ -21,9 +21,8 @@ use metrics::{counter, gauge};
 
 use super::spool::{Entry, Spool, LANES};
 use super::Targets;
-use crate::client::{BrokerClient, Idempotence};
-use crate::error::Error;
 use crate::scrape::producer_id;
+use broker_client::{BrokerClient, Idempotence};
 
 /// How a spooled scrape ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +45,7 @@ pub fn run_lane(
     // a produce creates.
     match crate::streamer::data_partitions(client, topic, partitions) {
         Ok(_) => {}
-        Err(Error::Interrupted) => return,
+        Err(e) if e.is_interrupted() => return,
         Err(e) => tracing::warn!(topic, error = %e, "cannot create the topic: producing anyway"),
     }
     let lane_ref = spool.lane(lane);
@@ -99,7 +98,7 @@ fn send(client: &BrokerClient, topic: &str, entry: &Entry) -> Attempt {
     match client.produce(topic, &entry.body, Some(idempotence)) {
         Ok(ack) if ack.duplicate => Attempt::Done(Sent::Duplicate),
         Ok(_) => Attempt::Done(Sent::Stored(entry.points())),
-        Err(Error::Interrupted) => Attempt::Shutdown,
+        Err(broker_client::Error::Interrupted) => Attempt::Shutdown,
         Err(e) if e.status() == Some(409) => {
             tracing::warn!(target = %entry.url, seq = entry.seq, error = %e,
                 "the broker refused a spooled scrape: a later scrape of the target is in already");

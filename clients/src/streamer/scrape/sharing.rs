@@ -16,8 +16,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::client::{partition_for_key, BrokerClient, GroupMember};
 use crate::error::Result;
+use broker_client::{partition_for_key, BrokerClient, GroupMember};
 
 /// The slot of a target.
 pub fn slot_of(url: &str, slots: u32) -> u32 {

@@ -114,7 +114,7 @@ impl Spool {
 
     /// The lane of a target.
     pub fn lane_of(&self, url: &str) -> &Lane {
-        self.lane((crate::client::fnv1a64(url.as_bytes()) % LANES as u64) as usize)
+        self.lane((broker_client::fnv1a64(url.as_bytes()) % LANES as u64) as usize)
     }
 
     /// Scrapes not yet acknowledged.

@@ -2,15 +2,15 @@
 //! writes them, and the answers the client hands back built from them.
 //!
 //! Owns the field names and which fields may be missing; the HTTP exchange that carries them
-//! is [`super::broker`]'s, the message encodings (NDJSON lines, record batches) are
-//! [`super::encode`]'s.
+//! is [`crate::broker`]'s, the message encodings (NDJSON lines, record batches) are
+//! [`crate::encode`]'s.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::group::Membership;
+use crate::group::Membership;
 
 /// One partition's place in a topic.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -101,15 +101,4 @@ pub(super) struct BatchWire {
 pub(super) struct OffsetsWire {
     #[serde(default)]
     pub offsets: BTreeMap<String, u64>,
-}
-
-/// The fields of an error answer (problem+json) the client reads.
-#[derive(Deserialize, Default)]
-pub(super) struct ProblemWire {
-    #[serde(default)]
-    pub detail: String,
-    #[serde(default)]
-    pub log_start_offset: Option<u64>,
-    #[serde(default)]
-    pub log_end_offset: Option<u64>,
 }

@@ -11,26 +11,29 @@
 //! `https://` URLs verify the broker against [`ClientConfig::ca_file`] or the built-in roots;
 //! a TLS refusal is [`Error::Tls`] and, like a 4xx, not retried.
 //!
+//! Topic, group, producer and member names are checked against the wire contract's rules
+//! before anything is sent ([`Error::InvalidName`], never retried).
+//!
 //! A refusal (4xx) is returned at once as [`Error::Status`] with the problem's detail:
 //! deciding what it means (a stale generation, an old seq) is the caller's job. The JSON
-//! shapes are [`super::wire`]'s, the retry mechanism [`super::retry`]'s.
+//! shapes are [`crate::wire`]'s, the retry mechanism [`crate::retry`]'s.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
-use broker_wire::header;
+use broker_wire::{header, validate_member, validate_name, validate_producer, Problem};
 use pipeline_common::shutdown::ShutdownFlag;
 
-use super::config::ClientConfig;
-use super::fetched::{Encoding, Fetched};
-use super::group::Membership;
-use super::wire::{
-    BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProblemWire, ProduceAck,
-    ProduceWire, TopicMetadata,
-};
-use super::{BATCHES, NDJSON};
+use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::fetched::{Encoding, Fetched};
+use crate::group::Membership;
+use crate::wire::{
+    BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProduceAck, ProduceWire,
+    TopicMetadata,
+};
+use crate::{BATCHES, NDJSON};
 
 /// The broker client. Cheap to clone (the agent's connection pool is shared).
 #[derive(Clone)]
@@ -163,6 +166,7 @@ impl BrokerClient {
     /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
     /// that exists with another partition count is a 409 error.
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<bool> {
+        validate_name("topic", topic)?;
         let body = serde_json::json!({ "partitions": partitions }).to_string();
         let path = format!("/v1/topics/{}", enc(topic));
         let answer = self.exchange_retrying(
@@ -176,6 +180,7 @@ impl BrokerClient {
 
     /// `GET /v1/topics/{t}`.
     pub fn topic(&self, topic: &str) -> Result<TopicMetadata> {
+        validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}", enc(topic));
         let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
         decode(&path, &answer.body)
@@ -189,6 +194,7 @@ impl BrokerClient {
         ndjson: &[u8],
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<ProduceAck> {
+        validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}/messages", enc(topic));
         let (path, answer) = self.send_produce(path, (NDJSON, ndjson), idempotence)?;
         let wire: ProduceWire = decode(&path, &answer.body)?;
@@ -209,6 +215,7 @@ impl BrokerClient {
         batch: &[u8],
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<BatchAck> {
+        validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
         let (path, answer) = self.send_produce(path, (BATCHES, batch), idempotence)?;
         let wire: BatchWire = decode(&path, &answer.body)?;
@@ -229,6 +236,7 @@ impl BrokerClient {
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<(String, Answer)> {
         if let Some(id) = idempotence {
+            validate_producer(id.producer)?;
             let joiner = if path.contains('?') { '&' } else { '?' };
             path.push_str(&format!(
                 "{joiner}producer={}&seq={}",
@@ -252,6 +260,7 @@ impl BrokerClient {
         wait: Duration,
         encoding: Encoding,
     ) -> Result<Fetched> {
+        validate_name("topic", topic)?;
         let path = format!(
             "/v1/topics/{}/partitions/{partition}/messages?offset={offset}&max={max}&wait_ms={}",
             enc(topic),
@@ -287,6 +296,8 @@ impl BrokerClient {
         topic: &str,
         session_timeout: Option<Duration>,
     ) -> Result<Membership> {
+        validate_name("group", group)?;
+        validate_name("topic", topic)?;
         let mut body = serde_json::json!({ "topic": topic });
         if let Some(t) = session_timeout {
             body["session_timeout_ms"] = (t.as_millis() as u64).into();
@@ -305,6 +316,8 @@ impl BrokerClient {
     /// `POST /v1/groups/{g}/members/{m}/heartbeat`, one attempt (the heartbeat thread is the
     /// retry loop). A 404 means the member is gone and must rejoin.
     pub fn heartbeat(&self, group: &str, member_id: &str) -> Result<Membership> {
+        validate_name("group", group)?;
+        validate_member(member_id)?;
         let path = format!(
             "/v1/groups/{}/members/{}/heartbeat",
             enc(group),
@@ -351,6 +364,8 @@ impl BrokerClient {
         offsets: &BTreeMap<u32, u64>,
         retrying: bool,
     ) -> Result<()> {
+        validate_name("group", group)?;
+        validate_name("topic", topic)?;
         let offsets: BTreeMap<String, u64> =
             offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
         let body = serde_json::json!({
@@ -367,6 +382,8 @@ impl BrokerClient {
 
     /// `GET /v1/groups/{g}/offsets?topic=t`: the committed offsets by partition.
     pub fn committed(&self, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
+        validate_name("group", group)?;
+        validate_name("topic", topic)?;
         let path = format!("/v1/groups/{}/offsets?topic={}", enc(group), enc(topic));
         let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
         let wire: OffsetsWire = decode(&path, &answer.body)?;
@@ -380,6 +397,8 @@ impl BrokerClient {
     /// `DELETE /v1/groups/{g}/members/{m}`, one attempt: leaving is a courtesy that makes the
     /// rebalance immediate; the session timeout does it otherwise.
     pub fn leave(&self, group: &str, member_id: &str) -> Result<()> {
+        validate_name("group", group)?;
+        validate_member(member_id)?;
         let path = format!("/v1/groups/{}/members/{}", enc(group), enc(member_id));
         self.exchange("DELETE", &self.url(&path), None, Duration::ZERO)?;
         Ok(())
@@ -439,51 +458,39 @@ fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
 
 fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Response) -> Error {
     let text = resp.into_string().unwrap_or_default();
-    let problem: ProblemWire = serde_json::from_str(&text).unwrap_or_default();
-    let mut detail = if problem.detail.is_empty() {
+    // Not every error answer is the broker's (a proxy's HTML page): then the text is the detail.
+    let problem: Problem = serde_json::from_str(&text).unwrap_or_default();
+    let log_bounds = problem.log_bounds();
+    let detail = if problem.detail.is_empty() {
         text
     } else {
         problem.detail
     };
-    if let (Some(s), Some(e)) = (problem.log_start_offset, problem.log_end_offset) {
-        // Carried in the detail so `out_of_range` can rebuild the structured error.
-        detail = format!("{detail} [log_start_offset={s} log_end_offset={e}]");
-    }
     Error::Status {
         method,
         url: url.to_string(),
         status,
         detail,
+        log_bounds,
     }
 }
 
-/// Turns a 416 into [`Error::OffsetOutOfRange`] with the partition's bounds.
+/// Turns a 416 into [`Error::OffsetOutOfRange`] with the partition's bounds, read from the
+/// problem's `log_start_offset`/`log_end_offset` fields.
 fn out_of_range(e: Error, topic: &str, partition: u32, offset: u64) -> Error {
-    let Error::Status {
-        status: 416,
-        detail,
-        ..
-    } = &e
-    else {
-        return e;
-    };
-    let find = |name: &str| -> Option<u64> {
-        let start = detail.find(name)? + name.len();
-        detail[start..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    match (find("log_start_offset="), find("log_end_offset=")) {
-        (Some(log_start), Some(log_end)) => Error::OffsetOutOfRange {
+    match e {
+        Error::Status {
+            status: 416,
+            log_bounds: Some((log_start, log_end)),
+            ..
+        } => Error::OffsetOutOfRange {
             topic: topic.to_string(),
             partition,
             offset,
             log_start,
             log_end,
         },
-        _ => e,
+        e => e,
     }
 }
 
@@ -528,7 +535,8 @@ mod tests {
             method: "GET",
             url: "u".into(),
             status: 416,
-            detail: "gone [log_start_offset=100 log_end_offset=250]".into(),
+            detail: "gone".into(),
+            log_bounds: Some((100, 250)),
         };
         match out_of_range(e, "t", 3, 5) {
             Error::OffsetOutOfRange {

@@ -1,19 +1,49 @@
-//! The one retry mechanism of the crate: capped exponential backoff with jitter, a deadline,
-//! shutdown awareness, and a choice of which failures are worth another attempt.
+//! The one retry mechanism of the broker's clients: capped exponential backoff with jitter, a
+//! deadline, shutdown awareness, and a choice of which failures are worth another attempt.
 //!
-//! Used by every broker call that a repeat cannot harm ([`super::broker`]) and by the
+//! Used by every broker call that a repeat cannot harm ([`crate::broker`]) and by the
 //! collector for what is not a broker call (migrating and writing to PostgreSQL, waiting for
-//! a topic to exist). Which errors a broker call retries by default is
+//! a topic to exist), with its own error type: any error that says how a loop ends
+//! ([`RetryError`]) will do. Which errors a broker call retries by default is
 //! [`Error::is_retryable`]'s decision, not this module's.
 //!
 //! Jitter keeps a fleet of streamers and collectors from hammering a restarting broker in
 //! lockstep; the cap keeps the wait after a restart short (at most `max` plus one attempt).
 
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use pipeline_common::shutdown::ShutdownFlag;
 
 use crate::error::Error;
+
+/// What a retry loop needs of an error type: the default choice of what to retry, and the
+/// errors that end a loop on shutdown or at its deadline.
+pub trait RetryError: std::fmt::Display + Sized {
+    /// Whether another attempt may succeed, unless [`Retry::when`] says otherwise.
+    fn is_retryable(&self) -> bool;
+    /// The loop stopped because the process is shutting down.
+    fn interrupted() -> Self;
+    /// The loop gave up at its deadline after `attempts` attempts; `last` is the last failure.
+    fn gave_up(attempts: u32, last: Self) -> Self;
+}
+
+impl RetryError for Error {
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
+    }
+
+    fn interrupted() -> Self {
+        Error::Interrupted
+    }
+
+    fn gave_up(attempts: u32, last: Self) -> Self {
+        Error::GaveUp {
+            attempts,
+            last: Box::new(last),
+        }
+    }
+}
 
 /// How long to wait between attempts, and for how long to keep trying.
 #[derive(Debug, Clone)]
@@ -52,56 +82,59 @@ impl RetryPolicy {
         exp.min(self.max).mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 
-    /// Runs `op` until it succeeds, fails for good ([`Error::is_retryable`] says no), the
-    /// deadline passes, or `shutdown` is set. The first attempt always runs, even during
+    /// Runs `op` until it succeeds, fails for good ([`RetryError::is_retryable`] says no),
+    /// the deadline passes, or `shutdown` is set. The first attempt always runs, even during
     /// shutdown, so a final flush gets its chance. [`Self::retrying`] offers more choices.
-    pub fn run<T>(
+    pub fn run<T, E: RetryError>(
         &self,
         shutdown: &ShutdownFlag,
         what: &str,
-        op: impl FnMut() -> Result<T, Error>,
-    ) -> Result<T, Error> {
+        op: impl FnMut() -> Result<T, E>,
+    ) -> Result<T, E> {
         self.retrying(shutdown, what).run(op)
     }
 
     /// A retry loop under this policy whose options can be changed before it runs: which
     /// failures are retried ([`Retry::when`]) and how many attempts shutdown still allows
     /// ([`Retry::attempts_during_shutdown`]). `what` names the operation in the log.
-    pub fn retrying<'a>(
+    pub fn retrying<'a, E: RetryError>(
         &'a self,
         shutdown: &'a ShutdownFlag,
         what: &'a str,
-    ) -> Retry<'a, fn(&Error) -> bool> {
+    ) -> Retry<'a, E, fn(&E) -> bool> {
         Retry {
             policy: self,
             shutdown,
             what,
-            retryable: Error::is_retryable,
+            retryable: E::is_retryable,
             attempts_during_shutdown: 1,
+            error: PhantomData,
         }
     }
 }
 
 /// One retry loop, configured: see [`RetryPolicy::retrying`].
-pub struct Retry<'a, P> {
+pub struct Retry<'a, E, P> {
     policy: &'a RetryPolicy,
     shutdown: &'a ShutdownFlag,
     what: &'a str,
     retryable: P,
     attempts_during_shutdown: u32,
+    error: PhantomData<fn(&E)>,
 }
 
-impl<'a, P: Fn(&Error) -> bool> Retry<'a, P> {
-    /// Retries the failures `retryable` accepts (instead of [`Error::is_retryable`]'s): for
-    /// operations that are not broker calls (a database transaction), or whose refusal means
-    /// "not yet" (joining a group whose topic does not exist yet).
-    pub fn when<Q: Fn(&Error) -> bool>(self, retryable: Q) -> Retry<'a, Q> {
+impl<'a, E: RetryError, P: Fn(&E) -> bool> Retry<'a, E, P> {
+    /// Retries the failures `retryable` accepts (instead of [`RetryError::is_retryable`]'s):
+    /// for operations that are not broker calls (a database transaction), or whose refusal
+    /// means "not yet" (joining a group whose topic does not exist yet).
+    pub fn when<Q: Fn(&E) -> bool>(self, retryable: Q) -> Retry<'a, E, Q> {
         Retry {
             policy: self.policy,
             shutdown: self.shutdown,
             what: self.what,
             retryable,
             attempts_during_shutdown: self.attempts_during_shutdown,
+            error: PhantomData,
         }
     }
 
@@ -114,9 +147,9 @@ impl<'a, P: Fn(&Error) -> bool> Retry<'a, P> {
     }
 
     /// Runs `op` until it succeeds or fails for good (its error as it is), the policy's
-    /// deadline passes ([`Error::GaveUp`] with the last error), or shutdown ends the waiting
-    /// ([`Error::Interrupted`]). Failures are logged at attempts 1, 2, 4, 8, …
-    pub fn run<T>(self, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    /// deadline passes ([`RetryError::gave_up`] with the last error), or shutdown ends the
+    /// waiting ([`RetryError::interrupted`]). Failures are logged at attempts 1, 2, 4, 8, …
+    pub fn run<T>(self, mut op: impl FnMut() -> Result<T, E>) -> Result<T, E> {
         let started = Instant::now();
         let mut attempts = 0u32;
         loop {
@@ -132,10 +165,7 @@ impl<'a, P: Fn(&Error) -> bool> Retry<'a, P> {
                 .give_up_after
                 .is_some_and(|limit| started.elapsed() + pause > limit);
             if expired {
-                return Err(Error::GaveUp {
-                    attempts,
-                    last: Box::new(err),
-                });
+                return Err(E::gave_up(attempts, err));
             }
             if attempts.is_power_of_two() {
                 tracing::warn!(error = %err, attempt = attempts, "{} failed, retrying", self.what);
@@ -143,7 +173,7 @@ impl<'a, P: Fn(&Error) -> bool> Retry<'a, P> {
             // Returns at once when shutdown is set: then only the attempts it still allows run.
             let interrupted = self.shutdown.sleep(pause);
             if interrupted && attempts >= self.attempts_during_shutdown {
-                return Err(Error::Interrupted);
+                return Err(E::interrupted());
             }
         }
     }
@@ -200,6 +230,7 @@ mod tests {
                 url: "u".into(),
                 status: 409,
                 detail: "stale".into(),
+                log_bounds: None,
             })
         });
         assert_eq!(got.unwrap_err().status(), Some(409));
@@ -235,7 +266,7 @@ mod tests {
         let mut calls = 0;
         let got: Result<(), _> = p
             .retrying(&ShutdownFlag::new(), "join")
-            .when(|e| e.status() == Some(404))
+            .when(|e: &Error| e.status() == Some(404))
             .run(|| {
                 calls += 1;
                 Err(if calls < 3 {
@@ -244,6 +275,7 @@ mod tests {
                         url: "u".into(),
                         status: 404,
                         detail: "no such topic".into(),
+                        log_bounds: None,
                     }
                 } else {
                     transport()

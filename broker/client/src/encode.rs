@@ -2,23 +2,17 @@
 //! and record batches in the `segments-format.md` layout, plus the key-to-partition hash a
 //! producer needs to route batches itself.
 //!
-//! The batch layout is `broker_log::record`'s and the hash `broker_wire`'s (the broker's own
+//! The batch layout is `broker_log::record`'s, the line shape and the hash `broker_wire`'s (the broker's own
 //! definitions, so the two sides cannot drift); this module only adapts them to producers.
-//! Sending is [`super::broker`]'s.
+//! Sending is [`crate::broker`]'s.
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// One NDJSON line of a produce body, keyed (the broker hashes the key) or for a partition.
-#[derive(Debug, Serialize)]
-pub struct Record<'a, V: Serialize> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<u32>,
-    pub value: &'a V,
-}
+/// One NDJSON line of a produce body, keyed (the broker hashes the key) or for a partition:
+/// the wire contract's shape.
+pub use broker_wire::ndjson::ProduceLine as Record;
 
 /// Appends one NDJSON produce line `{"key":…,"value":…}` to `body`.
 pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Result<()> {
@@ -41,7 +35,7 @@ pub fn push_record<V: Serialize>(body: &mut Vec<u8>, key: &str, value: &V) -> Re
 pub use broker_wire::{fnv1a64, partition_for_key};
 
 /// One record batch (segments-format.md) holding `(key, value)` records, for
-/// [`super::BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and
+/// [`crate::BrokerClient::produce_batch`]; the broker sets the offsets, timestamps and
 /// producer stamp.
 pub fn encode_batch<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let records: Vec<broker_log::Record<'_>> = records

@@ -1,13 +1,13 @@
 //! How to reach the broker: its URL, the Bearer token, the CA file for an `https://` broker,
 //! timeouts and the retry policy.
 //!
-//! Plain data with builder methods; [`super::BrokerClient::new`] turns it into an agent.
+//! Plain data with builder methods; [`crate::BrokerClient::new`] turns it into an agent.
 
 use std::time::Duration;
 
 use pipeline_common::trust::CaFile;
 
-use super::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 /// How to reach the broker.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::broker::BrokerClient;
+use crate::broker::BrokerClient;
 use crate::error::{Error, Result};
 
 /// What the broker says about this member.
@@ -71,7 +71,8 @@ impl GroupMember {
         let beat = Arc::clone(&shared);
         let heartbeat = std::thread::Builder::new()
             .name(format!("heartbeat-{group}"))
-            .spawn(move || beat.heartbeat_loop())?;
+            .spawn(move || beat.heartbeat_loop())
+            .map_err(Error::HeartbeatThread)?;
         Ok(GroupMember {
             shared,
             heartbeat: Some(heartbeat),

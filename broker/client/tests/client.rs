@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clients::client::{
+use broker_client::Error;
+use broker_client::{
     encode_batch, partition_for_key, push_record, BrokerClient, ClientConfig, Encoding,
     GroupMember, Idempotence,
 };
@@ -242,4 +243,61 @@ fn a_produce_waits_for_a_restarting_broker_and_is_appended_once() {
         broker.client().topic("t").unwrap().partitions[0].log_end_offset,
         2
     );
+}
+
+#[test]
+fn a_fetch_past_the_log_is_out_of_range_with_the_bounds_the_problem_carries() {
+    let broker = Broker::start();
+    let client = broker.client();
+    client.create_topic("bounds", 1).unwrap();
+    let body = ndjson(&[
+        ("GPU-1", 1.into()),
+        ("GPU-1", 2.into()),
+        ("GPU-1", 3.into()),
+    ]);
+    client.produce("bounds", &body, None).unwrap();
+    for encoding in [Encoding::Ndjson, Encoding::Batches] {
+        let err = client
+            .fetch("bounds", 0, 9, 10, Duration::ZERO, encoding)
+            .unwrap_err();
+        match err {
+            Error::OffsetOutOfRange {
+                partition,
+                offset,
+                log_start,
+                log_end,
+                ..
+            } => assert_eq!((partition, offset, log_start, log_end), (0, 9, 0, 3)),
+            other => panic!("{encoding:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn names_the_broker_would_refuse_are_refused_before_sending() {
+    let broker = Broker::start();
+    let client = broker.client();
+    let bad_topic = client.create_topic("a/b", 1).unwrap_err();
+    assert!(
+        matches!(&bad_topic, Error::InvalidName(e) if e.what == "topic"),
+        "{bad_topic:?}"
+    );
+    assert!(!bad_topic.is_retryable());
+    let bad_group = client.join("..", "t", None).unwrap_err();
+    assert!(
+        matches!(&bad_group, Error::InvalidName(e) if e.what == "group"),
+        "{bad_group:?}"
+    );
+    let bad_producer = Idempotence {
+        producer: "no spaces",
+        seq: 1,
+    };
+    client.create_topic("t", 1).unwrap();
+    let body = ndjson(&[("GPU-1", 1.into())]);
+    let err = client.produce("t", &body, Some(bad_producer)).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidName(e) if e.what == "producer"),
+        "{err:?}"
+    );
+    assert_eq!(client.topic("t").unwrap().partitions[0].log_end_offset, 0);
 }

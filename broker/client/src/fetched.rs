@@ -1,5 +1,5 @@
 //! A fetch answer and the messages in it, in either of the broker's encodings: NDJSON lines
-//! (`{"partition","offset","timestamp","key","value"}`) or whole record batches in the
+//! (`broker_wire::ndjson::FetchLine`, the shape the broker writes) or whole record batches in the
 //! `segments-format.md` layout (`Accept: application/vnd.broker.batch`), which spares the
 //! broker the JSON envelope and the client a parse of it. The batch layout is decoded by
 //! `broker_log::record`, the one codec of those bytes.
@@ -12,8 +12,7 @@
 use std::borrow::Cow;
 
 use broker_log::record::{self, Decoded};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use broker_wire::ndjson::FetchLine;
 
 /// How the broker encoded a fetch answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +63,6 @@ pub struct Messages<'a> {
     pub complete: bool,
 }
 
-#[derive(Deserialize)]
-struct WireMessage<'a> {
-    offset: u64,
-    #[serde(default)]
-    timestamp: i64,
-    #[serde(borrow, default)]
-    key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    value: &'a RawValue,
-}
-
 impl Fetched {
     pub fn is_empty(&self) -> bool {
         self.body.iter().all(u8::is_ascii_whitespace)
@@ -105,7 +93,7 @@ fn ndjson_messages(body: &[u8]) -> Vec<Result<Message<'_>, BadLine<'_>>> {
                 line: String::from_utf8_lossy(line),
                 reason: format!("not UTF-8: {e}"),
             }),
-            Ok(text) => serde_json::from_str::<WireMessage<'_>>(text)
+            Ok(text) => serde_json::from_str::<FetchLine<'_>>(text)
                 .map(|m| Message {
                     offset: m.offset,
                     timestamp: m.timestamp,
