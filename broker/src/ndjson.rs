@@ -110,14 +110,22 @@ pub fn check_batch(batch: &[u8]) -> Result<()> {
 }
 
 /// `Ok` for an empty value or one JSON text on one line.
+///
+/// The same parse the NDJSON produce path gives a value (`&RawValue`): the JSON grammar
+/// checked without building anything, then UTF-8 (a JSON text is UTF-8, so a consumer's
+/// parser cannot choke on a stored value). serde_json skips nested values with a heap stack,
+/// not recursion, so no depth blows the stack. A JSON text holds a line feed or carriage
+/// return only as whitespace between tokens (inside a string they must be escaped), so one
+/// without them is one line: memchr finds them at a few bytes a cycle, where a plain
+/// byte loop cost about as much as the JSON parse.
 fn check_value(value: &[u8]) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Ok(());
     }
-    if value.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', value).is_some() {
         return Err(ONE_LINE.into());
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(value)
+    serde_json::from_slice::<&RawValue>(value)
         .map(|_| ())
         .map_err(|e| format!("the value is not JSON: {e}"))
 }
@@ -249,5 +257,116 @@ mod tests {
         let mut damaged = batches.clone();
         damaged[60] ^= 1;
         assert!(encode_batches(&mut Vec::new(), 1, &damaged, 4, 10).is_err());
+    }
+
+    fn batch_of(values: &[&[u8]]) -> Vec<u8> {
+        let records: Vec<broker_log::Record<'_>> = values
+            .iter()
+            .map(|value| broker_log::Record {
+                timestamp_ms: 1,
+                key: None,
+                value,
+            })
+            .collect();
+        broker_log::record::encode(0, &records, None)
+    }
+
+    #[test]
+    fn value_check_takes_empty_or_one_json_text_on_one_line_and_names_the_refused_record() {
+        let deep_ok = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for good in [
+            &b""[..],
+            b"1",
+            b" {\"a\" : [1, 2.5e-3, true, null, \"x\\u00e9\\n\"]}\t",
+            b"\"\\ud800\"", // a lone surrogate escape is grammatical JSON (RFC 8259 section 8.2)
+            b"1e999",       // the grammar has no range; the consumer's parser decides
+            "\"caf\u{e9} \u{1F600}\"".as_bytes(),
+            deep_ok.as_bytes(), // skipped with a heap stack: no recursion to overflow
+        ] {
+            assert_eq!(
+                check_value(good),
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        let deep_open = "[".repeat(100_000);
+        for bad in [
+            &b"1}\n{\"offset\":999,\"value\":1"[..],
+            b"{\"a\":\n1}",
+            b"{\"a\":\r1}",
+            b"1\n",
+            b"[1,2",
+            b"{\"a\":1}}",
+            b"{1:2}",
+            b"1 2",
+            b"1,\"offset\":999",
+            b"NaN",
+            b"-Infinity",
+            b"01",
+            b"\"\\x\"",
+            b"\"\\u12\"",
+            b"\"tab\there\"",
+            b"\"\xff\"",
+            b"\"\xed\xa0\x80\"", // a surrogate encoded as UTF-8 is not UTF-8
+            b"   ",
+            b"\0",
+            deep_open.as_bytes(),
+        ] {
+            assert!(
+                check_value(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+
+        assert!(check_batch(&batch_of(&[b"{}", b"", b"[1]"])).is_ok());
+        match check_batch(&batch_of(&[b"{}", b"1}\n{\"x\":1}"])) {
+            Err(BrokerError::BadRequest(reason)) => {
+                assert!(reason.starts_with("record 1 of the batch"), "{reason}");
+            }
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn value_check_never_panics_and_agrees_with_a_full_parse_on_random_and_mutated_values() {
+        let telemetry: &[u8] = br#"{"ts":"2025-07-18T13:42:33.000001Z","metric":"DCGM_FI_DEV_GPU_UTIL","gpu_index":1,"namespace":null,"value":41.5,"labels":{"pci_bus_id":"00000000:1A:00.0"},"ok":[true,false]}"#;
+        let alphabet = b"{}[]\":,\\u0123456789.eE+-ntrufalsx \t\n\r\xff\xc3\xa9\xed";
+        let mut rng = fastrand::Rng::with_seed(0x5eed_0013);
+        for round in 0..20_000 {
+            let value: Vec<u8> = if round % 2 == 0 {
+                // A valid value with a few bytes replaced, inserted or dropped.
+                let mut v = telemetry.to_vec();
+                for _ in 0..rng.usize(1..4) {
+                    let at = rng.usize(..v.len());
+                    match rng.u8(..3) {
+                        0 => v[at] = alphabet[rng.usize(..alphabet.len())],
+                        1 => v.insert(at, alphabet[rng.usize(..alphabet.len())]),
+                        _ => {
+                            v.remove(at);
+                        }
+                    }
+                }
+                v
+            } else {
+                (0..rng.usize(..64))
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect()
+            };
+            let checked = check_value(&value);
+            let one_line = !value.contains(&b'\n') && !value.contains(&b'\r');
+            // A full parse to a tree is stricter (surrogates, ranges, depth): where it
+            // accepts a one-line value, the check must too.
+            if one_line && serde_json::from_slice::<serde_json::Value>(&value).is_ok() {
+                assert_eq!(checked, Ok(()), "{:?}", String::from_utf8_lossy(&value));
+            }
+            // What the check accepts is one line of UTF-8 JSON.
+            if checked.is_ok() && !value.is_empty() {
+                assert!(one_line, "{:?}", String::from_utf8_lossy(&value));
+                assert!(std::str::from_utf8(&value).is_ok());
+                assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok());
+            }
+        }
     }
 }

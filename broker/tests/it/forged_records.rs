@@ -36,6 +36,7 @@ fn a_value_that_would_forge_a_second_ndjson_line_is_refused_and_fetches_stay_one
         pretty_json,
         carriage_return,
         b"not json",
+        b"\"\xff\"",
     ] {
         // Alone, and hidden after a good record: the whole batch is refused.
         for values in [vec![bad], vec![good, bad]] {
