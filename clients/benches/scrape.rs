@@ -19,6 +19,10 @@
 //!
 //! CPU time is the streamer process's user + system time from `/proc/<pid>/stat` (what
 //! getrusage reports for it), read before and after each window.
+//!
+//! `SCRAPE_BENCH_PARSE_ONLY=1` runs the bare parse + map + encode reference alone (for
+//! `SCRAPE_BENCH_PARSE_SECONDS`, default 3) and stops: no fleet, broker or streamer, so the
+//! bench binary can be profiled (`perf record -g`) on the path that bounds the capacity.
 
 mod support;
 
@@ -236,12 +240,12 @@ fn streamer(
 }
 
 /// The reference: parse, map and encode the fleet's texts on this thread; samples/s.
-fn bare_parse_rate(targets: usize) -> f64 {
+fn bare_parse_rate(targets: usize, seconds: u64) -> f64 {
     let texts: Vec<String> = (0..targets.min(100)).map(exposition).collect();
     let started = Instant::now();
     let mut samples = 0usize;
     let mut bytes = 0usize;
-    while started.elapsed() < Duration::from_secs(3) {
+    while started.elapsed() < Duration::from_secs(seconds) {
         for (n, text) in texts.iter().enumerate() {
             let mapped = map_exposition(text, Utc::now(), &format!("node-{n}"));
             let mut body = Vec::with_capacity(mapped.points.len() * 600);
@@ -296,6 +300,14 @@ fn main() {
         FIELDS.len(),
         targets * SAMPLES_PER_SCRAPE
     );
+    if std::env::var_os("SCRAPE_BENCH_PARSE_ONLY").is_some() {
+        let seconds = env_or("SCRAPE_BENCH_PARSE_SECONDS", 3);
+        println!(
+            "bare parse+map+encode on 1 thread: {:.0} samples/s",
+            bare_parse_rate(targets, seconds)
+        );
+        return;
+    }
     let fleet = serve(targets, 8);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("targets.json");
@@ -308,7 +320,7 @@ fn main() {
         .collect();
     std::fs::write(&file, serde_json::to_vec(&groups).expect("json")).expect("write targets");
 
-    let parse_rate = bare_parse_rate(targets);
+    let parse_rate = bare_parse_rate(targets, 3);
     let serve_rate = serving_rate(&fleet, targets);
     println!(
         "reference: bare parse+map+encode on 1 thread: {parse_rate:.0} samples/s; \

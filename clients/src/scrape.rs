@@ -1,10 +1,27 @@
 //! A dcgm-exporter scrape (Prometheus text exposition format) → telemetry points.
 //!
 //! The text is parsed by the `openmetrics-parser` crate (its Prometheus grammar), not by hand.
-//! `prometheus-parse` was judged and not taken: it splits label pairs on `,` and `=` (a value
-//! holding either, a `}` or an escaped quote comes out wrong or the line is dropped), drops
-//! lines it cannot read without telling, and puts the scrape time in place of a missing
-//! timestamp, so a sample's own timestamp cannot be told from none.
+//! It is also what bounds a streamer's capacity: a profile of the bench's bare parse + map +
+//! encode path (`SCRAPE_BENCH_PARSE_ONLY=1`, see `benches/scrape.rs`) puts ~71 % of the CPU in
+//! the `pest` grammar engine (a third of that in `pest`'s stack probe on every rule call),
+//! ~17 % in allocation and copies (mostly the parser's token queue and strings), ~5 % in the
+//! crate's model, and ~3 % in this module's mapping and the JSON encoding together (so nothing
+//! of ours is worth making faster). The other crates were judged again (2026-12); none is both
+//! correct and kept up:
+//!
+//! - `prometheus-parse` 0.2.5 (still the latest): splits label pairs on `,` and `=` and trims
+//!   quotes without unescaping (a value holding `,`, `=`, `}` or an escaped quote comes out
+//!   wrong or the line is dropped), drops lines it cannot read without telling, and puts the
+//!   scrape time in place of a missing timestamp, so a sample's own timestamp cannot be told
+//!   from none.
+//! - `prom_text_format_parser` 0.1.0 (one release): keeps label values escaped (`\"` stays
+//!   two characters), its `Float::as_f64` is an `unwrap`, and it is built on old `winnow` 0.5
+//!   and `derive_more` 0.99.
+//! - `nom-openmetrics` 0.3.0: its sample grammar has no timestamp (a line with one does not
+//!   parse) and it validates nothing.
+//! - `prometheus-client` only encodes; `openmetrics-parser`'s other entry point
+//!   (`parse_openmetrics`) is the same engine with the stricter OpenMetrics rules (`# EOF`,
+//!   `_total` counters), which dcgm-exporter does not follow.
 //!
 //! The grammar parser refuses a whole exposition for one bad line, and for a family whose
 //! samples have different label sets (dcgm-exporter adds `container`/`pod`/`namespace` only to
