@@ -39,7 +39,7 @@ pub struct Message<'a> {
 /// partition go to `keyless_partition`.
 pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec<Message<'_>>> {
     let mut messages = Vec::with_capacity(body.len() / 256 + 1);
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+    for (i, raw) in lines(body).enumerate() {
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // Lines start with '{': the whole-line scan only runs for odd ones.
@@ -73,6 +73,26 @@ pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec
         ));
     }
     Ok(messages)
+}
+
+/// The lines of `body` (split at `\n`, a last line without one included). memchr finds the
+/// newlines a word at a time: a byte-at-a-time split was ~80% of this module's own time in
+/// a profile of NDJSON produce.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current) {
+            Some(i) => {
+                rest = Some(&current[i + 1..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 /// Appends the fetch lines of the records held in `batches` (whole encoded batches, as the
@@ -150,6 +170,14 @@ mod tests {
         assert_eq!(msgs[0].partition, partition_for_key(b"GPU-1", 4));
         assert_eq!(msgs[1].partition, 2);
         assert_eq!(msgs[2].partition, 3);
+    }
+
+    #[test]
+    fn lines_split_like_slice_split() {
+        for body in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\n\nb\n"] {
+            let expected: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+            assert_eq!(lines(body).collect::<Vec<_>>(), expected, "{body:?}");
+        }
     }
 
     #[test]
