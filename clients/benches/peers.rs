@@ -57,6 +57,9 @@ const BATCH: usize = 1000;
 const PRODUCERS: [usize; 2] = [1, 4];
 /// The broker's `--fsync interval` period (its default).
 const BROKER_INTERVAL_MS: u64 = 20;
+/// How often a broker consumer that is behind the log commits (one that is caught up commits
+/// after every fetch).
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
 /// How long a consumer's read waits when nothing is there.
 const POLL: Duration = Duration::from_millis(100);
 /// dcgm-exporter labels that repeat a field of the point (metric, UUID, index, device,
@@ -358,7 +361,8 @@ fn broker_run(
             let member = members[i].lock().expect("lock").take().expect("a member");
             let client = BrokerClient::new(ClientConfig::new(&url));
             let partition = member.membership().partitions[0];
-            let mut offset = 0u64;
+            let (mut offset, mut committed) = (0u64, 0u64);
+            let mut last_commit = Instant::now();
             move || {
                 let fetched = client
                     .fetch(topic, partition, offset, 10_000, POLL, encoding)
@@ -367,13 +371,21 @@ fn broker_run(
                 assert!(messages.complete, "an intact fetch");
                 let n = messages.items.iter().filter(|m| m.is_ok()).count();
                 assert_eq!(n as u64, fetched.next_offset - offset, "every message read");
-                if n > 0 {
-                    offset = fetched.next_offset;
+                offset = fetched.next_offset;
+                // A message counts as consumed once its offset is committed. Offsets are
+                // cumulative, so one commit covers every fetch before it: commit when
+                // caught up with the log, and every COMMIT_EVERY while behind.
+                let caught_up = offset >= fetched.log_end_offset;
+                if offset > committed && (caught_up || last_commit.elapsed() >= COMMIT_EVERY) {
                     member
                         .commit(&BTreeMap::from([(partition, offset)]))
                         .expect("commit");
+                    last_commit = Instant::now();
+                    let newly = offset - committed;
+                    committed = offset;
+                    return newly as usize;
                 }
-                n
+                0
             }
         },
     );
