@@ -2,7 +2,8 @@
 //! NATS JetStream, all on loopback, driven through the same workload in the same run.
 //!
 //! The workload: real telemetry points (the sample CSV's rows mapped and JSON-encoded as the
-//! streamer encodes them, about 400 bytes each, keyed by GPU UUID), produced in batches
+//! streamer encodes them, the exporter labels that repeat a field of the point left out:
+//! about 430 bytes each, keyed by GPU UUID), produced in batches
 //! (or pipelines) of 1,000 by 1 and then 4 producers while as many consumers drain them
 //! through each system's consumer-group mechanism with acknowledgement, concurrently:
 //!
@@ -10,8 +11,11 @@
 //!   partition a request, round robin) and NDJSON (`produce`, keyed lines); a topic with a
 //!   partition per producer; consumers are members of one consumer group, each fetching its
 //!   assigned partition (record batches for the binary runs, NDJSON for the NDJSON runs) and
-//!   committing the offset after every fetch. `--fsync interval` (the default, every 20 ms)
-//!   and `--fsync always` (group commit);
+//!   committing its offset after a fetch that reaches the log end, and every 50 ms while
+//!   behind (offsets are cumulative: one commit acknowledges every fetch before it); a
+//!   message counts as consumed once committed. Commits are durable (the group file is
+//!   synced) before they are answered. `--fsync interval` (the default, every 20 ms) and
+//!   `--fsync always` (group commit);
 //! - Redis Streams (`redis-server`, AOF `appendfsync everysec`, then `always`), through the
 //!   `redis` crate: pipelines of 1,000 `XADD`s to one stream; consumers `XREADGROUP` (`COUNT`
 //!   1,000) in one group and `XACK` what they read;
@@ -22,6 +26,12 @@
 //!   always` from 2.10 on; before 2.10 there is no setting (the server's background sync on
 //!   its own timer), and no `always` run — the table says so.
 //!
+//! Producers stop early after `BENCH_PEERS_SECONDS` (a slow peer does not stretch the bench)
+//! and the consumers drain what was produced. Each round runs the rows of one durability
+//! class and producer count back to back (broker binary, broker NDJSON, Redis, JetStream),
+//! so each ratio compares runs made under the same load of the machine; the table keeps
+//! each row's faster round.
+//!
 //! One table: produce msg/s (messages over the time until the last produce was
 //! acknowledged), consume msg/s (messages over the time until the last one was consumed and
 //! acknowledged: the end-to-end rate), produce latency p50/p99 per batch or pipeline request,
@@ -30,10 +40,11 @@
 //! installed with `apt-get` when the bench runs as root (or `sudo -n` works), otherwise
 //! its rows say MISSING.
 //!
-//! `cargo build --release --bins && cargo bench -p clients --bench peers` (or `make
-//! bench-peers`). `BENCH_PEERS_MESSAGES`: messages per run, default 400,000 (rounded to whole
-//! batches per producer); `BENCH_PEERS_ONLY`: a comma list of `broker`, `redis`, `nats` to
-//! run only those systems.
+//! `cargo build --release -p broker --bin broker && cargo bench -p clients --bench peers` (or
+//! `make bench-peers`). `BENCH_PEERS_MESSAGES`: messages per run at most, default 300,000
+//! (whole batches per producer); `BENCH_PEERS_SECONDS`: how long producers produce at most,
+//! default 4; `BENCH_PEERS_ROUNDS`: default 2; `BENCH_PEERS_ONLY`: a comma list of `broker`,
+//! `redis`, `nats` to run only those systems. The defaults take about 2 minutes here.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
