@@ -377,6 +377,11 @@ impl Partition {
 
     /// Starts a sync task unless one is running. The task is detached so a client that
     /// hangs up cannot cancel a sync others wait on.
+    ///
+    /// With `--fsync always` the task goes on with the next sync at once while producers
+    /// wait on data appended during the last one, instead of handing the lead to a woken
+    /// waiter (wake-up, spawn, blocking-pool hop: scheduling delays that a busy machine
+    /// stretches into milliseconds of produce latency).
     pub fn start_sync(self: &Arc<Self>) {
         if self
             .sync_running
@@ -387,29 +392,50 @@ impl Partition {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            // No log: never appended to, or closed by a delete; nothing to make durable.
-            let Some(pending) = this.lock().log.as_ref().map(PartitionLog::pending_sync) else {
-                this.sync_running.store(false, Ordering::Release);
-                return;
-            };
-            let started = Instant::now();
-            let result = tokio::task::spawn_blocking(move || pending.sync()).await;
-            m::fsync_seconds(started.elapsed());
-            // Cleared before publishing: a waiter woken by the publish may need to lead the
-            // next sync, and must find the flag free.
-            this.sync_running.store(false, Ordering::Release);
-            match result {
-                Ok(Ok(durable)) => {
-                    this.sync_state
-                        .send_modify(|s| s.durable = s.durable.max(durable));
-                    if this.always {
-                        this.publish_visible(durable);
-                    }
+            loop {
+                // No log: never appended to, or closed by a delete; nothing to make durable.
+                let Some(pending) = this.lock().log.as_ref().map(PartitionLog::pending_sync)
+                else {
+                    this.sync_running.store(false, Ordering::Release);
+                    return;
+                };
+                let started = Instant::now();
+                let result = tokio::task::spawn_blocking(move || pending.sync()).await;
+                m::fsync_seconds(started.elapsed());
+                let durable = match result {
+                    Ok(Ok(durable)) => durable,
+                    Ok(Err(error)) => break this.end_sync(Err(error.to_string())),
+                    Err(join) => break this.end_sync(Err(join.to_string())),
+                };
+                // Anyone waiting (only waiters subscribe) on data past this sync?
+                let more = this.always
+                    && this.sync_state.receiver_count() > 0
+                    && this.lock().log.as_ref().is_some_and(|log| log.end_offset() > durable);
+                if !more {
+                    break this.end_sync(Ok(durable));
                 }
-                Ok(Err(error)) => this.fail_sync(&error.to_string()),
-                Err(join) => this.fail_sync(&join.to_string()),
+                this.publish_durable(durable);
             }
         });
+    }
+
+    /// Ends the running sync task: clears the flag, then publishes the outcome. Cleared
+    /// first: a waiter woken by the publish may need to lead the next sync, and must find
+    /// the flag free.
+    fn end_sync(&self, outcome: std::result::Result<u64, String>) {
+        self.sync_running.store(false, Ordering::Release);
+        match outcome {
+            Ok(durable) => self.publish_durable(durable),
+            Err(error) => self.fail_sync(&error),
+        }
+    }
+
+    fn publish_durable(&self, durable: u64) {
+        self.sync_state
+            .send_modify(|s| s.durable = s.durable.max(durable));
+        if self.always {
+            self.publish_visible(durable);
+        }
     }
 
     fn fail_sync(&self, error: &str) {
