@@ -13,7 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::io::{FileOps, RealFileOps};
 use crate::record::{self, Batch, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
-use crate::sync::{Durability, Flusher, PendingSync};
+use crate::commit::Durable;
+use crate::sync::{Durability, DurableListener, Flusher, PendingSync};
 use crate::{
     recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
     ProducerStamp, Record, RecoveryReport,
@@ -223,6 +224,27 @@ impl PartitionLog {
     /// The offset below which everything is known durable.
     pub fn durable_offset(&self) -> u64 {
         self.durability.durable_offset()
+    }
+
+    /// A handle to wait (async, outside the caller's lock) until appended data is durable
+    /// as the policy promises; see [`Durable`].
+    pub fn durable(&self) -> Durable {
+        Durable::new(self.durability.clone(), self.config.fsync)
+    }
+
+    /// Tells `listener` the durable offset now and after every advance, whoever synced
+    /// (group commit, flusher, roll, `sync`). It runs on the syncing thread, possibly under
+    /// the caller's lock of an append that rolled: keep it short and lock-free. Only the
+    /// first listener set counts.
+    pub fn on_durable(&self, listener: DurableListener) {
+        self.durability.set_listener(listener);
+    }
+
+    /// Whether appending `encoded_len` bytes must first grow or roll the active segment
+    /// (preallocation, or sync and truncate: milliseconds of blocking I/O) rather than being
+    /// a plain copy into it.
+    pub fn append_may_block(&self, encoded_len: usize) -> bool {
+        self.active.len + encoded_len > self.active.capacity
     }
 
     /// Ensures the active segment has room for a batch: grows it (in steps, up to
