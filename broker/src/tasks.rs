@@ -17,7 +17,26 @@ const SWEEP_EVERY: Duration = Duration::from_millis(50);
 const RETENTION_EVERY: Duration = Duration::from_secs(1);
 
 pub fn spawn_all(broker: &Arc<Broker>) {
-    spawn_every(broker, SWEEP_EVERY, |b| b.groups.expire_all());
+    spawn_every(broker, SWEEP_EVERY, |b| {
+        let changed = b.groups.expire_all();
+        if changed.is_empty() {
+            return;
+        }
+        // Membership changes (leaves, expiries) go to disk off the reactor.
+        let b = Arc::clone(b);
+        tokio::spawn(async move {
+            let this = Arc::clone(&b);
+            let written = blocking(move || {
+                changed
+                    .into_iter()
+                    .try_for_each(|commit| this.groups.persist(commit))
+            })
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot write group membership");
+            }
+        });
+    });
     if broker.config.retention_bytes.is_some() || broker.config.retention_ms.is_some() {
         spawn_every(broker, RETENTION_EVERY, |b| {
             let b = Arc::clone(b);

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::commit::Durable;
 use crate::io::{FileOps, RealFileOps};
 use crate::record::{self, Batch, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
-use crate::commit::Durable;
 use crate::sync::{Durability, DurableListener, Flusher, PendingSync};
 use crate::{
     recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
