@@ -14,12 +14,14 @@
 //!
 //! Module map: `record` (batch codec), `segment` (active and sealed segment files), `index`
 //! (sparse offset index), `recovery` (open-time tail scan and cut), `retention` (deleting old
-//! segments), `sync` (durability state: [`PendingSync`], the interval flusher, the failed-sync
-//! poison), `commit` (group commit: [`Durable`], waiting until data is durable), `io` (the
-//! injectable file operations used for preallocation and sync), `log` ([`PartitionLog`]).
+//! segments), `sync` (durability state: [`PendingSync`], the durable offset, the failed-sync
+//! poison), `flusher` (the interval flusher shared by the logs of one interval), `commit`
+//! (group commit: [`Durable`], waiting until data is durable), `io` (the injectable file
+//! operations used for preallocation and sync), `log` ([`PartitionLog`]).
 
 mod commit;
 mod error;
+mod flusher;
 mod index;
 pub mod io;
 mod log;
@@ -42,7 +44,7 @@ pub enum FsyncPolicy {
     /// Every `append`/`append_encoded` syncs before it returns; after the `_unsynced`
     /// appends, [`Durable::settle`] waits for a sync shared by all waiters (group commit).
     Always,
-    /// A flusher thread owned by the log syncs at least this often.
+    /// A flusher thread shared by the logs of this interval syncs each at least this often.
     Interval(Duration),
     /// The log never syncs on its own, except when sealing a segment at roll.
     Never,

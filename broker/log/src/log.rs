@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit::Durable;
+use crate::flusher::{self, Registration};
 use crate::io::{FileOps, RealFileOps};
 use crate::record::{self, Batch, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
-use crate::sync::{Durability, DurableListener, Flusher, PendingSync};
+use crate::sync::{Durability, DurableListener, PendingSync};
 use crate::{
     recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
     ProducerStamp, Record, RecoveryReport,
@@ -31,7 +32,8 @@ pub struct PartitionLog {
     /// Most recently used last.
     mapped: Mutex<Vec<(u64, Arc<MappedSegment>)>>,
     durability: Arc<Durability>,
-    flusher: Option<Flusher>,
+    /// The place in the shared interval flusher (`FsyncPolicy::Interval`).
+    flusher: Option<Registration>,
     report: RecoveryReport,
     /// Reused encoding buffer (see `ActiveSegment::write_tail` for why appends encode first).
     scratch: Vec<u8>,
@@ -42,7 +44,7 @@ const SCRATCH_KEEP_BYTES: usize = 8 << 20;
 
 impl PartitionLog {
     /// Creates the directory if needed; recovers (scan active tail, cut torn/corrupt, rebuild
-    /// index). With `FsyncPolicy::Interval` it starts the log's own flusher thread.
+    /// index). With `FsyncPolicy::Interval` it joins the flusher shared by the logs of that interval.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
         Self::open_with_ops(dir, config, Arc::new(RealFileOps))
     }
@@ -78,10 +80,7 @@ impl PartitionLog {
         };
         let durability = Arc::new(Durability::new(active.target.clone(), active.next_offset));
         let flusher = match config.fsync {
-            FsyncPolicy::Interval(every) => Some(
-                Flusher::spawn(durability.clone(), every)
-                    .map_err(|e| LogError::io("spawn flusher thread", e))?,
-            ),
+            FsyncPolicy::Interval(every) => Some(flusher::register(&durability, every)?),
             _ => None,
         };
         Ok(PartitionLog {
@@ -581,7 +580,7 @@ impl PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
-        // Stopping the flusher runs its last sync, so a clean close loses nothing.
+        // Leaving the flusher runs a last sync, so a clean close loses nothing.
         self.flusher.take();
     }
 }

@@ -1,8 +1,8 @@
 //! Durability: making written bytes of the active segment durable, outside the log's lock.
 //!
 //! Appends write bytes into the active segment (its page cache) and then publish how far
-//! they wrote ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the interval
-//! [`Flusher`] or `PartitionLog::sync`) makes `[0, written_pos)` durable with one fdatasync
+//! they wrote ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the group commit, the
+//! interval flusher or `PartitionLog::sync`) makes `[0, written_pos)` durable with one fdatasync
 //! of the file when anything past `durable_pos` is new (see [`SyncTarget::sync_to`]).
 //! Nothing here touches the bytes themselves, so a sync can run on another thread while
 //! appends continue (group commit).
@@ -20,9 +20,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use memmap2::MmapRaw;
 use tokio::sync::watch;
@@ -222,6 +220,11 @@ impl Durability {
         }
     }
 
+    /// Whether something written is not yet known durable.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.written_end() > self.durable_offset()
+    }
+
     /// Syncs whatever the active segment has written so far.
     pub(crate) fn sync_current(&self) -> Result<u64, LogError> {
         let target = self.current();
@@ -261,60 +264,5 @@ impl PendingSync {
     /// The offset up to which everything will be durable once `sync` succeeds.
     pub fn durable_through(&self) -> u64 {
         self.end
-    }
-}
-
-/// The `FsyncPolicy::Interval` flusher: a thread owned by one log that syncs the active
-/// segment at least every interval. Dropping it stops the thread after one last sync.
-#[derive(Debug)]
-pub(crate) struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    pub(crate) fn spawn(durability: Arc<Durability>, every: Duration) -> std::io::Result<Self> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("broker-log-flusher".into())
-            .spawn(move || flush_loop(&durability, &stop2, every))?;
-        Ok(Flusher {
-            stop,
-            handle: Some(handle),
-        })
-    }
-}
-
-fn flush_loop(durability: &Durability, stop: &(Mutex<bool>, Condvar), every: Duration) {
-    let (lock, cvar) = stop;
-    loop {
-        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let done = if *guard {
-            true
-        } else {
-            let (guard, _) = cvar
-                .wait_timeout(guard, every)
-                .unwrap_or_else(PoisonError::into_inner);
-            *guard
-        };
-        // The stop lock is released here, so `Drop` never waits on an fsync to signal.
-        if !durability.is_poisoned() {
-            // A failure is logged and poisons the log inside `sync`; appends then report it.
-            let _ = durability.sync_current();
-        }
-        if done {
-            return;
-        }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.stop.1.notify_all();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
