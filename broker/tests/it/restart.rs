@@ -1,5 +1,5 @@
-//! Restarts: a clean stop keeps topics, committed offsets and group members; `kill -9` while producing loses
-//! no acknowledged message.
+//! Restarts: a clean stop keeps topics, committed offsets and group members; `kill -9` while
+//! producing loses no acknowledged message.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
