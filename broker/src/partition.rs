@@ -7,16 +7,15 @@
 //!   consumer never sees a message that a crash could still take back (and that a producer
 //!   retry would then append again); otherwise it is the log end.
 //!
-//! Durability itself belongs to the log crate: the log is opened with the broker's fsync
-//! policy and owns the group commit, the interval flusher, the durable offset and the
-//! failed-sync state; a produce here only awaits the log's [`Durable`] handle.
-//!
 //! - the log itself is opened lazily: a partition nothing was ever appended to has no files
 //!   and holds no descriptor (an idle topic costs no disk); the first append creates it.
 //! - `close` (topic deletion) drops the log under the lock; every later call answers
 //!   "unknown topic", so a fetch or produce racing a delete gets a clean 404.
 //!
-//! Routing, decoding and HTTP belong to other modules; this one never sees a request.
+//! Durability belongs to the log crate: the log is opened with the broker's fsync policy and
+//! owns the group commit, the interval flusher, the durable offset and the failed-sync
+//! state; a produce here only awaits the log's [`Durable`] handle. Routing, decoding and
+//! HTTP belong to other modules; this one never sees a request.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
