@@ -8,7 +8,7 @@ IMAGE ?= telemetry-pipeline:dev
 HELM_RELEASE ?= telemetry
 HELM_CHART := deploy/helm/telemetry-pipeline
 
-.PHONY: build test test-unit test-integration test-coverage bench openapi db-setup \
+.PHONY: build test test-unit test-integration test-coverage bench bench-peers openapi db-setup \
         run-broker run-streamer run-collector run-api up down soak \
         docker-build docker-lint helm-lint helm-template helm-install helm-uninstall lint fmt clean
 
@@ -41,6 +41,14 @@ bench:
 	$(CARGO) bench -p clients --bench scrape
 	$(CARGO) bench -p api --bench latency
 	$(CARGO) bench -p api --bench promql
+	$(MAKE) bench-peers
+
+# The broker next to Redis Streams and NATS JetStream, same workload, same run. Installs
+# redis-server and nats-server (apt-get) when they are missing and it runs as root; a peer it
+# cannot install shows as MISSING in the table. BENCH_PEERS_MESSAGES scales each run.
+bench-peers:
+	$(CARGO) build --release -p broker --bin broker
+	$(CARGO) bench -p clients --bench peers
 
 openapi:
 	$(CARGO) run -q -p api --bin api -- --print-openapi > api/openapi.json

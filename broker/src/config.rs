@@ -22,7 +22,8 @@ pub enum FsyncMode {
     /// Every produce answers only after its batch is synced (group commit: one sync serves all
     /// requests waiting on it).
     Always,
-    /// A background task syncs every `--fsync-interval-ms`; produce answers after the write.
+    /// Each partition log's flusher syncs every `--fsync-interval-ms`; produce answers after
+    /// the write.
     Interval,
     /// Never sync explicitly (the OS writes back when it likes).
     Never,
@@ -159,15 +160,19 @@ impl Config {
         }))
     }
 
-    /// The storage settings of one partition log. The log itself is told never to sync on
-    /// its own: the server drives every sync (group commit for `always`, a periodic task for
-    /// `interval`), so there is exactly one place that decides when data becomes durable.
+    /// The storage settings of one partition log, with the fsync policy: the log owns
+    /// durability (group commit for `always`, its flusher for `interval`), so there is
+    /// exactly one place that decides when data becomes durable.
     pub fn log_config(&self) -> broker_log::LogConfig {
         broker_log::LogConfig {
             segment_bytes: self.segment_bytes,
             retention_bytes: self.retention_bytes,
             retention_ms: self.retention_ms,
-            fsync: broker_log::FsyncPolicy::Never,
+            fsync: match self.fsync {
+                FsyncMode::Always => broker_log::FsyncPolicy::Always,
+                FsyncMode::Interval => broker_log::FsyncPolicy::Interval(self.fsync_interval()),
+                FsyncMode::Never => broker_log::FsyncPolicy::Never,
+            },
             ..broker_log::LogConfig::default()
         }
     }

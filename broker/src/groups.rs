@@ -1,14 +1,22 @@
 //! Consumer groups: membership, partition assignment, generations, member positions and
 //! durable committed offsets.
 //!
-//! - Membership lives in memory only (after a broker restart members rejoin: their heartbeat
-//!   answers 404). A member that sends no heartbeat for its session timeout is removed.
+//! - Membership (members with their topic, partitions and session timeout, the generation)
+//!   is kept in the group's file too, so a broker restart does not end sessions: after it a
+//!   member heartbeats, fetches and commits with its old id and generation. Restored sessions
+//!   count from the restart; a member that died meanwhile expires after its session timeout
+//!   as usual and its partitions are reassigned. A join is on disk before it is answered;
+//!   leaves and expiries are written by the sweep (a member resurrected by a crash in between
+//!   only expires again). Delivered-but-uncommitted positions are not kept: after a restart
+//!   a member reads again from its committed offsets.
+//! - A member that sends no heartbeat for its session timeout is removed.
 //! - Every membership change bumps the group's generation and rebalances the member's topic:
 //!   balanced (counts differ by at most one) and sticky (a member keeps what it has when it
 //!   can). Commits carry the generation they were made under; a stale one is refused, which
 //!   fences a member that has not yet heard of a rebalance.
-//! - Committed offsets are durable: `<data_dir>/groups/<group>.json`, replaced atomically
-//!   (write, fsync, rename, fsync directory) before the commit is answered.
+//! - Committed offsets are durable: `<data_dir>/groups/<group>.json` (offsets and
+//!   membership), replaced atomically (write, fsync, rename, fsync directory) before the
+//!   commit is answered.
 //! - A member's position (what its group fetch delivers next) starts at the committed offset
 //!   when it is assigned a partition and advances as messages are delivered; what was
 //!   delivered but not committed goes again to the next owner.
@@ -103,8 +111,10 @@ struct Group {
     /// Partition count of each topic a member joined for.
     partition_counts: BTreeMap<String, u32>,
     joins: u64,
-    /// Bumped on every commit; orders snapshots written to disk.
+    /// Bumped on every commit and membership change; orders snapshots written to disk.
     version: u64,
+    /// Membership changed (leave, expiry) and is not on disk yet: the sweep writes it.
+    dirty: bool,
 }
 
 impl Group {
@@ -117,7 +127,14 @@ impl Group {
             partition_counts: BTreeMap::new(),
             joins: 0,
             version: 0,
+            dirty: false,
         }
+    }
+
+    /// Notes a membership change to be written by the sweep.
+    fn touch(&mut self) {
+        self.version += 1;
+        self.dirty = true;
     }
 
     /// Whether `topic` would make one topic too many for this group.
@@ -133,10 +150,30 @@ impl Group {
     }
 }
 
-/// The file format of `<group>.json`.
+/// The file format of `<group>.json` (files without `membership` predate it: no members).
 #[derive(Serialize, Deserialize, Default)]
 struct OffsetsFile {
     offsets: BTreeMap<String, BTreeMap<u32, u64>>,
+    #[serde(default)]
+    membership: Option<MembershipFile>,
+}
+
+/// The group's membership as kept on disk.
+#[derive(Serialize, Deserialize, Default)]
+struct MembershipFile {
+    generation: u64,
+    joins: u64,
+    /// Partition count of each topic a member joined for.
+    partition_counts: BTreeMap<String, u32>,
+    members: BTreeMap<String, MemberFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberFile {
+    topic: String,
+    partitions: Vec<u32>,
+    session_timeout_ms: u64,
+    joined: u64,
 }
 
 /// A commit to make durable: its group, and the group's offsets version that includes it.
@@ -209,18 +246,22 @@ impl Groups {
                 .entry(name.to_string())
                 .or_insert_with(|| Group::new(last_active));
             group.committed = file.offsets;
+            if let Some(membership) = file.membership {
+                restore_membership(name, group, membership, now);
+            }
         }
         Ok(())
     }
 
     /// Adds a member for `topic` (which has `partition_count` partitions) and rebalances.
+    /// The caller makes the new membership durable with [`Groups::persist`] before answering.
     pub fn join(
         &self,
         group: &str,
         topic: &str,
         partition_count: u32,
         session_timeout: Option<Duration>,
-    ) -> Result<Assignment> {
+    ) -> Result<(Assignment, PendingCommit)> {
         validate_name("group", group)?;
         let session = session_timeout
             .unwrap_or(self.default_session)
@@ -267,11 +308,17 @@ impl Groups {
             },
         );
         g.generation += 1;
+        g.version += 1;
         rebalance(g, topic);
         tracing::info!(group, member = %member_id, generation = g.generation, "member joined");
         m::group_members(group, g.members.len());
-        assignment(g, &member_id)
-            .ok_or_else(|| BrokerError::Internal("a joined member vanished".into()))
+        let pending = PendingCommit {
+            group: group.to_string(),
+            version: g.version,
+        };
+        let assignment = assignment(g, &member_id)
+            .ok_or_else(|| BrokerError::Internal("a joined member vanished".into()))?;
+        Ok((assignment, pending))
     }
 
     /// Keeps a member alive; answers the current generation and its assignment.
@@ -297,6 +344,7 @@ impl Groups {
             .remove(member)
             .ok_or_else(|| unknown_member(group, member))?;
         g.generation += 1;
+        g.touch();
         g.last_active = Instant::now();
         rebalance(g, &removed.topic);
         tracing::info!(group, member, generation = g.generation, "member left");
@@ -305,15 +353,22 @@ impl Groups {
     }
 
     /// Removes every member whose session expired, then every group that has been empty
-    /// and idle for the TTL, with its offsets file (the background sweep).
-    pub fn expire_all(&self) {
+    /// and idle for the TTL, with its offsets file (the background sweep). Answers the
+    /// groups whose membership changed since it was last written, for [`Groups::persist`].
+    pub fn expire_all(&self) -> Vec<PendingCommit> {
         let now = Instant::now();
         let mut groups = self.lock();
         let mut idle = Vec::new();
+        let mut changed = Vec::new();
         for (name, g) in groups.iter_mut() {
             expire_group(name, g, now);
             if g.members.is_empty() && now.duration_since(g.last_active) > self.ttl {
                 idle.push(name.clone());
+            } else if std::mem::take(&mut g.dirty) {
+                changed.push(PendingCommit {
+                    group: name.clone(),
+                    version: g.version,
+                });
             }
         }
         for name in idle {
@@ -328,6 +383,7 @@ impl Groups {
             }
             tracing::info!(group = %name, ttl = ?self.ttl, "idle empty group removed");
         }
+        changed
     }
 
     /// Topic deletion: drops every group's offsets and members for `topic` and rewrites the
@@ -339,12 +395,13 @@ impl Groups {
             for (name, g) in groups.iter_mut() {
                 let before = g.members.len();
                 g.members.retain(|_, mem| mem.topic != topic);
-                if g.members.len() != before {
+                let members_left = g.members.len() != before;
+                if members_left {
                     g.generation += 1;
                     m::group_members(name, g.members.len());
                 }
                 g.partition_counts.remove(topic);
-                if g.committed.remove(topic).is_some() {
+                if g.committed.remove(topic).is_some() || members_left {
                     g.version += 1;
                     changed.push(PendingCommit {
                         group: name.clone(),
@@ -450,6 +507,7 @@ impl Groups {
             .ok_or_else(|| BrokerError::UnknownGroup(group.to_string()))?;
         let file = OffsetsFile {
             offsets: g.committed.clone(),
+            membership: Some(membership_file(g)),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| BrokerError::Internal(e.to_string()))?;
         Ok((g.version, bytes))
@@ -592,10 +650,69 @@ fn expire_group(name: &str, g: &mut Group, now: Instant) {
         }
     }
     g.generation += 1;
+    g.touch();
     topics.sort();
     topics.dedup();
     for topic in topics {
         rebalance(g, &topic);
+    }
+    m::group_members(name, g.members.len());
+}
+
+/// What of `g`'s membership goes to disk.
+fn membership_file(g: &Group) -> MembershipFile {
+    MembershipFile {
+        generation: g.generation,
+        joins: g.joins,
+        partition_counts: g.partition_counts.clone(),
+        members: g
+            .members
+            .iter()
+            .map(|(id, mem)| {
+                let file = MemberFile {
+                    topic: mem.topic.clone(),
+                    partitions: mem.partitions.clone(),
+                    session_timeout_ms: mem.session_timeout.as_millis() as u64,
+                    joined: mem.joined,
+                };
+                (id.clone(), file)
+            })
+            .collect(),
+    }
+}
+
+/// Puts a recovered membership back, its sessions counting from `now` (the restart). What
+/// no join could have made (too many members, bad ids or names, out-of-range timeouts) is
+/// dropped, so the group limits hold after a restart too.
+fn restore_membership(name: &str, g: &mut Group, file: MembershipFile, now: Instant) {
+    g.generation = file.generation;
+    g.joins = file.joins;
+    g.partition_counts = file
+        .partition_counts
+        .into_iter()
+        .filter(|(topic, _)| validate_name("topic", topic).is_ok())
+        .take(MAX_GROUP_TOPICS)
+        .collect();
+    for (id, mem) in file.members.into_iter().take(MAX_MEMBERS) {
+        let Some(&count) = g.partition_counts.get(&mem.topic) else {
+            continue;
+        };
+        if validate_member(&id).is_err() || mem.partitions.iter().any(|&p| p >= count) {
+            continue;
+        }
+        let session = Duration::from_millis(mem.session_timeout_ms).clamp(MIN_SESSION, MAX_SESSION);
+        g.members.insert(
+            id,
+            Member {
+                topic: mem.topic,
+                partitions: mem.partitions,
+                session_timeout: session,
+                last_seen: now,
+                joined: mem.joined,
+                positions: HashMap::new(),
+                rotation: 0,
+            },
+        );
     }
     m::group_members(name, g.members.len());
 }
@@ -706,7 +823,7 @@ mod tests {
     fn commits_are_coalesced_and_the_file_never_goes_backwards() {
         let dir = tempfile::tempdir().expect("tempdir");
         let groups = Groups::new(dir.path(), Duration::from_secs(10), Duration::from_secs(60));
-        let a = groups.join("g", "t", 2, None).expect("join");
+        let (a, _) = groups.join("g", "t", 2, None).expect("join");
         let commit = |offset: u64| {
             let offsets = BTreeMap::from([(0u32, offset)]);
             groups

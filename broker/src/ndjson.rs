@@ -13,11 +13,9 @@
 //! (no re-encoding on the consumers' hot path) and a value can never end the line early
 //! and forge a record (`1}\n{"offset":…`) or a field.
 
-use std::borrow::Cow;
-use std::io::Write;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use broker_log::record::{decode, validate_for_append, Batch, Decoded, RecordView};
 
@@ -45,7 +43,7 @@ pub struct Message<'a> {
 /// partition go to `keyless_partition`.
 pub fn parse(body: &[u8], partitions: u32, keyless_partition: u32) -> Result<Vec<Message<'_>>> {
     let mut messages = Vec::with_capacity(body.len() / 256 + 1);
-    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+    for (i, raw) in lines(body).enumerate() {
         let line_no = i + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // Lines start with '{': the whole-line scan only runs for odd ones.
@@ -130,6 +128,26 @@ fn check_value(value: &[u8]) -> std::result::Result<(), String> {
         .map_err(|e| format!("the value is not JSON: {e}"))
 }
 
+/// The lines of `body` (split at `\n`, a last line without one included). memchr finds the
+/// newlines a word at a time: a byte-at-a-time split was ~80% of this module's own time in
+/// a profile of NDJSON produce.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current) {
+            Some(i) => {
+                rest = Some(&current[i + 1..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// Appends the fetch lines of the records held in `batches` (whole encoded batches, as the
 /// log stores them) from offset `from` on, at most `max`. Returns the offset after the last
 /// record written (`from` when none) and how many were written. Working on the encoded
@@ -171,12 +189,15 @@ fn unreadable(pos: usize, what: &str) -> BrokerError {
 }
 
 fn encode_one(out: &mut Vec<u8>, partition: u32, r: &RecordView<'_>) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{{\"partition\":{partition},\"offset\":{},\"timestamp\":{},\"key\":",
-        r.offset, r.timestamp_ms
-    );
+    // itoa rather than `write!`: the formatting machinery showed in fetch profiles.
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"partition\":");
+    out.extend_from_slice(number.format(partition).as_bytes());
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(number.format(r.offset).as_bytes());
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(number.format(r.timestamp_ms).as_bytes());
+    out.extend_from_slice(b",\"key\":");
     match r.key {
         None => out.extend_from_slice(b"null"),
         Some(key) => {
@@ -205,6 +226,14 @@ mod tests {
         assert_eq!(msgs[0].partition, partition_for_key(b"GPU-1", 4));
         assert_eq!(msgs[1].partition, 2);
         assert_eq!(msgs[2].partition, 3);
+    }
+
+    #[test]
+    fn lines_split_like_slice_split() {
+        for body in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\n\nb\n"] {
+            let expected: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+            assert_eq!(lines(body).collect::<Vec<_>>(), expected, "{body:?}");
+        }
     }
 
     #[test]

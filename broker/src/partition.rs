@@ -3,27 +3,27 @@
 //! and never awaits), plus the signals around it:
 //!
 //! - `visible`: the offset up to which readers may read; long-polls wait on it. With
-//!   `--fsync always` it trails the durable offset, so a consumer never sees a message that a
-//!   crash could still take back (and that a producer retry would then append again);
-//!   otherwise it is the log end.
-//! - `sync_state`: the durable offset, for group commit. Whoever needs data durable asks for
-//!   a sync; if one is running it waits for it, otherwise it starts one. A single task does
-//!   the fsync on a blocking thread for every request that appended before it began.
+//!   `--fsync always` it trails the durable offset (the log tells us each advance), so a
+//!   consumer never sees a message that a crash could still take back (and that a producer
+//!   retry would then append again); otherwise it is the log end.
 //!
 //! - the log itself is opened lazily: a partition nothing was ever appended to has no files
 //!   and holds no descriptor (an idle topic costs no disk); the first append creates it.
 //! - `close` (topic deletion) drops the log under the lock; every later call answers
 //!   "unknown topic", so a fetch or produce racing a delete gets a clean 404.
 //!
-//! Routing, decoding and HTTP belong to other modules; this one never sees a request.
+//! Durability belongs to the log crate: the log is opened with the broker's fsync policy and
+//! owns the group commit, the interval flusher, the durable offset and the failed-sync
+//! state; a produce here only awaits the log's [`Durable`] handle. Routing, decoding and
+//! HTTP belong to other modules; this one never sees a request.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use broker_log::io::FileOps;
-use broker_log::{AppendOutcome, LogConfig, PartitionLog, ProducerStamp, Record};
+use broker_log::io::{FileOps, RealFileOps};
+use broker_log::{
+    AppendOutcome, Durable, FsyncPolicy, LogConfig, LogError, PartitionLog, ProducerStamp, Record,
+};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
@@ -76,23 +76,12 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct SyncState {
-    /// Everything below this offset is on disk.
-    durable: u64,
-    /// A sync failed: the log refuses writes until the broker restarts and recovers.
-    failed: bool,
-}
-
 struct Inner {
     /// `None` until the first append (no segment on disk yet), and after `close`.
     log: Option<PartitionLog>,
     /// The topic was deleted: every call answers "unknown topic".
     closed: bool,
     producers: ProducerTable,
-    /// Bytes in the active segment (tracked here; the storage API does not expose it), so
-    /// an append that may roll a segment is known before it runs.
-    active_len: u64,
 }
 
 pub struct Partition {
@@ -100,14 +89,12 @@ pub struct Partition {
     pub id: u32,
     inner: Mutex<Inner>,
     /// Readers may see offsets below this; long-polls wait on it.
-    visible: watch::Sender<u64>,
-    sync_state: watch::Sender<SyncState>,
-    /// Set while a sync task runs, so there is at most one per partition.
-    sync_running: AtomicBool,
+    visible: Arc<watch::Sender<u64>>,
+    /// The log's durability handle, set once the log exists (never unset: after a delete
+    /// it still answers for what was written).
+    durable: OnceLock<Durable>,
     /// `--fsync always`: produce waits for durability and readers see only durable data.
     always: bool,
-    /// The segment roll threshold.
-    segment_bytes: u64,
     /// How to open the log on first append.
     dir: PathBuf,
     config: LogConfig,
@@ -125,11 +112,10 @@ impl Partition {
         id: u32,
         dir: &Path,
         config: LogConfig,
-        always: bool,
         ops: Option<Arc<dyn FileOps>>,
         producer_idle_ms: u64,
     ) -> Result<Partition> {
-        let segment_bytes = config.segment_bytes;
+        let always = config.fsync == FsyncPolicy::Always;
         let log = if has_segments(dir) {
             let log = open_log(dir, config.clone(), ops.clone())?;
             let report = log.recovery_report();
@@ -155,29 +141,37 @@ impl Partition {
         let end = log.as_ref().map_or(0, PartitionLog::end_offset);
         let end_gauge = m::log_end_gauge(&topic, id);
         end_gauge.set(end as f64);
-        Ok(Partition {
+        let part = Partition {
             topic,
             id,
             inner: Mutex::new(Inner {
-                active_len: log.as_ref().map_or(0, |l| active_len_at_open(dir, l)),
-                log,
+                log: None,
                 closed: false,
                 producers,
             }),
-            segment_bytes,
             dir: dir.to_path_buf(),
             config,
             ops,
-            visible: watch::Sender::new(end),
-            // What recovery kept is whatever is on disk now.
-            sync_state: watch::Sender::new(SyncState {
-                durable: end,
-                failed: false,
-            }),
-            sync_running: AtomicBool::new(false),
+            visible: Arc::new(watch::Sender::new(end)),
+            durable: OnceLock::new(),
             always,
             end_gauge,
-        })
+        };
+        if let Some(log) = log {
+            part.attach(&log);
+            part.lock().log = Some(log);
+        }
+        Ok(part)
+    }
+
+    /// Wires a freshly opened log in: keeps its durability handle and, with `--fsync
+    /// always`, makes data visible as the log reports it durable.
+    fn attach(&self, log: &PartitionLog) {
+        if self.always {
+            let visible = Arc::clone(&self.visible);
+            log.on_durable(Box::new(move |durable| publish_visible(&visible, durable)));
+        }
+        let _ = self.durable.set(log.durable());
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -201,11 +195,14 @@ impl Partition {
     /// Waits until everything below `end` is as durable as the policy promises (with
     /// `--fsync always`: synced; otherwise there is nothing to wait for).
     pub async fn settle(self: &Arc<Self>, end: u64) -> Result<()> {
-        if self.always {
-            self.wait_durable(end).await
-        } else {
-            Ok(())
-        }
+        let Some(durable) = self.durable.get() else {
+            // No log yet: only a retry of nothing could get here; nothing to make durable.
+            return Ok(());
+        };
+        durable.settle(end).await.map_err(|e| match e {
+            LogError::Poisoned => self.sync_failed(),
+            other => other.into(),
+        })
     }
 
     /// The check-then-append under the lock, without waiting for durability: returns where
@@ -234,7 +231,7 @@ impl Partition {
         drop(inner);
         self.end_gauge.set(outcome.end_offset as f64);
         if !self.always {
-            self.publish_visible(outcome.end_offset);
+            publish_visible(&self.visible, outcome.end_offset);
         }
         let appended = Appended {
             base_offset: outcome.base_offset,
@@ -285,14 +282,14 @@ impl Partition {
         }
     }
 
-    /// Writes the batch into the log (unsynced) and keeps `active_len` current.
+    /// Writes the batch into the log (unsynced; the log's policy makes it durable).
     fn write_batch(
         &self,
         inner: &mut Inner,
         payload: Payload<'_>,
         stamp: Option<ProducerStamp>,
     ) -> Result<AppendOutcome> {
-        let len = payload.encoded_len() as u64;
+        let len = payload.encoded_len();
         if inner.log.is_none() {
             // The first append creates the log (a directory and a small first segment); the
             // topic directory is synced so the new partition directory survives a power loss.
@@ -303,11 +300,11 @@ impl Partition {
                 }
                 Ok::<_, BrokerError>(log)
             })?;
+            self.attach(&log);
             inner.log = Some(log);
-            inner.active_len = 0;
         }
         let log = inner.log.as_mut().ok_or_else(|| self.unknown())?;
-        let segments = log.segment_count();
+        let may_block_now = log.append_may_block(len);
         let mut append = || match payload {
             Payload::Records(records) => log.append_unsynced(records, stamp),
             Payload::Encoded(batch) => log.append_encoded_unsynced(batch, stamp),
@@ -315,43 +312,12 @@ impl Partition {
         // Most appends are a memcpy and run right here; one that may roll the segment (sync,
         // truncate, preallocate: milliseconds) first hands this worker's other tasks away.
         // Doing that for every append measured ~20% slower.
-        let outcome = if inner.active_len + len > self.segment_bytes {
+        let outcome = if may_block_now {
             may_block(append)?
         } else {
             append()?
         };
-        let rolled = inner.log.as_ref().map_or(0, PartitionLog::segment_count) != segments;
-        inner.active_len = if rolled { len } else { inner.active_len + len };
         Ok(outcome)
-    }
-
-    fn publish_visible(&self, end: u64) {
-        self.visible.send_if_modified(|v| {
-            if end > *v {
-                *v = end;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Waits until everything below `target` is durable, starting a sync when none runs.
-    async fn wait_durable(self: &Arc<Self>, target: u64) -> Result<()> {
-        let mut rx = self.sync_state.subscribe();
-        loop {
-            let state = *rx.borrow_and_update();
-            if state.failed {
-                return Err(self.sync_failed());
-            }
-            if state.durable >= target {
-                return Ok(());
-            }
-            self.start_sync();
-            if rx.changed().await.is_err() {
-                return Err(self.sync_failed());
-            }
-        }
     }
 
     fn sync_failed(&self) -> BrokerError {
@@ -363,59 +329,10 @@ impl Partition {
 
     /// With `--fsync always`, starts a sync now unless `end` is durable already (so the
     /// partitions of one produce sync in parallel).
-    pub fn start_sync_for(self: &Arc<Self>, end: u64) {
-        if self.always && self.sync_state.borrow().durable < end {
-            self.start_sync();
+    pub fn start_sync_for(&self, end: u64) {
+        if let Some(durable) = self.durable.get() {
+            durable.request_sync(end);
         }
-    }
-
-    /// Whether some appended data is not yet known durable.
-    pub fn has_unsynced(&self) -> bool {
-        let end = self.lock().log.as_ref().map_or(0, PartitionLog::end_offset);
-        end > self.sync_state.borrow().durable
-    }
-
-    /// Starts a sync task unless one is running. The task is detached so a client that
-    /// hangs up cannot cancel a sync others wait on.
-    pub fn start_sync(self: &Arc<Self>) {
-        if self
-            .sync_running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            // No log: never appended to, or closed by a delete; nothing to make durable.
-            let Some(pending) = this.lock().log.as_ref().map(PartitionLog::pending_sync) else {
-                this.sync_running.store(false, Ordering::Release);
-                return;
-            };
-            let started = Instant::now();
-            let result = tokio::task::spawn_blocking(move || pending.sync()).await;
-            m::fsync_seconds(started.elapsed());
-            // Cleared before publishing: a waiter woken by the publish may need to lead the
-            // next sync, and must find the flag free.
-            this.sync_running.store(false, Ordering::Release);
-            match result {
-                Ok(Ok(durable)) => {
-                    this.sync_state
-                        .send_modify(|s| s.durable = s.durable.max(durable));
-                    if this.always {
-                        this.publish_visible(durable);
-                    }
-                }
-                Ok(Err(error)) => this.fail_sync(&error.to_string()),
-                Err(join) => this.fail_sync(&join.to_string()),
-            }
-        });
-    }
-
-    fn fail_sync(&self, error: &str) {
-        tracing::error!(topic = %self.topic, partition = self.id, error,
-            "sync failed: refusing writes to this partition until restart");
-        self.sync_state.send_modify(|s| s.failed = true);
     }
 
     /// Syncs now on the calling thread (shutdown).
@@ -425,10 +342,6 @@ impl Partition {
             return Ok(());
         };
         log.sync()?;
-        let end = log.end_offset();
-        drop(inner);
-        self.sync_state
-            .send_modify(|s| s.durable = s.durable.max(end));
         Ok(())
     }
 
@@ -512,11 +425,23 @@ fn start_of(inner: &Inner) -> u64 {
     inner.log.as_ref().map_or(0, PartitionLog::start_offset)
 }
 
+/// Raises the visible end to `end` (never lowers it), waking long-polls.
+fn publish_visible(visible: &watch::Sender<u64>, end: u64) {
+    visible.send_if_modified(|v| {
+        if end > *v {
+            *v = end;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Opens a log whose syncs are timed for the fsync histogram.
 fn open_log(dir: &Path, config: LogConfig, ops: Option<Arc<dyn FileOps>>) -> Result<PartitionLog> {
-    Ok(match ops {
-        Some(ops) => PartitionLog::open_with_ops(dir, config, ops)?,
-        None => PartitionLog::open(dir, config)?,
-    })
+    let ops = ops.unwrap_or_else(|| Arc::new(RealFileOps));
+    let timed = Arc::new(m::TimedSync(ops));
+    Ok(PartitionLog::open_with_ops(dir, config, timed)?)
 }
 
 /// Whether `dir` holds a segment file (names per segments-format.md).
@@ -551,66 +476,5 @@ fn may_block<T>(f: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(f)
         }
         _ => f(),
-    }
-}
-
-/// The active segment's length after recovery: the log's size minus the sealed segments,
-/// which are truncated to their length on disk (the active one is preallocated, so its file
-/// size says nothing). File names per segments-format.md; an error just means "unknown",
-/// taken as full, so the first append plays safe.
-fn active_len_at_open(dir: &Path, log: &PartitionLog) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return u64::MAX / 2;
-    };
-    let mut segments: Vec<(std::ffi::OsString, u64)> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .filter_map(|e| Some((e.file_name(), e.metadata().ok()?.len())))
-        .collect();
-    segments.sort();
-    segments.pop();
-    let sealed: u64 = segments.iter().map(|(_, len)| len).sum();
-    log.size_bytes().saturating_sub(sealed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tracked_active_length_matches_the_segments_on_disk_across_rolls() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = LogConfig {
-            segment_bytes: 4096,
-            fsync: broker_log::FsyncPolicy::Never,
-            ..LogConfig::default()
-        };
-        let part = Partition::open(Arc::from("t"), 0, dir.path(), config, false, None, 60_000)
-            .expect("open");
-        let value = [b'v'; 300];
-        for i in 0..40 {
-            let records = vec![
-                Record {
-                    timestamp_ms: i,
-                    key: None,
-                    value: &value,
-                };
-                1 + (i as usize % 3)
-            ];
-            part.append_now(Payload::Records(&records), None)
-                .expect("append");
-            let inner = part.lock();
-            assert_eq!(
-                inner.active_len,
-                active_len_at_open(dir.path(), inner.log.as_ref().expect("log opened")),
-                "after append {i}"
-            );
-        }
-        let segments = part
-            .lock()
-            .log
-            .as_ref()
-            .map_or(0, PartitionLog::segment_count);
-        assert!(segments > 3, "the test must roll");
     }
 }

@@ -1,5 +1,5 @@
-//! Background tasks, each stopping when shutdown begins:
-//! the interval flusher (`--fsync interval`), the group session sweeper, and retention.
+//! Background tasks, each stopping when shutdown begins: the group session sweeper and
+//! retention. (Syncing, `--fsync interval` included, belongs to each partition's log.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::broker::{blocking, Broker};
-use crate::config::FsyncMode;
 use crate::http::stopped;
 use crate::http::topics::now_ms;
 use crate::metrics as m;
@@ -18,11 +17,26 @@ const SWEEP_EVERY: Duration = Duration::from_millis(50);
 const RETENTION_EVERY: Duration = Duration::from_secs(1);
 
 pub fn spawn_all(broker: &Arc<Broker>) {
-    if broker.config.fsync == FsyncMode::Interval {
-        let every = broker.config.fsync_interval();
-        spawn_every(broker, every, flush);
-    }
-    spawn_every(broker, SWEEP_EVERY, |b| b.groups.expire_all());
+    spawn_every(broker, SWEEP_EVERY, |b| {
+        let changed = b.groups.expire_all();
+        if changed.is_empty() {
+            return;
+        }
+        // Membership changes (leaves, expiries) go to disk off the reactor.
+        let b = Arc::clone(b);
+        tokio::spawn(async move {
+            let this = Arc::clone(&b);
+            let written = blocking(move || {
+                changed
+                    .into_iter()
+                    .try_for_each(|commit| this.groups.persist(commit))
+            })
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot write group membership");
+            }
+        });
+    });
     if broker.config.retention_bytes.is_some() || broker.config.retention_ms.is_some() {
         spawn_every(broker, RETENTION_EVERY, |b| {
             let b = Arc::clone(b);
@@ -49,17 +63,6 @@ fn spawn_every(broker: &Arc<Broker>, period: Duration, f: impl Fn(&Arc<Broker>) 
             }
         }
     });
-}
-
-/// Starts a sync on every partition with unsynced data (each runs on a blocking thread).
-fn flush(broker: &Arc<Broker>) {
-    for topic in broker.topics.all() {
-        for part in &topic.partitions {
-            if part.has_unsynced() {
-                part.start_sync();
-            }
-        }
-    }
 }
 
 fn retention(broker: &Broker) -> crate::error::Result<()> {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, FsyncMode};
+use crate::config::Config;
 use crate::error::{BrokerError, Result};
 use crate::naming::validate_name;
 use crate::partition::Partition;
@@ -225,7 +225,6 @@ impl Topics {
 
     fn open_topic(&self, name: &str, partitions: u32) -> Result<Topic> {
         let name: Arc<str> = Arc::from(name);
-        let always = self.config.fsync == FsyncMode::Always;
         let dir = self.root.join(&*name);
         let parts = (0..partitions)
             .map(|id| {
@@ -235,7 +234,6 @@ impl Topics {
                     id,
                     &log_dir,
                     self.config.log_config(),
-                    always,
                     self.config.file_ops(),
                     self.config.producer_idle_ms,
                 )

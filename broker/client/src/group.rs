@@ -3,7 +3,8 @@
 //! The broker assigns partitions and bumps its generation on every rebalance; this module keeps
 //! the member's current view and a local *epoch* that changes whenever that view changes (a
 //! new generation, another assignment, or a rejoin under a new member id after the broker
-//! restarted and forgot us). Callers poll [`GroupMember::epoch`] — one atomic load — to notice
+//! expired our session, e.g. a heartbeat that could not reach it in time; a broker restart
+//! keeps members). Callers poll [`GroupMember::epoch`] — one atomic load — to notice
 //! a rebalance; what to do about it (stop streaming a shard, reload offsets) is theirs.
 
 use std::collections::BTreeMap;
@@ -216,7 +217,7 @@ impl Shared {
         }
     }
 
-    /// One heartbeat; a 404 (the broker forgot us: session expired or restart) rejoins.
+    /// One heartbeat; a 404 (the broker forgot us: our session expired) rejoins.
     fn beat(&self) -> Result<()> {
         let id = self.lock().member_id.clone();
         let fresh = match self.client.heartbeat(&self.group, &id) {

@@ -14,10 +14,14 @@
 //!
 //! Module map: `record` (batch codec), `segment` (active and sealed segment files), `index`
 //! (sparse offset index), `recovery` (open-time tail scan and cut), `retention` (deleting old
-//! segments), `sync` (durability: [`PendingSync`], the interval flusher), `io` (the
-//! injectable file operations used for preallocation and sync), `log` ([`PartitionLog`]).
+//! segments), `sync` (durability state: [`PendingSync`], the durable offset, the failed-sync
+//! poison), `flusher` (the interval flusher shared by the logs of one interval), `commit`
+//! (group commit: [`Durable`], waiting until data is durable), `io` (the injectable file
+//! operations used for preallocation and sync), `log` ([`PartitionLog`]).
 
+mod commit;
 mod error;
+mod flusher;
 mod index;
 pub mod io;
 mod log;
@@ -29,16 +33,18 @@ mod sync;
 
 use std::time::Duration;
 
+pub use crate::commit::Durable;
 pub use crate::error::LogError;
 pub use crate::log::PartitionLog;
-pub use crate::sync::PendingSync;
+pub use crate::sync::{DurableListener, PendingSync};
 
 /// When appended data is made durable (fdatasync of the active segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// Every `append`/`append_encoded` syncs before it returns.
+    /// Every `append`/`append_encoded` syncs before it returns; after the `_unsynced`
+    /// appends, [`Durable::settle`] waits for a sync shared by all waiters (group commit).
     Always,
-    /// A flusher thread owned by the log syncs at least this often.
+    /// A flusher thread shared by the logs of this interval syncs each at least this often.
     Interval(Duration),
     /// The log never syncs on its own, except when sealing a segment at roll.
     Never,

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::commit::Durable;
+use crate::flusher::{self, Registration};
 use crate::io::{FileOps, RealFileOps};
 use crate::record::{self, Batch, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
-use crate::sync::{Durability, Flusher, PendingSync};
+use crate::sync::{Durability, DurableListener, PendingSync};
 use crate::{
     recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
     ProducerStamp, Record, RecoveryReport,
@@ -30,7 +32,8 @@ pub struct PartitionLog {
     /// Most recently used last.
     mapped: Mutex<Vec<(u64, Arc<MappedSegment>)>>,
     durability: Arc<Durability>,
-    flusher: Option<Flusher>,
+    /// The place in the shared interval flusher (`FsyncPolicy::Interval`).
+    flusher: Option<Registration>,
     report: RecoveryReport,
     /// Reused encoding buffer (see `ActiveSegment::write_tail` for why appends encode first).
     scratch: Vec<u8>,
@@ -41,7 +44,7 @@ const SCRATCH_KEEP_BYTES: usize = 8 << 20;
 
 impl PartitionLog {
     /// Creates the directory if needed; recovers (scan active tail, cut torn/corrupt, rebuild
-    /// index). With `FsyncPolicy::Interval` it starts the log's own flusher thread.
+    /// index). With `FsyncPolicy::Interval` it joins the flusher shared by the logs of that interval.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
         Self::open_with_ops(dir, config, Arc::new(RealFileOps))
     }
@@ -77,10 +80,7 @@ impl PartitionLog {
         };
         let durability = Arc::new(Durability::new(active.target.clone(), active.next_offset));
         let flusher = match config.fsync {
-            FsyncPolicy::Interval(every) => Some(
-                Flusher::spawn(durability.clone(), every)
-                    .map_err(|e| LogError::io("spawn flusher thread", e))?,
-            ),
+            FsyncPolicy::Interval(every) => Some(flusher::register(&durability, every)?),
             _ => None,
         };
         Ok(PartitionLog {
@@ -223,6 +223,27 @@ impl PartitionLog {
     /// The offset below which everything is known durable.
     pub fn durable_offset(&self) -> u64 {
         self.durability.durable_offset()
+    }
+
+    /// A handle to wait (async, outside the caller's lock) until appended data is durable
+    /// as the policy promises; see [`Durable`].
+    pub fn durable(&self) -> Durable {
+        Durable::new(self.durability.clone(), self.config.fsync)
+    }
+
+    /// Tells `listener` the durable offset now and after every advance, whoever synced
+    /// (group commit, flusher, roll, `sync`). It runs on the syncing thread, possibly under
+    /// the caller's lock of an append that rolled: keep it short and lock-free. Only the
+    /// first listener set counts.
+    pub fn on_durable(&self, listener: DurableListener) {
+        self.durability.set_listener(listener);
+    }
+
+    /// Whether appending `encoded_len` bytes must first grow or roll the active segment
+    /// (preallocation, or sync and truncate: milliseconds of blocking I/O) rather than being
+    /// a plain copy into it.
+    pub fn append_may_block(&self, encoded_len: usize) -> bool {
+        self.active.len + encoded_len > self.active.capacity
     }
 
     /// Ensures the active segment has room for a batch: grows it (in steps, up to
@@ -559,7 +580,7 @@ impl PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
-        // Stopping the flusher runs its last sync, so a clean close loses nothing.
+        // Leaving the flusher runs a last sync, so a clean close loses nothing.
         self.flusher.take();
     }
 }

@@ -1,8 +1,8 @@
 //! Durability: making written bytes of the active segment durable, outside the log's lock.
 //!
 //! Appends write bytes into the active segment (its page cache) and then publish how far
-//! they wrote ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the interval
-//! [`Flusher`] or `PartitionLog::sync`) makes `[0, written_pos)` durable with one fdatasync
+//! they wrote ([`SyncTarget::publish`]). A sync (from [`PendingSync`], the group commit, the
+//! interval flusher or `PartitionLog::sync`) makes `[0, written_pos)` durable with one fdatasync
 //! of the file when anything past `durable_pos` is new (see [`SyncTarget::sync_to`]).
 //! Nothing here touches the bytes themselves, so a sync can run on another thread while
 //! appends continue (group commit).
@@ -11,15 +11,19 @@
 //! appends until it is reopened (and recovery re-checks the tail) instead of pretending.
 //! Sealed segments are synced when they are sealed (`segment`), so only the active segment
 //! ever has dirty bytes.
+//!
+//! Every advance of the durable offset, whoever synced, is published on one watch channel
+//! (group-commit waiters in `commit` park on it) and to the log's optional listener (the
+//! broker uses it to make data visible once it is durable). Waiting for durability, and who
+//! runs the next sync, is `commit`'s business.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use memmap2::MmapRaw;
+use tokio::sync::watch;
 
 use crate::io::FileOps;
 use crate::LogError;
@@ -93,22 +97,38 @@ impl SyncTarget {
     }
 }
 
-/// State shared by the log, its pending syncs and its flusher.
-#[derive(Debug)]
+/// Called with the new durable offset each time it advances (see [`crate::PartitionLog::on_durable`]).
+pub type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
+
+/// State shared by the log, its pending syncs, its group commit and its flusher.
 pub(crate) struct Durability {
-    /// Every offset below this is durable.
-    durable_offset: AtomicU64,
+    /// Every offset below this is durable; group-commit waiters subscribe to it.
+    durable: watch::Sender<u64>,
     poisoned: AtomicBool,
+    /// Set while a group-commit sync task runs (at most one per log; see `commit`).
+    pub(crate) sync_running: AtomicBool,
     /// The active segment's target (swapped at roll).
     current: Mutex<Arc<SyncTarget>>,
+    listener: OnceLock<DurableListener>,
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("durable", &*self.durable.borrow())
+            .field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Durability {
     pub(crate) fn new(target: Arc<SyncTarget>, durable_offset: u64) -> Self {
         Durability {
-            durable_offset: AtomicU64::new(durable_offset),
+            durable: watch::Sender::new(durable_offset),
             poisoned: AtomicBool::new(false),
+            sync_running: AtomicBool::new(false),
             current: Mutex::new(target),
+            listener: OnceLock::new(),
         }
     }
 
@@ -117,16 +137,57 @@ impl Durability {
     }
 
     pub(crate) fn durable_offset(&self) -> u64 {
-        self.durable_offset.load(Ordering::Acquire)
+        *self.durable.borrow()
     }
 
+    /// A receiver of the durable offset (woken on every advance and on poisoning).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    /// How many group-commit waiters are parked (only waiters subscribe).
+    pub(crate) fn waiters(&self) -> usize {
+        self.durable.receiver_count()
+    }
+
+    /// Sets the listener told of every durable advance; only the first call counts.
+    pub(crate) fn set_listener(&self, listener: DurableListener) {
+        if self.listener.set(listener).is_ok() {
+            self.notify(self.durable_offset());
+        }
+    }
+
+    /// Publishes that everything below `end` is durable.
     pub(crate) fn mark_durable(&self, end: u64) {
-        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        let advanced = self.durable.send_if_modified(|d| {
+            if end > *d {
+                *d = end;
+                true
+            } else {
+                false
+            }
+        });
+        if advanced {
+            self.notify(end);
+        }
     }
 
-    /// Refuses appends from now on (a sync whose outcome is unknown failed).
+    fn notify(&self, durable: u64) {
+        if let Some(listener) = self.listener.get() {
+            listener(durable);
+        }
+    }
+
+    /// Refuses appends from now on (a sync whose outcome is unknown failed), and wakes the
+    /// waiters so they learn it.
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
+        self.durable.send_modify(|_| {});
+    }
+
+    /// The offset after the last record written (durable or not).
+    pub(crate) fn written_end(&self) -> u64 {
+        self.current().written().1
     }
 
     pub(crate) fn set_current(&self, target: Arc<SyncTarget>) {
@@ -151,12 +212,17 @@ impl Durability {
                 Ok(end)
             }
             Err(e) => {
-                self.poisoned.store(true, Ordering::Release);
+                self.poison();
                 tracing::error!(path = %target.path.display(), error = %e,
                     "sync failed; the partition log refuses appends until reopened");
                 Err(LogError::io(format!("sync {}", target.path.display()), e))
             }
         }
+    }
+
+    /// Whether something written is not yet known durable.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.written_end() > self.durable_offset()
     }
 
     /// Syncs whatever the active segment has written so far.
@@ -198,60 +264,5 @@ impl PendingSync {
     /// The offset up to which everything will be durable once `sync` succeeds.
     pub fn durable_through(&self) -> u64 {
         self.end
-    }
-}
-
-/// The `FsyncPolicy::Interval` flusher: a thread owned by one log that syncs the active
-/// segment at least every interval. Dropping it stops the thread after one last sync.
-#[derive(Debug)]
-pub(crate) struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    pub(crate) fn spawn(durability: Arc<Durability>, every: Duration) -> std::io::Result<Self> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("broker-log-flusher".into())
-            .spawn(move || flush_loop(&durability, &stop2, every))?;
-        Ok(Flusher {
-            stop,
-            handle: Some(handle),
-        })
-    }
-}
-
-fn flush_loop(durability: &Durability, stop: &(Mutex<bool>, Condvar), every: Duration) {
-    let (lock, cvar) = stop;
-    loop {
-        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let done = if *guard {
-            true
-        } else {
-            let (guard, _) = cvar
-                .wait_timeout(guard, every)
-                .unwrap_or_else(PoisonError::into_inner);
-            *guard
-        };
-        // The stop lock is released here, so `Drop` never waits on an fsync to signal.
-        if !durability.is_poisoned() {
-            // A failure is logged and poisons the log inside `sync`; appends then report it.
-            let _ = durability.sync_current();
-        }
-        if done {
-            return;
-        }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.stop.1.notify_all();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }

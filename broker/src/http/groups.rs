@@ -60,12 +60,15 @@ pub async fn join(
         session_timeout_ms,
     } = group_body(group, req)?;
     let topic = broker.topic_or_create(&topic).await?;
-    let assignment = broker.groups.join(
+    let (assignment, pending) = broker.groups.join(
         group,
         &topic.name,
         topic.partition_count(),
         session_timeout_ms.map(Duration::from_millis),
     )?;
+    // On disk before answered: the member id must outlive a broker restart.
+    let this = Arc::clone(broker);
+    blocking(move || this.groups.persist(pending)).await?;
     json_response(StatusCode::OK, &assignment)
 }
 

@@ -123,10 +123,16 @@ fn each_junk_commit_is_refused_and_nothing_of_it_is_stored() {
     let file = std::fs::read(dir.path().join("groups/g.json")).expect("group file");
     let stored: Value = serde_json::from_slice(&file).expect("json");
     assert_eq!(
-        stored,
-        json!({"offsets": {"t": {"0": 2}}}),
+        stored["offsets"],
+        json!({"t": {"0": 2}}),
         "only the good commit is stored"
     );
+    let members: Vec<&String> = stored["membership"]["members"]
+        .as_object()
+        .expect("membership kept beside the offsets")
+        .keys()
+        .collect();
+    assert_eq!(members, [&mid], "only the joined member is stored");
     let groups: Vec<_> = std::fs::read_dir(dir.path().join("groups"))
         .expect("list")
         .map(|e| e.expect("entry").file_name())

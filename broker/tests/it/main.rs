@@ -11,6 +11,7 @@ mod disk_full;
 mod errors;
 mod forged_records;
 mod group_bounds;
+mod group_restart;
 mod groups;
 mod idempotence;
 mod longpoll;
