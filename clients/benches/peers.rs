@@ -54,9 +54,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use broker_client::{encode_batch, BrokerClient, ClientConfig, Encoding, GroupMember};
 use bytes::Bytes;
 use chrono::Utc;
-use clients::client::{encode_batch, BrokerClient, ClientConfig, Encoding, GroupMember};
 use clients::telemetry::CsvRows;
 use futures_util::{FutureExt, StreamExt};
 use redis::streams::{StreamReadOptions, StreamReadReply};
