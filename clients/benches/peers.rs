@@ -682,7 +682,11 @@ fn nats_run(
     let connect = || {
         runtime.block_on(async {
             let client = async_nats::connect(&url).await.expect("connect to NATS");
-            async_nats::jetstream::new(client)
+            // With `sync_interval: always` a burst of 1,000 publishes is acknowledged one
+            // sync at a time, which outlasts the client's default 5 s ack timeout.
+            async_nats::jetstream::ContextBuilder::new()
+                .timeout(RUN_LIMIT)
+                .build(client)
         })
     };
     let js = connect();
