@@ -1,0 +1,290 @@
+//! The Raft log and vote on local disk: openraft's [`RaftLogStorage`] for this crate.
+//!
+//! Owns three files in the metadata directory:
+//! - `log`: an append-only file of CRC frames (see the `disk` module), each a JSON [`Record`]:
+//!   a log entry, or (first in the file only) the id of the last purged entry. Appends are
+//!   synced before openraft is told they are durable. A truncation or a purge rewrites the
+//!   whole file atomically; both are rare (a truncation happens when a new leader overrides
+//!   uncommitted entries, a purge after a snapshot) and the metadata log is small.
+//! - `vote`: the last vote, replaced atomically on every change.
+//! - `committed`: the last committed log id, replaced atomically, so a restarted node
+//!   re-applies its committed entries before hearing from a leader.
+//!
+//! The entries are also held in memory (the metadata log is kept short by snapshots), so
+//! reads never touch the disk. File writes happen inline on the Raft core's task: they are a
+//! few hundred bytes, and openraft calls storage one operation at a time anyway.
+//!
+//! Why not the broker's own `broker-log` segments: a Raft log must be cut at its tail (a
+//! truncation) as well as at its head, and its entries are addressed by Raft index with terms,
+//! which a message log of offsets and retention does not offer.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::File;
+use std::io::Write;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError,
+    Vote,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::disk;
+use crate::error::{MetaError, Result};
+use crate::state::NodeId;
+use crate::TypeConfig;
+
+/// One frame of the `log` file.
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Purged(LogId<NodeId>),
+    Entry(Entry<TypeConfig>),
+}
+
+struct Inner {
+    dir: PathBuf,
+    file: File,
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    last_purged: Option<LogId<NodeId>>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+}
+
+/// The persistent Raft log; cloning gives another handle on the same log (openraft's log
+/// reader is one).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
+
+fn write_err(e: std::io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, recovering from a torn last append.
+    pub fn open(dir: &Path) -> Result<LogStore> {
+        std::fs::create_dir_all(dir).map_err(|e| MetaError::io(dir, e))?;
+        let corrupt = |path: &Path, why: String| MetaError::Corrupt {
+            path: path.display().to_string(),
+            why,
+        };
+        let vote: Option<Vote<NodeId>> = read_json(&dir.join("vote"))?;
+        let committed: Option<LogId<NodeId>> = read_json(&dir.join("committed"))?;
+
+        let path = dir.join("log");
+        let bytes = disk::read_optional(&path)
+            .map_err(|e| MetaError::io(&path, e))?
+            .unwrap_or_default();
+        let (frames, good) = disk::decode_frames(&bytes);
+        let mut entries = BTreeMap::new();
+        let mut last_purged = None;
+        for frame in frames {
+            match serde_json::from_slice(frame).map_err(|e| corrupt(&path, e.to_string()))? {
+                Record::Purged(id) => last_purged = Some(id),
+                Record::Entry(e) => {
+                    // A later entry at an index replaces that index and everything after it.
+                    entries.split_off(&e.log_id.index);
+                    entries.insert(e.log_id.index, e);
+                }
+            }
+        }
+        if good < bytes.len() {
+            tracing::warn!(path = %path.display(), kept = good, dropped = bytes.len() - good,
+                "cutting a torn tail off the metadata log");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| MetaError::io(&path, e))?;
+            f.set_len(good as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| MetaError::io(&path, e))?;
+        }
+        let file = disk::open_append(&path).map_err(|e| MetaError::io(&path, e))?;
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner {
+                dir: dir.to_path_buf(),
+                file,
+                entries,
+                last_purged,
+                vote,
+                committed,
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the in-memory log as consistent as the file
+        // (every mutation is a single insert or a rewrite): go on with it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A small JSON side file (the vote, the committed log id), or `None` when absent.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match disk::read_optional(path).map_err(|e| MetaError::io(path, e))? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| MetaError::Corrupt {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            }),
+    }
+}
+
+impl Inner {
+    /// Rewrites the `log` file from memory, atomically.
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut push = |r: &Record| {
+            let json = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+            disk::encode_frame(&json, &mut buf);
+            Ok::<_, std::io::Error>(())
+        };
+        if let Some(p) = self.last_purged {
+            push(&Record::Purged(p))?;
+        }
+        for e in self.entries.values() {
+            push(&Record::Entry(e.clone()))?;
+        }
+        let path = self.dir.join("log");
+        disk::write_atomic(&path, &buf)?;
+        self.file = disk::open_append(&path)?;
+        Ok(())
+    }
+
+    fn write_side<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
+        let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        disk::write_atomic(&self.dir.join(name), &json)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let range = (
+            clone_bound(range.start_bound()),
+            clone_bound(range.end_bound()),
+        );
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+fn clone_bound(b: Bound<&u64>) -> Bound<u64> {
+    match b {
+        Bound::Included(x) => Bound::Included(*x),
+        Bound::Excluded(x) => Bound::Excluded(*x),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let inner = self.lock();
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| *e.get_log_id())
+            .or(inner.last_purged);
+        Ok(LogState {
+            last_purged_log_id: inner.last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        let mut inner = self.lock();
+        inner
+            .write_side("vote", vote)
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        let mut inner = self.lock();
+        if let Some(c) = committed {
+            inner.write_side("committed", &c).map_err(write_err)?;
+        }
+        inner.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut inner = self.lock();
+        let entries: Vec<_> = entries.into_iter().collect();
+        let mut buf = Vec::new();
+        for e in &entries {
+            let json = serde_json::to_vec(&Record::Entry(e.clone())).map_err(|err| {
+                StorageError::from(StorageIOError::write_log_entry(
+                    e.log_id,
+                    AnyError::new(&err),
+                ))
+            })?;
+            disk::encode_frame(&json, &mut buf);
+        }
+        let written = inner
+            .file
+            .write_all(&buf)
+            .and_then(|_| inner.file.sync_data());
+        if let Err(e) = written {
+            let kind = e.kind();
+            callback.log_io_completed(Err(std::io::Error::new(kind, e.to_string())));
+            return Err(write_err(e));
+        }
+        for e in entries {
+            inner.entries.split_off(&e.log_id.index);
+            inner.entries.insert(e.log_id.index, e);
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let mut inner = self.lock();
+        inner.entries.split_off(&log_id.index);
+        inner.rewrite().map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let mut inner = self.lock();
+        let keep = inner.entries.split_off(&(log_id.index + 1));
+        inner.entries = keep;
+        inner.last_purged = Some(log_id);
+        inner.rewrite().map_err(write_err)
+    }
+}
