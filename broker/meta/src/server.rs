@@ -41,15 +41,15 @@ pub async fn handle(node: &MetaNode, req: Request<Bytes>) -> Response<Full<Bytes
     match (path, method) {
         (APPEND, &Method::POST) => match decode(body) {
             Ok(rpc) => json(&raft.append_entries(rpc).await),
-            Err(r) => r,
+            Err(e) => bad_request(e),
         },
         (VOTE, &Method::POST) => match decode(body) {
             Ok(rpc) => json(&raft.vote(rpc).await),
-            Err(r) => r,
+            Err(e) => bad_request(e),
         },
         (SNAPSHOT, &Method::POST) => match decode(body) {
             Ok(rpc) => json(&raft.install_snapshot(rpc).await),
-            Err(r) => r,
+            Err(e) => bad_request(e),
         },
         (PROPOSE, &Method::POST) => match decode::<Command>(body) {
             Ok(command) => {
@@ -60,7 +60,7 @@ pub async fn handle(node: &MetaNode, req: Request<Bytes>) -> Response<Full<Bytes
                 };
                 json(&answer)
             }
-            Err(r) => r,
+            Err(e) => bad_request(e),
         },
         (METADATA, &Method::GET) => json(&node.metadata()),
         (APPEND | VOTE | SNAPSHOT | PROPOSE | METADATA, _) => {
@@ -70,9 +70,12 @@ pub async fn handle(node: &MetaNode, req: Request<Bytes>) -> Response<Full<Bytes
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response<Full<Bytes>>> {
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, serde_json::Error> {
     serde_json::from_slice(body)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+}
+
+fn bad_request(e: serde_json::Error) -> Response<Full<Bytes>> {
+    text(StatusCode::BAD_REQUEST, &format!("bad request body: {e}"))
 }
 
 fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {

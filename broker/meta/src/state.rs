@@ -295,12 +295,16 @@ impl Metadata {
                 members: members.len(),
             });
         }
-        // Round-robin: partition p's replicas are the rf members from the p-th on (in id
-        // order, wrapping), so leaders (the first replica) spread evenly over the members.
+        // Round-robin: partition p's replicas are the rf members (in id order, wrapping) from
+        // the (start + p)-th on, so leaders (the first replica) spread evenly over the members.
+        // `start` continues where the existing topics' partitions left off, so that many
+        // small topics do not all lead on the lowest ids; it depends only on the state.
+        let start: usize = self.topics.values().map(|t| t.partitions.len()).sum();
         let parts = (0..partitions as usize)
             .map(|p| {
-                let replicas: Vec<NodeId> =
-                    (0..rf).map(|k| members[(p + k) % members.len()]).collect();
+                let replicas: Vec<NodeId> = (0..rf)
+                    .map(|k| members[(start + p + k) % members.len()])
+                    .collect();
                 PartitionMeta {
                     leader: replicas.first().copied(),
                     leader_epoch: 1,
@@ -489,6 +493,18 @@ mod tests {
             assert_eq!(p.leader_epoch, 1);
             assert_eq!(p.isr, p.replicas);
         }
+    }
+
+    #[test]
+    fn small_topics_spread_their_leaders() {
+        let mut m = members(3);
+        for t in ["a", "b", "c", "d"] {
+            create(&mut m, t, 1, 2);
+        }
+        let leaders: Vec<_> = m.topics.values().map(|t| t.partitions[0].leader).collect();
+        assert_eq!(leaders, vec![Some(0), Some(1), Some(2), Some(0)]);
+        assert_eq!(m.topics["b"].partitions[0].replicas, vec![1, 2]);
+        assert_eq!(m.topics["c"].partitions[0].replicas, vec![2, 0]);
     }
 
     #[test]

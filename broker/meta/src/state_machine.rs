@@ -106,28 +106,25 @@ impl StateMachine {
     }
 }
 
-fn snapshot_of(s: &StoredSnapshot) -> StorageResult<Snapshot<TypeConfig>> {
-    let data = serde_json::to_vec(&s.state).map_err(|e| {
-        StorageError::from(StorageIOError::read_snapshot(
-            Some(s.meta.signature()),
-            AnyError::new(&e),
-        ))
-    })?;
+fn snapshot_of(s: &StoredSnapshot) -> std::io::Result<Snapshot<TypeConfig>> {
+    let data = serde_json::to_vec(&s.state).map_err(std::io::Error::other)?;
     Ok(Snapshot {
         meta: s.meta.clone(),
         snapshot: Box::new(Cursor::new(data)),
     })
 }
 
-fn persist(path: &Path, s: &StoredSnapshot) -> StorageResult<()> {
-    let err = |e: std::io::Error| {
-        StorageError::from(StorageIOError::write_snapshot(
-            Some(s.meta.signature()),
-            AnyError::new(&e),
-        ))
-    };
-    let json = serde_json::to_vec(s).map_err(|e| err(std::io::Error::other(e)))?;
-    disk::write_atomic(path, &json).map_err(err)
+fn persist(path: &Path, s: &StoredSnapshot) -> std::io::Result<()> {
+    let json = serde_json::to_vec(s).map_err(std::io::Error::other)?;
+    disk::write_atomic(path, &json)
+}
+
+fn read_err(meta: &SnapshotMeta<NodeId, BasicNode>, e: std::io::Error) -> StorageError<NodeId> {
+    StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
+}
+
+fn write_err(meta: &SnapshotMeta<NodeId, BasicNode>, e: std::io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -146,8 +143,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             },
             state: inner.state.clone(),
         };
-        persist(&inner.path, &stored)?;
-        let snapshot = snapshot_of(&stored)?;
+        persist(&inner.path, &stored).map_err(|e| write_err(&stored.meta, e))?;
+        let snapshot = snapshot_of(&stored).map_err(|e| read_err(&stored.meta, e))?;
         inner.snapshot = Some(stored);
         Ok(snapshot)
     }
@@ -218,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             state: state.clone(),
         };
-        persist(&inner.path, &stored)?;
+        persist(&inner.path, &stored).map_err(|e| write_err(meta, e))?;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.state = state.clone();
@@ -229,6 +226,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
         let inner = self.lock();
-        inner.snapshot.as_ref().map(snapshot_of).transpose()
+        match &inner.snapshot {
+            Some(s) => snapshot_of(s).map(Some).map_err(|e| read_err(&s.meta, e)),
+            None => Ok(None),
+        }
     }
 }
