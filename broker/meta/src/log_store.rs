@@ -49,6 +49,10 @@ enum Record {
 struct Inner {
     dir: PathBuf,
     file: File,
+    /// The length of the `log` file's intact prefix: where the next append starts.
+    len: u64,
+    /// A failed append left bytes that could not be cut off: nothing more may be appended.
+    poisoned: bool,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
@@ -112,6 +116,8 @@ impl LogStore {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 file,
+                len: good as u64,
+                poisoned: false,
                 entries,
                 last_purged,
                 vote,
@@ -158,6 +164,8 @@ impl Inner {
         let path = self.dir.join("log");
         disk::write_atomic(&path, &buf)?;
         self.file = disk::open_append(&path)?;
+        self.len = buf.len() as u64;
+        self.poisoned = false;
         Ok(())
     }
 
@@ -246,6 +254,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut inner = self.lock();
+        if inner.poisoned {
+            let e = std::io::Error::other("an earlier failed append could not be cut off the log");
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(write_err(e));
+        }
         let entries: Vec<_> = entries.into_iter().collect();
         let mut buf = Vec::new();
         for e in &entries {
@@ -262,10 +275,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .write_all(&buf)
             .and_then(|_| inner.file.sync_data());
         if let Err(e) = written {
+            // Cut off whatever part of the frames reached the file: later appends must follow
+            // the intact prefix, or a restart would stop reading at this torn write and lose
+            // them. If even that fails, the store refuses everything after (see `poisoned`).
+            let len = inner.len;
+            if let Err(cut) = inner.file.set_len(len) {
+                tracing::error!(error = %cut, "cannot cut a failed append off the metadata log");
+                inner.poisoned = true;
+            }
             let kind = e.kind();
             callback.log_io_completed(Err(std::io::Error::new(kind, e.to_string())));
             return Err(write_err(e));
         }
+        inner.len += buf.len() as u64;
         for e in entries {
             inner.entries.split_off(&e.log_id.index);
             inner.entries.insert(e.log_id.index, e);
@@ -286,5 +308,95 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         inner.entries = keep;
         inner.last_purged = Some(log_id);
         inner.rewrite().map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::state::Command;
+
+    fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 0), index),
+            payload: EntryPayload::Normal(Command::DeleteTopic {
+                name: format!("t{index}"),
+            }),
+        }
+    }
+
+    async fn indexes(log: &mut LogStore) -> Vec<(u64, u64)> {
+        let all = log.try_get_log_entries(..).await.unwrap();
+        all.iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_log_vote_and_committed_id_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.blocking_append((1..=6).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        log.truncate(LogId::new(CommittedLeaderId::new(1, 0), 5))
+            .await
+            .unwrap();
+        log.blocking_append([entry(2, 5)]).await.unwrap();
+        log.purge(LogId::new(CommittedLeaderId::new(1, 0), 2))
+            .await
+            .unwrap();
+        log.blocking_append([entry(2, 6)]).await.unwrap();
+        let vote = Vote::new(2, 1);
+        log.save_vote(&vote).await.unwrap();
+        let committed = Some(LogId::new(CommittedLeaderId::new(2, 0), 5));
+        log.save_committed(committed).await.unwrap();
+        let expected = vec![(1, 3), (1, 4), (2, 5), (2, 6)];
+        assert_eq!(indexes(&mut log).await, expected);
+        drop(log);
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, expected);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(2));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(6));
+        assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(log.read_committed().await.unwrap(), committed);
+    }
+
+    #[tokio::test]
+    async fn a_torn_append_is_cut_and_later_appends_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.blocking_append((1..=3).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        drop(log);
+        // A crash in the middle of the next append: half a frame at the end.
+        let path = dir.path().join("log");
+        let mut frame = Vec::new();
+        disk::encode_frame(
+            &serde_json::to_vec(&Record::Entry(entry(1, 4))).unwrap(),
+            &mut frame,
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&frame[..frame.len() / 2]).unwrap();
+        drop(f);
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, vec![(1, 1), (1, 2), (1, 3)]);
+        log.blocking_append([entry(1, 4)]).await.unwrap();
+        drop(log);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(
+            indexes(&mut log).await,
+            vec![(1, 1), (1, 2), (1, 3), (1, 4)]
+        );
     }
 }

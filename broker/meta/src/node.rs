@@ -149,6 +149,11 @@ impl MetaNode {
             election_timeout_max: millis(config.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_logs),
             max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
+            // Each snapshot chunk is one JSON request (bytes as numbers, up to 4 per byte):
+            // 1 MiB chunks keep requests well under any sane body limit.
+            snapshot_max_chunk_size: 1 << 20,
+            // openraft's 200 ms default per chunk is tight on a loaded machine.
+            install_snapshot_timeout: millis(config.election_timeout.1),
             ..Default::default()
         }
         .validate()
@@ -252,7 +257,12 @@ impl MetaNode {
 
     /// Appends `command` if this node is the leader; `NotLeader` (naming the leader) if not.
     pub(crate) async fn propose_here(&self, command: Command) -> Result<ApplyResult> {
-        match self.inner.raft.client_write(command).await {
+        // A leader cut off from its quorum would wait for the commit indefinitely.
+        let timeout = self.inner.propose_timeout;
+        let written = tokio::time::timeout(timeout, self.inner.raft.client_write(command))
+            .await
+            .map_err(|_| MetaError::Timeout(timeout))?;
+        match written {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let url = f
