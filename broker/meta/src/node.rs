@@ -11,7 +11,9 @@
 //! cluster, once: on a node that already has Raft state it does nothing, so every broker can
 //! call it on every start. A broker with no other peer is a cluster of one and elects itself.
 //! Once a leader exists, each node adds itself to [`Metadata::members`] with its advertised URL
-//! (an `AddMember` proposal retried in the background until it is applied).
+//! (an `AddMember` proposal retried in the background until it is applied). Until every broker
+//! has, commands that depend on the members (topic placement, coordinators) see fewer of them:
+//! wait on [`MetaNode::watch`] for the expected members first.
 //!
 //! # Proposals
 //!
