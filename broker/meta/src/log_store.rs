@@ -1,7 +1,7 @@
 //! The Raft log and vote on local disk: openraft's [`RaftLogStorage`] for this crate.
 //!
 //! Owns three files in the metadata directory:
-//! - `log`: an append-only file of CRC frames (see the `disk` module), each a JSON [`Record`]:
+//! - `log`: an append-only file of CRC frames (see the `disk` module), each a JSON `Record`:
 //!   a log entry, or (first in the file only) the id of the last purged entry. Appends are
 //!   synced before openraft is told they are durable. A truncation or a purge rewrites the
 //!   whole file atomically; both are rare (a truncation happens when a new leader overrides

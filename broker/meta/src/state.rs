@@ -14,6 +14,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The most partitions a topic may have: the same bound as the broker's own topic creation
+/// (a command is input, and its partitions are allocated on every replica).
+pub const MAX_PARTITIONS: u32 = 4096;
+
 /// A broker's id in the cluster (its StatefulSet ordinal).
 pub type NodeId = u64;
 
@@ -142,8 +146,8 @@ pub enum Refusal {
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition}")]
     UnknownPartition { topic: String, partition: u32 },
-    #[error("a topic needs at least one partition")]
-    NoPartitions,
+    #[error("partitions must be between 1 and {max}, not {asked}")]
+    Partitions { asked: u32, max: u32 },
     #[error("replication factor {asked} is not between 1 and the {members} members")]
     ReplicationFactor { asked: u32, members: usize },
     #[error("node {node} is not a member")]
@@ -215,7 +219,7 @@ impl Metadata {
                     });
                 }
                 p.leader = Some(*leader);
-                p.leader_epoch += 1;
+                p.leader_epoch = p.leader_epoch.saturating_add(1);
                 ApplyResult::Applied(Applied::Leader {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
@@ -284,8 +288,11 @@ impl Metadata {
                 topic: name.to_string(),
             });
         }
-        if partitions == 0 {
-            return ApplyResult::refused(Refusal::NoPartitions);
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return ApplyResult::refused(Refusal::Partitions {
+                asked: partitions,
+                max: MAX_PARTITIONS,
+            });
         }
         let members: Vec<NodeId> = self.members.keys().copied().collect();
         let rf = replication_factor as usize;
@@ -378,7 +385,7 @@ impl Metadata {
                     // offline and the ISR keeps the last leader, the only replica that may
                     // lead again without losing acknowledged writes (no unclean election).
                     p.leader = others.first().copied();
-                    p.leader_epoch += 1;
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
                 }
                 if !others.is_empty() {
                     p.isr = others;
@@ -534,7 +541,20 @@ mod tests {
     #[test]
     fn create_topic_refusals() {
         let mut m = members(2);
-        assert_eq!(refusal(create(&mut m, "t", 0, 1)), Refusal::NoPartitions);
+        assert_eq!(
+            refusal(create(&mut m, "t", 0, 1)),
+            Refusal::Partitions {
+                asked: 0,
+                max: MAX_PARTITIONS
+            }
+        );
+        assert_eq!(
+            refusal(create(&mut m, "t", MAX_PARTITIONS + 1, 1)),
+            Refusal::Partitions {
+                asked: MAX_PARTITIONS + 1,
+                max: MAX_PARTITIONS
+            }
+        );
         assert_eq!(
             refusal(create(&mut m, "t", 1, 3)),
             Refusal::ReplicationFactor {
