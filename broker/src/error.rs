@@ -16,6 +16,14 @@ pub enum BrokerError {
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
 
+    /// No route matches the path.
+    #[error("no resource at {0}")]
+    NoRoute(String),
+
+    /// The route exists but not with this method; `allowed` is the `Allow` header's value.
+    #[error("method {method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed { method: String, allowed: String },
+
     #[error("topic {topic:?} has no partition {partition} (it has {count})")]
     UnknownPartition {
         topic: String,

@@ -5,6 +5,7 @@
 //! - [`config`]: flags and environment variables;
 //! - `broker`: the shared state; `topics`: the topic registry and its directories;
 //!   `partition`: one partition's log, producer table, long-poll signal and group commit;
+//!   `produce`: appending a request's batches, an idempotent one all-or-nothing;
 //!   `producers`: idempotent-producer windows; `groups`: consumer groups and durable offsets;
 //! - `http`: the server (`mod`), routing (`routes`), handlers (`topics`, `groups`),
 //!   status mapping (`error`), long-poll waiting (`longpoll`);
@@ -27,6 +28,7 @@ mod metrics;
 pub mod naming;
 mod ndjson;
 mod partition;
+mod produce;
 mod producers;
 mod tasks;
 mod topics;

@@ -180,18 +180,6 @@ impl Partition {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends one batch (or recognises a retry of one), and returns once it is as durable as
-    /// the fsync policy promises.
-    pub async fn append(
-        self: &Arc<Self>,
-        payload: Payload<'_>,
-        idempotence: Option<Idempotence<'_>>,
-    ) -> Result<Appended> {
-        let (appended, end) = self.append_now(payload, idempotence)?;
-        self.settle(end).await?;
-        Ok(appended)
-    }
-
     /// Waits until everything below `end` is as durable as the policy promises (with
     /// `--fsync always`: synced; otherwise there is nothing to wait for).
     pub async fn settle(self: &Arc<Self>, end: u64) -> Result<()> {
@@ -207,7 +195,8 @@ impl Partition {
 
     /// The check-then-append under the lock, without waiting for durability: returns where
     /// the batch landed and the end offset to [`Partition::settle`] on. Readers see the batch
-    /// at once unless the policy is `always`.
+    /// at once unless the policy is `always`. An idempotent append is one partition's share
+    /// of a request that `produce.rs` decided whole, under the producer's stripe.
     pub fn append_now(
         &self,
         payload: Payload<'_>,
@@ -239,6 +228,21 @@ impl Partition {
             duplicate: false,
         };
         Ok((appended, outcome.end_offset))
+    }
+
+    /// Checks an idempotent produce against this partition's window without appending:
+    /// `Some` (the original placement and its end) for a retry, `None` for a new batch, an
+    /// error when it is stale or altered (or the topic is gone). Only a lock held around this
+    /// check and the later [`Partition::append_now`] (the producer's stripe, see
+    /// `produce.rs`) keeps the answer true until the append.
+    pub fn check_seq(
+        &self,
+        payload: &Payload<'_>,
+        idem: Idempotence<'_>,
+    ) -> Result<Option<(Appended, u64)>> {
+        let inner = self.lock();
+        self.check_open(&inner)?;
+        self.check_retry(&inner, payload, idem, now_ms())
     }
 
     /// For an idempotent produce: `Some` (the original placement) when it is a retry of a

@@ -5,7 +5,8 @@
 //! [`ProducerStamp`] in the batch header, so [`ProducerTable::rebuild`] recovers the table
 //! from the log at open. That is what makes a retry after a crash (written, not yet answered)
 //! come back as a duplicate instead of a second copy.
-//! The partition (not this module) holds the lock that makes check-then-append atomic.
+//! The partition (not this module) holds the lock that makes one partition's check-then-append
+//! atomic; `produce.rs` decides a request spanning several partitions as a whole.
 //!
 //! Idle producers are forgotten: one that appended nothing to the partition for the idle
 //! window (`--producer-idle-ms`) is treated as unknown, so its state cannot grow without

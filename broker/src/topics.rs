@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::error::{BrokerError, Result};
 use crate::naming::validate_name;
 use crate::partition::Partition;
+use crate::produce::ProducerLocks;
 use crate::{fsutil, metrics as m};
 
 /// Most partitions a topic may have.
@@ -33,6 +34,8 @@ pub struct Topic {
     pub name: Arc<str>,
     pub partitions: Vec<Arc<Partition>>,
     pub counters: m::TopicCounters,
+    /// Makes an idempotent produce's check-then-append atomic across its partitions.
+    pub producer_locks: ProducerLocks,
 }
 
 impl Topic {
@@ -244,6 +247,7 @@ impl Topics {
             counters: m::TopicCounters::new(&name),
             name,
             partitions: parts,
+            producer_locks: ProducerLocks::default(),
         })
     }
 }

@@ -1,7 +1,10 @@
 //! The one place where a [`BrokerError`] becomes an HTTP status and an
 //! `application/problem+json` body. Handlers return `Result<_, BrokerError>` and never pick
-//! error statuses themselves. The body's shape, extension fields included, is the wire
-//! contract's (`broker_wire::Problem`).
+//! error statuses themselves — the router's 404 (no route) and 405 (wrong method) included.
+//! The body's shape, extension fields included, is the wire contract's (`broker_wire::Problem`).
+//! The only problem bodies the broker does not build here are the serving module's
+//! (`pipeline_common::serve`) refusals before routing — 401 without the token, 503 on a
+//! reserved connection — which have the same fields (the wire-contract tests parse them).
 
 use broker_wire::Problem;
 use bytes::Bytes;
@@ -18,6 +21,7 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
     match error {
         E::InvalidName { .. } | E::BadLine { .. } | E::BadRequest(_) => StatusCode::BAD_REQUEST,
         E::UnknownTopic(_)
+        | E::NoRoute(_)
         | E::NoAutoCreate(_)
         | E::UnknownPartition { .. }
         | E::UnknownGroup(_)
@@ -29,6 +33,7 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         | E::NotAssigned { .. } => StatusCode::CONFLICT,
         E::LimitReached { .. } => StatusCode::CONFLICT,
         E::TooManyTopics { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        E::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         E::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -57,7 +62,8 @@ fn log_status(error: &LogError) -> StatusCode {
 }
 
 /// The problem+json response for `error`: a [`Problem`] of the wire contract, so a 416 carries
-/// the partition's bounds as the `log_start_offset`/`log_end_offset` fields clients read.
+/// the partition's bounds as the `log_start_offset`/`log_end_offset` fields clients read, and a
+/// 405 the `Allow` header.
 pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
     let status = status_of(error);
     if status.is_server_error() {
@@ -81,5 +87,11 @@ pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static(broker_wire::media::PROBLEM),
     );
+    if let BrokerError::MethodNotAllowed { allowed, .. } = error {
+        // Built from the route's method names, so always a valid header value.
+        if let Ok(allow) = HeaderValue::from_str(allowed) {
+            r.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
     r
 }

@@ -1,7 +1,8 @@
-//! Routing by `(method, path)`: which handler answers, the shared 404/405, readiness gating,
-//! the ops endpoints and per-route request metrics. Handlers live in [`super::topics`] and
-//! [`super::groups`]; the bearer token is checked before any of this, on the request head, by
-//! the serving module (`pipeline_common::serve`).
+//! Routing by `(method, path)`: which handler answers, the 404 and 405 (broker errors like any
+//! other, answered by [`super::error`]), readiness gating, the ops endpoints and per-route
+//! request metrics. Handlers live in [`super::topics`] and [`super::groups`]; the bearer token
+//! is checked before any of this, on the request head, by the serving module
+//! (`pipeline_common::serve`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use pipeline_common::{ops as answers, problem};
+use pipeline_common::ops as answers;
 
 use super::request::{read_body, Body};
 use super::{error, groups, topics};
@@ -121,10 +122,13 @@ async fn respond(
     req: Request<Bytes>,
 ) -> Result<Response<Body>> {
     if route == Route::NotFound {
-        return Ok(problem::not_found(path));
+        return Err(BrokerError::NoRoute(path.to_string()));
     }
     if !route.methods().contains(req.method()) {
-        return Ok(problem::method_not_allowed(req.method(), route.methods()));
+        return Err(BrokerError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed: allow_header(route.methods()),
+        });
     }
     if route.is_ops() {
         return Ok(ops(broker, route));
@@ -148,9 +152,18 @@ async fn respond(
         Route::Offsets(g) if method == Method::POST => groups::commit(broker, g, &req).await,
         Route::Offsets(g) => groups::offsets(broker, g, req.uri().query()),
         Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => {
-            Ok(problem::not_found(path))
+            Err(BrokerError::NoRoute(path.to_string()))
         }
     }
+}
+
+/// The `Allow` header's value for a route's methods.
+fn allow_header(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ops(broker: &Broker, route: Route<'_>) -> Response<Body> {

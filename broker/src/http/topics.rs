@@ -25,6 +25,7 @@ use crate::error::{BrokerError, Result};
 use crate::naming::{fnv1a64, validate_name, validate_producer};
 use crate::ndjson;
 use crate::partition::{Idempotence, Partition, Payload};
+use crate::produce::{self, Batch, Placed};
 use crate::topics::Topic;
 
 /// Default and largest `max` of a fetch.
@@ -241,28 +242,43 @@ async fn produce_ndjson(
     for (i, msg) in messages.iter().enumerate() {
         by_partition.entry(msg.partition).or_default().push(i);
     }
+    let records: Vec<Vec<Record<'_>>> = by_partition
+        .values()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|&i| Record {
+                    timestamp_ms: now,
+                    key: messages[i].key.as_deref().map(str::as_bytes),
+                    value: messages[i].value,
+                })
+                .collect()
+        })
+        .collect();
+    let batches = by_partition
+        .keys()
+        .zip(&records)
+        .map(|(&partition, records)| Batch {
+            partition,
+            payload: Payload::Records(records),
+        })
+        .collect();
+    // Decided whole for an idempotent request; no lock is held past this call.
+    let placed = produce::append(topic, batches, idem)?;
     let mut offsets = vec![0u64; messages.len()];
-    let mut pending: Vec<(&Arc<Partition>, u64)> = Vec::with_capacity(by_partition.len());
     let mut all_duplicates = true;
-    for (&p, lines) in &by_partition {
-        let records: Vec<Record<'_>> = lines
-            .iter()
-            .map(|&i| Record {
-                timestamp_ms: now,
-                key: messages[i].key.as_deref().map(str::as_bytes),
-                value: messages[i].value,
-            })
-            .collect();
-        let part = topic.partition(u64::from(p))?;
-        let (appended, end) = part.append_now(Payload::Records(&records), idem)?;
+    for (lines, placed) in by_partition.values().zip(&placed) {
         for (k, &i) in lines.iter().enumerate() {
-            offsets[i] = appended.base_offset + k as u64;
+            offsets[i] = placed.appended.base_offset + k as u64;
         }
-        count_append(topic, appended.duplicate, appended.record_count);
-        all_duplicates &= appended.duplicate;
-        pending.push((part, end));
+        count_append(
+            topic,
+            placed.appended.duplicate,
+            placed.appended.record_count,
+        );
+        all_duplicates &= placed.appended.duplicate;
     }
-    settle_all(&pending).await?;
+    settle_all(&placed).await?;
     let mut out = String::with_capacity(32 + offsets.len() * 32);
     let _ = write!(out, "{{\"topic\":\"{}\",\"results\":[", topic.name);
     for (i, (msg, offset)) in messages.iter().zip(&offsets).enumerate() {
@@ -280,12 +296,12 @@ async fn produce_ndjson(
 }
 
 /// Waits for every partition a produce touched; all syncs are started before the first wait.
-async fn settle_all(pending: &[(&Arc<Partition>, u64)]) -> Result<()> {
-    for (part, end) in pending {
-        part.start_sync_for(*end);
+async fn settle_all(placed: &[Placed<'_>]) -> Result<()> {
+    for p in placed {
+        p.partition.start_sync_for(p.end);
     }
-    for (part, end) in pending {
-        part.settle(*end).await?;
+    for p in placed {
+        p.partition.settle(p.end).await?;
     }
     Ok(())
 }
@@ -312,12 +328,28 @@ async fn produce_batch(
     body: &[u8],
     idem: Option<Idempotence<'_>>,
 ) -> Result<Response<Body>> {
-    let part = topic.partition(partition)?;
-    let appended = part.append(Payload::Encoded(body), idem).await?;
+    let partition = u32::try_from(partition).map_err(|_| BrokerError::UnknownPartition {
+        topic: topic.name.to_string(),
+        partition,
+        count: topic.partition_count(),
+    })?;
+    let batch = Batch {
+        partition,
+        payload: Payload::Encoded(body),
+    };
+    // Through the same path as NDJSON so an idempotent batch takes its producer's stripe:
+    // appended between another request's check and appends, it could cut that request.
+    let placed = produce::append(topic, vec![batch], idem)?;
+    settle_all(&placed).await?;
+    let Some(Placed { appended, .. }) = placed.first() else {
+        return Err(BrokerError::Internal(
+            "a one-batch produce placed no batch".into(),
+        ));
+    };
     count_append(topic, appended.duplicate, appended.record_count);
     let answer = serde_json::json!({
         "topic": &*topic.name,
-        "partition": part.id,
+        "partition": partition,
         "base_offset": appended.base_offset,
         "record_count": appended.record_count,
     });

@@ -5,6 +5,7 @@
 mod harness;
 mod raw;
 
+mod atomic_produce;
 mod auth;
 mod connections;
 mod disk_full;

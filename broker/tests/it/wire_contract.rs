@@ -90,3 +90,60 @@ fn a_416_problem_carries_the_log_bounds_as_fields_of_the_shared_problem() {
     let expected = broker_wire::validate_name("topic", "a.b$c").unwrap_err();
     assert_eq!(problem.detail, expected.to_string());
 }
+
+#[test]
+fn every_problem_the_broker_answers_parses_into_the_shared_problem() {
+    let dir = tempdir();
+    let b = Broker::start(dir.path(), &["--token", "s3cret"]);
+    assert_eq!(b.put_topic("routes", 1).status, 201);
+    let anonymous = ureq::AgentBuilder::new().build();
+    let cases = [
+        (b.get("/v2/nothing"), 404, "Not Found"),
+        (b.get("/v1/topics/routes/partitions"), 404, "Not Found"),
+        (
+            b.send("POST", "/v1/topics/routes", "application/json", b""),
+            405,
+            "Method Not Allowed",
+        ),
+        (b.get("/v1/topics/absent"), 404, "Not Found"),
+        // Refused by the serving layer before routing: the same fields.
+        (
+            crate::harness::call(anonymous.get(&format!("{}/v1/topics", b.url)), None),
+            401,
+            "Unauthorized",
+        ),
+    ];
+    for (r, status, title) in &cases {
+        assert_eq!(r.status, *status, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some(media::PROBLEM));
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["detail", "status", "title", "type"], "{json}");
+        let problem: Problem = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            (
+                problem.kind.as_str(),
+                problem.title.as_str(),
+                problem.status
+            ),
+            ("about:blank", *title, *status)
+        );
+        assert!(!problem.detail.is_empty());
+    }
+    let wrong_method = &cases[2].0;
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, PUT, DELETE"));
+    let problem: Problem = serde_json::from_slice(&wrong_method.body).unwrap();
+    assert_eq!(
+        problem.detail,
+        "method POST is not allowed here; allowed: GET, HEAD, PUT, DELETE"
+    );
+    let problem: Problem = serde_json::from_slice(&cases[0].0.body).unwrap();
+    assert_eq!(problem.detail, "no resource at /v2/nothing");
+    b.stop();
+}
