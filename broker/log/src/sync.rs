@@ -199,10 +199,14 @@ impl Durability {
 
     /// Publishes that everything below `end` is durable, unless a truncation started a new
     /// generation since `generation` was captured (checked under the channel's lock, which
-    /// `truncated` holds while it bumps the generation).
-    fn mark_durable_in(&self, end: u64, generation: u64) {
+    /// `truncated` holds while it bumps the generation). Returns the durable offset after.
+    fn mark_durable_in(&self, end: u64, generation: u64) -> u64 {
+        let mut now = end;
         let advanced = self.durable.send_if_modified(|d| {
-            if end > *d && self.generation() == generation {
+            if self.generation() != generation {
+                now = *d;
+                false
+            } else if end > *d {
                 *d = end;
                 true
             } else {
@@ -212,6 +216,7 @@ impl Durability {
         if advanced {
             self.notify(end);
         }
+        now
     }
 
     fn notify(&self, durable: u64) {
@@ -267,10 +272,8 @@ impl Durability {
             return Err(LogError::Poisoned);
         }
         match target.sync_to(pos) {
-            Ok(()) => {
-                self.mark_durable_in(end, generation);
-                Ok(end)
-            }
+            // After a truncation, what the capture covered is gone: report what is durable.
+            Ok(()) => Ok(self.mark_durable_in(end, generation)),
             Err(e) => {
                 self.poison();
                 tracing::error!(path = %target.path.display(), error = %e,
@@ -327,8 +330,9 @@ impl PendingSync {
         }
     }
 
-    /// Makes everything captured durable (fdatasync of that segment) and returns
-    /// the offset up to which everything is now durable.
+    /// Makes everything captured durable (fdatasync of that segment) and returns the offset
+    /// up to which everything is now durable: the captured end, or, when the log was
+    /// truncated since the capture, its durable offset (what was captured is gone).
     pub fn sync(self) -> Result<u64, LogError> {
         self.durability
             .sync(&self.target, self.pos, self.end, self.generation)
