@@ -425,13 +425,25 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The leader epoch of the log's last batch; None for a log without records.
+    /// The leader epoch of the log's last batch; None for a log without records. Cheap: the
+    /// active segment knows its last batch's epoch (from recovery's tail scan, then from
+    /// appends); only when it is empty are the newest sealed segment's headers read.
     pub fn latest_epoch(&self) -> Result<Option<u32>, LogError> {
         if let Some(epoch) = self.active.last_epoch {
             return Ok(Some(epoch));
         }
         if self.start_offset() == self.end_offset() {
             return Ok(None);
+        }
+        self.check_readable()?;
+        if let Some(cache) = &*self.epochs.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(cache.latest());
+        }
+        if let Some((&base, _)) = self.sealed.iter().next_back() {
+            let m = self.mapped_segment(base)?;
+            if let Some(last) = epoch::headers(&m.log).last() {
+                return Ok(Some(last.leader_epoch));
+            }
         }
         self.with_epochs(EpochCache::latest)
     }

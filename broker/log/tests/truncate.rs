@@ -227,6 +227,12 @@ fn truncating_at_a_segment_boundary_and_to_the_log_start() {
     // The segment that started there stays, empty, as the active one.
     assert_eq!(segment_bases(dir.path()), bases[..4]);
     check(&log, &model);
+    // Reopened with an empty active segment, the log's epoch is its newest sealed one's.
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config()).expect("reopen");
+    let last_epoch = model.epochs.last().map(|&(e, _)| e);
+    assert_eq!(log.leader_epoch().ok(), last_epoch);
+    check(&log, &model);
     fill(&mut log, &mut model, 3, 5, 1);
     check(&log, &model);
 
