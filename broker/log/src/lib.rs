@@ -145,4 +145,6 @@ pub struct RecoveryReport {
     pub batches_truncated: u64,
     /// Index files rebuilt because they were missing or damaged.
     pub indexes_rebuilt: u32,
+    /// A truncation interrupted by a crash was finished: the end offset it cut to.
+    pub truncation_finished: Option<u64>,
 }

@@ -70,9 +70,11 @@ impl PartitionLog {
     ) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::io(format!("create {}", dir.display()), e))?;
-        truncate::finish_pending(dir, ops.as_ref())?;
+        let mut report = RecoveryReport {
+            truncation_finished: truncate::finish_pending(dir, ops.as_ref())?,
+            ..RecoveryReport::default()
+        };
         let bases = segment::list_segments(dir)?;
-        let mut report = RecoveryReport::default();
         let mut sealed = BTreeMap::new();
         for w in bases.windows(2) {
             let s =

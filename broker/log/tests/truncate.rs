@@ -446,12 +446,14 @@ fn an_intent_left_by_a_crash_is_finished_at_open_and_an_uncommitted_one_ignored(
     // Written but never renamed: the truncation never started.
     std::fs::write(dir.path().join("truncate-to.tmp"), format!("{target}\n")).expect("tmp");
     let log = PartitionLog::open(dir.path(), config()).expect("open");
+    assert_eq!(log.recovery_report().truncation_finished, None);
     check(&log, &model);
     drop(log);
 
     // Committed, then the process died before touching a segment.
     std::fs::write(dir.path().join("truncate-to"), format!("{target}\n")).expect("intent");
     let log = PartitionLog::open(dir.path(), config()).expect("open finishes it");
+    assert_eq!(log.recovery_report().truncation_finished, Some(target));
     model.truncate(target);
     check(&log, &model);
     assert_eq!(segment_bases(dir.path()), bases[..3]);
