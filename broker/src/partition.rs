@@ -39,11 +39,11 @@ pub enum Payload<'a> {
 }
 
 impl Payload<'_> {
-    /// The bytes the batch takes in the segment.
+    /// The bytes the batch takes in the segment (a v1 batch is stored with a v2 header).
     fn encoded_len(&self) -> usize {
         match self {
             Payload::Records(records) => broker_log::record::encoded_len(records),
-            Payload::Encoded(batch) => batch.len(),
+            Payload::Encoded(batch) => broker_log::record::stored_len(batch),
         }
     }
 

@@ -234,4 +234,42 @@ mod tests {
         assert!(!m.complete);
         assert_eq!(m.items.len(), 3);
     }
+
+    #[test]
+    fn a_fetch_of_a_log_written_before_v2_reads_its_v1_batches_then_the_v2_ones() {
+        let v1 = |base: u64, values: &[&str]| {
+            let records: Vec<broker_log::Record<'_>> = values
+                .iter()
+                .map(|v| broker_log::Record {
+                    timestamp_ms: 5,
+                    key: Some(b"GPU-1"),
+                    value: v.as_bytes(),
+                })
+                .collect();
+            record::encode_v1(base, &records, None)
+        };
+        let mut body = v1(0, &["1", "2"]);
+        body.extend(batch(2, &["3"]));
+        body.extend(v1(3, &["4"]));
+        let f = fetched(Encoding::Batches, 1, body);
+        let m = f.messages();
+        assert!(m.complete);
+        let got: Vec<(u64, &str, Option<&str>)> = m
+            .items
+            .iter()
+            .map(|i| {
+                i.as_ref()
+                    .map(|m| (m.offset, m.value, m.key.as_deref()))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "2", Some("GPU-1")),
+                (2, "3", Some("GPU-1")),
+                (3, "4", Some("GPU-1"))
+            ]
+        );
+    }
 }

@@ -31,9 +31,14 @@ pub enum LogError {
     #[error("batch of {size} bytes is over the maximum of {max}")]
     RecordTooLarge { size: usize, max: usize },
     /// A sync failed earlier: the log refuses appends until it is reopened, because what the
-    /// kernel dropped cannot be known.
-    #[error("the log is poisoned by a failed sync; reopen it")]
+    /// kernel dropped cannot be known. A truncation that failed half-way refuses reads too
+    /// (its files may be half cut); reopening finishes it.
+    #[error("the log is poisoned by a failed sync or truncation; reopen it")]
     Poisoned,
+    /// `set_leader_epoch` with an epoch lower than the log's latest: epochs never go back
+    /// along a log (the epoch cache and truncation rely on it).
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    StaleEpoch { epoch: u32, latest: u32 },
     /// Stored bytes failed their check while reading a sealed or active segment.
     #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
     Corrupt {

@@ -8,18 +8,23 @@
 //! `max_mapped_segments` at once. The byte layout lives in `segments-format.md` and in
 //! [`record`], the only module that reads or writes batch bytes.
 //!
-//! What this crate owns: files, bytes, durability and recovery of one partition. What it
-//! does not own: topics, partition routing, idempotent-producer bookkeeping (it only stores
-//! the producer stamp in each batch header), HTTP.
+//! What this crate owns: files, bytes, durability and recovery of one partition, and the
+//! leader epochs recorded in its batches (the epoch stamped on appends, the epoch cache that
+//! answers "where did epoch N end", truncation of the log's end). What it does not own:
+//! topics, partition routing, replication itself, idempotent-producer bookkeeping (it only
+//! stores the producer stamp in each batch header; a caller that truncates rebuilds its
+//! table), HTTP.
 //!
 //! Module map: `record` (batch codec), `segment` (active and sealed segment files), `index`
 //! (sparse offset index), `recovery` (open-time tail scan and cut), `retention` (deleting old
-//! segments), `sync` (durability state: [`PendingSync`], the durable offset, the failed-sync
+//! segments), `epoch` (the leader-epoch cache), `truncate` (crash-safe truncation of the
+//! log's end), `sync` (durability state: [`PendingSync`], the durable offset, the failed-sync
 //! poison), `flusher` (the interval flusher shared by the logs of one interval), `commit`
 //! (group commit: [`Durable`], waiting until data is durable), `io` (the injectable file
 //! operations used for preallocation and sync), `log` ([`PartitionLog`]).
 
 mod commit;
+mod epoch;
 mod error;
 mod flusher;
 mod index;
@@ -30,6 +35,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod sync;
+mod truncate;
 
 use std::time::Duration;
 
@@ -124,6 +130,8 @@ pub struct BatchMeta {
     pub record_count: u32,
     pub max_timestamp_ms: i64,
     pub producer: Option<ProducerStamp>,
+    /// The leader epoch the batch was appended in (0 for a v1 batch).
+    pub leader_epoch: u32,
 }
 
 /// What `open` found and repaired.
@@ -137,4 +145,6 @@ pub struct RecoveryReport {
     pub batches_truncated: u64,
     /// Index files rebuilt because they were missing or damaged.
     pub indexes_rebuilt: u32,
+    /// A truncation interrupted by a crash was finished: the end offset it cut to.
+    pub truncation_finished: Option<u64>,
 }

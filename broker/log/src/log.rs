@@ -1,9 +1,11 @@
-//! [`PartitionLog`]: one partition's segments, the append and read paths, roll, retention.
+//! [`PartitionLog`]: one partition's segments, the append and read paths, roll, retention,
+//! leader epochs and truncation of the end.
 //!
 //! The log owns the sealed segments (metadata only; mapped lazily through a small LRU of at
-//! most `max_mapped_segments`), the active segment, and the durability state shared with
-//! [`PendingSync`] and the interval flusher. It is `Send` and expects its caller to
-//! serialise access (the broker wraps each log in a `std::sync::Mutex`).
+//! most `max_mapped_segments`), the active segment, the durability state shared with
+//! [`PendingSync`] and the interval flusher, the leader epoch it stamps on new batches and
+//! the epoch cache (`epoch`). It is `Send` and expects its caller to serialise access (the
+//! broker wraps each log in a `std::sync::Mutex`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +13,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit::Durable;
+use crate::epoch::{self, EpochCache};
 use crate::flusher::{self, Registration};
 use crate::io::{FileOps, RealFileOps};
-use crate::record::{self, Batch, MAX_BATCH_BYTES};
+use crate::record::{self, Batch, BatchHeader, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
 use crate::sync::{Durability, DurableListener, PendingSync};
 use crate::{
-    recovery, retention, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError, OwnedRecord,
-    ProducerStamp, Record, RecoveryReport,
+    recovery, retention, truncate, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError,
+    OwnedRecord, ProducerStamp, Record, RecoveryReport,
 };
 
 /// One partition's log: a directory of segments.
@@ -37,6 +40,16 @@ pub struct PartitionLog {
     report: RecoveryReport,
     /// Reused encoding buffer (see `ActiveSegment::write_tail` for why appends encode first).
     scratch: Vec<u8>,
+    /// The leader epoch stamped on new batches. None until first needed, then the epoch of
+    /// the log's last batch (0 for an empty log): a reopened log goes on in its epoch until
+    /// `set_leader_epoch` raises it.
+    leader_epoch: Option<u32>,
+    /// The epoch cache, built on first need (see `epoch` for why not at open), then kept up
+    /// to date by appends, truncation and retention.
+    epochs: Mutex<Option<EpochCache>>,
+    /// A truncation failed half-way: the in-memory view may name files that are cut or gone,
+    /// so reads refuse too (`Poisoned`) until the log is reopened, which finishes the cut.
+    broken: bool,
 }
 
 /// Largest encoding buffer kept between appends.
@@ -57,8 +70,11 @@ impl PartitionLog {
     ) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::io(format!("create {}", dir.display()), e))?;
-        let bases = list_segments(dir)?;
-        let mut report = RecoveryReport::default();
+        let mut report = RecoveryReport {
+            truncation_finished: truncate::finish_pending(dir, ops.as_ref())?,
+            ..RecoveryReport::default()
+        };
+        let bases = segment::list_segments(dir)?;
         let mut sealed = BTreeMap::new();
         for w in bases.windows(2) {
             let s =
@@ -94,6 +110,9 @@ impl PartitionLog {
             flusher,
             report,
             scratch: Vec::new(),
+            leader_epoch: None,
+            epochs: Mutex::new(None),
+            broken: false,
         })
     }
 
@@ -139,14 +158,15 @@ impl PartitionLog {
         let len = record::encoded_len(records);
         check_size(len)?;
         let count = records.len() as u32;
+        let epoch = self.stamp_epoch()?;
         self.make_room(len, count)?;
         let base = self.active.next_offset;
         let mut buf = self.take_scratch(len);
-        record::encode_into(&mut buf, base, records, producer);
+        record::encode_into(&mut buf, base, epoch, records, producer);
         let written = self.active.write_tail(&[&buf]);
         self.return_scratch(buf);
         written?;
-        Ok(self.commit(len, base, count))
+        Ok(self.commit(len, base, count, epoch))
     }
 
     /// [`append_encoded`](Self::append_encoded) without any sync (group commit).
@@ -157,15 +177,19 @@ impl PartitionLog {
     ) -> Result<AppendOutcome, LogError> {
         self.check_writable()?;
         check_size(batch.len())?;
+        let epoch = self.stamp_epoch()?;
         let base = self.active.next_offset;
-        let (head, header) = record::restamped_header(batch, base, producer, now_ms())
+        let stamped = record::restamped_header(batch, base, producer, now_ms(), epoch)
             .map_err(|reason| LogError::InvalidBatch { reason })?;
-        let (len, count) = (batch.len(), header.record_count);
+        // A v1 batch is stored with the 8 bytes longer v2 header.
+        let (len, count) = (
+            stamped.header.batch_length as usize,
+            stamped.header.record_count,
+        );
         self.make_room(len, count)?;
         // The restamped header, then the records as sent: no copy of the batch.
-        self.active
-            .write_tail(&[&head, &batch[record::HEADER_LEN..]])?;
-        Ok(self.commit(len, base, count))
+        self.active.write_tail(&[&stamped.head, stamped.records])?;
+        Ok(self.commit(len, base, count, epoch))
     }
 
     /// A buffer of `len` bytes for encoding, reusing the last one's allocation. Its bytes
@@ -187,8 +211,11 @@ impl PartitionLog {
         }
     }
 
-    fn commit(&mut self, len: usize, base: u64, count: u32) -> AppendOutcome {
-        self.active.commit(len, count);
+    fn commit(&mut self, len: usize, base: u64, count: u32, epoch: u32) -> AppendOutcome {
+        self.active.commit(len, count, epoch);
+        if let Some(cache) = self.cache_if_built() {
+            cache.note(epoch, base);
+        }
         AppendOutcome {
             base_offset: base,
             record_count: count,
@@ -197,7 +224,7 @@ impl PartitionLog {
     }
 
     fn check_writable(&self) -> Result<(), LogError> {
-        if self.durability.is_poisoned() {
+        if self.broken || self.durability.is_poisoned() {
             return Err(LogError::Poisoned);
         }
         Ok(())
@@ -359,6 +386,225 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// The epoch cache when it is built (appends and truncation keep it up to date; an
+    /// unbuilt one is built from the headers as they are when first needed).
+    fn cache_if_built(&mut self) -> Option<&mut EpochCache> {
+        self.epochs
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+    }
+
+    /// The epoch to stamp on the next batch (see `leader_epoch` on the struct).
+    fn stamp_epoch(&mut self) -> Result<u32, LogError> {
+        if let Some(epoch) = self.leader_epoch {
+            return Ok(epoch);
+        }
+        let epoch = self.latest_epoch()?.unwrap_or(0);
+        self.leader_epoch = Some(epoch);
+        Ok(epoch)
+    }
+
+    /// The leader epoch stamped on the batches appended from now on: the one last set, or
+    /// the epoch of the log's last batch (0 for an empty log).
+    pub fn leader_epoch(&self) -> Result<u32, LogError> {
+        match self.leader_epoch {
+            Some(epoch) => Ok(epoch),
+            None => Ok(self.latest_epoch()?.unwrap_or(0)),
+        }
+    }
+
+    /// Sets the leader epoch stamped on every batch appended from now on (a replica that
+    /// becomes leader of `epoch`). Refuses, with [`LogError::StaleEpoch`], an epoch lower
+    /// than the log's latest: epochs never go back along a log.
+    pub fn set_leader_epoch(&mut self, epoch: u32) -> Result<(), LogError> {
+        if let Some(latest) = self.latest_epoch()? {
+            if epoch < latest {
+                return Err(LogError::StaleEpoch { epoch, latest });
+            }
+        }
+        self.leader_epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// The leader epoch of the log's last batch; None for a log without records. Cheap: the
+    /// active segment knows its last batch's epoch (from recovery's tail scan, then from
+    /// appends); only when it is empty are the newest sealed segment's headers read.
+    pub fn latest_epoch(&self) -> Result<Option<u32>, LogError> {
+        if let Some(epoch) = self.active.last_epoch {
+            return Ok(Some(epoch));
+        }
+        if self.start_offset() == self.end_offset() {
+            return Ok(None);
+        }
+        self.check_readable()?;
+        if let Some(cache) = &*self.epochs.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(cache.latest());
+        }
+        if let Some((&base, _)) = self.sealed.iter().next_back() {
+            let m = self.mapped_segment(base)?;
+            if let Some(last) = epoch::headers(&m.log).last() {
+                return Ok(Some(last.leader_epoch));
+            }
+        }
+        self.with_epochs(EpochCache::latest)
+    }
+
+    /// Where `epoch` ended in this log, in the manner of Kafka's OffsetsForLeaderEpoch: the
+    /// largest epoch `≤ epoch` found in the log, with the offset it ends at (the first offset
+    /// of the next greater epoch, or the log end when it is the latest). None when the log
+    /// holds no epoch `≤ epoch` (empty, or every such batch is gone). A replica of `epoch`
+    /// whose log goes past that end diverged there and truncates to it.
+    pub fn end_offset_for_epoch(&self, epoch: u32) -> Result<Option<(u32, u64)>, LogError> {
+        let end = self.end_offset();
+        self.with_epochs(|cache| cache.end_offset_for(epoch, end))
+    }
+
+    /// Runs `f` on the epoch cache, building it first if needed.
+    fn with_epochs<R>(&self, f: impl FnOnce(&EpochCache) -> R) -> Result<R, LogError> {
+        self.check_readable()?;
+        let mut slot = self.epochs.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = match slot.take() {
+            Some(cache) => cache,
+            None => self.build_epochs()?,
+        };
+        let answer = f(&cache);
+        *slot = Some(cache);
+        Ok(answer)
+    }
+
+    /// Builds the epoch cache from batch headers. Epochs never decrease along the log, so a
+    /// segment whose first epoch equals the next segment's first (for the active segment,
+    /// its last batch's) holds that epoch only: its first header is all the build reads of it
+    /// (one `pread`). Only a segment in which the epoch changes is walked, header by header.
+    fn build_epochs(&self) -> Result<EpochCache, LogError> {
+        let mut firsts = Vec::new();
+        for &base in self.sealed.keys() {
+            if let Some(h) = segment::first_header(&self.dir, base)? {
+                firsts.push((base, h));
+            }
+        }
+        if let Some(h) = epoch::headers(self.active.written()).next() {
+            firsts.push((self.active.base, h));
+        }
+        let mut cache = EpochCache::default();
+        for (i, (base, first)) in firsts.iter().enumerate() {
+            cache.note(first.leader_epoch, first.base_offset);
+            let is_active = *base == self.active.base;
+            let bound = match firsts.get(i + 1) {
+                Some((_, next)) => Some(next.leader_epoch),
+                None if is_active => self.active.last_epoch,
+                None => None,
+            };
+            if bound == Some(first.leader_epoch) {
+                continue;
+            }
+            let mut note = |h: BatchHeader| cache.note(h.leader_epoch, h.base_offset);
+            if is_active {
+                epoch::headers(self.active.written()).for_each(&mut note);
+            } else {
+                let m = self.mapped_segment(*base)?;
+                epoch::headers(&m.log).for_each(&mut note);
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Removes every record at and after `offset`, and returns the new end offset.
+    ///
+    /// Whole batches: an `offset` inside a batch cuts from that batch's start, so the new end
+    /// may be below `offset`. A batch is the unit of the CRC and of replication (a replica
+    /// holds its leader's batches byte for byte); cutting inside one would mean re-encoding
+    /// it into a batch the leader never wrote. The replica then fetches from the new end.
+    ///
+    /// Later segments and their indexes are deleted and the segment holding the new end is
+    /// cut and becomes the active one; crash-safe through an intent file (see `truncate`): a
+    /// crash at any step reopens to the old end or the new one. Durable when it returns,
+    /// whatever the fsync policy. An `offset` at or past the end changes nothing; one below
+    /// the log start is [`LogError::OffsetOutOfRange`]. The epoch cache follows; anything
+    /// the caller derived from the records (the broker's producer table) it must rebuild.
+    /// Waiters on the durability of cut offsets are not woken: truncate a log that takes no
+    /// produce (a replica). If it fails half-way the log is poisoned, reads included, and
+    /// reopening it finishes the truncation.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<u64, LogError> {
+        self.check_writable()?;
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < start {
+            return Err(self.out_of_range(offset));
+        }
+        let cut = self.batch_start(offset)?;
+        let keep = if cut >= self.active.base {
+            self.active.base
+        } else {
+            match self.sealed.range(..=cut).next_back() {
+                Some((&base, _)) => base,
+                None => return Err(self.out_of_range(cut)),
+            }
+        };
+        truncate::prepare_intent(&self.dir, cut, self.ops.as_ref())?;
+        if let Err(e) = self.truncate_files(cut, keep) {
+            self.broken = true;
+            self.durability.poison();
+            tracing::error!(dir = %self.dir.display(), cut, error = %e,
+                "truncation failed; the log refuses reads and appends until reopened");
+            return Err(e);
+        }
+        let new_end = self.end_offset();
+        if let Some(cache) = self.cache_if_built() {
+            cache.truncate(new_end);
+        }
+        tracing::info!(dir = %self.dir.display(), from = end, to = new_end, "log truncated");
+        Ok(new_end)
+    }
+
+    /// The base offset of the batch holding `offset` (which the caller checked is below the
+    /// end).
+    fn batch_start(&self, offset: u64) -> Result<u64, LogError> {
+        let mut found = None;
+        self.walk_batches(offset, &mut |b, _, _| {
+            found = Some(b.header.base_offset);
+            Ok(false)
+        })?;
+        found.ok_or_else(|| self.out_of_range(offset))
+    }
+
+    /// The file steps of `truncate_to` once its intent is prepared, then the cut segment
+    /// reopened as the active one.
+    fn truncate_files(&mut self, cut: u64, keep: u64) -> Result<(), LogError> {
+        truncate::commit_intent(&self.dir)?;
+        // No map of a file about to be cut or deleted may be read from again.
+        self.mapped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(b, _)| *b < keep);
+        drop(self.sealed.split_off(&keep));
+        truncate::apply(&self.dir, cut, self.ops.as_ref())?;
+        truncate::clear_intent(&self.dir)?;
+        let first_step = self
+            .config
+            .initial_segment_bytes
+            .min(self.config.segment_bytes);
+        let size = self.sizing(first_step);
+        let mut active = ActiveSegment::open_at(&self.dir, keep, size, &self.ops, false)?;
+        // Recovery of the cut segment: its tail scan is short (from its last index entry
+        // before the cut), and it syncs the segment once.
+        recovery::recover_active(&mut active, &mut RecoveryReport::default())?;
+        self.durability.set_current(active.target.clone());
+        self.durability.truncated(active.next_offset);
+        self.active = active;
+        Ok(())
+    }
+
+    fn check_readable(&self) -> Result<(), LogError> {
+        if self.broken {
+            return Err(LogError::Poisoned);
+        }
+        Ok(())
+    }
+
     /// Batch headers from the batch containing `from_offset` on, oldest first.
     pub fn for_each_batch_meta(
         &self,
@@ -371,6 +617,7 @@ impl PartitionLog {
                 record_count: b.header.record_count,
                 max_timestamp_ms: b.header.max_timestamp_ms,
                 producer: b.header.producer(),
+                leader_epoch: b.header.leader_epoch,
             });
             Ok(true)
         })
@@ -395,6 +642,7 @@ impl PartitionLog {
         from: u64,
         visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
+        self.check_readable()?;
         let mut cur = from.max(self.start_offset());
         while cur < self.end_offset() {
             let more = self.with_view(cur, &mut |view, seg_end| {
@@ -519,6 +767,10 @@ impl PartitionLog {
             removed += 1;
         }
         if removed > 0 {
+            let (start, end) = (self.start_offset(), self.end_offset());
+            if let Some(cache) = self.cache_if_built() {
+                cache.trim_start(start, end);
+            }
             segment::sync_dir(&self.dir)?;
             tracing::info!(dir = %self.dir.display(), removed, start = self.start_offset(),
                 "retention deleted old segments");
@@ -607,30 +859,4 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Segment base offsets in the directory, sorted; removes index files without a log.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
-    let ctx = |e| LogError::io(format!("list {}", dir.display()), e);
-    let mut logs = Vec::new();
-    let mut indexes = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(ctx)? {
-        let name = entry.map_err(ctx)?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(b) = segment::parse_name(&name, "log") {
-            logs.push(b);
-        } else if let Some(b) = segment::parse_name(&name, "index") {
-            indexes.push(b);
-        }
-    }
-    logs.sort_unstable();
-    for b in indexes
-        .into_iter()
-        .filter(|b| logs.binary_search(b).is_err())
-    {
-        let path = segment::index_path(dir, b);
-        tracing::warn!(index = %path.display(), "removing index without a segment");
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(logs)
 }

@@ -1,19 +1,19 @@
 //! The record-batch codec: the only code that reads or writes batch bytes.
 //!
-//! A batch is the unit of append, of CRC protection and of the binary produce content type.
-//! All integers are fixed-width little-endian (no varints: a header field can be patched in
-//! place, and a decoder never loops over continuation bits). The authoritative description,
-//! with a worked hex dump, is `segments-format.md` at the repository root; a test parses that
-//! hex dump and compares it byte for byte with [`encode`].
+//! A batch is the unit of append, of CRC protection, of replication and of the binary produce
+//! content type. All integers are fixed-width little-endian (no varints: a header field can be
+//! patched in place, and a decoder never loops over continuation bits). The authoritative
+//! description, with worked hex dumps of both versions, is `segments-format.md` at the
+//! repository root; a test parses those dumps and compares them byte for byte with the encoders.
 //!
-//! Batch header (`HEADER_LEN` = 56 bytes):
+//! Batch header, format v2 (`MAGIC` = 2, `HEADER_LEN` = 64 bytes), what the log writes:
 //!
 //! | offset | size | field | type |
 //! | --- | --- | --- | --- |
 //! | 0 | 8 | base_offset | u64 |
 //! | 8 | 4 | batch_length (whole batch, header included) | u32 |
 //! | 12 | 4 | crc (CRC-32/ISO-HDLC over bytes `0..12` then `16..batch_length`) | u32 |
-//! | 16 | 1 | magic (= 1) | u8 |
+//! | 16 | 1 | magic (= 2) | u8 |
 //! | 17 | 1 | attributes (reserved, 0) | u8 |
 //! | 18 | 2 | reserved (0) | u16 |
 //! | 20 | 4 | record_count (≥ 1) | u32 |
@@ -21,6 +21,14 @@
 //! | 32 | 8 | max_timestamp_ms | i64 |
 //! | 40 | 8 | producer_id (0 = none) | u64 |
 //! | 48 | 8 | producer_seq | u64 |
+//! | 56 | 4 | leader_epoch | u32 |
+//! | 60 | 4 | reserved_v2 (0) | u32 |
+//!
+//! Format v1 (`MAGIC_V1` = 1, `HEADER_LEN_V1` = 56 bytes) is the same header without its last
+//! 8 bytes: every field sits at the same position in both, so one parser reads both and the
+//! magic only says where the records start; a v1 batch reads as leader epoch 0. The log reads
+//! both and writes v2 only; a v1 batch a producer sends is stored as v2 by re-stamping the
+//! header alone ([`restamped_header`]).
 //!
 //! Then `record_count` records, each: `length` u32 (bytes after this field), `timestamp_delta`
 //! i64 (wrapping, from first_timestamp_ms), `key_length` i32 (-1 = no key), key bytes,
@@ -31,12 +39,16 @@
 
 use crate::{ProducerStamp, Record};
 
-/// Size of the fixed batch header.
-pub const HEADER_LEN: usize = 56;
+/// Size of the v2 batch header (what the log writes).
+pub const HEADER_LEN: usize = 64;
+/// Size of the v1 batch header (still read; the shortest header there is).
+pub const HEADER_LEN_V1: usize = 56;
 /// Fixed bytes of one record besides its key and value.
 pub const RECORD_OVERHEAD: usize = 20;
-/// The only batch format version this code writes and reads.
-pub const MAGIC: u8 = 1;
+/// The batch format version this code writes.
+pub const MAGIC: u8 = 2;
+/// The first batch format version, without a leader epoch: read, never written by the log.
+pub const MAGIC_V1: u8 = 1;
 /// Largest batch accepted (header included); keeps positions within `u32` with room to spare.
 pub const MAX_BATCH_BYTES: usize = 128 * 1024 * 1024;
 
@@ -51,8 +63,19 @@ const OFF_FIRST_TS: usize = 24;
 const OFF_MAX_TS: usize = 32;
 const OFF_PRODUCER: usize = 40;
 const OFF_SEQ: usize = 48;
+const OFF_EPOCH: usize = 56;
+const OFF_RESERVED_V2: usize = 60;
 
-/// The decoded fixed header of a batch.
+/// The header length of format version `magic`, None for an unknown version.
+pub fn header_len_of(magic: u8) -> Option<usize> {
+    match magic {
+        MAGIC => Some(HEADER_LEN),
+        MAGIC_V1 => Some(HEADER_LEN_V1),
+        _ => None,
+    }
+}
+
+/// The decoded fixed header of a batch (v1 or v2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
     pub base_offset: u64,
@@ -65,22 +88,33 @@ pub struct BatchHeader {
     pub max_timestamp_ms: i64,
     pub producer_id: u64,
     pub producer_seq: u64,
+    /// The leader epoch the batch was appended in (0 for a v1 batch).
+    pub leader_epoch: u32,
 }
 
 impl BatchHeader {
-    /// Reads the header fields without any check (the caller checked the length).
+    /// Reads the header fields without any check (the caller checked that `b` holds at least
+    /// `HEADER_LEN_V1` bytes). The leader epoch is read for a v2 header whose 64 bytes are
+    /// there, and is 0 otherwise.
     fn parse(b: &[u8]) -> BatchHeader {
+        let magic = b[OFF_MAGIC];
+        let leader_epoch = if magic == MAGIC && b.len() >= HEADER_LEN {
+            u32_at(b, OFF_EPOCH)
+        } else {
+            0
+        };
         BatchHeader {
             base_offset: u64_at(b, OFF_BASE),
             batch_length: u32_at(b, OFF_LEN),
             crc: u32_at(b, OFF_CRC),
-            magic: b[OFF_MAGIC],
+            magic,
             attributes: b[OFF_ATTR],
             record_count: u32_at(b, OFF_COUNT),
             first_timestamp_ms: u64_at(b, OFF_FIRST_TS) as i64,
             max_timestamp_ms: u64_at(b, OFF_MAX_TS) as i64,
             producer_id: u64_at(b, OFF_PRODUCER),
             producer_seq: u64_at(b, OFF_SEQ),
+            leader_epoch,
         }
     }
 
@@ -88,6 +122,12 @@ impl BatchHeader {
     pub fn end_offset(&self) -> u64 {
         self.base_offset
             .saturating_add(u64::from(self.record_count))
+    }
+
+    /// Bytes of this header: where the records start (the v1 length for an unknown magic,
+    /// which no decoder accepts anyway).
+    pub fn header_len(&self) -> usize {
+        header_len_of(self.magic).unwrap_or(HEADER_LEN_V1)
     }
 
     /// The idempotent-producer stamp, `None` when producer_id is 0.
@@ -131,23 +171,23 @@ pub struct RecordView<'a> {
     pub value: &'a [u8],
 }
 
-/// Decodes the batch at the start of `buf` and checks its CRC.
+/// Decodes the batch (v1 or v2) at the start of `buf` and checks its CRC.
 pub fn decode(buf: &[u8]) -> Decoded<'_> {
-    if buf.len() < HEADER_LEN {
+    if buf.len() < HEADER_LEN_V1 {
         if buf.iter().all(|&b| b == 0) {
             return Decoded::Empty;
         }
         return Decoded::Torn {
-            needed: HEADER_LEN,
+            needed: HEADER_LEN_V1,
             available: buf.len(),
         };
     }
     let header = BatchHeader::parse(buf);
     let len = header.batch_length as usize;
-    if len == 0 && buf[..HEADER_LEN].iter().all(|&b| b == 0) {
+    if len == 0 && buf[..HEADER_LEN_V1].iter().all(|&b| b == 0) {
         return Decoded::Empty;
     }
-    if len < HEADER_LEN {
+    if len < HEADER_LEN_V1 {
         return Decoded::Malformed {
             reason: "batch length shorter than the header",
         };
@@ -171,9 +211,14 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
             found,
         };
     }
-    if header.magic != MAGIC {
+    let Some(header_len) = header_len_of(header.magic) else {
         return Decoded::Malformed {
             reason: "unknown magic (format version)",
+        };
+    };
+    if len < header_len {
+        return Decoded::Malformed {
+            reason: "batch length shorter than the header",
         };
     }
     if header.record_count == 0 {
@@ -184,19 +229,22 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     Decoded::Intact(Batch { header, bytes })
 }
 
-/// Reads only the header at the start of `buf`, without the CRC check (cheap header hops):
-/// None when `buf` is shorter than a header or the length field is implausible.
+/// Reads only the header (v1 or v2) at the start of `buf`, without the CRC check (cheap
+/// header hops): None when `buf` is shorter than the header or the length field is
+/// implausible for it.
 pub fn peek_header(buf: &[u8]) -> Option<BatchHeader> {
-    if buf.len() < HEADER_LEN {
+    if buf.len() < HEADER_LEN_V1 {
         return None;
     }
     let header = BatchHeader::parse(buf);
-    (HEADER_LEN..=MAX_BATCH_BYTES)
-        .contains(&(header.batch_length as usize))
+    let min = header.header_len();
+    (buf.len() >= min && (min..=MAX_BATCH_BYTES).contains(&(header.batch_length as usize)))
         .then_some(header)
 }
 
-/// The CRC of a batch: bytes `0..12` (base offset, length) then `16..` (all after the CRC).
+/// The CRC of a batch of either version: bytes `0..12` (base offset, length) then `16..`
+/// (all after the CRC field: the rest of the header, the leader epoch of v2 included, and
+/// the records).
 pub fn crc_of(batch: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&batch[..OFF_CRC]);
@@ -208,7 +256,7 @@ impl<'a> Batch<'a> {
     /// The records of this batch, in order; a framing error ends the walk with one `Err`.
     pub fn records(&self) -> RecordIter<'a> {
         RecordIter {
-            rest: &self.bytes[HEADER_LEN..],
+            rest: &self.bytes[self.header.header_len()..],
             next_offset: self.header.base_offset,
             first_ts: self.header.first_timestamp_ms,
             left: self.header.record_count,
@@ -306,7 +354,7 @@ pub fn record_len(r: &Record<'_>) -> usize {
     RECORD_OVERHEAD + r.key.map_or(0, <[u8]>::len) + r.value.len()
 }
 
-/// Bytes the batch for `records` takes (header included).
+/// Bytes the (v2) batch for `records` takes, header included.
 pub fn encoded_len(records: &[Record<'_>]) -> usize {
     HEADER_LEN + records.iter().map(record_len).sum::<usize>()
 }
@@ -318,23 +366,42 @@ pub struct Encoded {
     pub max_timestamp_ms: i64,
 }
 
-/// Encodes `records` into `buf`, which must be exactly [`encoded_len`] bytes, and stamps the
-/// CRC. Every byte of `buf` is written, so it need not be zeroed. The caller checked that
-/// `records` is not empty and fits `MAX_BATCH_BYTES`.
+/// Encodes `records` as a v2 batch of `leader_epoch` into `buf`, which must be exactly
+/// [`encoded_len`] bytes, and stamps the CRC. Every byte of `buf` is written, so it need not
+/// be zeroed. The caller checked that `records` is not empty and fits `MAX_BATCH_BYTES`.
 pub fn encode_into(
     buf: &mut [u8],
     base_offset: u64,
+    leader_epoch: u32,
+    records: &[Record<'_>],
+    producer: Option<ProducerStamp>,
+) -> Encoded {
+    encode_version(buf, MAGIC, base_offset, leader_epoch, records, producer)
+}
+
+fn encode_version(
+    buf: &mut [u8],
+    magic: u8,
+    base_offset: u64,
+    leader_epoch: u32,
     records: &[Record<'_>],
     producer: Option<ProducerStamp>,
 ) -> Encoded {
     let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
     let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-    let mut pos = HEADER_LEN;
+    let mut pos = header_len_of(magic).unwrap_or(HEADER_LEN);
     for r in records {
         pos += write_record(&mut buf[pos..], r, first_ts);
     }
     let count = records.len() as u32;
-    write_header(buf, base_offset, count, first_ts, max_ts, producer);
+    let head = Head {
+        base_offset,
+        count,
+        first_ts,
+        max_ts,
+        producer,
+    };
+    write_header(buf, magic, &head, leader_epoch);
     stamp_crc(buf);
     Encoded {
         record_count: count,
@@ -342,14 +409,38 @@ pub fn encode_into(
     }
 }
 
-/// Encodes `records` into a new buffer (for producers and tests).
+/// Encodes `records` into a new v2 batch of leader epoch 0 (for producers and tests: the
+/// broker re-stamps offsets, times, epoch and CRC anyway).
 pub fn encode(
     base_offset: u64,
     records: &[Record<'_>],
     producer: Option<ProducerStamp>,
 ) -> Vec<u8> {
+    encode_in_epoch(base_offset, 0, records, producer)
+}
+
+/// Encodes `records` into a new v2 batch of `leader_epoch`.
+pub fn encode_in_epoch(
+    base_offset: u64,
+    leader_epoch: u32,
+    records: &[Record<'_>],
+    producer: Option<ProducerStamp>,
+) -> Vec<u8> {
     let mut buf = vec![0; encoded_len(records)];
-    encode_into(&mut buf, base_offset, records, producer);
+    encode_into(&mut buf, base_offset, leader_epoch, records, producer);
+    buf
+}
+
+/// Encodes `records` into a new batch in the v1 layout (56-byte header, no leader epoch),
+/// as logs and producers from before v2 wrote them: the log never writes it, but reads it
+/// and accepts it from producers, and tests of those paths need it.
+pub fn encode_v1(
+    base_offset: u64,
+    records: &[Record<'_>],
+    producer: Option<ProducerStamp>,
+) -> Vec<u8> {
+    let mut buf = vec![0; encoded_len(records) - HEADER_LEN + HEADER_LEN_V1];
+    encode_version(&mut buf, MAGIC_V1, base_offset, 0, records, producer);
     buf
 }
 
@@ -371,24 +462,32 @@ fn write_record(buf: &mut [u8], r: &Record<'_>, first_ts: i64) -> usize {
     total
 }
 
-fn write_header(
-    buf: &mut [u8],
+/// The header fields an encoder computes from the records.
+struct Head {
     base_offset: u64,
     count: u32,
     first_ts: i64,
     max_ts: i64,
     producer: Option<ProducerStamp>,
-) {
+}
+
+/// Writes the header of format `magic` (all of it but the CRC) at the start of `buf`, whose
+/// length is the batch length.
+fn write_header(buf: &mut [u8], magic: u8, head: &Head, leader_epoch: u32) {
     let len = buf.len() as u32;
-    put_u64(buf, OFF_BASE, base_offset);
+    put_u64(buf, OFF_BASE, head.base_offset);
     put_u32(buf, OFF_LEN, len);
-    buf[OFF_MAGIC] = MAGIC;
+    buf[OFF_MAGIC] = magic;
     buf[OFF_ATTR] = 0;
     buf[OFF_RESERVED..OFF_RESERVED + 2].fill(0);
-    put_u32(buf, OFF_COUNT, count);
-    put_u64(buf, OFF_FIRST_TS, first_ts as u64);
-    put_u64(buf, OFF_MAX_TS, max_ts as u64);
-    stamp_producer(buf, producer);
+    put_u32(buf, OFF_COUNT, head.count);
+    put_u64(buf, OFF_FIRST_TS, head.first_ts as u64);
+    put_u64(buf, OFF_MAX_TS, head.max_ts as u64);
+    stamp_producer(buf, head.producer);
+    if magic == MAGIC {
+        put_u32(buf, OFF_EPOCH, leader_epoch);
+        put_u32(buf, OFF_RESERVED_V2, 0);
+    }
 }
 
 fn stamp_producer(buf: &mut [u8], producer: Option<ProducerStamp>) {
@@ -405,16 +504,16 @@ fn stamp_crc(buf: &mut [u8]) {
     put_u32(buf, OFF_CRC, crc);
 }
 
-/// Checks a batch sent by a producer (binary produce): framing, CRC, magic, reserved fields,
-/// record framing. Returns the header on success and a reason otherwise.
+/// Checks a batch (v1 or v2) sent by a producer (binary produce): framing, CRC, magic,
+/// reserved fields, record framing. Returns the header on success and a reason otherwise.
 pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader, String> {
     check_for_append(batch).map(|(header, _)| header)
 }
 
-/// [`validate_for_append`], also returning the CRC state of the records (bytes from
-/// `HEADER_LEN` on), so a restamp does not read them a second time.
+/// [`validate_for_append`], also returning the CRC state of the records (bytes after the
+/// header), so a restamp does not read them a second time.
 fn check_for_append(batch: &[u8]) -> Result<(BatchHeader, crc32fast::Hasher), String> {
-    if batch.len() < HEADER_LEN {
+    if batch.len() < HEADER_LEN_V1 {
         return Err(format!(
             "{} bytes is shorter than a batch header",
             batch.len()
@@ -431,19 +530,26 @@ fn check_for_append(batch: &[u8]) -> Result<(BatchHeader, crc32fast::Hasher), St
     if batch.len() > MAX_BATCH_BYTES {
         return Err("batch length over the maximum".into());
     }
+    let header_len = header_len_of(header.magic)
+        .ok_or_else(|| format!("unknown magic {} (format version)", header.magic))?;
+    if batch.len() < header_len {
+        return Err(format!(
+            "{} bytes is shorter than a v{} batch header",
+            batch.len(),
+            header.magic
+        ));
+    }
     let mut body = crc32fast::Hasher::new();
-    body.update(&batch[HEADER_LEN..]);
-    let found = header_crc_with(&batch[..HEADER_LEN], &body);
+    body.update(&batch[header_len..]);
+    let found = header_crc_with(&batch[..header_len], &body);
     if found != header.crc {
         return Err(format!(
             "CRC mismatch: header says {:#010x}, bytes give {found:#010x}",
             header.crc
         ));
     }
-    if header.magic != MAGIC {
-        return Err("unknown magic (format version)".into());
-    }
-    if header.attributes != 0 || u16::from_le_bytes([batch[18], batch[19]]) != 0 {
+    let reserved_v2 = header.magic == MAGIC && u32_at(batch, OFF_RESERVED_V2) != 0;
+    if header.attributes != 0 || u16::from_le_bytes([batch[18], batch[19]]) != 0 || reserved_v2 {
         return Err("attributes and reserved bytes must be 0".into());
     }
     if header.record_count == 0 {
@@ -457,39 +563,78 @@ fn check_for_append(batch: &[u8]) -> Result<(BatchHeader, crc32fast::Hasher), St
     Ok((header, body))
 }
 
-/// The batch CRC from its header bytes and the CRC state of everything after the header.
+/// The batch CRC from its header bytes (either length) and the CRC state of everything
+/// after the header.
 fn header_crc_with(header: &[u8], body: &crc32fast::Hasher) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[..OFF_CRC]);
-    h.update(&header[OFF_CRC + 4..HEADER_LEN]);
+    h.update(&header[OFF_CRC + 4..]);
     h.combine(body);
     h.finalize()
 }
 
-/// Validates a producer's batch (as [`validate_for_append`]) and returns the header the broker
-/// stores in its place: base offset, append time (first timestamp = `now_ms`, max moved by
-/// the same shift, deltas kept), producer stamp, and the CRC recomputed. The records after
-/// the header are stored unchanged, so the caller writes `header` then `batch[HEADER_LEN..]`;
-/// they are read once (framing check and CRC) and never copied here.
+/// A producer's batch re-stamped for storage by [`restamped_header`].
+#[derive(Debug)]
+pub struct Restamped<'a> {
+    /// The v2 header to store.
+    pub head: [u8; HEADER_LEN],
+    /// `head` decoded; its `batch_length` is the stored length (8 more than sent for v1).
+    pub header: BatchHeader,
+    /// The records as sent, stored unchanged after `head`.
+    pub records: &'a [u8],
+}
+
+/// Validates a producer's batch, v1 or v2 (as [`validate_for_append`]), and returns the v2
+/// header the broker stores in its place: base offset, append time (first timestamp =
+/// `now_ms`, max moved by the same shift, deltas kept), producer stamp, leader epoch, and the
+/// CRC recomputed. The records after the header are stored unchanged, so the caller writes
+/// `head` then `records`; they are read once (framing check and CRC) and never copied here.
+///
+/// A v1 header becomes a v2 one by copying its 56 bytes (every field sits at the same place
+/// in both) and adding the epoch and the reserved word: the records, and so their CRC state,
+/// are the same, and only the 64 header bytes are hashed again.
 pub fn restamped_header(
     batch: &[u8],
     base_offset: u64,
     producer: Option<ProducerStamp>,
     now_ms: i64,
-) -> Result<([u8; HEADER_LEN], BatchHeader), String> {
-    let (_, body) = check_for_append(batch)?;
+    leader_epoch: u32,
+) -> Result<Restamped<'_>, String> {
+    let (sent, body) = check_for_append(batch)?;
+    let records = &batch[sent.header_len()..];
+    let stored_len = HEADER_LEN + records.len();
+    if stored_len > MAX_BATCH_BYTES {
+        return Err("batch length over the maximum once stored with a v2 header".into());
+    }
     let mut out = [0u8; HEADER_LEN];
-    out.copy_from_slice(&batch[..HEADER_LEN]);
+    out[..HEADER_LEN_V1].copy_from_slice(&batch[..HEADER_LEN_V1]);
     let old_first = u64_at(&out, OFF_FIRST_TS) as i64;
     let old_max = u64_at(&out, OFF_MAX_TS) as i64;
     let new_max = now_ms.wrapping_add(old_max.wrapping_sub(old_first));
     put_u64(&mut out, OFF_BASE, base_offset);
+    put_u32(&mut out, OFF_LEN, stored_len as u32);
+    out[OFF_MAGIC] = MAGIC;
     put_u64(&mut out, OFF_FIRST_TS, now_ms as u64);
     put_u64(&mut out, OFF_MAX_TS, new_max as u64);
     stamp_producer(&mut out, producer);
+    put_u32(&mut out, OFF_EPOCH, leader_epoch);
+    put_u32(&mut out, OFF_RESERVED_V2, 0);
     let crc = header_crc_with(&out, &body);
     put_u32(&mut out, OFF_CRC, crc);
-    Ok((out, BatchHeader::parse(&out)))
+    Ok(Restamped {
+        head: out,
+        header: BatchHeader::parse(&out),
+        records,
+    })
+}
+
+/// The bytes a producer's batch takes once stored: its length with a v2 header (a v1 batch
+/// grows by 8). For a body whose header cannot be read, its own length.
+pub fn stored_len(batch: &[u8]) -> usize {
+    match peek_header(batch) {
+        Some(h) => batch.len() - h.header_len() + HEADER_LEN,
+        None => batch.len(),
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -557,25 +702,108 @@ mod tests {
     #[test]
     fn restamped_header_keeps_validity() {
         let buf = two();
-        let (head, h) = restamped_header(&buf, 100, None, 1000).expect("valid");
+        let r = restamped_header(&buf, 100, None, 1000, 9).expect("valid");
         assert_eq!(
-            (h.base_offset, h.max_timestamp_ms, h.producer()),
-            (100, 1002, None)
+            (
+                r.header.base_offset,
+                r.header.max_timestamp_ms,
+                r.header.producer(),
+                r.header.leader_epoch
+            ),
+            (100, 1002, None, 9)
         );
-        let mut stored = head.to_vec();
-        stored.extend_from_slice(&buf[HEADER_LEN..]);
+        let mut stored = r.head.to_vec();
+        stored.extend_from_slice(r.records);
+        assert_eq!(stored.len(), buf.len());
         assert!(validate_for_append(&stored).is_ok());
         assert!(matches!(decode(&stored), Decoded::Intact(_)));
         let mut bad = buf.clone();
         bad[HEADER_LEN + 5] ^= 1;
-        assert!(restamped_header(&bad, 0, None, 0).is_err());
+        assert!(restamped_header(&bad, 0, None, 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_v1_batch_decodes_as_epoch_0_and_restamps_to_the_same_records_in_v2() {
+        let recs = [Record {
+            timestamp_ms: 5,
+            key: Some(b"k"),
+            value: b"v",
+        }];
+        let v1 = encode_v1(3, &recs, None);
+        assert_eq!(v1.len() + 8, encode(3, &recs, None).len());
+        let Decoded::Intact(b) = decode(&v1) else {
+            panic!("v1 not intact")
+        };
+        assert_eq!((b.header.magic, b.header.leader_epoch), (MAGIC_V1, 0));
+        let got: Vec<_> = b.records().collect::<Result<_, _>>().expect("records");
+        assert_eq!(
+            (got[0].offset, got[0].key, got[0].value),
+            (3, Some(&b"k"[..]), &b"v"[..])
+        );
+
+        let r = restamped_header(&v1, 40, None, 77, 2).expect("v1 accepted");
+        assert_eq!(stored_len(&v1), HEADER_LEN + r.records.len());
+        let mut stored = r.head.to_vec();
+        stored.extend_from_slice(r.records);
+        let Decoded::Intact(s) = decode(&stored) else {
+            panic!("stored v2 not intact")
+        };
+        assert_eq!(
+            (s.header.magic, s.header.leader_epoch, s.header.base_offset),
+            (MAGIC, 2, 40)
+        );
+        let got: Vec<_> = s.records().collect::<Result<_, _>>().expect("records");
+        assert_eq!(
+            (got[0].offset, got[0].timestamp_ms, got[0].value),
+            (40, 77, &b"v"[..])
+        );
+    }
+
+    #[test]
+    fn the_leader_epoch_is_under_the_crc_and_unknown_versions_are_refused() {
+        let recs = [Record {
+            timestamp_ms: 1,
+            key: None,
+            value: b"x",
+        }];
+        let b = encode_in_epoch(0, 7, &recs, None);
+        assert_eq!(peek_header(&b).map(|h| h.leader_epoch), Some(7));
+        let mut flipped = b.clone();
+        flipped[OFF_EPOCH] ^= 1;
+        assert!(matches!(decode(&flipped), Decoded::Corrupt { .. }));
+        let mut reserved = b.clone();
+        reserved[OFF_RESERVED_V2] = 1;
+        stamp_crc(&mut reserved);
+        assert!(matches!(decode(&reserved), Decoded::Intact(_)));
+        assert!(
+            validate_for_append(&reserved).is_err(),
+            "reserved must be 0"
+        );
+        let mut v3 = b.clone();
+        v3[OFF_MAGIC] = 3;
+        stamp_crc(&mut v3);
+        assert!(matches!(decode(&v3), Decoded::Malformed { .. }));
+        assert!(validate_for_append(&v3).is_err());
+        // A v2 batch claiming fewer bytes than its header, with a CRC that matches.
+        let mut short = b[..60].to_vec();
+        put_u32(&mut short, OFF_LEN, 60);
+        stamp_crc(&mut short);
+        assert!(matches!(decode(&short), Decoded::Malformed { .. }));
+        assert_eq!(peek_header(&short), None);
     }
 
     #[test]
     fn every_prefix_decodes_without_panic() {
-        let buf = two();
-        for n in 0..buf.len() {
-            assert!(!matches!(decode(&buf[..n]), Decoded::Intact(_)));
+        let recs = [Record {
+            timestamp_ms: 1,
+            key: None,
+            value: b"x",
+        }];
+        for buf in [two(), encode_v1(0, &recs, None)] {
+            for n in 0..buf.len() {
+                assert!(!matches!(decode(&buf[..n]), Decoded::Intact(_)));
+                let _ = peek_header(&buf[..n]);
+            }
         }
     }
 }

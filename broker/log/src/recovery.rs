@@ -77,9 +77,9 @@ fn last_good_entry(seg: &ActiveSegment) -> (usize, u64, usize) {
 fn scan_forward(seg: &mut ActiveSegment, report: &mut RecoveryReport) -> Stop {
     loop {
         let pos = seg.len;
-        let (len, count) = match record::decode(&seg.mapped()[pos..]) {
+        let (len, count, epoch) = match record::decode(&seg.mapped()[pos..]) {
             Decoded::Intact(b) if b.header.base_offset == seg.next_offset => {
-                (b.bytes.len(), b.header.record_count)
+                (b.bytes.len(), b.header.record_count, b.header.leader_epoch)
             }
             Decoded::Intact(b) => {
                 return Stop::Bad(format!(
@@ -93,7 +93,7 @@ fn scan_forward(seg: &mut ActiveSegment, report: &mut RecoveryReport) -> Stop {
         if !seg.fits(0, count) {
             return Stop::Bad("relative offset over u32".into());
         }
-        seg.commit(len, count);
+        seg.commit(len, count, epoch);
         report.batches_kept += 1;
     }
 }

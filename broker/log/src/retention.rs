@@ -7,7 +7,7 @@
 //! range of offsets. The active segment is never deleted. What this module does not own:
 //! removing files (`log`) or reading batches (`record`).
 
-use crate::record::{self, HEADER_LEN};
+use crate::record::{self, HEADER_LEN_V1};
 use crate::LogConfig;
 
 /// Decides whether the oldest sealed segment goes, given the log's current total size.
@@ -32,7 +32,7 @@ pub(crate) fn should_delete(
 pub(crate) fn newest_timestamp(bytes: &[u8]) -> Option<i64> {
     let mut pos = 0;
     let mut newest = None;
-    while bytes.len().saturating_sub(pos) >= HEADER_LEN {
+    while bytes.len().saturating_sub(pos) >= HEADER_LEN_V1 {
         let Some(h) = record::peek_header(&bytes[pos..]) else {
             break;
         };

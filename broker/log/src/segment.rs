@@ -19,7 +19,7 @@ use memmap2::{Mmap, MmapOptions};
 
 use crate::index::{self, ActiveIndex};
 use crate::io::{is_no_space, FileOps};
-use crate::record::{self, Batch, Decoded};
+use crate::record::{self, Batch, BatchHeader, Decoded};
 use crate::recovery;
 use crate::sync::{Durability, SyncTarget};
 use crate::LogError;
@@ -112,6 +112,8 @@ pub(crate) struct ActiveSegment {
     /// Bytes of intact batches.
     pub len: usize,
     pub next_offset: u64,
+    /// The leader epoch of the last batch written (None while the segment holds none).
+    pub last_epoch: Option<u32>,
     /// Sealed by a roll whose next segment could not be created (disk full): it stays the
     /// active one for reads but never takes another byte.
     pub sealed: bool,
@@ -193,6 +195,7 @@ impl ActiveSegment {
             capacity,
             len: 0,
             next_offset: base,
+            last_epoch: None,
             sealed: false,
         })
     }
@@ -288,12 +291,14 @@ impl ActiveSegment {
         self.len = len;
     }
 
-    /// Accounts a batch just written by `write_tail`: index, length, offsets, sync marks.
-    pub(crate) fn commit(&mut self, bytes: usize, record_count: u32) {
+    /// Accounts a batch just written by `write_tail`: index, length, offsets, epoch, sync
+    /// marks.
+    pub(crate) fn commit(&mut self, bytes: usize, record_count: u32, leader_epoch: u32) {
         let rel = (self.next_offset - self.base) as u32;
         self.index.note_batch(rel, self.len);
         self.len += bytes;
         self.next_offset += u64::from(record_count);
+        self.last_epoch = Some(leader_epoch);
         self.target.publish(self.len, self.next_offset);
     }
 
@@ -370,6 +375,52 @@ impl MappedSegment {
             index_count,
         })
     }
+}
+
+/// The header of the first batch of segment `base`, read with one `pread` (no map, no
+/// CRC check: the epoch cache needs only the first epoch of most segments). None for a
+/// segment without a readable header.
+pub(crate) fn first_header(dir: &Path, base: u64) -> Result<Option<BatchHeader>, LogError> {
+    let path = log_path(dir, base);
+    let file =
+        File::open(&path).map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
+    let mut buf = [0u8; record::HEADER_LEN];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LogError::io(format!("read {}", path.display()), e)),
+        }
+    }
+    Ok(record::peek_header(&buf[..got]))
+}
+
+/// Segment base offsets in the directory, sorted; removes index files without a log.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+    let ctx = |e| LogError::io(format!("list {}", dir.display()), e);
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(ctx)? {
+        let name = entry.map_err(ctx)?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(b) = parse_name(&name, "log") {
+            logs.push(b);
+        } else if let Some(b) = parse_name(&name, "index") {
+            indexes.push(b);
+        }
+    }
+    logs.sort_unstable();
+    for b in indexes
+        .into_iter()
+        .filter(|b| logs.binary_search(b).is_err())
+    {
+        let path = index_path(dir, b);
+        tracing::warn!(index = %path.display(), "removing index without a segment");
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(logs)
 }
 
 fn map_read_only(path: &Path) -> Result<Mmap, LogError> {

@@ -12,6 +12,11 @@
 //! Sealed segments are synced when they are sealed (`segment`), so only the active segment
 //! ever has dirty bytes.
 //!
+//! Truncation (`PartitionLog::truncate_to`) lowers the durable offset to the new end and
+//! starts a new generation: a sync captured before it (of bytes and offsets that are gone)
+//! completes without raising the durable offset, so offsets re-used after a truncation are
+//! never taken as durable before their own sync.
+//!
 //! Every advance of the durable offset, whoever synced, is published on one watch channel
 //! (group-commit waiters in `commit` park on it) and to the log's optional listener (the
 //! broker uses it to make data visible once it is durable). Waiting for durability, and who
@@ -97,6 +102,27 @@ impl SyncTarget {
     }
 }
 
+/// Captures the current target and its written marks. The generation first, then the
+/// target: a truncation switches the target before it bumps the generation, so a capture
+/// that sees the new generation has the new target.
+fn capture_now(durability: &Durability) -> Captured {
+    let generation = durability.generation();
+    let target = durability.current();
+    let (pos, end) = target.written();
+    Captured {
+        target,
+        pos,
+        end,
+        generation,
+    }
+}
+
+impl Captured {
+    fn sync_with(self, durability: &Durability) -> Result<u64, LogError> {
+        durability.sync(&self.target, self.pos, self.end, self.generation)
+    }
+}
+
 /// Called with the new durable offset each time it advances (see [`crate::PartitionLog::on_durable`]).
 pub type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
 
@@ -105,6 +131,9 @@ pub(crate) struct Durability {
     /// Every offset below this is durable; group-commit waiters subscribe to it.
     durable: watch::Sender<u64>,
     poisoned: AtomicBool,
+    /// Bumped by every truncation, under the `durable` channel's lock; a sync marks its end
+    /// durable only in the generation it was captured in.
+    generation: AtomicU64,
     /// Set while a group-commit sync task runs (at most one per log; see `commit`).
     pub(crate) sync_running: AtomicBool,
     /// The active segment's target (swapped at roll).
@@ -126,6 +155,7 @@ impl Durability {
         Durability {
             durable: watch::Sender::new(durable_offset),
             poisoned: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             sync_running: AtomicBool::new(false),
             current: Mutex::new(target),
             listener: OnceLock::new(),
@@ -157,10 +187,26 @@ impl Durability {
         }
     }
 
-    /// Publishes that everything below `end` is durable.
+    /// Publishes that everything below `end` is durable (the caller holds the log, so no
+    /// truncation runs meanwhile).
     pub(crate) fn mark_durable(&self, end: u64) {
+        self.mark_durable_in(end, self.generation());
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Publishes that everything below `end` is durable, unless a truncation started a new
+    /// generation since `generation` was captured (checked under the channel's lock, which
+    /// `truncated` holds while it bumps the generation). Returns the durable offset after.
+    fn mark_durable_in(&self, end: u64, generation: u64) -> u64 {
+        let mut now = end;
         let advanced = self.durable.send_if_modified(|d| {
-            if end > *d {
+            if self.generation() != generation {
+                now = *d;
+                false
+            } else if end > *d {
                 *d = end;
                 true
             } else {
@@ -170,12 +216,24 @@ impl Durability {
         if advanced {
             self.notify(end);
         }
+        now
     }
 
     fn notify(&self, durable: u64) {
         if let Some(listener) = self.listener.get() {
             listener(durable);
         }
+    }
+
+    /// The log was truncated to `end` and everything below it is durable: the durable offset
+    /// goes down to `end` and syncs captured before now no longer count. The caller switched
+    /// to the new target first (`set_current`), so a sync that sees the new generation also
+    /// sees the new target. The listener is not told (it hears of advances only).
+    pub(crate) fn truncated(&self, end: u64) {
+        self.durable.send_modify(|d| {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            *d = end;
+        });
     }
 
     /// Refuses appends from now on (a sync whose outcome is unknown failed), and wakes the
@@ -201,16 +259,21 @@ impl Durability {
             .clone()
     }
 
-    /// Syncs `target` up to `(pos, end)`; poisons the log on failure.
-    pub(crate) fn sync(&self, target: &SyncTarget, pos: usize, end: u64) -> Result<u64, LogError> {
+    /// Syncs `target` up to `(pos, end)`, captured in `generation`; poisons the log on
+    /// failure.
+    pub(crate) fn sync(
+        &self,
+        target: &SyncTarget,
+        pos: usize,
+        end: u64,
+        generation: u64,
+    ) -> Result<u64, LogError> {
         if self.is_poisoned() {
             return Err(LogError::Poisoned);
         }
         match target.sync_to(pos) {
-            Ok(()) => {
-                self.mark_durable(end);
-                Ok(end)
-            }
+            // After a truncation, what the capture covered is gone: report what is durable.
+            Ok(()) => Ok(self.mark_durable_in(end, generation)),
             Err(e) => {
                 self.poison();
                 tracing::error!(path = %target.path.display(), error = %e,
@@ -227,9 +290,7 @@ impl Durability {
 
     /// Syncs whatever the active segment has written so far.
     pub(crate) fn sync_current(&self) -> Result<u64, LogError> {
-        let target = self.current();
-        let (pos, end) = target.written();
-        self.sync(&target, pos, end)
+        capture_now(self).sync_with(self)
     }
 }
 
@@ -241,24 +302,40 @@ pub struct PendingSync {
     durability: Arc<Durability>,
     pos: usize,
     end: u64,
+    generation: u64,
+}
+
+/// What a sync covers, captured without holding the log (the flusher's syncs).
+struct Captured {
+    target: Arc<SyncTarget>,
+    pos: usize,
+    end: u64,
+    generation: u64,
 }
 
 impl PendingSync {
     pub(crate) fn capture(durability: &Arc<Durability>) -> PendingSync {
-        let target = durability.current();
-        let (pos, end) = target.written();
+        let Captured {
+            target,
+            pos,
+            end,
+            generation,
+        } = capture_now(durability);
         PendingSync {
             target,
             durability: durability.clone(),
             pos,
             end,
+            generation,
         }
     }
 
-    /// Makes everything captured durable (fdatasync of that segment) and returns
-    /// the offset up to which everything is now durable.
+    /// Makes everything captured durable (fdatasync of that segment) and returns the offset
+    /// up to which everything is now durable: the captured end, or, when the log was
+    /// truncated since the capture, its durable offset (what was captured is gone).
     pub fn sync(self) -> Result<u64, LogError> {
-        self.durability.sync(&self.target, self.pos, self.end)
+        self.durability
+            .sync(&self.target, self.pos, self.end, self.generation)
     }
 
     /// The offset up to which everything will be durable once `sync` succeeds.

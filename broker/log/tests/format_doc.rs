@@ -1,7 +1,9 @@
-//! The worked hex dump in `segments-format.md` is what the codec writes, byte for byte.
-//! The test parses the ```hex block out of the document, so the two cannot drift.
+//! The worked hex dumps in `segments-format.md` are what the codec writes, byte for byte: the
+//! first ```hex block is the v2 batch (what the log writes), the second the same batch in v1
+//! (what logs from before v2 hold). The test parses the blocks out of the document, so the
+//! two cannot drift.
 
-use broker_log::record::{self, Decoded, HEADER_LEN};
+use broker_log::record::{self, Decoded, HEADER_LEN, HEADER_LEN_V1, MAGIC, MAGIC_V1};
 use broker_log::{ProducerStamp, Record};
 
 const DOC: &str = include_str!(concat!(
@@ -9,14 +11,14 @@ const DOC: &str = include_str!(concat!(
     "/../../segments-format.md"
 ));
 
-/// Bytes of the first ```hex block; each line is `position: hh hh .. # comment`, and each
-/// position must equal the number of bytes before it.
-fn worked_example() -> Vec<u8> {
+/// Bytes of the `n`th ```hex block (0-based); each line is `position: hh hh .. # comment`,
+/// and each position must equal the number of bytes before it.
+fn worked_example(n: usize) -> Vec<u8> {
     let block = DOC
         .split("```hex\n")
-        .nth(1)
+        .nth(n + 1)
         .and_then(|rest| rest.split("```").next())
-        .expect("a ```hex block in segments-format.md");
+        .expect("the ```hex blocks in segments-format.md");
     let mut bytes = Vec::new();
     for line in block
         .lines()
@@ -35,9 +37,8 @@ fn worked_example() -> Vec<u8> {
     bytes
 }
 
-#[test]
-fn the_documented_batch_is_what_the_codec_writes() {
-    let records = [
+fn records() -> [Record<'static>; 2] {
+    [
         Record {
             timestamp_ms: 1_752_846_153_000,
             key: Some(b"gpu-0"),
@@ -48,42 +49,65 @@ fn the_documented_batch_is_what_the_codec_writes() {
             key: None,
             value: b"ok",
         },
-    ];
-    let stamp = ProducerStamp {
-        producer_id: 7,
-        seq: 3,
-    };
-    let encoded = record::encode(42, &records, Some(stamp));
-    let documented = worked_example();
-    assert_eq!(documented.len(), 110);
+    ]
+}
+
+const STAMP: ProducerStamp = ProducerStamp {
+    producer_id: 7,
+    seq: 3,
+};
+
+#[test]
+fn the_documented_v2_batch_is_what_the_codec_writes() {
+    let encoded = record::encode_in_epoch(42, 5, &records(), Some(STAMP));
+    let documented = worked_example(0);
+    assert_eq!(documented.len(), 118);
     assert_eq!(
         encoded, documented,
-        "segments-format.md and record.rs disagree"
+        "segments-format.md (v2) and record.rs disagree"
     );
 }
 
 #[test]
-fn the_documented_batch_decodes_to_the_documented_fields() {
-    let bytes = worked_example();
-    let Decoded::Intact(b) = record::decode(&bytes) else {
-        panic!("the worked example does not decode as intact");
-    };
-    assert_eq!(HEADER_LEN, 56);
-    assert_eq!(b.header.base_offset, 42);
-    assert_eq!(b.header.crc, 0x2559_8deb);
-    assert_eq!(record::crc_of(&bytes), b.header.crc);
+fn the_documented_v1_batch_is_what_the_v1_encoder_writes() {
+    let encoded = record::encode_v1(42, &records(), Some(STAMP));
+    let documented = worked_example(1);
+    assert_eq!(documented.len(), 110);
     assert_eq!(
-        b.header.producer(),
-        Some(ProducerStamp {
-            producer_id: 7,
-            seq: 3
-        })
+        encoded, documented,
+        "segments-format.md (v1) and record.rs disagree"
     );
-    let recs: Vec<_> = b.records().collect::<Result<_, _>>().expect("records");
-    assert_eq!(recs.len(), 2);
+}
+
+#[test]
+fn the_documented_batches_decode_to_the_documented_fields() {
+    assert_eq!((HEADER_LEN, HEADER_LEN_V1), (64, 56));
+    for (n, magic, epoch, crc) in [(0, MAGIC, 5, 0xd731_214f), (1, MAGIC_V1, 0, 0x2559_8deb)] {
+        let bytes = worked_example(n);
+        let Decoded::Intact(b) = record::decode(&bytes) else {
+            panic!("worked example {n} does not decode as intact");
+        };
+        assert_eq!(b.header.magic, magic);
+        assert_eq!(b.header.leader_epoch, epoch);
+        assert_eq!(b.header.base_offset, 42);
+        assert_eq!(b.header.crc, crc);
+        assert_eq!(record::crc_of(&bytes), b.header.crc);
+        assert_eq!(b.header.producer(), Some(STAMP));
+        let recs: Vec<_> = b.records().collect::<Result<_, _>>().expect("records");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            (recs[0].offset, recs[0].key, recs[0].value),
+            (42, Some(&b"gpu-0"[..]), &br#"{"v":1}"#[..])
+        );
+        assert_eq!(
+            (recs[1].offset, recs[1].timestamp_ms, recs[1].key),
+            (43, 1_752_846_153_005, None)
+        );
+        assert!(DOC.contains(&format!("crc = 0x{:08x}", b.header.crc)));
+    }
+    // The two differ only in the header: the same record bytes follow it.
     assert_eq!(
-        (recs[1].offset, recs[1].timestamp_ms, recs[1].key),
-        (43, 1_752_846_153_005, None)
+        worked_example(0)[HEADER_LEN..],
+        worked_example(1)[HEADER_LEN_V1..]
     );
-    assert!(DOC.contains(&format!("crc = 0x{:08x}", b.header.crc)));
 }

@@ -100,28 +100,34 @@ fn consume(bytes: &[u8]) {
         let _ = b.validate_records();
     }
     let _ = broker_log::record::peek_header(bytes);
-    let _ = broker_log::record::restamped_header(bytes, 1, None, 2);
+    let _ = broker_log::record::restamped_header(bytes, 1, None, 2, 3);
+    let _ = broker_log::record::stored_len(bytes);
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     /// Decoding answers, it never panics: arbitrary bytes, and valid batches with a few
-    /// bytes overwritten (the CRC is re-stamped half of the time so that the record walk,
-    /// not only the CRC check, meets the damage).
+    /// bytes overwritten, in either format version (the CRC is re-stamped half of the time so
+    /// that the record walk, not only the CRC check, meets the damage).
     #[test]
     fn decoding_never_panics(
         noise in proptest::collection::vec(any::<u8>(), 0..400),
         values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..5),
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
         restamp in any::<bool>(),
+        v1 in any::<bool>(),
     ) {
         consume(&noise);
         let records: Vec<Record<'_>> = values
             .iter()
             .map(|v| Record { timestamp_ms: 5, key: Some(v), value: v })
             .collect();
-        let mut batch = broker_log::record::encode(9, &records, None);
+        let mut batch = if v1 {
+            broker_log::record::encode_v1(9, &records, None)
+        } else {
+            broker_log::record::encode(9, &records, None)
+        };
         for (at, byte) in edits {
             let n = batch.len();
             batch[at % n] = byte;

@@ -162,6 +162,73 @@ fn binary_batches_round_trip_and_read_back_as_ndjson_and_as_batches() {
 }
 
 #[test]
+fn a_v1_binary_batch_is_accepted_and_stored_as_v2_with_the_same_records() {
+    let dir = tempdir();
+    let b = Broker::start(dir.path(), &[]);
+    assert_eq!(b.put_topic("old", 1).status, 201);
+    let values: [&[u8]; 2] = [br#"{"a":1}"#, br#"{"a":2}"#];
+    let records: Vec<broker_log::Record<'_>> = values
+        .iter()
+        .map(|v| broker_log::Record {
+            timestamp_ms: 0,
+            key: Some(b"GPU-v1"),
+            value: v,
+        })
+        .collect();
+    let v1 = broker_log::record::encode_v1(0, &records, None);
+    let r = b.send(
+        "POST",
+        "/v1/topics/old/messages?partition=0",
+        "application/vnd.broker.batch",
+        &v1,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["record_count"].as_u64(), Some(2));
+    assert_eq!(
+        b.send(
+            "POST",
+            "/v1/topics/old/messages?partition=0",
+            "application/vnd.broker.batch",
+            &batch(&[br#"{"a":3}"#]),
+        )
+        .status,
+        200
+    );
+
+    let raw = crate::harness::call(
+        b.request("GET", "/v1/topics/old/partitions/0/messages?offset=0")
+            .set("Accept", "application/vnd.broker.batch"),
+        None,
+    );
+    assert_eq!(raw.status, 200);
+    let Decoded::Intact(first) = decode(&raw.body) else {
+        panic!("stored batch does not decode");
+    };
+    assert_eq!(first.header.magic, broker_log::record::MAGIC);
+    assert_eq!(
+        first.header.leader_epoch, 0,
+        "a cluster of one writes epoch 0"
+    );
+    assert_eq!(
+        first.bytes[broker_log::record::HEADER_LEN..],
+        v1[broker_log::record::HEADER_LEN_V1..],
+        "the records are stored as sent"
+    );
+    let lines = b.fetch_all("old", 0, 0);
+    let got: Vec<(i64, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["value"]["a"].as_i64().expect("a"),
+                l["key"].as_str().unwrap_or("none"),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(1, "GPU-v1"), (2, "GPU-v1"), (3, "GPU-bin")]);
+    b.stop();
+}
+
+#[test]
 fn fsync_always_group_commits_concurrent_producers_and_serves_what_it_acknowledged() {
     let dir = tempdir();
     // A slow disk (every sync takes 20 ms): concurrent produces must share syncs.
