@@ -38,11 +38,11 @@ fn append(log: &mut PartitionLog, count: usize, round: u32) -> u64 {
         .enumerate()
         .map(|(i, v)| Record {
             timestamp_ms: 1_000 + i as i64,
-            key: (i % 2 == 0).then_some(b"k".as_slice()),
+            key: i.is_multiple_of(2).then_some(b"k".as_slice()),
             value: v,
         })
         .collect();
-    let producer = (round % 2 == 0).then_some(ProducerStamp {
+    let producer = round.is_multiple_of(2).then_some(ProducerStamp {
         producer_id: 77,
         seq: u64::from(round),
     });
