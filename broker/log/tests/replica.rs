@@ -3,7 +3,8 @@
 //! buffer or fetch by fetch, after reopening, after a truncation); refused buffers (gap,
 //! overlap, bad CRC, truncated, older epoch) leave the log and its reopened state unchanged;
 //! a full disk at a roll leaves the log as before, or at a whole-batch prefix when the roll
-//! comes part-way, and the follower catches up from its end once space returns.
+//! comes part-way, and the follower catches up from its end once space returns; the appended
+//! range is synced under `Always` and settled by the group commit as any append.
 
 use std::fs::File;
 use std::io;
@@ -386,6 +387,29 @@ fn a_batch_of_an_older_epoch_than_the_logs_latest_is_refused() {
     // And the epoch a follower leads in is raised by what it copies.
     f.append_replica(&e4).expect("epoch 4");
     assert_eq!(f.leader_epoch().expect("epoch"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_appended_range_is_settled_as_any_append() {
+    let (ld, fd, fd2) = (tempdir(), tempdir(), tempdir());
+    let leader = leader(ld.path(), 40);
+    let bytes = all(&leader);
+    let always = LogConfig {
+        fsync: FsyncPolicy::Always,
+        ..config()
+    };
+    // `append_replica` under `Always` returns synced, across the rolls it made.
+    let mut f = PartitionLog::open(fd.path(), always.clone()).expect("open");
+    let got = f.append_replica(&bytes).expect("append");
+    assert_eq!(f.durable_offset(), got.end_offset);
+
+    // The unsynced form is made durable by the group commit's settle, as an append is.
+    let mut f = PartitionLog::open(fd2.path(), always).expect("open");
+    let first = leader.read_encoded(0, 1).expect("one batch");
+    let got = f.append_replica_unsynced(&first).expect("append");
+    assert!(f.durable_offset() < got.end_offset, "not synced yet");
+    f.durable().settle(got.end_offset).await.expect("settle");
+    assert!(f.durable_offset() >= got.end_offset);
 }
 
 /// Real operations, except preallocation while the disk is "full".
