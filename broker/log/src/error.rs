@@ -39,6 +39,29 @@ pub enum LogError {
     /// along a log (the epoch cache and truncation rely on it).
     #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
     StaleEpoch { epoch: u32, latest: u32 },
+    /// `append_replica`: the batch at byte `position` of the fetched bytes is torn (the
+    /// buffer ends inside it), fails its CRC or cannot be a batch. Nothing was appended.
+    #[error("replica batch at byte {position} of the fetched bytes is invalid: {reason}")]
+    ReplicaBatchInvalid { position: usize, reason: String },
+    /// `append_replica`: the batch at byte `position` does not start where the log (for the
+    /// first batch) or the batch before it ends: a gap or an overlap. Nothing was appended.
+    #[error("replica batch at byte {position} starts at offset {found}, the log needs {expected}")]
+    ReplicaNotContiguous {
+        position: usize,
+        expected: u64,
+        found: u64,
+    },
+    /// `append_replica`: the batch at byte `position` has a leader epoch older than the log's
+    /// latest (or than the batch before it): epochs never go back along a log. Nothing was
+    /// appended.
+    #[error(
+        "replica batch at byte {position} has leader epoch {epoch}, older than the log's latest {latest}"
+    )]
+    ReplicaStaleEpoch {
+        position: usize,
+        epoch: u32,
+        latest: u32,
+    },
     /// Stored bytes failed their check while reading a sealed or active segment.
     #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
     Corrupt {

@@ -21,7 +21,14 @@
 //! log's end), `sync` (durability state: [`PendingSync`], the durable offset, the failed-sync
 //! poison), `flusher` (the interval flusher shared by the logs of one interval), `commit`
 //! (group commit: [`Durable`], waiting until data is durable), `io` (the injectable file
-//! operations used for preallocation and sync), `log` ([`PartitionLog`]).
+//! operations used for preallocation and sync), `replica` (checking a follower's fetched
+//! batches), `log` ([`PartitionLog`]).
+//!
+//! Replicas: a follower stores its leader's batches byte for byte with
+//! [`PartitionLog::append_replica`] (same offsets, epochs, timestamps, producer stamps and
+//! CRCs; nothing re-stamped), so a batch's CRC checks the same on every replica and
+//! `read_encoded` of a follower returns its leader's bytes. It gets the appended batches'
+//! [`BatchMeta`]s back to record their producer stamps.
 
 mod commit;
 mod epoch;
@@ -32,6 +39,7 @@ pub mod io;
 mod log;
 pub mod record;
 mod recovery;
+mod replica;
 mod retention;
 mod segment;
 mod sync;
@@ -132,6 +140,18 @@ pub struct BatchMeta {
     pub producer: Option<ProducerStamp>,
     /// The leader epoch the batch was appended in (0 for a v1 batch).
     pub leader_epoch: u32,
+}
+
+/// What [`PartitionLog::append_replica`] appended: the leader's batches, stored as they came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaAppend {
+    /// The log end before the append: the first batch's base offset.
+    pub base_offset: u64,
+    /// The log end after it: the offset the follower fetches from next.
+    pub end_offset: u64,
+    /// Each appended batch's header, oldest first (the caller records producer stamps from
+    /// them, as it does from `for_each_batch_meta` at open).
+    pub batches: Vec<BatchMeta>,
 }
 
 /// What `open` found and repaired.

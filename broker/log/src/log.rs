@@ -20,8 +20,8 @@ use crate::record::{self, Batch, BatchHeader, MAX_BATCH_BYTES};
 use crate::segment::{self, ActiveSegment, MappedSegment, SealedSegment, SegmentView, Sizing};
 use crate::sync::{Durability, DurableListener, PendingSync};
 use crate::{
-    recovery, retention, truncate, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig, LogError,
-    OwnedRecord, ProducerStamp, Record, RecoveryReport,
+    recovery, replica, retention, truncate, AppendOutcome, BatchMeta, FsyncPolicy, LogConfig,
+    LogError, OwnedRecord, ProducerStamp, Record, RecoveryReport, ReplicaAppend,
 };
 
 /// One partition's log: a directory of segments.
@@ -190,6 +190,78 @@ impl PartitionLog {
         // The restamped header, then the records as sent: no copy of the batch.
         self.active.write_tail(&[&stamped.head, stamped.records])?;
         Ok(self.commit(len, base, count, epoch))
+    }
+
+    /// A follower's append: stores its leader's batches (`encoded`: whole stored batches back
+    /// to back, as the leader's [`read_encoded`](Self::read_encoded) returns them, v1 or v2)
+    /// byte for byte. Nothing is re-stamped (offsets, times, producer stamps, leader epochs and
+    /// CRCs stay the leader's), so the follower's `read_encoded` returns the same bytes and
+    /// every CRC checks on every replica. Segments roll, the index, the epoch cache and the
+    /// durability marks follow as for any append; syncs before returning when fsync = Always.
+    /// An empty `encoded` appends nothing.
+    ///
+    /// Refused, with nothing appended, when a batch is torn or corrupt
+    /// ([`LogError::ReplicaBatchInvalid`]), does not start exactly at the log end or the
+    /// previous batch's end ([`LogError::ReplicaNotContiguous`]: a gap or an overlap), or has a
+    /// leader epoch older than the log's latest or the previous batch's
+    /// ([`LogError::ReplicaStaleEpoch`]).
+    ///
+    /// All-or-nothing for refusals: the whole buffer is checked before the first byte is
+    /// written (the CRC pass reads it once anyway, and the check needs no I/O). A refused buffer
+    /// means the fetch or the leader is wrong, and keeping a prefix of it would only make the
+    /// follower's state depend on where in a bad response the fault lay; it refetches from
+    /// its unchanged end. A storage failure part-way (a full disk at a roll, a failed write)
+    /// keeps the whole batches already written: each is a valid leader batch at its right
+    /// offset, and the error is returned; the follower refetches from
+    /// [`end_offset`](Self::end_offset).
+    ///
+    /// The caller (a follower) sets no leader epoch of its own; if it had one below the
+    /// appended batches' epoch, it is raised to it, so an append as leader never stamps an
+    /// epoch lower than the log's latest.
+    pub fn append_replica(&mut self, encoded: &[u8]) -> Result<ReplicaAppend, LogError> {
+        let out = self.append_replica_unsynced(encoded)?;
+        self.sync_if_always()?;
+        Ok(out)
+    }
+
+    /// [`append_replica`](Self::append_replica) without any sync, whatever the policy
+    /// (group commit: [`Durable::settle`] covers the appended range as for any append).
+    pub fn append_replica_unsynced(&mut self, encoded: &[u8]) -> Result<ReplicaAppend, LogError> {
+        self.check_writable()?;
+        let start = self.end_offset();
+        let checked = replica::check(encoded, start, self.latest_epoch()?)?;
+        let mut i = 0;
+        while let Some(first) = checked.get(i) {
+            self.make_room(first.len(), first.header.record_count)?;
+            // The batches are contiguous in `encoded`: write every following one that fits
+            // the active segment as is with the first, in one `pwrite`.
+            let (mut bytes, mut count, mut j) = (first.len(), first.header.record_count, i + 1);
+            while let Some(next) = checked.get(j) {
+                let more = count.checked_add(next.header.record_count);
+                match more {
+                    Some(c) if self.active.fits(bytes + next.len(), c) => {
+                        (bytes, count, j) = (bytes + next.len(), c, j + 1);
+                    }
+                    _ => break,
+                }
+            }
+            let run = &encoded[first.position..first.position + bytes];
+            self.active.write_tail(&[run])?;
+            for c in &checked[i..j] {
+                let h = &c.header;
+                self.commit(c.len(), h.base_offset, h.record_count, h.leader_epoch);
+            }
+            i = j;
+        }
+        let batches: Vec<BatchMeta> = checked.iter().map(|c| meta_of(&c.header)).collect();
+        if let (Some(last), Some(own)) = (batches.last(), self.leader_epoch) {
+            self.leader_epoch = Some(own.max(last.leader_epoch));
+        }
+        Ok(ReplicaAppend {
+            base_offset: start,
+            end_offset: self.end_offset(),
+            batches,
+        })
     }
 
     /// A buffer of `len` bytes for encoding, reusing the last one's allocation. Its bytes
@@ -612,13 +684,7 @@ impl PartitionLog {
         f: &mut dyn FnMut(&BatchMeta),
     ) -> Result<(), LogError> {
         self.walk_batches(from_offset, &mut |b, _, _| {
-            f(&BatchMeta {
-                base_offset: b.header.base_offset,
-                record_count: b.header.record_count,
-                max_timestamp_ms: b.header.max_timestamp_ms,
-                producer: b.header.producer(),
-                leader_epoch: b.header.leader_epoch,
-            });
+            f(&meta_of(&b.header));
             Ok(true)
         })
     }
@@ -845,6 +911,16 @@ fn check_size(len: usize) -> Result<(), LogError> {
         });
     }
     Ok(())
+}
+
+fn meta_of(h: &BatchHeader) -> BatchMeta {
+    BatchMeta {
+        base_offset: h.base_offset,
+        record_count: h.record_count,
+        max_timestamp_ms: h.max_timestamp_ms,
+        producer: h.producer(),
+        leader_epoch: h.leader_epoch,
+    }
 }
 
 fn corrupt(path: &Path, pos: usize, reason: &str) -> LogError {
