@@ -101,6 +101,9 @@ impl Workers<'_> {
             Ok(encoded) => encoded,
             Err(e) => return self.record(job, at, started.elapsed(), Err(e)),
         };
+        if !encoded.cached {
+            counter!("streamer_scrape_parsed_total").increment(1);
+        }
         let took = started.elapsed();
         if !body.is_empty() {
             match self
