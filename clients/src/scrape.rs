@@ -1,13 +1,16 @@
 //! A dcgm-exporter scrape (Prometheus text exposition format) → telemetry points.
 //!
 //! The text is parsed by the `openmetrics-parser` crate (its Prometheus grammar), not by hand.
-//! It is also what bounds a streamer's capacity: a profile of the bench's bare parse + map +
-//! encode path (`SCRAPE_BENCH_PARSE_ONLY=1`, see `benches/scrape.rs`) puts ~71 % of the CPU in
-//! the `pest` grammar engine (a third of that in `pest`'s stack probe on every rule call),
-//! ~17 % in allocation and copies (mostly the parser's token queue and strings), ~5 % in the
-//! crate's model, and ~3 % in this module's mapping and the JSON encoding together (so nothing
-//! of ours is worth making faster). The other crates were judged again (2026-12); none is both
-//! correct and kept up:
+//! That parser is slow: a profile of the bench's bare parse + map + encode path
+//! (`SCRAPE_BENCH_PARSE_ONLY=1`, see `benches/scrape.rs`) puts ~71 % of the CPU in the `pest`
+//! grammar engine (a third of that in `pest`'s stack probe on every rule call), ~17 % in
+//! allocation and copies (mostly the parser's token queue and strings), ~5 % in the crate's
+//! model, and ~3 % in this module's mapping and the JSON encoding together — 14,000–30,000
+//! samples/s on one thread. So a streamer does not run it on every scrape: each target keeps
+//! the shape of its last scrape ([`ShapeCache`], module `shape`), and a scrape that is the same
+//! text but for its sample values (what dcgm-exporter serves, scrape after scrape) is mapped
+//! and encoded from it without parsing; any other text goes to the parser, as here. The other
+//! crates were judged again (2026-12); none is both correct and kept up:
 //!
 //! - `prometheus-parse` 0.2.5 (still the latest): splits label pairs on `,` and `=` and trims
 //!   quotes without unescaping (a value holding `,`, `=`, `}` or an escaped quote comes out

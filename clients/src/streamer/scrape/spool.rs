@@ -64,10 +64,18 @@ pub struct Entry {
 
 impl Entry {
     pub fn points(&self) -> usize {
-        // A fold the compiler vectorises (a body is ~100 KB).
+        // Counted in bytes per chunk of 255, which the compiler vectorises 32 bytes at a time
+        // (a body is ~100 KB; a count in a usize goes 4 bytes at a time).
         self.body
-            .iter()
-            .fold(0, |n, &b| n + usize::from(b == b'\n'))
+            .chunks(255)
+            .map(|chunk| {
+                usize::from(
+                    chunk
+                        .iter()
+                        .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))),
+                )
+            })
+            .sum()
     }
 }
 
@@ -625,6 +633,19 @@ mod tests {
             lane.ack(&b2);
             lane.ack(&a2);
             assert_eq!((spool.entries(), take()), (0, None), "disk={disk}");
+        }
+    }
+
+    #[test]
+    fn an_entrys_points_are_its_lines() {
+        for lines in [0, 1, 254, 255, 256, 1000] {
+            let entry = super::Entry {
+                offset: 0,
+                url: "a".into(),
+                seq: 1,
+                body: "{\"key\":\"k\",\"value\":{}}\n".repeat(lines).into_bytes(),
+            };
+            assert_eq!(entry.points(), lines);
         }
     }
 
