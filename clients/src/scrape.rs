@@ -9,7 +9,8 @@
 //! samples/s on one thread. So a streamer does not run it on every scrape: each target keeps
 //! the shape of its last scrape ([`ShapeCache`], module `shape`), and a scrape that is the same
 //! text but for its sample values (what dcgm-exporter serves, scrape after scrape) is mapped
-//! and encoded from it without parsing; any other text goes to the parser, as here. The other
+//! and encoded from it without parsing (~3M samples/s on one thread); any other text goes to
+//! the parser, as here. The other
 //! crates were judged again (2026-12); none is both correct and kept up:
 //!
 //! - `prometheus-parse` 0.2.5 (still the latest): splits label pairs on `,` and `=` and trims

@@ -38,7 +38,7 @@ use broker_log::{FsyncPolicy, LogConfig, PartitionLog, Record};
 
 use crate::error::{Error, Result};
 
-/// Queues of the spool (and sender threads).
+/// Queues of the spool (each with [`super::send::SENDERS_PER_LANE`] senders).
 pub const LANES: usize = 4;
 
 /// How far past its oldest unacknowledged scrape a lane hands scrapes out.
