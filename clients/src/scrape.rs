@@ -216,6 +216,8 @@ struct Read {
     value: f64,
     /// Milliseconds since the epoch, as the text format has them.
     timestamp_ms: Option<f64>,
+    /// The line has an exemplar (`# {…} value` after the value; a `_total` counter's).
+    exemplar: bool,
     /// `None` when the parser could not give its label set.
     labels: Option<Vec<(String, String)>>,
 }
@@ -226,11 +228,15 @@ fn reads(exposition: Exposition) -> Vec<Read> {
     for family in exposition.families.into_values() {
         let name = family.family_name.clone();
         for (nth, sample) in family.into_iter_samples().enumerate() {
-            let (kind, value) = match &sample.value {
-                PrometheusValue::Gauge(n) => (Some("gauge"), n.as_f64()),
-                PrometheusValue::Counter(c) => (Some("counter"), c.value.as_f64()),
-                PrometheusValue::Unknown(n) => (Some("untyped"), n.as_f64()),
-                PrometheusValue::Histogram(_) | PrometheusValue::Summary(_) => (None, f64::NAN),
+            let (kind, value, exemplar) = match &sample.value {
+                PrometheusValue::Gauge(n) => (Some("gauge"), n.as_f64(), false),
+                PrometheusValue::Counter(c) => {
+                    (Some("counter"), c.value.as_f64(), c.exemplar.is_some())
+                }
+                PrometheusValue::Unknown(n) => (Some("untyped"), n.as_f64(), false),
+                PrometheusValue::Histogram(_) | PrometheusValue::Summary(_) => {
+                    (None, f64::NAN, false)
+                }
             };
             let labels = sample.get_labelset().ok().map(|set| {
                 set.iter()
@@ -243,6 +249,7 @@ fn reads(exposition: Exposition) -> Vec<Read> {
                 kind,
                 value,
                 timestamp_ms: sample.timestamp,
+                exemplar,
                 labels,
             });
         }

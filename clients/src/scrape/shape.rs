@@ -3,8 +3,8 @@
 //! — is mapped and encoded without running the parser again.
 //!
 //! A shape is built only from a text the parser read whole (no line-by-line fallback) in
-//! which no sample has a timestamp, no family is a histogram or summary, and every sample is
-//! tied to its line. The ties come from the parser itself, not from reading the lines here: a
+//! which no sample has a timestamp or an exemplar (so, by the grammar, a sample line ends in
+//! its value), no family is a histogram or summary, and every sample is tied to its line. The ties come from the parser itself, not from reading the lines here: a
 //! *probe* copy of the text, whose i-th sample line has its value token (what follows the
 //! line's last space) replaced by `i`, is parsed too, so each sample the parser returns names
 //! its line by its value; the counts must agree, and the real text's value of every line must
@@ -211,7 +211,11 @@ impl Shape {
         let mut seen = vec![false; n];
         for read in &probed {
             let i = read.value;
-            if read.timestamp_ms.is_some() || !(0.0..n as f64).contains(&i) || i.fract() != 0.0 {
+            if read.timestamp_ms.is_some()
+                || read.exemplar
+                || !(0.0..n as f64).contains(&i)
+                || i.fract() != 0.0
+            {
                 return None;
             }
             let i = i as usize;
@@ -225,7 +229,8 @@ impl Shape {
             (0..n).map(|_| None).collect();
         for read in &real {
             let i = *line_of.get(&(read.family.as_str(), read.nth))?;
-            let (Some(kind), Some(labels), None) = (read.kind, &read.labels, read.timestamp_ms)
+            let (Some(kind), Some(labels), None, false) =
+                (read.kind, &read.labels, read.timestamp_ms, read.exemplar)
             else {
                 return None;
             };

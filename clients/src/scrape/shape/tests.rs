@@ -248,6 +248,8 @@ fn no_shape_without_a_whole_parse_or_with_timestamps_or_histograms() {
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"
             .to_string(),
         "# HELP only comments\n".to_string(),
+        // An exemplar: the value is not the line's last token.
+        "# TYPE x_total counter\nx_total{gpu=\"0\",UUID=\"a\"} 5 # {trace=\"t\"} 1\n".to_string(),
         String::new(),
         FIXTURE.replace('\n', "\r\n"),
     ];
@@ -310,4 +312,15 @@ fn mutated_expositions_map_the_same_from_the_shape_and_the_parser() {
         }
     }
     assert!(served * 3 > total, "the shape served {served} of {total}");
+}
+
+#[test]
+fn an_exemplar_line_gets_no_shape() {
+    let text = "# TYPE x_total counter\nx_total{gpu=\"0\",UUID=\"a\"} 5 # {trace=\"t\"} 1\n";
+    assert!(parse(text).is_some(), "the parser reads it whole");
+    let mut cache = ShapeCache::default();
+    let mapped = cache.map(text, at(0), HOST);
+    assert_eq!(mapped.points.len(), 1);
+    assert_eq!(mapped.points[0].value, 5.0);
+    assert!(!cache.is_warm());
 }
