@@ -1,13 +1,17 @@
 //! A dcgm-exporter scrape (Prometheus text exposition format) → telemetry points.
 //!
 //! The text is parsed by the `openmetrics-parser` crate (its Prometheus grammar), not by hand.
-//! It is also what bounds a streamer's capacity: a profile of the bench's bare parse + map +
-//! encode path (`SCRAPE_BENCH_PARSE_ONLY=1`, see `benches/scrape.rs`) puts ~71 % of the CPU in
-//! the `pest` grammar engine (a third of that in `pest`'s stack probe on every rule call),
-//! ~17 % in allocation and copies (mostly the parser's token queue and strings), ~5 % in the
-//! crate's model, and ~3 % in this module's mapping and the JSON encoding together (so nothing
-//! of ours is worth making faster). The other crates were judged again (2026-12); none is both
-//! correct and kept up:
+//! That parser is slow: a profile of the bench's bare parse + map + encode path
+//! (`SCRAPE_BENCH_PARSE_ONLY=1`, see `benches/scrape.rs`) puts ~71 % of the CPU in the `pest`
+//! grammar engine (a third of that in `pest`'s stack probe on every rule call), ~17 % in
+//! allocation and copies (mostly the parser's token queue and strings), ~5 % in the crate's
+//! model, and ~3 % in this module's mapping and the JSON encoding together — 14,000–30,000
+//! samples/s on one thread. So a streamer does not run it on every scrape: each target keeps
+//! the shape of its last scrape ([`ShapeCache`], module `shape`), and a scrape that is the same
+//! text but for its sample values (what dcgm-exporter serves, scrape after scrape) is mapped
+//! and encoded from it without parsing (~3M samples/s on one thread); any other text goes to
+//! the parser, as here. The other
+//! crates were judged again (2026-12); none is both correct and kept up:
 //!
 //! - `prometheus-parse` 0.2.5 (still the latest): splits label pairs on `,` and `=` and trims
 //!   quotes without unescaping (a value holding `,`, `=`, `}` or an escaped quote comes out
@@ -110,28 +114,52 @@ type Exposition = MetricsExposition<PrometheusType, PrometheusValue>;
 /// `target_host`. Never panics, whatever the text (a panic inside the parser is caught and
 /// counts the text, or the line, as unparseable).
 pub fn map_exposition(text: &str, scraped_at: DateTime<Utc>, target_host: &str) -> Mapped {
+    map_and_read(text, scraped_at, target_host).0
+}
+
+/// [`map_exposition`], plus the samples as the parser read them when it read the text whole
+/// (what [`shape`] memoizes).
+fn map_and_read(
+    text: &str,
+    scraped_at: DateTime<Utc>,
+    target_host: &str,
+) -> (Mapped, Option<Vec<Read>>) {
     let mut mapped = Mapped::default();
-    match parse(text) {
-        Some(exposition) => mapped.add(exposition, scraped_at, target_host),
+    let whole = match parse(text) {
+        Some(exposition) => {
+            let reads = reads(exposition);
+            mapped.add(&reads, scraped_at, target_host);
+            Some(reads)
+        }
         None => {
             for (header, line) in line_by_line(text) {
                 let with_header = format!("{header}{line}\n");
                 match parse(&with_header).or_else(|| parse(line)) {
-                    Some(e) => mapped.add(e, scraped_at, target_host),
+                    Some(e) => mapped.add(&reads(e), scraped_at, target_host),
                     None => mapped.skipped.unparseable += 1,
                 }
             }
+            None
         }
-    }
-    mapped.points.sort_by(|a, b| {
-        (&a.metric, &a.gpu_uuid, a.gpu_index, &a.labels.0).cmp(&(
-            &b.metric,
-            &b.gpu_uuid,
-            b.gpu_index,
-            &b.labels.0,
-        ))
-    });
+    };
     mapped
+        .points
+        .sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+    (mapped, whole)
+}
+
+/// The order of a scrape's points: by metric, GPU, then labels (a stable sort, so points
+/// with the same key keep their family's line order).
+#[allow(clippy::type_complexity)]
+fn order_key<'p, 'a>(
+    p: &'p Point<'a>,
+) -> (
+    &'p Cow<'a, str>,
+    &'p Cow<'a, str>,
+    i32,
+    &'p Vec<(Cow<'a, str>, Cow<'a, str>)>,
+) {
+    (&p.metric, &p.gpu_uuid, p.gpu_index, &p.labels.0)
 }
 
 /// The parser on one text (with the final newline its grammar wants); `None` when it refuses
@@ -176,54 +204,93 @@ fn line_by_line(text: &str) -> Vec<(String, &str)> {
     chunks
 }
 
-impl Mapped {
-    fn add(&mut self, exposition: Exposition, scraped_at: DateTime<Utc>, target_host: &str) {
-        for family in exposition.families.into_values() {
-            let metric = family.family_name.clone();
-            for sample in family.into_iter_samples() {
-                let (kind, value) = match &sample.value {
-                    PrometheusValue::Gauge(n) => ("gauge", n.as_f64()),
-                    PrometheusValue::Counter(c) => ("counter", c.value.as_f64()),
-                    PrometheusValue::Unknown(n) => ("untyped", n.as_f64()),
-                    PrometheusValue::Histogram(_) | PrometheusValue::Summary(_) => {
-                        self.skipped.unsupported_type += 1;
-                        continue;
-                    }
-                };
-                let Ok(labelset) = sample.get_labelset() else {
-                    self.skipped.unparseable += 1;
-                    continue;
-                };
-                let labels: Vec<(String, String)> = labelset
-                    .iter()
+/// One sample as the parser read it.
+#[derive(Debug)]
+struct Read {
+    /// Its family's name (the metric).
+    family: String,
+    /// Its place among its family's samples (they keep the order of their lines).
+    nth: usize,
+    /// The family's `# TYPE` as [`TYPE_LABEL`] has it; `None` for a histogram or summary.
+    kind: Option<&'static str>,
+    value: f64,
+    /// Milliseconds since the epoch, as the text format has them.
+    timestamp_ms: Option<f64>,
+    /// The line has an exemplar (`# {…} value` after the value; a `_total` counter's).
+    exemplar: bool,
+    /// `None` when the parser could not give its label set.
+    labels: Option<Vec<(String, String)>>,
+}
+
+/// Every sample of an exposition, family by family.
+fn reads(exposition: Exposition) -> Vec<Read> {
+    let mut reads = Vec::new();
+    for family in exposition.families.into_values() {
+        let name = family.family_name.clone();
+        for (nth, sample) in family.into_iter_samples().enumerate() {
+            let (kind, value, exemplar) = match &sample.value {
+                PrometheusValue::Gauge(n) => (Some("gauge"), n.as_f64(), false),
+                PrometheusValue::Counter(c) => {
+                    (Some("counter"), c.value.as_f64(), c.exemplar.is_some())
+                }
+                PrometheusValue::Unknown(n) => (Some("untyped"), n.as_f64(), false),
+                PrometheusValue::Histogram(_) | PrometheusValue::Summary(_) => {
+                    (None, f64::NAN, false)
+                }
+            };
+            let labels = sample.get_labelset().ok().map(|set| {
+                set.iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                let sample = Sample {
-                    metric: &metric,
-                    kind,
-                    value,
-                    timestamp_ms: sample.timestamp,
-                    labels,
-                };
-                match sample.point(scraped_at, target_host) {
-                    Ok(point) => self.points.push(point),
-                    Err(reason) => reason.count(&mut self.skipped),
+                    .collect::<Vec<_>>()
+            });
+            reads.push(Read {
+                family: name.clone(),
+                nth,
+                kind,
+                value,
+                timestamp_ms: sample.timestamp,
+                exemplar,
+                labels,
+            });
+        }
+    }
+    reads
+}
+
+impl Mapped {
+    fn add(&mut self, reads: &[Read], scraped_at: DateTime<Utc>, target_host: &str) {
+        for read in reads {
+            let Some(kind) = read.kind else {
+                self.skipped.unsupported_type += 1;
+                continue;
+            };
+            let Some(labels) = &read.labels else {
+                self.skipped.unparseable += 1;
+                continue;
+            };
+            let series = series(
+                &read.family,
+                kind,
+                labels,
+                read.timestamp_ms,
+                scraped_at,
+                target_host,
+            );
+            match judge(&series, read.value) {
+                Some(reason) => reason.count(&mut self.skipped),
+                None => {
+                    if let Ok(mut point) = series {
+                        point.value = read.value;
+                        self.points.push(point);
+                    }
                 }
             }
         }
     }
 }
 
-/// One parsed sample, before the mapping.
-struct Sample<'a> {
-    metric: &'a str,
-    kind: &'static str,
-    value: f64,
-    /// Milliseconds since the epoch, as the text format has them.
-    timestamp_ms: Option<f64>,
-    labels: Vec<(String, String)>,
-}
-
+/// Why a sample became no point (a [`Skipped`] counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
     NoUuid,
     NoGpu,
@@ -242,64 +309,82 @@ impl Reason {
     }
 }
 
-impl Sample<'_> {
-    fn point(self, scraped_at: DateTime<Utc>, target_host: &str) -> Result<Point<'static>, Reason> {
-        let mut uuid = None;
-        let mut gpu = None;
-        let mut device = None;
-        let mut model = None;
-        let mut hostname = None;
-        let mut container = None;
-        let mut pod = None;
-        let mut namespace = None;
-        let mut rest = Vec::with_capacity(self.labels.len() + 1);
-        for (name, value) in self.labels {
-            let slot = match name.as_str() {
-                "UUID" => &mut uuid,
-                "gpu" => &mut gpu,
-                "device" => &mut device,
-                "modelName" => &mut model,
-                "Hostname" => &mut hostname,
-                "container" => &mut container,
-                "pod" => &mut pod,
-                "namespace" => &mut namespace,
-                _ => {
-                    rest.push((Cow::Owned(name), Cow::Owned(value)));
-                    continue;
-                }
-            };
-            *slot = Some(value);
-        }
-        let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
-        let gpu_uuid = non_empty(uuid).ok_or(Reason::NoUuid)?;
-        let gpu_index = gpu
-            .and_then(|g| g.trim().parse::<i32>().ok())
-            .filter(|i| *i >= 0)
-            .ok_or(Reason::NoGpu)?;
-        if !self.value.is_finite() {
-            return Err(Reason::NotFinite);
-        }
-        rest.push((Cow::Borrowed(TYPE_LABEL), Cow::Borrowed(self.kind)));
-        let point = Point {
-            ts: scraped_at,
-            source_ts: self
-                .timestamp_ms
-                .filter(|t| t.is_finite())
-                .and_then(|t| Utc.timestamp_millis_opt(t as i64).single()),
-            metric: Cow::Owned(self.metric.to_string()),
-            gpu_uuid: Cow::Owned(gpu_uuid),
-            gpu_index,
-            device: Cow::Owned(device.unwrap_or_default()),
-            model: Cow::Owned(model.unwrap_or_default()),
-            hostname: Cow::Owned(non_empty(hostname).unwrap_or_else(|| target_host.to_string())),
-            container: non_empty(container).map(Cow::Owned),
-            pod: non_empty(pod).map(Cow::Owned),
-            namespace: non_empty(namespace).map(Cow::Owned),
-            value: self.value,
-            labels: Labels(rest),
+/// What a sample's series (its family, labels and timestamp) maps to whatever its value: its
+/// point (the value still 0), or why it is none ([`Reason::NoUuid`], [`Reason::NoGpu`],
+/// [`Reason::Invalid`]).
+fn series(
+    metric: &str,
+    kind: &'static str,
+    labels: &[(String, String)],
+    timestamp_ms: Option<f64>,
+    scraped_at: DateTime<Utc>,
+    target_host: &str,
+) -> Result<Point<'static>, Reason> {
+    let mut uuid = None;
+    let mut gpu = None;
+    let mut device = None;
+    let mut model = None;
+    let mut hostname = None;
+    let mut container = None;
+    let mut pod = None;
+    let mut namespace = None;
+    let mut rest = Vec::with_capacity(labels.len() + 1);
+    for (name, value) in labels {
+        let slot = match name.as_str() {
+            "UUID" => &mut uuid,
+            "gpu" => &mut gpu,
+            "device" => &mut device,
+            "modelName" => &mut model,
+            "Hostname" => &mut hostname,
+            "container" => &mut container,
+            "pod" => &mut pod,
+            "namespace" => &mut namespace,
+            _ => {
+                rest.push((Cow::Owned(name.clone()), Cow::Owned(value.clone())));
+                continue;
+            }
         };
-        point.check().map_err(|_| Reason::Invalid)?;
-        Ok(point)
+        *slot = Some(value.as_str());
+    }
+    fn non_empty(v: Option<&str>) -> Option<&str> {
+        v.filter(|v| !v.is_empty())
+    }
+    let owned = |v: Option<&str>| non_empty(v).map(|v| Cow::Owned(v.to_string()));
+    let gpu_uuid = non_empty(uuid).ok_or(Reason::NoUuid)?;
+    let gpu_index = gpu
+        .and_then(|g| g.trim().parse::<i32>().ok())
+        .filter(|i| *i >= 0)
+        .ok_or(Reason::NoGpu)?;
+    rest.push((Cow::Borrowed(TYPE_LABEL), Cow::Borrowed(kind)));
+    let point = Point {
+        ts: scraped_at,
+        source_ts: timestamp_ms
+            .filter(|t| t.is_finite())
+            .and_then(|t| Utc.timestamp_millis_opt(t as i64).single()),
+        metric: Cow::Owned(metric.to_string()),
+        gpu_uuid: Cow::Owned(gpu_uuid.to_string()),
+        gpu_index,
+        device: Cow::Owned(device.unwrap_or_default().to_string()),
+        model: Cow::Owned(model.unwrap_or_default().to_string()),
+        hostname: Cow::Owned(non_empty(hostname).unwrap_or(target_host).to_string()),
+        container: owned(container),
+        pod: owned(pod),
+        namespace: owned(namespace),
+        value: 0.0,
+        labels: Labels(rest),
+    };
+    point.check().map_err(|_| Reason::Invalid)?;
+    Ok(point)
+}
+
+/// Why a sample of `series` with `value` becomes no point, in the documented order: no UUID,
+/// no usable GPU, a value that is not finite, a point the store could not hold.
+fn judge<T>(series: &Result<T, Reason>, value: f64) -> Option<Reason> {
+    match series {
+        Err(reason @ (Reason::NoUuid | Reason::NoGpu)) => Some(*reason),
+        _ if !value.is_finite() => Some(Reason::NotFinite),
+        Err(reason) => Some(*reason),
+        Ok(_) => None,
     }
 }
 
@@ -339,6 +424,9 @@ pub fn producer_id(url: &str) -> String {
     let hash = format!("-{:016x}", broker_client::fnv1a64(url.as_bytes()));
     format!("{}{hash}", &id[..128 - hash.len()])
 }
+
+mod shape;
+pub use shape::{Encoded, ShapeCache};
 
 #[cfg(test)]
 mod tests;

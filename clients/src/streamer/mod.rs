@@ -185,6 +185,10 @@ pub fn describe_metrics() {
         "--scrape: slots skipped because the target's previous scrape was still running"
     );
     describe_counter!(
+        "streamer_scrape_parsed_total",
+        "--scrape: scrapes the text-format parser read (the others were served by their target's shape cache)"
+    );
+    describe_counter!(
         "streamer_scrape_spool_dropped_total",
         "--scrape: scrapes dropped unsent because the spool was full (oldest first)"
     );

@@ -47,7 +47,7 @@ use pipeline_common::ops::Readiness;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::scrape::target_host;
+use crate::scrape::{target_host, ShapeCache};
 use crate::streamer::targets_file::TargetsFile;
 use broker_client::BrokerClient;
 use discovery::Discovery;
@@ -228,6 +228,8 @@ const RESCAN: Duration = Duration::from_millis(200);
 struct Scheduled {
     next_ms: u64,
     busy: Arc<AtomicBool>,
+    /// Its last scrape's shape (dropped with the target).
+    shape: Arc<Mutex<ShapeCache>>,
 }
 
 /// Scrapes this streamer's share of the targets until `client`'s shutdown flag is set
@@ -397,6 +399,7 @@ fn schedule(
                     Scheduled {
                         next_ms,
                         busy: Arc::new(AtomicBool::new(false)),
+                        shape: Arc::default(),
                     },
                 );
             }
@@ -414,6 +417,7 @@ fn schedule(
                         url: url.clone(),
                         slot_ms: s.next_ms,
                         busy: Arc::clone(&s.busy),
+                        shape: Arc::clone(&s.shape),
                     };
                     if jobs.send(job).is_err() {
                         return;

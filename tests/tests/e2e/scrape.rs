@@ -5,7 +5,6 @@
 //! their labels.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,10 +18,9 @@ const TOPIC: &str = "telemetry";
 /// The fixture's samples that map onto points (the others: one without UUID, one NaN).
 pub(crate) const POINTS_PER_SCRAPE: usize = 11;
 
+/// The dcgm-exporter fixture the mapping's unit tests use too (one file).
 pub(crate) fn fixture() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../clients/tests/fixtures/dcgm-exporter.prom");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    include_str!("../../../clients/tests/fixtures/dcgm-exporter.prom").to_string()
 }
 
 /// One exporter (a [`Fleet`] of one, at `/metrics`) answering every request with its body.

@@ -22,8 +22,8 @@ use metrics::{counter, gauge};
 
 use super::spool::Spool;
 use super::Targets;
-use crate::scrape::{map_exposition, target_host, Skipped};
-use broker_client::{fnv1a64, push_record};
+use crate::scrape::{target_host, ShapeCache, Skipped};
+use broker_client::fnv1a64;
 
 /// Scrapes answers larger than this are cut and fail (dcgm-exporter's are tens of KiB).
 const MAX_BODY: u64 = 64 << 20;
@@ -52,6 +52,9 @@ pub struct Job {
     pub slot_ms: u64,
     /// Set while the target is being scraped; the worker clears it.
     pub busy: Arc<AtomicBool>,
+    /// The target's shape cache (its scrapes never run at once, so the lock is never waited
+    /// for).
+    pub shape: Arc<Mutex<ShapeCache>>,
 }
 
 /// What the workers share.
@@ -84,12 +87,22 @@ impl Workers<'_> {
             Ok(text) => text,
             Err(reason) => return self.record(job, at, started.elapsed(), Err(reason)),
         };
-        let mapped = map_exposition(&text, at, &host);
-        let mut body = Vec::with_capacity(mapped.points.len() * 600);
-        for point in &mapped.points {
-            if let Err(e) = push_record(&mut body, &point.gpu_uuid, point) {
-                return self.record(job, at, started.elapsed(), Err(e.to_string()));
+        let mut body = Vec::new();
+        let encoded = match job.shape.lock() {
+            Ok(mut shape) => shape.encode(&text, at, &host, &mut body),
+            // A worker panicked inside the cache: start it again.
+            Err(poisoned) => {
+                let mut shape = poisoned.into_inner();
+                *shape = ShapeCache::default();
+                shape.encode(&text, at, &host, &mut body)
             }
+        };
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
+            Err(e) => return self.record(job, at, started.elapsed(), Err(e)),
+        };
+        if !encoded.cached {
+            counter!("streamer_scrape_parsed_total").increment(1);
         }
         let took = started.elapsed();
         if !body.is_empty() {
@@ -112,7 +125,7 @@ impl Workers<'_> {
                 }
             }
         }
-        self.record(job, at, took, Ok(mapped.skipped));
+        self.record(job, at, took, Ok(encoded.skipped));
     }
 
     /// GETs the target; the body as text, or why not.

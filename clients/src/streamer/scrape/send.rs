@@ -1,8 +1,12 @@
-//! The senders: one thread per spool lane, producing the lane's scrapes oldest first, each in
-//! one idempotent NDJSON request under the target's producer id and the scrape's seq.
+//! The senders: [`SENDERS_PER_LANE`] threads per spool lane, producing the lane's scrapes
+//! oldest first, each in one idempotent NDJSON request under the target's producer id and the
+//! scrape's seq. A lane hands a target's scrapes out one at a time, in order
+//! ([`Lane::take`](super::spool::Lane::take)), so its senders work on different targets at
+//! once: a produce that waits for the broker holds one sender, not the lane.
 //!
 //! At shutdown each sender goes on while the broker takes its lane's scrapes at the first
-//! attempt, and stops when the lane is empty (and the workers have ended) or an attempt fails.
+//! attempt, and stops when the lane has nothing for it (and the workers have ended) or an
+//! attempt fails.
 //!
 //! A produce is retried (the client's retry policy) until the broker acknowledges it, so a
 //! broker that is down holds the lane's head while scraping goes on into the spool. The
@@ -20,6 +24,9 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 
 use super::spool::{Entry, Spool, LANES};
+
+/// Sender threads per lane (produces in flight at once, per lane).
+pub const SENDERS_PER_LANE: usize = 4;
 use super::Targets;
 use crate::scrape::producer_id;
 use broker_client::{BrokerClient, Idempotence};
@@ -33,7 +40,7 @@ pub enum Sent {
     Failed,
 }
 
-/// Runs the lane's sender until shutdown.
+/// Runs one of the lane's senders until shutdown.
 pub fn run_lane(
     lane: usize,
     spool: &Spool,
@@ -50,7 +57,7 @@ pub fn run_lane(
     }
     let lane_ref = spool.lane(lane);
     loop {
-        let entry = match lane_ref.head(Duration::from_millis(100)) {
+        let entry = match lane_ref.take(Duration::from_millis(100)) {
             Ok(Some(entry)) => entry,
             Ok(None) if spool.is_closed() => break,
             Ok(None) => continue,
@@ -66,8 +73,9 @@ pub fn run_lane(
                 record(targets, &entry, sent);
             }
             Attempt::Keep => {
-                // Not the scrape's fault (the token): it stays at the head; the spool's bound
-                // still applies while the operator fixes it.
+                // Not the scrape's fault (the token): it stays first in its target's line; the
+                // spool's bound still applies while the operator fixes it.
+                lane_ref.release(entry);
                 if client.shutdown_flag().is_set() {
                     break;
                 }
@@ -75,7 +83,10 @@ pub fn run_lane(
             }
             // Shutdown, and the broker did not take it at the first attempt: the scrape stays
             // spooled (on disk: for the next start).
-            Attempt::Shutdown => break,
+            Attempt::Shutdown => {
+                lane_ref.release(entry);
+                break;
+            }
         }
     }
 }
@@ -154,11 +165,13 @@ pub fn start<'scope, 'env>(
     targets: &'env Arc<Targets>,
 ) -> std::io::Result<()> {
     for lane in 0..LANES {
-        std::thread::Builder::new()
-            .name(format!("spool-send-{lane}"))
-            .spawn_scoped(scope, move || {
-                run_lane(lane, spool, client, (topic, partitions), targets)
-            })?;
+        for n in 0..SENDERS_PER_LANE {
+            std::thread::Builder::new()
+                .name(format!("spool-send-{lane}.{n}"))
+                .spawn_scoped(scope, move || {
+                    run_lane(lane, spool, client, (topic, partitions), targets)
+                })?;
+        }
     }
     Ok(())
 }
