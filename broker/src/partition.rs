@@ -474,7 +474,7 @@ pub fn now_ms() -> i64 {
 /// that rolls a segment syncs and truncates the old one and preallocates the next
 /// (milliseconds). On the multi-threaded runtime `block_in_place` hands this worker's other
 /// tasks to another thread meanwhile; elsewhere (a current-thread runtime) it just runs.
-fn may_block<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn may_block<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

@@ -29,16 +29,18 @@
 //! share it — rarely, with 64 stripes and hashed producer ids — and they merely take turns.
 //! Why not one mutex per producer: a map of them would need its own eviction, while idle
 //! stripes cost nothing. A stripe is a std mutex because the section never awaits: durability
-//! is awaited by the caller after the stripe is released, and an append that may block runs
-//! inside it through `block_in_place` (in `partition.rs`) exactly as it does outside.
+//! is awaited by the caller after the stripe is released. An append that may block runs
+//! inside it through `block_in_place` (in `partition.rs`) exactly as it does outside, and a
+//! request that finds its stripe taken waits the same way, so waiters never hold a runtime
+//! worker that fetches and heartbeats need.
 //!
 //! Partition internals (the window check, the log append) are `partition.rs`'s; decoding and
 //! the HTTP answer are the handler's.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::error::Result;
-use crate::partition::{Appended, Idempotence, Partition, Payload};
+use crate::partition::{may_block, Appended, Idempotence, Partition, Payload};
 use crate::topics::Topic;
 
 /// How many stripes a topic's producer lock has.
@@ -58,12 +60,21 @@ impl Default for ProducerLocks {
 }
 
 impl ProducerLocks {
-    /// Locks the stripe of `producer_id`.
+    /// Locks the stripe of `producer_id`. Uncontended, at once; when another request holds it
+    /// (its append may be rolling a segment: milliseconds), the wait runs like any blocking
+    /// call ([`may_block`]), so waiters never pin the runtime's workers.
     fn lock(&self, producer_id: u64) -> MutexGuard<'_, ()> {
+        // Ids are FNV-1a hashes already; the multiply spreads any that are not.
+        let stripe = (producer_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+        let mutex = &self.stripes[stripe % STRIPES];
         // The stripe guards no data: a panic while it was held leaves nothing to repair.
-        self.stripes[(producer_id % STRIPES as u64) as usize]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        match mutex.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                may_block(|| mutex.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
     }
 }
 

@@ -176,7 +176,8 @@ impl PartitionLog {
         producer: Option<ProducerStamp>,
     ) -> Result<AppendOutcome, LogError> {
         self.check_writable()?;
-        check_size(batch.len())?;
+        // The size as stored: a v1 batch grows by the v2 header's extra bytes.
+        check_size(record::stored_len(batch))?;
         let epoch = self.stamp_epoch()?;
         let base = self.active.next_offset;
         let stamped = record::restamped_header(batch, base, producer, now_ms(), epoch)
@@ -254,9 +255,6 @@ impl PartitionLog {
             i = j;
         }
         let batches: Vec<BatchMeta> = checked.iter().map(|c| meta_of(&c.header)).collect();
-        if let (Some(last), Some(own)) = (batches.last(), self.leader_epoch) {
-            self.leader_epoch = Some(own.max(last.leader_epoch));
-        }
         Ok(ReplicaAppend {
             base_offset: start,
             end_offset: self.end_offset(),
@@ -285,6 +283,11 @@ impl PartitionLog {
 
     fn commit(&mut self, len: usize, base: u64, count: u32, epoch: u32) -> AppendOutcome {
         self.active.commit(len, count, epoch);
+        // A copied batch of a later leader raises the epoch this log stamps, batch by batch,
+        // so a copy cut short by a storage error cannot leave it below the log's latest.
+        if let Some(own) = self.leader_epoch {
+            self.leader_epoch = Some(own.max(epoch));
+        }
         if let Some(cache) = self.cache_if_built() {
             cache.note(epoch, base);
         }
