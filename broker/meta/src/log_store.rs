@@ -51,7 +51,11 @@ struct Inner {
     file: File,
     /// The length of the `log` file's intact prefix: where the next append starts.
     len: u64,
-    /// A failed append left bytes that could not be cut off: nothing more may be appended.
+    /// The file and the memory may disagree (a failed append left bytes that could not be cut
+    /// off, or a truncation or purge failed to rewrite the file, perhaps leaving `file` a
+    /// handle on an unlinked file): the store refuses appends and reads until a rewrite
+    /// succeeds. openraft stops the node on a storage error anyway; this keeps anything still
+    /// holding a reader from acting on a log that is not on disk.
     poisoned: bool,
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     last_purged: Option<LogId<NodeId>>,
@@ -73,7 +77,10 @@ fn write_err(e: std::io::Error) -> StorageError<NodeId> {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, recovering from a torn last append.
+    /// Opens (or creates) the log in `dir`, cutting off a torn last append (see the `disk`
+    /// module). Refuses with [`MetaError::Corrupt`] a bad frame with data after it, and a
+    /// stored committed id past the end of both the log and the snapshot in `dir`: either
+    /// means acknowledged entries are lost, which a person must look at.
     pub fn open(dir: &Path) -> Result<LogStore> {
         std::fs::create_dir_all(dir).map_err(|e| MetaError::io(dir, e))?;
         let corrupt = |path: &Path, why: String| MetaError::Corrupt {
@@ -87,7 +94,18 @@ impl LogStore {
         let bytes = disk::read_optional(&path)
             .map_err(|e| MetaError::io(&path, e))?
             .unwrap_or_default();
-        let (frames, good) = disk::decode_frames(&bytes);
+        let (frames, torn) = match disk::decode_frames(&bytes) {
+            disk::Decoded::Whole(frames) => (frames, None),
+            disk::Decoded::Torn { frames, good } => (frames, Some(good)),
+            // Frames after a bad one were synced and acknowledged: cutting them would forget
+            // committed entries, so a person must look at the file.
+            disk::Decoded::Corrupt { at, why } => {
+                return Err(corrupt(
+                    &path,
+                    format!("{why} at byte {at}, with data after it"),
+                ))
+            }
+        };
         let mut entries = BTreeMap::new();
         let mut last_purged = None;
         for frame in frames {
@@ -100,7 +118,31 @@ impl LogStore {
                 }
             }
         }
-        if good < bytes.len() {
+        // A committed id past everything the log and the snapshot hold means committed
+        // entries are gone: openraft would fail applying them, or the node would vote with a
+        // log missing what it acknowledged.
+        if let Some(c) = committed {
+            let snapshot = crate::state_machine::stored_snapshot_last(dir)?;
+            let end = [
+                entries.keys().next_back().copied(),
+                last_purged.map(|l| l.index),
+                snapshot.map(|l| l.index),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            if end.is_none_or(|end| c.index > end) {
+                return Err(corrupt(
+                    &dir.join("committed"),
+                    format!(
+                        "committed index {} is past the log's end {end:?} and the snapshot's",
+                        c.index
+                    ),
+                ));
+            }
+        }
+        let good = torn.unwrap_or(bytes.len());
+        if let Some(good) = torn {
             tracing::warn!(path = %path.display(), kept = good, dropped = bytes.len() - good,
                 "cutting a torn tail off the metadata log");
             let f = std::fs::OpenOptions::new()
@@ -147,8 +189,18 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 }
 
 impl Inner {
-    /// Rewrites the `log` file from memory, atomically.
+    /// Rewrites the `log` file from memory, atomically; on failure poisons the store, since
+    /// the memory has already changed and the file may or may not have.
     fn rewrite(&mut self) -> std::io::Result<()> {
+        let done = self.try_rewrite();
+        if let Err(e) = &done {
+            tracing::error!(error = %e, "cannot rewrite the metadata log; refusing further use");
+            self.poisoned = true;
+        }
+        done
+    }
+
+    fn try_rewrite(&mut self) -> std::io::Result<()> {
         let mut buf = Vec::new();
         let mut push = |r: &Record| {
             let json = serde_json::to_vec(r).map_err(std::io::Error::other)?;
@@ -169,6 +221,15 @@ impl Inner {
         Ok(())
     }
 
+    fn check_poisoned(&self) -> std::io::Result<()> {
+        if self.poisoned {
+            return Err(std::io::Error::other(
+                "the metadata log is out of step with its file after a failed write",
+            ));
+        }
+        Ok(())
+    }
+
     fn write_side<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
         let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
         disk::write_atomic(&self.dir.join(name), &json)
@@ -184,12 +245,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             clone_bound(range.start_bound()),
             clone_bound(range.end_bound()),
         );
-        Ok(self
-            .lock()
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        let inner = self.lock();
+        inner
+            .check_poisoned()
+            .map_err(|e| StorageError::from(StorageIOError::read_logs(AnyError::new(&e))))?;
+        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 }
 
@@ -206,6 +266,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let inner = self.lock();
+        inner
+            .check_poisoned()
+            .map_err(|e| StorageError::from(StorageIOError::read_logs(AnyError::new(&e))))?;
         let last = inner
             .entries
             .values()
@@ -254,8 +317,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut inner = self.lock();
-        if inner.poisoned {
-            let e = std::io::Error::other("an earlier failed append could not be cut off the log");
+        if let Err(e) = inner.check_poisoned() {
             callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
             return Err(write_err(e));
         }
@@ -398,5 +460,110 @@ mod tests {
             indexes(&mut log).await,
             vec![(1, 1), (1, 2), (1, 3), (1, 4)]
         );
+    }
+
+    /// A log of entries 1..=3, closed; returns its path and the byte where each frame starts.
+    async fn three_entries(dir: &Path) -> (PathBuf, Vec<usize>) {
+        let mut log = LogStore::open(dir).unwrap();
+        let mut starts = Vec::new();
+        for i in 1..=3 {
+            starts.push(std::fs::metadata(dir.join("log")).unwrap().len() as usize);
+            log.blocking_append([entry(1, i)]).await.unwrap();
+        }
+        (dir.join("log"), starts)
+    }
+
+    /// Opening `dir` fails with `Corrupt`, the reason containing `why`.
+    fn assert_corrupt(dir: &Path, why: &str) {
+        match LogStore::open(dir) {
+            Err(MetaError::Corrupt { why: got, .. }) => assert!(got.contains(why), "{got}"),
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("expected Corrupt, the log opened"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_filled_tail_is_cut() {
+        // What a crash leaves when the file's new size reached the disk before its data.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = three_entries(dir.path()).await;
+        let good = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[0; 4096]).unwrap();
+        drop(f);
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, vec![(1, 1), (1, 2), (1, 3)]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        log.blocking_append([entry(1, 4)]).await.unwrap();
+        drop(log);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_bad_middle_frame_refuses_to_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, starts) = three_entries(dir.path()).await;
+        let mut bytes = std::fs::read(&path).unwrap();
+        // A flipped byte in the second entry's payload; the third is intact after it.
+        bytes[starts[1] + 8 + 2] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_corrupt(dir.path(), &format!("CRC at byte {}", starts[1]));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
+    #[tokio::test]
+    async fn an_empty_middle_frame_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, starts) = three_entries(dir.path()).await;
+        let bytes = std::fs::read(&path).unwrap();
+        let mut with_empty = bytes[..starts[2]].to_vec();
+        with_empty.extend_from_slice(&[0; 8]);
+        with_empty.extend_from_slice(&bytes[starts[2]..]);
+        std::fs::write(&path, &with_empty).unwrap();
+        // Refused as a bad frame at its position, not read as an empty entry.
+        assert_corrupt(dir.path(), &format!("empty frame at byte {}", starts[2]));
+        assert_eq!(std::fs::read(&path).unwrap(), with_empty);
+    }
+
+    #[tokio::test]
+    async fn a_committed_id_past_the_log_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, starts) = three_entries(dir.path()).await;
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.save_committed(Some(*entry(1, 3).get_log_id()))
+            .await
+            .unwrap();
+        drop(log);
+        // The last entry lost (say, by hand): the committed id now points past the log.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..starts[2]]).unwrap();
+        assert_corrupt(dir.path(), "committed index 3");
+    }
+
+    #[tokio::test]
+    async fn a_failed_rewrite_poisons_the_store_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        three_entries(dir.path()).await;
+        let mut log = LogStore::open(dir.path()).unwrap();
+        // The atomic rewrite's temporary file cannot be created where a directory stands.
+        let tmp = dir.path().join("log.tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let id3 = *entry(1, 3).get_log_id();
+        assert!(log.truncate(id3).await.is_err());
+        assert!(log.try_get_log_entries(..).await.is_err());
+        assert!(log.get_log_state().await.is_err());
+        assert!(log.blocking_append([entry(2, 3)]).await.is_err());
+
+        std::fs::remove_dir(&tmp).unwrap();
+        log.truncate(id3).await.unwrap();
+        log.blocking_append([entry(2, 3)]).await.unwrap();
+        drop(log);
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log).await, vec![(1, 1), (1, 2), (2, 3)]);
     }
 }

@@ -60,14 +60,7 @@ impl StateMachine {
     pub fn open(dir: &Path) -> Result<StateMachine> {
         std::fs::create_dir_all(dir).map_err(|e| MetaError::io(dir, e))?;
         let path = dir.join("snapshot");
-        let snapshot: Option<StoredSnapshot> =
-            match disk::read_optional(&path).map_err(|e| MetaError::io(&path, e))? {
-                None => None,
-                Some(b) => Some(serde_json::from_slice(&b).map_err(|e| MetaError::Corrupt {
-                    path: path.display().to_string(),
-                    why: e.to_string(),
-                })?),
-            };
+        let snapshot = read_snapshot(&path)?;
         let (last_applied, membership, state) = match &snapshot {
             Some(s) => (
                 s.meta.last_log_id,
@@ -104,6 +97,25 @@ impl StateMachine {
         // Every mutation below completes or changes nothing before it can panic.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The `snapshot` file in `path`, or `None` when there is none.
+fn read_snapshot(path: &Path) -> Result<Option<StoredSnapshot>> {
+    match disk::read_optional(path).map_err(|e| MetaError::io(path, e))? {
+        None => Ok(None),
+        Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
+            MetaError::Corrupt {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            }
+        })?)),
+    }
+}
+
+/// The last log id the snapshot stored in `dir` covers: the log store checks at open that its
+/// committed id is not past both its log and this.
+pub(crate) fn stored_snapshot_last(dir: &Path) -> Result<Option<LogId<NodeId>>> {
+    Ok(read_snapshot(&dir.join("snapshot"))?.and_then(|s| s.meta.last_log_id))
 }
 
 fn snapshot_of(s: &StoredSnapshot) -> std::io::Result<Snapshot<TypeConfig>> {
