@@ -22,6 +22,9 @@ use crate::broker::{blocking, Broker};
 use crate::config::ClusterConfig;
 use crate::error::{BrokerError, Result};
 
+/// How long a change the leader applied may take to be applied on this broker.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// This broker's member of the cluster.
 pub struct Cluster {
     pub node: MetaNode,
@@ -121,7 +124,11 @@ impl Cluster {
 
     /// `Ok` when this broker leads every one of `partitions` of `topic`; else 421 naming the
     /// leader of the first it does not lead (404 for an unknown topic or partition).
-    pub fn check_leads(&self, topic: &str, partitions: impl IntoIterator<Item = u32>) -> Result<()> {
+    pub fn check_leads(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = u32>,
+    ) -> Result<()> {
         let metadata = self.node.metadata();
         let t = metadata
             .topics
@@ -166,11 +173,13 @@ impl Cluster {
         match self.node.propose(command).await? {
             ApplyResult::Applied(_) => {
                 tracing::info!(topic = %name, partitions, "topic created in the cluster");
+                self.applied_here(|m| m.topics.contains_key(name)).await?;
                 Ok(true)
             }
             ApplyResult::Refused {
                 reason: Refusal::TopicExists { .. },
             } => {
+                self.applied_here(|m| m.topics.contains_key(name)).await?;
                 let t = self.topic(name)?;
                 same_count(name, &t, partitions).map(|()| false)
             }
@@ -184,7 +193,7 @@ impl Cluster {
             name: name.to_string(),
         };
         match self.node.propose(command).await? {
-            ApplyResult::Applied(_) => Ok(()),
+            ApplyResult::Applied(_) => self.applied_here(|m| !m.topics.contains_key(name)).await,
             ApplyResult::Refused {
                 reason: Refusal::UnknownTopic { .. },
             } => Err(BrokerError::UnknownTopic(name.to_string())),
@@ -192,9 +201,26 @@ impl Cluster {
         }
     }
 
+    /// Waits until this broker's copy of the metadata satisfies `done`: a proposal answered
+    /// by the leader (forwarded from here) may not be applied here yet. Gives up (503) after
+    /// [`APPLY_WAIT`], the leader having applied it.
+    async fn applied_here(&self, done: impl Fn(&Metadata) -> bool) -> Result<()> {
+        let mut watch = self.node.watch();
+        let waited = tokio::time::timeout(APPLY_WAIT, watch.wait_for(|m| done(m))).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BrokerError::Meta(broker_meta::MetaError::Timeout(
+                APPLY_WAIT,
+            ))),
+        }
+    }
+
     /// Whether this broker holds a copy of any of the topic's partitions.
     pub fn replicates(&self, topic: &broker_meta::Topic) -> bool {
-        topic.partitions.iter().any(|p| p.replicas.contains(&self.id))
+        topic
+            .partitions
+            .iter()
+            .any(|p| p.replicas.contains(&self.id))
     }
 
     pub async fn shutdown(&self) {

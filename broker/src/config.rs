@@ -189,9 +189,11 @@ impl Config {
             ));
         }
         if self.serve.tls_cert.is_some() {
-            return Err("--tls-cert with --peers: the cluster's metadata RPCs speak plain HTTP \
+            return Err(
+                "--tls-cert with --peers: the cluster's metadata RPCs speak plain HTTP \
                         only, so a clustered broker cannot serve TLS yet"
-                .into());
+                    .into(),
+            );
         }
         if self.listen.port() == 0 {
             return Err(format!(
@@ -292,7 +294,10 @@ mod tests {
     #[test]
     fn no_peers_is_a_cluster_of_one() {
         assert!(config(&[]).cluster().expect("valid").is_none());
-        assert!(config(&["--node-id", "2"]).cluster().expect("valid").is_none());
+        assert!(config(&["--node-id", "2"])
+            .cluster()
+            .expect("valid")
+            .is_none());
     }
 
     #[test]

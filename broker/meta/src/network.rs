@@ -76,8 +76,9 @@ impl Rpc {
     pub fn new(client: HttpClient, token: Option<&str>) -> crate::Result<Rpc> {
         let authorization = token
             .map(|t| {
-                let mut v = http::HeaderValue::try_from(format!("Bearer {t}"))
-                    .map_err(|_| crate::MetaError::Raft("the token is not a valid header value".into()))?;
+                let mut v = http::HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| {
+                    crate::MetaError::Raft("the token is not a valid header value".into())
+                })?;
                 v.set_sensitive(true);
                 Ok::<_, crate::MetaError>(v)
             })
