@@ -15,7 +15,7 @@ const TOKEN: &str = "cluster-s3cret";
 
 struct Cluster {
     brokers: Vec<Option<Broker>>,
-    _dirs: Vec<tempfile::TempDir>,
+    dirs: Vec<tempfile::TempDir>,
 }
 
 impl Cluster {
@@ -50,10 +50,7 @@ impl Cluster {
         for b in brokers.iter().flatten() {
             b.wait_ready();
         }
-        Cluster {
-            brokers,
-            _dirs: dirs,
-        }
+        Cluster { brokers, dirs }
     }
 
     fn live(&self) -> impl Iterator<Item = &Broker> {
@@ -186,6 +183,38 @@ fn three_brokers_agree_on_topics_route_by_leader_and_survive_the_raft_leader() {
         );
     }
     assert_eq!(leader.fetch_all("c", 0, 0).len(), 2);
+
+    // Every broker holds its local copy of the topic (all three replicate a partition).
+    for dir in &cluster.dirs {
+        let meta = dir.path().join("topics/c/topic.json");
+        wait_until(Duration::from_secs(10), "the local copy of c", || {
+            meta.exists()
+        });
+    }
+
+    // Created on first produce, through any broker: the default partition count, the same
+    // placement everywhere; the produce is appended or refused with 421 (never half-done).
+    let r = other.produce_raw("auto", "", &[pinned(0, 1)]);
+    assert!(r.status == 200 || r.status == 421, "{}", r.text());
+    wait_until(
+        Duration::from_secs(10),
+        "every broker to describe auto alike",
+        || {
+            let all: Vec<_> = cluster.live().map(|b| placement(b, "auto")).collect();
+            all.iter().all(|p| p.is_some() && p == &all[0])
+                && all[0].as_ref().map(Vec::len) == Some(16)
+        },
+    );
+
+    // Deleted through one broker: gone from the metadata and from every broker's disk.
+    let r = other.send("DELETE", "/v1/topics/auto", "application/json", b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    for (b, dir) in cluster.live().zip(&cluster.dirs) {
+        let meta = dir.path().join("topics/auto");
+        wait_until(Duration::from_secs(10), "auto to be gone", || {
+            b.get("/v1/topics/auto").status == 404 && !meta.exists()
+        });
+    }
 
     // The Raft RPCs need the token like any other route.
     let r = crate::harness::call(
