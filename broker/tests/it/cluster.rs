@@ -7,11 +7,33 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::{free_port, wait_until, Child};
+use testkit::{wait_until, Child};
 
 use crate::harness::{pinned, tempdir, Broker};
 
 const TOKEN: &str = "cluster-s3cret";
+
+/// A free port below the kernel's ephemeral range: the other tests' brokers listen on port 0,
+/// which the kernel picks inside that range, so none of them can take this port between our
+/// check and our broker's bind — nor receive the Raft RPCs meant for a killed peer.
+fn fixed_port() -> u16 {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    (0..u32::from(span))
+        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(span)) as u16)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
 
 struct Cluster {
     brokers: Vec<Option<Broker>>,
@@ -22,7 +44,13 @@ impl Cluster {
     /// Three brokers, ids 0–2, sharing one peer list and one token (so the Raft RPCs must
     /// carry it); waits until every one is ready.
     fn start() -> Cluster {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let p = fixed_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
         let peers = ports
             .iter()
             .enumerate()
@@ -275,7 +303,7 @@ fn refused(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn bad_cluster_flags_stop_the_broker_with_a_message() {
-    let port = free_port().to_string();
+    let port = fixed_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let peers = format!("0=http://127.0.0.1:{port},1=http://127.0.0.1:1");
     for (args, says) in [

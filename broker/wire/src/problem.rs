@@ -98,6 +98,19 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_of_a_421_is_two_json_fields() {
+        let p = Problem::new(421, "Misdirected Request", "elsewhere")
+            .with_leader(Some(2), Some("http://b2:9090".into()));
+        let json: serde_json::Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["leader_id"], 2);
+        assert_eq!(json["leader_url"], "http://b2:9090");
+        let back: Problem = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+        let plain = serde_json::to_value(Problem::new(400, "Bad Request", "x")).unwrap();
+        assert!(plain.get("leader_url").is_none(), "{plain}");
+    }
+
+    #[test]
     fn a_problem_missing_fields_still_parses() {
         let p: Problem = serde_json::from_str(r#"{"detail":"d"}"#).unwrap();
         assert_eq!((p.detail.as_str(), p.log_bounds()), ("d", None));
