@@ -76,7 +76,7 @@ impl Broker {
     pub async fn topic_or_create(self: &Arc<Self>, name: &str) -> Result<Arc<Topic>> {
         validate_name("topic", name)?;
         if let Some(cluster) = &self.cluster {
-            if cluster.topic(name).is_err() {
+            if cluster.partition_count(name).is_none() {
                 if !self.config.auto_create_topics {
                     return Err(BrokerError::NoAutoCreate(name.to_string()));
                 }
@@ -104,6 +104,13 @@ impl Broker {
     /// replicates none of its partitions.
     pub async fn local_copy(self: &Arc<Self>, name: &str) -> Result<Arc<Topic>> {
         if let Some(cluster) = &self.cluster {
+            let count = cluster.partition_count(name);
+            if let Some(local) = self.topics.get(name) {
+                // The usual case: the copy exists already (no blocking thread per request).
+                if count == Some(local.partition_count()) {
+                    return Ok(local);
+                }
+            }
             let topic = cluster.topic(name)?;
             if !cluster.replicates(&topic) {
                 cluster.check_leads(name, [0])?;
@@ -120,8 +127,8 @@ impl Broker {
     pub fn partitions_for(&self, name: &str) -> u32 {
         match &self.cluster {
             Some(cluster) => cluster
-                .topic(name)
-                .map_or(self.config.partitions, |t| t.partitions.len() as u32),
+                .partition_count(name)
+                .unwrap_or(self.config.partitions),
             None => self.topics.partitions_for(name),
         }
     }

@@ -31,6 +31,8 @@ pub struct Cluster {
     pub id: NodeId,
     pub url: String,
     replication_factor: u32,
+    /// The applied metadata, read in place by request handlers (no copy per request).
+    applied: tokio::sync::watch::Receiver<Metadata>,
 }
 
 /// `GET /v1/cluster`.
@@ -70,11 +72,18 @@ impl Cluster {
         }
         tracing::info!(node = config.node_id, url = %config.advertised_url, "joined the metadata cluster");
         Ok(Cluster {
+            applied: node.watch(),
             node,
             id: config.node_id,
             url: config.advertised_url,
             replication_factor: config.replication_factor,
         })
+    }
+
+    /// Reads this broker's applied metadata in place (keep `f` short: it holds a read lock
+    /// that applying the next command waits for).
+    pub fn read<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self.applied.borrow())
     }
 
     /// Ready once a Raft leader is known and this broker's membership (with its URL) is
@@ -83,12 +92,7 @@ impl Cluster {
         if self.node.leader().is_none() {
             return Err("no metadata leader is known");
         }
-        let registered = self
-            .node
-            .metadata()
-            .members
-            .get(&self.id)
-            .is_some_and(|m| m.url == self.url);
+        let registered = self.read(|m| m.members.get(&self.id).is_some_and(|m| m.url == self.url));
         if !registered {
             return Err("this broker's cluster membership is not applied yet");
         }
@@ -114,12 +118,13 @@ impl Cluster {
 
     /// The metadata's topic, or 404.
     pub fn topic(&self, name: &str) -> Result<broker_meta::Topic> {
-        self.node
-            .metadata()
-            .topics
-            .get(name)
-            .cloned()
+        self.read(|m| m.topics.get(name).cloned())
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    /// The topic's partition count in the metadata, if it is there.
+    pub fn partition_count(&self, name: &str) -> Option<u32> {
+        self.read(|m| m.topics.get(name).map(|t| t.partitions.len() as u32))
     }
 
     /// `Ok` when this broker leads every one of `partitions` of `topic`; else 421 naming the
@@ -129,7 +134,7 @@ impl Cluster {
         topic: &str,
         partitions: impl IntoIterator<Item = u32>,
     ) -> Result<()> {
-        let metadata = self.node.metadata();
+        let metadata = self.applied.borrow();
         let t = metadata
             .topics
             .get(topic)
