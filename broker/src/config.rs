@@ -314,6 +314,14 @@ mod tests {
             vec!["--peers", "0=a:9090"],
             vec!["--peers", "zero=http://a:9090"],
             vec!["--peers", peers, "--advertised-url", "http://elsewhere:1"],
+            vec![
+                "--peers",
+                peers,
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
         ] {
             assert!(config(&bad).cluster().is_err(), "{bad:?}");
         }
