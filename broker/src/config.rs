@@ -1,13 +1,19 @@
 //! The broker's configuration: every flag of the README's "Configuration" section, each with
 //! its environment variable, plus the operational limits (`--max-body-bytes`,
-//! `--session-timeout-ms`, `--max-topics`, `--group-ttl-ms`, `--producer-idle-ms`).
+//! `--session-timeout-ms`, `--max-topics`, `--group-ttl-ms`, `--producer-idle-ms`) and the
+//! cluster flags (`--node-id`, `--peers`, `--advertised-url`, `--replication-factor`), whose
+//! combinations [`Config::cluster`] checks.
 //!
 //! This module only describes and validates settings; `main.rs` parses them and
 //! [`crate::run`] uses them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use broker_meta::state::MAX_PARTITIONS;
+use broker_meta::NodeId;
 
 use clap::{Parser, ValueEnum};
 
@@ -46,7 +52,7 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Partition count of topics created on first produce or join.
-    #[arg(long, env = "BROKER_PARTITIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, env = "BROKER_PARTITIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PARTITIONS)))]
     pub partitions: u32,
 
     /// Segment roll threshold in bytes.
@@ -118,6 +124,37 @@ pub struct Config {
     /// there: a retry arriving later is appended again.
     #[arg(long, env = "BROKER_PRODUCER_IDLE_MS", default_value_t = 24 * 3_600_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub producer_idle_ms: u64,
+
+    // The cluster. Without --peers the broker is a cluster of one and starts no Raft.
+    /// This broker's id in its cluster (the StatefulSet ordinal); only used with --peers.
+    #[arg(long, env = "BROKER_NODE_ID", default_value_t = 0)]
+    pub node_id: NodeId,
+
+    /// The cluster's brokers, `id=url,…` (plain http URLs), this one included: the broker
+    /// joins their Raft-replicated metadata. Empty: a cluster of one, exactly as before.
+    #[arg(long, env = "BROKER_PEERS", default_value = "")]
+    pub peers: String,
+
+    /// The URL the other brokers and the clients reach this broker at (default: its own entry
+    /// in --peers, which it must then equal).
+    #[arg(long, env = "BROKER_ADVERTISED_URL")]
+    pub advertised_url: Option<String>,
+
+    /// Copies of each partition of a topic created in a cluster (capped by the members).
+    #[arg(long, env = "BROKER_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+}
+
+/// A broker's place in its cluster, checked ([`Config::cluster`]).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// Every broker, this one included, id → URL.
+    pub peers: BTreeMap<NodeId, String>,
+    pub advertised_url: String,
+    /// The Raft log, vote and snapshot: `<data-dir>/meta/`.
+    pub dir: PathBuf,
+    pub replication_factor: u32,
 }
 
 impl Config {
@@ -129,6 +166,58 @@ impl Config {
             pipeline_common::ops::is_ops_path,
             Duration::from_millis(self.shutdown_grace_ms),
         )
+    }
+
+    /// The cluster this broker joins: `None` without `--peers` (a cluster of one), an error
+    /// naming the flags when their combination cannot work.
+    pub fn cluster(&self) -> Result<Option<ClusterConfig>, String> {
+        let peers = broker_meta::node::parse_peers(&self.peers).map_err(|e| e.to_string())?;
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        let Some(own) = peers.get(&self.node_id) else {
+            return Err(format!(
+                "--peers {:?} does not name this broker's --node-id {}: every broker is given \
+                 the same list, itself included",
+                self.peers, self.node_id
+            ));
+        };
+        if let Some((id, url)) = peers.iter().find(|(_, u)| !is_plain_http_url(u)) {
+            return Err(format!(
+                "--peers: node {id}'s URL {url:?} is not an http://host:port URL (the cluster's \
+                 RPCs are plain HTTP)"
+            ));
+        }
+        if self.serve.tls_cert.is_some() {
+            return Err(
+                "--tls-cert with --peers: the cluster's metadata RPCs speak plain HTTP \
+                        only, so a clustered broker cannot serve TLS yet"
+                    .into(),
+            );
+        }
+        if self.listen.port() == 0 {
+            return Err(format!(
+                "--listen {} with --peers: the other brokers reach this one at a fixed \
+                 port, so it cannot be 0",
+                self.listen
+            ));
+        }
+        let advertised_url = match &self.advertised_url {
+            Some(url) if url.trim_end_matches('/') != own.trim_end_matches('/') => {
+                return Err(format!(
+                    "--advertised-url {url:?} differs from this broker's entry in --peers \
+                     ({own:?}): the other brokers would reach it at another address"
+                ));
+            }
+            _ => own.trim_end_matches('/').to_string(),
+        };
+        Ok(Some(ClusterConfig {
+            node_id: self.node_id,
+            peers,
+            advertised_url,
+            dir: self.data_dir.join("meta"),
+            replication_factor: self.replication_factor,
+        }))
     }
 
     pub fn fsync_interval(&self) -> Duration {
@@ -175,5 +264,68 @@ impl Config {
             },
             ..broker_log::LogConfig::default()
         }
+    }
+}
+
+/// `http://host:port` with a non-empty host and a port (no path beyond `/`).
+fn is_plain_http_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.trim_end_matches('/');
+    match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !authority.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["broker", "--listen", "127.0.0.1:9090"];
+        all.extend_from_slice(args);
+        Config::parse_from(all)
+    }
+
+    #[test]
+    fn no_peers_is_a_cluster_of_one() {
+        assert!(config(&[]).cluster().expect("valid").is_none());
+        assert!(config(&["--node-id", "2"])
+            .cluster()
+            .expect("valid")
+            .is_none());
+    }
+
+    #[test]
+    fn peers_must_name_this_node_with_usable_urls() {
+        let peers = "0=http://a:9090,1=http://b:9090";
+        let c = config(&["--node-id", "1", "--peers", peers]).cluster();
+        let c = c.expect("valid").expect("clustered");
+        assert_eq!(c.advertised_url, "http://b:9090");
+        assert_eq!(c.dir, PathBuf::from("./data/broker/meta"));
+        for bad in [
+            vec!["--node-id", "2", "--peers", peers],
+            vec!["--peers", "0=https://a:9090"],
+            vec!["--peers", "0=http://a"],
+            vec!["--peers", "0=a:9090"],
+            vec!["--peers", "zero=http://a:9090"],
+            vec!["--peers", peers, "--advertised-url", "http://elsewhere:1"],
+            vec![
+                "--peers",
+                peers,
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+        ] {
+            assert!(config(&bad).cluster().is_err(), "{bad:?}");
+        }
+        let port0 = Config::parse_from(["broker", "--listen", "127.0.0.1:0", "--peers", peers]);
+        assert!(port0.cluster().is_err());
     }
 }

@@ -132,6 +132,27 @@ pub enum BrokerError {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// In a cluster: another broker (or none, while it has no leader) leads the partition.
+    #[error("this broker does not lead partition {partition} of topic {topic:?}: {}", match url { Some(u) => format!("its leader is at {u}"), None => "it has no leader now".to_string() })]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        leader: Option<u64>,
+        url: Option<String>,
+    },
+
+    /// The cluster's metadata could not be read or changed (no Raft leader, no quorum).
+    #[error("cluster metadata: {0}")]
+    Meta(#[from] broker_meta::MetaError),
+
+    /// The cluster metadata refused a change (its reason, for the client).
+    #[error("{0}")]
+    Refused(broker_meta::Refusal),
+
+    /// The cluster flags cannot work together.
+    #[error("cluster configuration: {0}")]
+    Cluster(String),
 }
 
 impl BrokerError {

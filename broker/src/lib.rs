@@ -3,6 +3,8 @@
 //!
 //! Module map:
 //! - [`config`]: flags and environment variables;
+//! - `cluster`: with `--peers`, the broker's member of the Raft-replicated cluster metadata
+//!   (`broker-meta`), leadership checks (421) and the local copies of the cluster's topics;
 //! - `broker`: the shared state; `topics`: the topic registry and its directories;
 //!   `partition`: one partition's log, producer table, long-poll signal and group commit;
 //!   `produce`: appending a request's batches, an idempotent one all-or-nothing;
@@ -18,6 +20,7 @@
 
 mod batches;
 mod broker;
+mod cluster;
 pub mod config;
 mod error;
 mod failpoint;
@@ -62,12 +65,19 @@ pub async fn serve(
     pipeline_common::ops::install_metrics_recorder();
     metrics::describe();
     let settings = config.serve_settings()?;
+    let cluster = match config.cluster().map_err(BrokerError::Cluster)? {
+        Some(c) => {
+            let token = settings.token.as_ref().map(|t| t.secret());
+            Some(cluster::Cluster::start(c, token).await?)
+        }
+        None => None,
+    };
     let local_addr = listener
         .local_addr()
         .map_err(|e| BrokerError::io("local address", e))?;
     tracing::info!("broker listening on {}://{local_addr}/", settings.scheme());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let broker = Arc::new(Broker::new(config, local_addr, stop_rx));
+    let broker = Arc::new(Broker::new(config, local_addr, stop_rx, cluster));
     let fatal = recover_in_background(&broker);
     let (failure_tx, failure_rx) = oneshot::channel();
     let stop = async move {
@@ -86,6 +96,9 @@ pub async fn serve(
         let broker = Arc::clone(&broker);
         broker::blocking(move || broker.sync_all()).await
     };
+    if let Some(cluster) = &broker.cluster {
+        cluster.shutdown().await;
+    }
     tracing::info!("broker stopped");
     match failure {
         Some(e) => Err(e),
@@ -104,6 +117,7 @@ fn recover_in_background(broker: &Arc<Broker>) -> oneshot::Receiver<BrokerError>
         match broker::blocking(move || b.recover()).await {
             Ok(()) => {
                 tasks::spawn_all(&broker);
+                tokio::spawn(cluster::follow(Arc::clone(&broker)));
                 broker.readiness.set(true);
                 tracing::info!(elapsed = ?started.elapsed(), "recovery done: ready");
             }

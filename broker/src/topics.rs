@@ -27,8 +27,8 @@ use crate::partition::Partition;
 use crate::produce::ProducerLocks;
 use crate::{fsutil, metrics as m};
 
-/// Most partitions a topic may have.
-pub const MAX_PARTITIONS: u32 = 4096;
+/// Most partitions a topic may have: the cluster metadata's bound, one for both.
+pub use broker_meta::state::MAX_PARTITIONS;
 
 pub struct Topic {
     pub name: Arc<str>,
@@ -130,6 +130,21 @@ impl Topics {
     /// Creates a topic, or finds it. `Ok((topic, created))`; 409 when it exists with another
     /// partition count. Blocking.
     pub fn create(&self, name: &str, partitions: u32) -> Result<(Arc<Topic>, bool)> {
+        self.create_bounded(name, partitions, Some(self.config.max_topics))
+    }
+
+    /// [`Topics::create`] without the `--max-topics` bound: the local copy of a topic the
+    /// cluster's metadata already holds (the bound was checked when it was proposed).
+    pub fn create_unbounded(&self, name: &str, partitions: u32) -> Result<(Arc<Topic>, bool)> {
+        self.create_bounded(name, partitions, None)
+    }
+
+    fn create_bounded(
+        &self,
+        name: &str,
+        partitions: u32,
+        max_topics: Option<u32>,
+    ) -> Result<(Arc<Topic>, bool)> {
         validate_name("topic", name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(BrokerError::BadRequest(format!(
@@ -147,8 +162,7 @@ impl Topics {
             }
             return Ok((topic, false));
         }
-        let max = self.config.max_topics;
-        if self.count() >= max as usize {
+        if let Some(max) = max_topics.filter(|&max| self.count() >= max as usize) {
             return Err(BrokerError::TooManyTopics { max });
         }
         let dir = self.root.join(name);

@@ -15,7 +15,8 @@
 //! `200` carrying `Err`; a non-`200` status means the request never reached Raft. Snapshots
 //! go in chunks (openraft's default `full_snapshot`), each a bounded request.
 //!
-//! Plain `http://` only: the peers' URLs are the brokers' in-cluster addresses.
+//! Plain `http://` only: the peers' URLs are the brokers' in-cluster addresses. When the
+//! brokers require a bearer token, every RPC carries it (`Authorization`, see [`Rpc`]).
 
 use std::time::Duration;
 
@@ -61,6 +62,34 @@ pub fn http_client(connect_timeout: Duration) -> HttpClient {
         .build(connector)
 }
 
+/// The HTTP client of the metadata RPCs and the `Authorization` header every RPC carries
+/// (the brokers' bearer token, when they require one).
+#[derive(Clone)]
+pub struct Rpc {
+    pub client: HttpClient,
+    pub authorization: Option<http::HeaderValue>,
+}
+
+impl Rpc {
+    /// A client sending `token` (if any) as `Authorization: Bearer <token>`; a token that
+    /// cannot be a header value is refused.
+    pub fn new(client: HttpClient, token: Option<&str>) -> crate::Result<Rpc> {
+        let authorization = token
+            .map(|t| {
+                let mut v = http::HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| {
+                    crate::MetaError::Raft("the token is not a valid header value".into())
+                })?;
+                v.set_sensitive(true);
+                Ok::<_, crate::MetaError>(v)
+            })
+            .transpose()?;
+        Ok(Rpc {
+            client,
+            authorization,
+        })
+    }
+}
+
 /// Why a POST got no decodable answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PostError {
@@ -74,7 +103,7 @@ pub(crate) enum PostError {
 
 /// POSTs `body` as JSON to `base` + `path` and decodes the JSON answer, within `timeout`.
 pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
-    client: &HttpClient,
+    rpc: &Rpc,
     base: &str,
     path: &str,
     body: &Req,
@@ -82,14 +111,18 @@ pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
 ) -> Result<Resp, PostError> {
     let url = format!("{}{}", base.trim_end_matches('/'), path);
     let json = serde_json::to_vec(body).map_err(|e| PostError::Failed(format!("encoding: {e}")))?;
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(&url)
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = &rpc.authorization {
+        req = req.header(http::header::AUTHORIZATION, auth.clone());
+    }
+    let req = req
         .body(Full::new(Bytes::from(json)))
         .map_err(|e| PostError::Failed(format!("{url}: {e}")))?;
     let exchange = async {
-        let resp = client.request(req).await.map_err(|e| {
+        let resp = rpc.client.request(req).await.map_err(|e| {
             if e.is_connect() {
                 PostError::Unreachable(format!("{url}: {e}"))
             } else {
@@ -121,12 +154,12 @@ pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
 /// Makes a [`PeerClient`] per peer; openraft asks for one per replication stream.
 #[derive(Clone)]
 pub struct Network {
-    client: HttpClient,
+    rpc: Rpc,
 }
 
 impl Network {
-    pub fn new(client: HttpClient) -> Network {
-        Network { client }
+    pub fn new(rpc: Rpc) -> Network {
+        Network { rpc }
     }
 }
 
@@ -135,7 +168,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
-            client: self.client.clone(),
+            rpc: self.rpc.clone(),
             target,
             url: node.addr.clone(),
         }
@@ -144,7 +177,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// The RPCs to one peer, at the URL its membership entry names.
 pub struct PeerClient {
-    client: HttpClient,
+    rpc: Rpc,
     target: NodeId,
     url: String,
 }
@@ -165,7 +198,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let answer: Result<Resp, RaftError<NodeId, E>> =
-            post(&self.client, &self.url, path, body, option.hard_ttl())
+            post(&self.rpc, &self.url, path, body, option.hard_ttl())
                 .await
                 .map_err(|e| match e {
                     PostError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),

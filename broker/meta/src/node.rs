@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use crate::error::{MetaError, Result};
 use crate::log_store::LogStore;
-use crate::network::{self, HttpClient, Network, PostError};
+use crate::network::{self, Network, PostError, Rpc};
 use crate::state::{ApplyResult, Command, Metadata, NodeId};
 use crate::state_machine::StateMachine;
 use crate::Raft;
@@ -65,6 +65,8 @@ pub struct MetaConfig {
     pub logs_kept_after_snapshot: u64,
     /// How long a proposal may wait for a leader and its answer.
     pub propose_timeout: Duration,
+    /// The bearer token the peers' `/v1/raft/*` require, sent with every RPC (`None`: none).
+    pub token: Option<String>,
 }
 
 impl MetaConfig {
@@ -86,6 +88,7 @@ impl MetaConfig {
             snapshot_after_logs: 1000,
             logs_kept_after_snapshot: 100,
             propose_timeout: Duration::from_secs(10),
+            token: None,
         }
     }
 
@@ -122,7 +125,7 @@ struct Inner {
     voters: BTreeMap<NodeId, String>,
     raft: Raft,
     state_machine: StateMachine,
-    client: HttpClient,
+    rpc: Rpc,
     propose_timeout: Duration,
     stop: watch::Sender<bool>,
 }
@@ -164,11 +167,14 @@ impl MetaNode {
         }
         .validate()
         .map_err(|e| MetaError::Raft(e.to_string()))?;
-        let client = network::http_client(config.election_timeout.0);
+        let rpc = Rpc::new(
+            network::http_client(config.election_timeout.0),
+            config.token.as_deref(),
+        )?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(client.clone()),
+            Network::new(rpc.clone()),
             log,
             state_machine.clone(),
         )
@@ -182,7 +188,7 @@ impl MetaNode {
                 voters: config.voters(),
                 raft,
                 state_machine,
-                client,
+                rpc,
                 propose_timeout: config.propose_timeout,
                 stop,
             }),
@@ -234,7 +240,7 @@ impl MetaNode {
                     let answer: std::result::Result<
                         std::result::Result<ApplyResult, ForwardRefusal>,
                         PostError,
-                    > = network::post(&self.inner.client, &url, network::PROPOSE, &command, left)
+                    > = network::post(&self.inner.rpc, &url, network::PROPOSE, &command, left)
                         .await;
                     match answer {
                         Ok(Ok(r)) => return Ok(r),

@@ -37,12 +37,14 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         E::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        E::NotReady | E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        E::NotReady | E::ShuttingDown | E::Meta(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+        E::Refused(_) => StatusCode::BAD_REQUEST,
         E::Log(log) => log_status(log),
         E::Io { source, .. } if broker_log::io::is_no_space(source) => {
             StatusCode::INSUFFICIENT_STORAGE
         }
-        E::SyncFailed { .. } | E::Io { .. } | E::Internal(_) | E::Setup(_) => {
+        E::SyncFailed { .. } | E::Io { .. } | E::Internal(_) | E::Setup(_) | E::Cluster(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }
@@ -62,8 +64,8 @@ fn log_status(error: &LogError) -> StatusCode {
 }
 
 /// The problem+json response for `error`: a [`Problem`] of the wire contract, so a 416 carries
-/// the partition's bounds as the `log_start_offset`/`log_end_offset` fields clients read, and a
-/// 405 the `Allow` header.
+/// the partition's bounds as the `log_start_offset`/`log_end_offset` fields clients read, a 421
+/// the partition's leader as `leader_id`/`leader_url`, and a 405 the `Allow` header.
 pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
     let status = status_of(error);
     if status.is_server_error() {
@@ -78,6 +80,9 @@ pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
     | BrokerError::Log(LogError::OffsetOutOfRange { start, end, .. }) = error
     {
         problem = problem.with_log_bounds(*start, *end);
+    }
+    if let BrokerError::NotLeader { leader, url, .. } = error {
+        problem = problem.with_leader(*leader, url.clone());
     }
     // Serializing strings and numbers cannot fail.
     let bytes = serde_json::to_vec(&problem).unwrap_or_default();

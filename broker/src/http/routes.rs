@@ -1,6 +1,7 @@
 //! Routing by `(method, path)`: which handler answers, the 404 and 405 (broker errors like any
 //! other, answered by [`super::error`]), readiness gating, the ops endpoints and per-route
-//! request metrics. Handlers live in [`super::topics`] and [`super::groups`]; the bearer token
+//! request metrics. In a cluster, `/v1/raft/*` goes to the metadata node (`broker-meta`'s
+//! handler, with its own body limit) before anything else. Handlers live in [`super::topics`] and [`super::groups`]; the bearer token
 //! is checked before any of this, on the request head, by the serving module
 //! (`pipeline_common::serve`).
 
@@ -34,11 +35,17 @@ pub enum Route<'a> {
     Heartbeat(&'a str, &'a str),
     MemberFetch(&'a str, &'a str),
     Offsets(&'a str),
+    Cluster,
+    /// `/v1/raft/*`: the metadata RPCs between clustered brokers.
+    Raft,
     NotFound,
 }
 
 impl<'a> Route<'a> {
     pub fn parse(path: &'a str) -> Route<'a> {
+        if broker_meta::server::is_raft_path(path) {
+            return Route::Raft;
+        }
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         match segments.as_slice() {
             ["healthz"] => Route::Healthz,
@@ -54,6 +61,7 @@ impl<'a> Route<'a> {
             ["v1", "groups", g, "members", mem, "heartbeat"] => Route::Heartbeat(g, mem),
             ["v1", "groups", g, "members", mem, "messages"] => Route::MemberFetch(g, mem),
             ["v1", "groups", g, "offsets"] => Route::Offsets(g),
+            ["v1", "cluster"] => Route::Cluster,
             _ => Route::NotFound,
         }
     }
@@ -65,6 +73,9 @@ impl<'a> Route<'a> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => GET,
             Route::Topics | Route::Fetch(..) | Route::Group(_) | Route::MemberFetch(..) => GET,
+            Route::Cluster => GET,
+            // broker-meta's handler answers each RPC's method itself.
+            Route::Raft => &[Method::GET, Method::POST],
             Route::Topic(_) => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
             Route::Produce(_) | Route::Join(_) | Route::Heartbeat(..) => POST,
             Route::Member(..) => &[Method::DELETE],
@@ -89,6 +100,8 @@ impl<'a> Route<'a> {
             Route::Heartbeat(..) => "heartbeat",
             Route::MemberFetch(..) => "group_fetch",
             Route::Offsets(_) => "offsets",
+            Route::Cluster => "cluster",
+            Route::Raft => "raft",
             Route::NotFound => "not_found",
         }
     }
@@ -106,7 +119,12 @@ pub async fn handle(broker: Arc<Broker>, req: Request<Incoming>) -> Response<Bod
     // Every body is read before anything can refuse the request: answering while the client
     // is still sending would make the kernel reset the connection under the answer.
     let (parts, body) = req.into_parts();
-    let response = match read_body(body, &parts.headers, broker.config.max_body_bytes).await {
+    let max_body = match route {
+        // Raft's own bound: a snapshot chunk is about 4 MiB of JSON, whatever clients may send.
+        Route::Raft => broker_meta::server::MAX_BODY_BYTES,
+        _ => broker.config.max_body_bytes,
+    };
+    let response = match read_body(body, &parts.headers, max_body).await {
         Ok(body) => respond(&broker, route, &path, Request::from_parts(parts, body)).await,
         Err(e) => Err(e),
     };
@@ -121,6 +139,13 @@ async fn respond(
     path: &str,
     req: Request<Bytes>,
 ) -> Result<Response<Body>> {
+    if route == Route::Raft {
+        // Without --peers there is no metadata node: the path is unknown like any other.
+        return match &broker.cluster {
+            Some(cluster) => Ok(broker_meta::server::handle(&cluster.node, req).await),
+            None => Err(BrokerError::NoRoute(path.to_string())),
+        };
+    }
     if route == Route::NotFound {
         return Err(BrokerError::NoRoute(path.to_string()));
     }
@@ -151,7 +176,8 @@ async fn respond(
         Route::MemberFetch(g, mem) => groups::fetch(broker, g, mem, &req).await,
         Route::Offsets(g) if method == Method::POST => groups::commit(broker, g, &req).await,
         Route::Offsets(g) => groups::offsets(broker, g, req.uri().query()),
-        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => {
+        Route::Cluster => topics::cluster(broker),
+        Route::Healthz | Route::Readyz | Route::Metrics | Route::Raft | Route::NotFound => {
             Err(BrokerError::NoRoute(path.to_string()))
         }
     }
@@ -169,7 +195,8 @@ fn allow_header(methods: &[Method]) -> String {
 fn ops(broker: &Broker, route: Route<'_>) -> Response<Body> {
     match route {
         Route::Readyz => answers::readyz(match broker.readiness.is_ready() {
-            true => Ok(()),
+            // In a cluster, also a known Raft leader and this broker's membership applied.
+            true => broker.cluster.as_ref().map_or(Ok(()), |c| c.ready()),
             false => Err("recovering logs"),
         }),
         Route::Metrics => {

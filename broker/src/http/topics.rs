@@ -3,6 +3,10 @@
 //!
 //! A produce is checked whole (query, body, every value) before its topic is created, so a
 //! refused produce never leaves a topic behind.
+//!
+//! In a cluster (`--peers`) topics are the metadata's: create and delete are proposals,
+//! describe and list read it, and produce and fetch are served only for the partitions this
+//! broker leads (421 naming the leader otherwise; `crate::cluster` decides).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,7 +50,19 @@ struct PartitionInfo {
     partition: u32,
     log_start_offset: u64,
     log_end_offset: u64,
-    leader: String,
+    /// The URL to produce to and fetch from (`null` in a cluster while it has no leader).
+    leader: Option<String>,
+    /// In a cluster only: the metadata's leader id, epoch, replicas and in-sync replicas.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    placement: Option<Placement>,
+}
+
+#[derive(Serialize)]
+struct Placement {
+    leader_id: Option<u64>,
+    leader_epoch: u32,
+    replicas: Vec<u64>,
+    isr: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +72,16 @@ struct TopicInfo {
 }
 
 pub fn list(broker: &Broker) -> Result<Response<Body>> {
+    if let Some(cluster) = &broker.cluster {
+        let topics: Vec<_> = cluster
+            .node
+            .metadata()
+            .topics
+            .iter()
+            .map(|(name, t)| serde_json::json!({"topic": name, "partitions": t.partitions.len()}))
+            .collect();
+        return json_response(StatusCode::OK, &serde_json::json!({ "topics": topics }));
+    }
     let topics: Vec<_> = broker
         .topics
         .all()
@@ -73,6 +99,27 @@ pub async fn create(
     validate_name("topic", name)?;
     let body = req.body();
     let CreateBody { partitions } = json_body(body)?;
+    if let Some(cluster) = &broker.cluster {
+        if partitions == 0 || partitions > crate::topics::MAX_PARTITIONS {
+            return Err(BrokerError::BadRequest(format!(
+                "partitions must be between 1 and {}, not {partitions}",
+                crate::topics::MAX_PARTITIONS
+            )));
+        }
+        let created = cluster
+            .create_topic(name, partitions, broker.config.max_topics)
+            .await?;
+        let meta = cluster.topic(name)?;
+        if cluster.replicates(&meta) {
+            broker.local_copy(name).await?;
+        }
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return json_response(status, &cluster_topic_info(broker, name, &meta));
+    }
     let this = Arc::clone(broker);
     let owned = name.to_string();
     let (topic, created) = blocking(move || this.topics.create(&owned, partitions)).await?;
@@ -89,6 +136,12 @@ pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<Response<Body>> 
     validate_name("topic", name)?;
     let this = Arc::clone(broker);
     let owned = name.to_string();
+    if let Some(cluster) = &broker.cluster {
+        // Every broker removes its copy when it sees the deletion; this one before answering.
+        cluster.delete_topic(name).await?;
+        blocking(move || crate::cluster::drop_topic(&this, &owned)).await?;
+        return Ok(empty_response(StatusCode::NO_CONTENT));
+    }
     blocking(move || {
         this.topics.delete(&owned)?;
         this.groups.forget_topic(&owned)
@@ -98,6 +151,11 @@ pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<Response<Body>> 
 }
 
 pub fn describe(broker: &Broker, name: &str, headers: &HeaderMap) -> Result<Response<Body>> {
+    if let Some(cluster) = &broker.cluster {
+        validate_name("topic", name)?;
+        let meta = cluster.topic(name)?;
+        return json_response(StatusCode::OK, &cluster_topic_info(broker, name, &meta));
+    }
     let topic = broker.topics.require(name)?;
     json_response(StatusCode::OK, &topic_info(broker, &topic, headers))
 }
@@ -120,13 +178,72 @@ fn topic_info(broker: &Broker, topic: &Topic, headers: &HeaderMap) -> TopicInfo 
                 partition: p.id,
                 log_start_offset: start,
                 log_end_offset: end,
-                leader: leader.clone(),
+                leader: Some(leader.clone()),
+                placement: None,
             }
         })
         .collect();
     TopicInfo {
         topic: topic.name.to_string(),
         partitions,
+    }
+}
+
+/// A topic as the cluster's metadata places it. The offsets are this broker's copy's (exact
+/// at the leader; a follower's copy stays empty until data replication exists).
+fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) -> TopicInfo {
+    let metadata_members = broker
+        .cluster
+        .as_ref()
+        .map(|c| c.node.metadata().members)
+        .unwrap_or_default();
+    let local = broker.topics.get(name);
+    let partitions = meta
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (log_start_offset, log_end_offset) = local
+                .as_ref()
+                .and_then(|t| t.partitions.get(i))
+                .map_or((0, 0), |part| part.offsets());
+            PartitionInfo {
+                partition: i as u32,
+                log_start_offset,
+                log_end_offset,
+                leader: p
+                    .leader
+                    .and_then(|l| metadata_members.get(&l).map(|m| m.url.clone())),
+                placement: Some(Placement {
+                    leader_id: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                }),
+            }
+        })
+        .collect();
+    TopicInfo {
+        topic: name.to_string(),
+        partitions,
+    }
+}
+
+/// `GET /v1/cluster`: this broker, the Raft leader and the members (a cluster of one: this
+/// broker alone, with no Raft).
+pub fn cluster(broker: &Broker) -> Result<Response<Body>> {
+    match &broker.cluster {
+        Some(c) => json_response(StatusCode::OK, &c.info()),
+        None => json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "node_id": broker.config.node_id,
+                "url": format!("http://{}", broker.local_addr),
+                "raft_leader": null,
+                "raft_leader_url": null,
+                "members": [],
+            }),
+        ),
     }
 }
 
@@ -181,7 +298,7 @@ pub async fn produce(
     });
     // Everything is checked against the partition count the topic has (or would be created
     // with) before the topic is looked up or created.
-    let count = broker.topics.partitions_for(name);
+    let count = broker.partitions_for(name);
     match kind {
         Kind::Ndjson => {
             // A retry must land where the original did, so idempotent requests pick their
@@ -194,6 +311,10 @@ pub async fn produce(
             };
             let messages = ndjson::parse(body, count, keyless)?;
             let topic = produce_target(broker, name, count).await?;
+            if let Some(cluster) = &broker.cluster {
+                // All or nothing: one partition led elsewhere refuses the whole request.
+                cluster.check_leads(name, messages.iter().map(|m| m.partition))?;
+            }
             produce_ndjson(&topic, &messages, body.len(), idem).await
         }
         Kind::Batch => {
@@ -209,6 +330,10 @@ pub async fn produce(
             }
             ndjson::check_batch(body)?;
             let topic = produce_target(broker, name, count).await?;
+            if let Some(cluster) = &broker.cluster {
+                // p < count, which is at most MAX_PARTITIONS.
+                cluster.check_leads(name, [p as u32])?;
+            }
             topic.counters.bytes_in.increment(body.len() as u64);
             produce_batch(&topic, p, body, idem).await
         }
@@ -366,15 +491,27 @@ pub fn fetch_limits(query: &Query) -> Result<(usize, Instant)> {
 }
 
 pub async fn fetch(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     name: &str,
     partition: &str,
     req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
-    let topic = broker.topics.require(name)?;
     let p: u64 = partition.parse().map_err(|_| {
         BrokerError::BadRequest(format!("partition must be a number, not {partition:?}"))
     })?;
+    let topic = match &broker.cluster {
+        Some(cluster) => {
+            validate_name("topic", name)?;
+            let leads = u32::try_from(p).map_err(|_| BrokerError::UnknownPartition {
+                topic: name.to_string(),
+                partition: p,
+                count: broker.partitions_for(name),
+            });
+            cluster.check_leads(name, [leads?])?;
+            broker.local_copy(name).await?
+        }
+        None => broker.topics.require(name)?,
+    };
     let part = topic.partition(p)?;
     let query = Query::parse(req.uri().query());
     let offset = query

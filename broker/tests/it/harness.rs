@@ -77,23 +77,38 @@ impl Broker {
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Broker {
+        let broker = Self::start_unready(data, extra, configure);
+        broker.wait_ready();
+        broker
+    }
+
+    /// Starts `broker` and waits until it listens, not until it is ready (a clustered broker
+    /// is ready only once a majority of its peers runs).
+    pub fn start_unready(
+        data: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Broker {
         let (child, url) = spawn(data, extra, configure);
         let token = extra
             .windows(2)
             .find(|w| w[0] == "--token")
             .map(|w| w[1].to_string());
-        let broker = Broker {
+        Broker {
             child,
             url,
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build(),
             token,
-        };
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
         wait_until(Duration::from_secs(20), "the broker to be ready", || {
-            broker.get("/readyz").status == 200
+            self.get("/readyz").status == 200
         });
-        broker
     }
 
     /// SIGTERM, and the exit code.
@@ -225,7 +240,11 @@ impl Broker {
 /// `https://`), not yet ready.
 pub fn spawn(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_broker"));
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+    // Port 0 unless the test needs a known address (a cluster's peers).
+    if !extra.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.arg("--data-dir")
         .arg(data)
         .args(extra)
         .env("RUST_LOG", "info")

@@ -30,6 +30,13 @@ pub struct Problem {
     /// A 416: the partition's log end offset (the offset the next message will get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_end_offset: Option<u64>,
+    /// A 421 (this broker does not lead the partition): the leader's node id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    /// A 421: the URL of the partition's leader, where to send the request instead (absent
+    /// while the partition has no leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
 }
 
 fn about_blank() -> String {
@@ -46,6 +53,8 @@ impl Problem {
             detail: detail.into(),
             log_start_offset: None,
             log_end_offset: None,
+            leader_id: None,
+            leader_url: None,
         }
     }
 
@@ -53,6 +62,13 @@ impl Problem {
     pub fn with_log_bounds(mut self, log_start_offset: u64, log_end_offset: u64) -> Self {
         self.log_start_offset = Some(log_start_offset);
         self.log_end_offset = Some(log_end_offset);
+        self
+    }
+
+    /// Names the partition's leader, for a 421.
+    pub fn with_leader(mut self, leader_id: Option<u64>, leader_url: Option<String>) -> Self {
+        self.leader_id = leader_id;
+        self.leader_url = leader_url;
         self
     }
 
@@ -79,6 +95,19 @@ mod tests {
 
         let plain = serde_json::to_value(Problem::new(400, "Bad Request", "x")).unwrap();
         assert!(plain.get("log_start_offset").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn the_leader_of_a_421_is_two_json_fields() {
+        let p = Problem::new(421, "Misdirected Request", "elsewhere")
+            .with_leader(Some(2), Some("http://b2:9090".into()));
+        let json: serde_json::Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["leader_id"], 2);
+        assert_eq!(json["leader_url"], "http://b2:9090");
+        let back: Problem = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+        let plain = serde_json::to_value(Problem::new(400, "Bad Request", "x")).unwrap();
+        assert!(plain.get("leader_url").is_none(), "{plain}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ impl Token {
         Ok(Some(Token(text.as_bytes().to_vec())))
     }
 
+    /// The token's text, for a server that must present it to its peers (the broker's cluster
+    /// RPCs). It was read as text, so it always is.
+    pub fn secret(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
     /// Whether `Authorization: Bearer <token>` carries this token. The comparison takes the
     /// same time wherever the first difference is (the length is not secret).
     pub fn admits(&self, headers: &HeaderMap) -> bool {

@@ -1,0 +1,335 @@
+//! The broker's side of a cluster (`--peers`): its member of the Raft-replicated metadata
+//! (`broker-meta`), what the metadata decides for this broker, and keeping the local topics in
+//! step with it.
+//!
+//! Owns: starting and stopping the [`MetaNode`]; cluster readiness (a Raft leader is known and
+//! this broker's membership is applied); topic creation and deletion as metadata proposals;
+//! which partitions this broker leads (a request for another answers 421 naming the leader);
+//! and [`follow`], which creates the local copy of every topic this broker replicates and
+//! removes the copy of every topic deleted from the metadata. The metadata's rules (placement,
+//! leaders, ISR) are `broker-meta`'s; the local logs are `topics`'.
+//!
+//! Not built yet: data replication (followers fetching from leaders), moving a partition's
+//! leadership when its leader dies, and consumer-group coordinators (groups stay per broker).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use broker_meta::{ApplyResult, Command, MetaConfig, MetaNode, Metadata, NodeId, Refusal};
+use serde::Serialize;
+
+use crate::broker::{blocking, Broker};
+use crate::config::ClusterConfig;
+use crate::error::{BrokerError, Result};
+
+/// How long a change the leader applied may take to be applied on this broker.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This broker's member of the cluster.
+pub struct Cluster {
+    pub node: MetaNode,
+    pub id: NodeId,
+    pub url: String,
+    replication_factor: u32,
+    /// The applied metadata, read in place by request handlers (no copy per request).
+    applied: tokio::sync::watch::Receiver<Metadata>,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Serialize)]
+pub struct ClusterInfo {
+    /// This broker's id.
+    pub node_id: NodeId,
+    pub url: String,
+    /// The Raft leader of the metadata, as this broker knows it (`null` during an election).
+    pub raft_leader: Option<NodeId>,
+    pub raft_leader_url: Option<String>,
+    /// The members whose registration is applied, by id.
+    pub members: Vec<MemberInfo>,
+}
+
+#[derive(Serialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub url: String,
+}
+
+impl Cluster {
+    /// Opens the Raft state under `<data-dir>/meta/`, starts the node and forms the cluster if
+    /// this broker is the one to. `token`: the bearer token the brokers require, which the
+    /// metadata RPCs then carry.
+    pub async fn start(config: ClusterConfig, token: Option<&str>) -> Result<Cluster> {
+        let mut meta = MetaConfig::new(
+            config.node_id,
+            config.advertised_url.clone(),
+            config.peers,
+            config.dir,
+        );
+        meta.token = token.map(str::to_string);
+        let node = MetaNode::start(meta).await?;
+        if node.initialize().await? {
+            tracing::info!(node = config.node_id, "formed the metadata cluster");
+        }
+        tracing::info!(node = config.node_id, url = %config.advertised_url, "joined the metadata cluster");
+        Ok(Cluster {
+            applied: node.watch(),
+            node,
+            id: config.node_id,
+            url: config.advertised_url,
+            replication_factor: config.replication_factor,
+        })
+    }
+
+    /// Reads this broker's applied metadata in place (keep `f` short: it holds a read lock
+    /// that applying the next command waits for).
+    pub fn read<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self.applied.borrow())
+    }
+
+    /// Ready once a Raft leader is known and this broker's membership (with its URL) is
+    /// applied here; else why not.
+    pub fn ready(&self) -> std::result::Result<(), &'static str> {
+        if self.node.leader().is_none() {
+            return Err("no metadata leader is known");
+        }
+        let registered = self.read(|m| m.members.get(&self.id).is_some_and(|m| m.url == self.url));
+        if !registered {
+            return Err("this broker's cluster membership is not applied yet");
+        }
+        Ok(())
+    }
+
+    pub fn info(&self) -> ClusterInfo {
+        let leader = self.node.leader();
+        ClusterInfo {
+            node_id: self.id,
+            url: self.url.clone(),
+            raft_leader: leader.as_ref().map(|(id, _)| *id),
+            raft_leader_url: leader.map(|(_, url)| url),
+            members: self
+                .node
+                .metadata()
+                .members
+                .into_iter()
+                .map(|(id, m)| MemberInfo { id, url: m.url })
+                .collect(),
+        }
+    }
+
+    /// The metadata's topic, or 404.
+    pub fn topic(&self, name: &str) -> Result<broker_meta::Topic> {
+        self.read(|m| m.topics.get(name).cloned())
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    /// The topic's partition count in the metadata, if it is there.
+    pub fn partition_count(&self, name: &str) -> Option<u32> {
+        self.read(|m| m.topics.get(name).map(|t| t.partitions.len() as u32))
+    }
+
+    /// `Ok` when this broker leads every one of `partitions` of `topic`; else 421 naming the
+    /// leader of the first it does not lead (404 for an unknown topic or partition).
+    pub fn check_leads(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = u32>,
+    ) -> Result<()> {
+        let metadata = self.applied.borrow();
+        let t = metadata
+            .topics
+            .get(topic)
+            .ok_or_else(|| BrokerError::UnknownTopic(topic.to_string()))?;
+        for partition in partitions {
+            let p = t.partitions.get(partition as usize).ok_or_else(|| {
+                BrokerError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: u64::from(partition),
+                    count: t.partitions.len() as u32,
+                }
+            })?;
+            if p.leader != Some(self.id) {
+                return Err(BrokerError::NotLeader {
+                    topic: topic.to_string(),
+                    partition,
+                    leader: p.leader,
+                    url: p.leader.and_then(|l| url_of(&metadata, l)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the topic in the metadata (answers once applied): `Ok(true)` if this call
+    /// created it, `Ok(false)` if it exists with that partition count, 409 with another.
+    pub async fn create_topic(&self, name: &str, partitions: u32, max_topics: u32) -> Result<bool> {
+        let metadata = self.node.metadata();
+        if let Some(t) = metadata.topics.get(name) {
+            return same_count(name, t, partitions).map(|()| false);
+        }
+        if metadata.topics.len() >= max_topics as usize {
+            return Err(BrokerError::TooManyTopics { max: max_topics });
+        }
+        let members = u32::try_from(metadata.members.len()).unwrap_or(u32::MAX);
+        let command = Command::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: self.replication_factor.min(members).max(1),
+        };
+        match self.node.propose(command).await? {
+            ApplyResult::Applied(_) => {
+                tracing::info!(topic = %name, partitions, "topic created in the cluster");
+                self.applied_here(|m| m.topics.contains_key(name)).await?;
+                Ok(true)
+            }
+            ApplyResult::Refused {
+                reason: Refusal::TopicExists { .. },
+            } => {
+                self.applied_here(|m| m.topics.contains_key(name)).await?;
+                let t = self.topic(name)?;
+                same_count(name, &t, partitions).map(|()| false)
+            }
+            ApplyResult::Refused { reason } => Err(BrokerError::Refused(reason)),
+        }
+    }
+
+    /// Deletes the topic from the metadata (answers once applied); 404 when it is not there.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let command = Command::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.node.propose(command).await? {
+            ApplyResult::Applied(_) => self.applied_here(|m| !m.topics.contains_key(name)).await,
+            ApplyResult::Refused {
+                reason: Refusal::UnknownTopic { .. },
+            } => Err(BrokerError::UnknownTopic(name.to_string())),
+            ApplyResult::Refused { reason } => Err(BrokerError::Refused(reason)),
+        }
+    }
+
+    /// Waits until this broker's copy of the metadata satisfies `done`: a proposal answered
+    /// by the leader (forwarded from here) may not be applied here yet. Gives up (503) after
+    /// [`APPLY_WAIT`], the leader having applied it.
+    async fn applied_here(&self, done: impl Fn(&Metadata) -> bool) -> Result<()> {
+        let mut watch = self.node.watch();
+        let waited = tokio::time::timeout(APPLY_WAIT, watch.wait_for(|m| done(m))).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BrokerError::Meta(broker_meta::MetaError::Timeout(
+                APPLY_WAIT,
+            ))),
+        }
+    }
+
+    /// Whether this broker holds a copy of any of the topic's partitions.
+    pub fn replicates(&self, topic: &broker_meta::Topic) -> bool {
+        topic
+            .partitions
+            .iter()
+            .any(|p| p.replicas.contains(&self.id))
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.node.shutdown().await {
+            tracing::warn!(error = %e, "stopping the metadata node");
+        }
+    }
+}
+
+/// A member's URL in the metadata.
+pub fn url_of(metadata: &Metadata, node: NodeId) -> Option<String> {
+    metadata.members.get(&node).map(|m| m.url.clone())
+}
+
+fn same_count(name: &str, topic: &broker_meta::Topic, partitions: u32) -> Result<()> {
+    let existing = topic.partitions.len() as u32;
+    if existing != partitions {
+        return Err(BrokerError::PartitionCountMismatch {
+            topic: name.to_string(),
+            existing,
+            requested: partitions,
+        });
+    }
+    Ok(())
+}
+
+/// Makes the local copy of `name` match the metadata's topic: created with its partition count
+/// when this broker replicates it (a copy with another count, left from a deleted topic of the
+/// same name, is replaced). A partition's log files come into being on its first append, so
+/// the partitions this broker does not replicate cost nothing. Blocking.
+pub fn sync_topic(broker: &Broker, name: &str, topic: &broker_meta::Topic) -> Result<()> {
+    let Some(cluster) = &broker.cluster else {
+        return Ok(());
+    };
+    if !cluster.replicates(topic) {
+        return Ok(());
+    }
+    let count = topic.partitions.len() as u32;
+    if let Some(local) = broker.topics.get(name) {
+        if local.partition_count() == count {
+            return Ok(());
+        }
+        tracing::warn!(topic = %name, local = local.partition_count(), count, "replacing a stale local copy");
+        remove_local(broker, name)?;
+    }
+    // Created here regardless of --max-topics: the cluster already decided the topic exists.
+    broker.topics.create_unbounded(name, count).map(|_| ())
+}
+
+/// Removes the local copy of a topic and its groups' offsets (nothing to do without one).
+fn remove_local(broker: &Broker, name: &str) -> Result<()> {
+    match broker.topics.delete(name) {
+        Ok(()) => broker.groups.forget_topic(name),
+        Err(BrokerError::UnknownTopic(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes this broker's copy of a topic deleted from the metadata. Blocking.
+pub fn drop_topic(broker: &Broker, name: &str) -> Result<()> {
+    remove_local(broker, name)
+}
+
+/// Follows the metadata for as long as the broker runs: every topic this broker replicates
+/// gets its local copy, and every topic that leaves the metadata loses it. Started once the
+/// local logs are recovered.
+pub async fn follow(broker: Arc<Broker>) {
+    let Some(cluster) = &broker.cluster else {
+        return;
+    };
+    let mut watch = cluster.node.watch();
+    let mut stop = broker.shutdown.clone();
+    // Only topics seen in the metadata and then gone are removed: a copy the metadata never
+    // named (the node's metadata may still be catching up after a restart) is left alone.
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let metadata = watch.borrow_and_update().clone();
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|t| !metadata.topics.contains_key(*t))
+            .cloned()
+            .collect();
+        known = metadata.topics.keys().cloned().collect();
+        let b = Arc::clone(&broker);
+        let done = blocking(move || {
+            for name in &gone {
+                if let Err(e) = drop_topic(&b, name) {
+                    tracing::error!(topic = %name, error = %e, "removing a deleted topic's copy");
+                }
+            }
+            for (name, topic) in &metadata.topics {
+                if let Err(e) = sync_topic(&b, name, topic) {
+                    tracing::error!(topic = %name, error = %e, "creating a topic's local copy");
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "following the cluster metadata");
+        }
+        tokio::select! {
+            changed = watch.changed() => if changed.is_err() { return },
+            () = crate::http::stopped(&mut stop) => return,
+        }
+    }
+}
