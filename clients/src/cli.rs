@@ -16,7 +16,8 @@ use broker_client::{BrokerClient, ClientConfig};
 /// `BROKER_TOKEN`, `BROKER_CA_FILE`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerArgs {
-    /// The broker's base URL (`http://` or `https://`).
+    /// The broker's base URL (`http://` or `https://`); for a cluster, a comma-separated
+    /// list of bootstrap URLs.
     #[arg(long, env = "BROKER_URL", default_value = "http://127.0.0.1:9090")]
     pub broker: String,
     /// Bearer token for the broker, when it requires one.

@@ -8,6 +8,14 @@
 //! since a retry after a lost answer could append twice; heartbeats and leaving are tried
 //! once too (the heartbeat thread is their retry loop, and leaving is a courtesy).
 //!
+//! Where a request goes: a call for a partition (binary batch produce, fetch) goes to the
+//! partition's leader as learned (`route`), else to the first bootstrap URL that accepts a
+//! connection; a 421 (not the leader) is followed to the leader it names, at most
+//! [`MAX_HOPS`] times per attempt. An NDJSON produce goes to the one leader of all its lines'
+//! partitions when there is one. Topic and group calls go to any broker. A bootstrap URL that
+//! refuses the connection is passed over at once; one that fails after the request may have
+//! reached it is not, but a retried call's next attempt starts at the next URL.
+//!
 //! `https://` URLs verify the broker against [`ClientConfig::ca_file`] or the built-in roots;
 //! a TLS refusal is [`Error::Tls`] and, like a 4xx, not retried.
 //!
@@ -20,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker_wire::{header, validate_member, validate_name, validate_producer, Problem};
@@ -29,18 +38,21 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::fetched::{Encoding, Fetched};
 use crate::group::Membership;
+use crate::route::{line_partitions, Routes};
 use crate::wire::{
     BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProduceAck, ProduceWire,
     TopicMetadata,
 };
 use crate::{BATCHES, NDJSON};
 
-/// The broker client. Cheap to clone (the agent's connection pool is shared).
+/// The broker client. Cheap to clone (the agent's connection pool and the leaders learned are
+/// shared).
 #[derive(Clone)]
 pub struct BrokerClient {
     agent: ureq::Agent,
     config: ClientConfig,
     shutdown: ShutdownFlag,
+    routes: Arc<Routes>,
 }
 
 /// A response that came back 2xx, reduced to what callers read.
@@ -52,6 +64,57 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// One request, whichever broker it goes to.
+struct Call<'a> {
+    method: &'static str,
+    /// The path and query, appended to a broker's URL.
+    path: String,
+    body: Option<(&'a str, &'a [u8])>,
+    /// Added to the request timeout (a long poll's wait).
+    extra_wait: Duration,
+    accept: Option<&'a str>,
+    /// Whether the request may be sent again after it may have reached a broker (a read, an
+    /// idempotent write): then it runs under the retry policy.
+    retrying: bool,
+}
+
+/// Which broker must serve a request.
+enum Target<'a> {
+    /// Any broker (topic and group calls).
+    Any,
+    /// The leader of this partition (binary batch produce, fetch).
+    Partition { topic: &'a str, partition: u32 },
+    /// The one leader of every partition an NDJSON produce's lines go to.
+    Lines {
+        topic: &'a str,
+        body: &'a [u8],
+        idempotence: Option<(&'a str, u64)>,
+    },
+}
+
+/// What one broker made of a request.
+enum Sent {
+    Answer(Answer),
+    /// 421: not the leader of the partition; `leader` is the one it names, if any.
+    Misdirected {
+        leader: Option<String>,
+        error: Error,
+    },
+}
+
+impl Sent {
+    fn answer(self) -> Result<Answer> {
+        match self {
+            Sent::Answer(a) => Ok(a),
+            Sent::Misdirected { error, .. } => Err(error),
+        }
+    }
+}
+
+/// How many 421 answers one attempt follows before giving up ([`Error::Misdirected`]): a
+/// leader named by a 421 answers at once unless leadership moved meanwhile.
+const MAX_HOPS: u32 = 3;
+
 impl BrokerClient {
     pub fn new(config: ClientConfig) -> Self {
         let mut agent = ureq::AgentBuilder::new()
@@ -61,10 +124,12 @@ impl BrokerClient {
             agent = agent.tls_config(ca.client_config());
         }
         let agent = agent.build();
+        let routes = Arc::new(Routes::new(config.bootstrap.clone()));
         BrokerClient {
             agent,
             config,
             shutdown: ShutdownFlag::new(),
+            routes,
         }
     }
 
@@ -82,85 +147,242 @@ impl BrokerClient {
         &self.shutdown
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.config.base_url, path)
-    }
-
-    /// One HTTP exchange; error statuses become [`Error::Status`] with the problem's detail.
-    fn exchange(
-        &self,
-        method: &'static str,
-        url: &str,
-        body: Option<(&str, &[u8])>,
-        extra_wait: Duration,
-    ) -> Result<Answer> {
-        self.exchange_accepting(method, url, body, extra_wait, None)
-    }
-
-    /// [`Self::exchange`] asking for a media type (`Accept`).
-    fn exchange_accepting(
-        &self,
-        method: &'static str,
-        url: &str,
-        body: Option<(&str, &[u8])>,
-        extra_wait: Duration,
-        accept: Option<&str>,
-    ) -> Result<Answer> {
+    /// One HTTP exchange with the broker at `base`; error statuses become [`Error::Status`]
+    /// with the problem's detail, a 421 [`Sent::Misdirected`].
+    fn exchange_at(&self, base: &str, call: &Call<'_>) -> Result<Sent> {
+        let url = format!("{base}{}", call.path);
+        let method = call.method;
         let mut req = self
             .agent
-            .request(method, url)
-            .timeout(self.config.request_timeout + extra_wait);
-        if let Some(accept) = accept {
+            .request(method, &url)
+            .timeout(self.config.request_timeout + call.extra_wait);
+        if let Some(accept) = call.accept {
             req = req.set("Accept", accept);
         }
         if let Some(token) = &self.config.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
         }
-        let result = match body {
+        let result = match call.body {
             Some((content_type, bytes)) => req.set("Content-Type", content_type).send_bytes(bytes),
             None => req.call(),
         };
         match result {
-            Ok(resp) => read_answer(url, resp),
-            Err(ureq::Error::Status(status, resp)) => Err(status_error(method, url, status, resp)),
+            Ok(resp) => read_answer(&url, resp).map(Sent::Answer),
+            Err(ureq::Error::Status(status, resp)) => {
+                let (error, leader) = status_error(method, &url, status, resp);
+                if status == 421 {
+                    Ok(Sent::Misdirected { leader, error })
+                } else {
+                    Err(error)
+                }
+            }
             Err(ureq::Error::Transport(t)) => Err(match tls_refusal(&t) {
                 Some(refusal) => Error::Tls {
                     method,
-                    url: url.to_string(),
+                    url,
                     reason: refusal.to_string(),
                 },
                 None => Error::Transport {
                     method,
-                    url: url.to_string(),
+                    url,
                     reason: t.to_string(),
+                    // No connection (or no TLS session) was made: nothing reached a broker.
+                    unsent: matches!(
+                        t.kind(),
+                        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns
+                    ),
                 },
             }),
         }
     }
 
-    /// [`Self::exchange`] under the retry policy.
+    /// [`Self::exchange_at`] the first bootstrap URL that accepts a connection. A request
+    /// that may have reached a broker is not sent to another here; when it is retried, the
+    /// next attempt starts at the next URL.
+    fn exchange_any(&self, call: &Call<'_>) -> Result<Sent> {
+        let mut unreachable = None;
+        for (at, base) in self.routes.bootstrap() {
+            match self.exchange_at(base, call) {
+                Err(e @ Error::Transport { unsent: true, .. }) => unreachable = Some(e),
+                Err(e @ Error::Transport { .. }) => {
+                    if call.retrying {
+                        self.routes.avoid(at);
+                    }
+                    return Err(e);
+                }
+                other => {
+                    self.routes.prefer(at);
+                    return other;
+                }
+            }
+        }
+        Err(unreachable.unwrap_or_else(|| Error::Transport {
+            method: call.method,
+            url: call.path.clone(),
+            reason: "no broker URL configured".into(),
+            unsent: true,
+        }))
+    }
+
+    /// `call` to `target`, under the retry policy when the call allows it, in one attempt
+    /// otherwise (a request that a repeat could apply twice, or whose failure the caller
+    /// tolerates).
+    fn send(&self, call: &Call<'_>, target: Target<'_>) -> Result<Answer> {
+        if call.retrying {
+            let what = format!("{} {}", call.method, call.path);
+            self.config
+                .retry
+                .run(&self.shutdown, &what, || self.attempt(call, &target))
+        } else {
+            self.attempt(call, &target)
+        }
+    }
+
+    fn attempt(&self, call: &Call<'_>, target: &Target<'_>) -> Result<Answer> {
+        match *target {
+            Target::Any => self.exchange_any(call)?.answer(),
+            Target::Partition { topic, partition } => self.to_partition(call, topic, partition),
+            Target::Lines {
+                topic,
+                body,
+                idempotence,
+            } => self.to_lines(call, topic, body, idempotence),
+        }
+    }
+
+    /// `call` to the leader of `topic`/`partition`: the one remembered, else any bootstrap
+    /// URL, following a 421 to the leader it names (a 421 appended nothing, so a produce is
+    /// safe to resend) up to [`MAX_HOPS`] times. A remembered leader that is unreachable or
+    /// answers 421 is forgotten and the topic described again.
+    fn to_partition(&self, call: &Call<'_>, topic: &str, partition: u32) -> Result<Answer> {
+        let mut hops = 0;
+        loop {
+            let remembered = self.routes.leader(topic, partition);
+            let sent = match &remembered {
+                Some(leader) => match self.exchange_at(leader, call) {
+                    Err(e @ Error::Transport { .. }) => {
+                        self.routes.forget(topic, partition);
+                        self.refresh(topic);
+                        return Err(e);
+                    }
+                    other => other?,
+                },
+                None => self.exchange_any(call)?,
+            };
+            let (named, error) = match sent {
+                Sent::Answer(a) => return Ok(a),
+                Sent::Misdirected { leader, error } => (leader, error),
+            };
+            let Some(named) = named else {
+                // The partition has no leader right now: nothing to follow.
+                self.routes.forget(topic, partition);
+                return Err(error);
+            };
+            hops += 1;
+            if hops > MAX_HOPS {
+                self.routes.forget(topic, partition);
+                return Err(Error::Misdirected {
+                    topic: topic.to_string(),
+                    partition,
+                    leader: named,
+                    hops,
+                });
+            }
+            if remembered.is_some() {
+                // What this client knew is stale: ask the cluster.
+                self.routes.forget(topic, partition);
+                self.refresh(topic);
+            }
+            if self.routes.leader(topic, partition).is_none() {
+                self.routes.remember(topic, partition, &named);
+            }
+            tracing::debug!(topic, partition, leader = %named, "421: sending to the leader");
+        }
+    }
+
+    /// An NDJSON produce to the one leader of every partition its lines go to, when the
+    /// client knows it; else to any bootstrap URL. After a 421 the topic is described once
+    /// and the produce sent to the leader of all its lines, if there is one; otherwise (lines
+    /// spanning leaders) it fails with [`Error::SpansLeaders`].
+    fn to_lines(
+        &self,
+        call: &Call<'_>,
+        topic: &str,
+        body: &[u8],
+        idempotence: Option<(&str, u64)>,
+    ) -> Result<Answer> {
+        let leader_of_lines = || {
+            let count = self.routes.partition_count(topic)?;
+            let partitions = line_partitions(body, count, idempotence)?;
+            self.routes.leader_of_all(topic, &partitions)
+        };
+        let mut leader = leader_of_lines();
+        let mut refreshed = false;
+        loop {
+            let sent = match &leader {
+                Some(url) => match self.exchange_at(url, call) {
+                    Err(e @ Error::Transport { .. }) => {
+                        self.refresh(topic);
+                        return Err(e);
+                    }
+                    other => other?,
+                },
+                None => self.exchange_any(call)?,
+            };
+            let error = match sent {
+                Sent::Answer(a) => return Ok(a),
+                Sent::Misdirected { error, .. } => error,
+            };
+            if !refreshed {
+                refreshed = true;
+                self.refresh(topic);
+                leader = leader_of_lines();
+                if leader.is_some() {
+                    continue;
+                }
+            }
+            // No one leader of all the lines, or the one found refused them too.
+            return Err(Error::SpansLeaders {
+                topic: topic.to_string(),
+                detail: error.to_string(),
+            });
+        }
+    }
+
+    /// Describes `topic` (`GET /v1/topics/{t}`, one pass over the bootstrap URLs) and takes
+    /// the answer's leaders as the truth. Best effort: a failure leaves what was known.
+    fn refresh(&self, topic: &str) {
+        let call = Call {
+            method: "GET",
+            path: format!("/v1/topics/{}", enc(topic)),
+            body: None,
+            extra_wait: Duration::ZERO,
+            accept: None,
+            retrying: true,
+        };
+        match self
+            .exchange_any(&call)
+            .and_then(Sent::answer)
+            .and_then(|a| decode::<TopicMetadata>(&call.path, &a.body))
+        {
+            Ok(meta) => self.routes.learn(&meta),
+            Err(e) => tracing::debug!(topic, error = %e, "cannot describe the topic to route"),
+        }
+    }
+
+    /// A call to any broker, under the retry policy.
     fn exchange_retrying(
         &self,
         method: &'static str,
         path: &str,
         body: Option<(&str, &[u8])>,
-        extra_wait: Duration,
     ) -> Result<Answer> {
-        let url = self.url(path);
-        let what = format!("{method} {path}");
-        self.config.retry.run(&self.shutdown, &what, || {
-            self.exchange(method, &url, body, extra_wait)
-        })
+        self.send(&call(method, path, body, true), Target::Any)
     }
 
-    /// A POST under the retry policy when `retrying`, in one attempt otherwise (for a request
-    /// that a repeat could apply twice, or whose failure the caller tolerates).
+    /// A POST to any broker under the retry policy when `retrying`, in one attempt otherwise.
     fn post(&self, body: (&str, &[u8]), path: &str, retrying: bool) -> Result<Answer> {
-        if retrying {
-            self.exchange_retrying("POST", path, Some(body), Duration::ZERO)
-        } else {
-            self.exchange("POST", &self.url(path), Some(body), Duration::ZERO)
-        }
+        self.send(&call("POST", path, Some(body), retrying), Target::Any)
     }
 
     /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
@@ -169,12 +391,8 @@ impl BrokerClient {
         validate_name("topic", topic)?;
         let body = serde_json::json!({ "partitions": partitions }).to_string();
         let path = format!("/v1/topics/{}", enc(topic));
-        let answer = self.exchange_retrying(
-            "PUT",
-            &path,
-            Some(("application/json", body.as_bytes())),
-            Duration::ZERO,
-        )?;
+        let answer =
+            self.exchange_retrying("PUT", &path, Some(("application/json", body.as_bytes())))?;
         Ok(answer.status == 201)
     }
 
@@ -182,7 +400,7 @@ impl BrokerClient {
     pub fn topic(&self, topic: &str) -> Result<TopicMetadata> {
         validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}", enc(topic));
-        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        let answer = self.exchange_retrying("GET", &path, None)?;
         decode(&path, &answer.body)
     }
 
@@ -196,7 +414,12 @@ impl BrokerClient {
     ) -> Result<ProduceAck> {
         validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}/messages", enc(topic));
-        let (path, answer) = self.send_produce(path, (NDJSON, ndjson), idempotence)?;
+        let target = Target::Lines {
+            topic,
+            body: ndjson,
+            idempotence: idempotence.map(|i| (i.producer, i.seq)),
+        };
+        let (path, answer) = self.send_produce(path, (NDJSON, ndjson), idempotence, target)?;
         let wire: ProduceWire = decode(&path, &answer.body)?;
         Ok(ProduceAck {
             results: wire.results,
@@ -217,7 +440,8 @@ impl BrokerClient {
     ) -> Result<BatchAck> {
         validate_name("topic", topic)?;
         let path = format!("/v1/topics/{}/messages?partition={partition}", enc(topic));
-        let (path, answer) = self.send_produce(path, (BATCHES, batch), idempotence)?;
+        let target = Target::Partition { topic, partition };
+        let (path, answer) = self.send_produce(path, (BATCHES, batch), idempotence, target)?;
         let wire: BatchWire = decode(&path, &answer.body)?;
         Ok(BatchAck {
             base_offset: wire.base_offset,
@@ -228,12 +452,14 @@ impl BrokerClient {
 
     /// POSTs a produce body to `path` plus the `idempotence` query parameters: retried until
     /// acknowledged when idempotent (the broker drops a repeat), tried once otherwise (a
-    /// repeat would be appended twice). Returns the path as sent, for decoding errors.
+    /// repeat would be appended twice), sent to `target`'s leader (a 421 appended nothing, so
+    /// following one resends either kind). Returns the path as sent, for decoding errors.
     fn send_produce(
         &self,
         mut path: String,
         body: (&str, &[u8]),
         idempotence: Option<Idempotence<'_>>,
+        target: Target<'_>,
     ) -> Result<(String, Answer)> {
         if let Some(id) = idempotence {
             validate_producer(id.producer)?;
@@ -244,7 +470,10 @@ impl BrokerClient {
                 id.seq
             ));
         }
-        let answer = self.post(body, &path, idempotence.is_some())?;
+        let answer = self.send(
+            &call("POST", &path, Some(body), idempotence.is_some()),
+            target,
+        )?;
         Ok((path, answer))
     }
 
@@ -270,14 +499,13 @@ impl BrokerClient {
             Encoding::Ndjson => NDJSON,
             Encoding::Batches => BATCHES,
         };
-        let url = self.url(&path);
-        let what = format!("GET {path}");
+        let call = Call {
+            extra_wait: wait,
+            accept: Some(accept),
+            ..call("GET", &path, None, true)
+        };
         let answer = self
-            .config
-            .retry
-            .run(&self.shutdown, &what, || {
-                self.exchange_accepting("GET", &url, None, wait, Some(accept))
-            })
+            .send(&call, Target::Partition { topic, partition })
             .map_err(|e| out_of_range(e, topic, partition, offset))?;
         Ok(Fetched {
             partition,
@@ -304,12 +532,8 @@ impl BrokerClient {
         }
         let path = format!("/v1/groups/{}/members", enc(group));
         let body = body.to_string();
-        let answer = self.exchange_retrying(
-            "POST",
-            &path,
-            Some(("application/json", body.as_bytes())),
-            Duration::ZERO,
-        )?;
+        let answer =
+            self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())))?;
         membership(&path, &answer.body)
     }
 
@@ -323,12 +547,7 @@ impl BrokerClient {
             enc(group),
             enc(member_id)
         );
-        let answer = self.exchange(
-            "POST",
-            &self.url(&path),
-            Some(("application/json", b"{}")),
-            Duration::ZERO,
-        )?;
+        let answer = self.post(("application/json", b"{}"), &path, false)?;
         membership(&path, &answer.body)
     }
 
@@ -385,7 +604,7 @@ impl BrokerClient {
         validate_name("group", group)?;
         validate_name("topic", topic)?;
         let path = format!("/v1/groups/{}/offsets?topic={}", enc(group), enc(topic));
-        let answer = self.exchange_retrying("GET", &path, None, Duration::ZERO)?;
+        let answer = self.exchange_retrying("GET", &path, None)?;
         let wire: OffsetsWire = decode(&path, &answer.body)?;
         Ok(wire
             .offsets
@@ -400,13 +619,13 @@ impl BrokerClient {
         validate_name("group", group)?;
         validate_member(member_id)?;
         let path = format!("/v1/groups/{}/members/{}", enc(group), enc(member_id));
-        self.exchange("DELETE", &self.url(&path), None, Duration::ZERO)?;
+        self.send(&call("DELETE", &path, None, false), Target::Any)?;
         Ok(())
     }
 
     /// `GET` any path, decoded as JSON (`/v1/groups/{g}` and other views).
     pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
-        let answer = self.exchange_retrying("GET", path, None, Duration::ZERO)?;
+        let answer = self.exchange_retrying("GET", path, None)?;
         decode(path, &answer.body)
     }
 }
@@ -446,6 +665,7 @@ fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
             method: "read",
             url: url.to_string(),
             reason: e.to_string(),
+            unsent: false,
         })?;
     Ok(Answer {
         status,
@@ -456,22 +676,46 @@ fn read_answer(url: &str, resp: ureq::Response) -> Result<Answer> {
     })
 }
 
-fn status_error(method: &'static str, url: &str, status: u16, resp: ureq::Response) -> Error {
+/// The error of an error status, and the leader a 421 names.
+fn status_error(
+    method: &'static str,
+    url: &str,
+    status: u16,
+    resp: ureq::Response,
+) -> (Error, Option<String>) {
     let text = resp.into_string().unwrap_or_default();
     // Not every error answer is the broker's (a proxy's HTML page): then the text is the detail.
     let problem: Problem = serde_json::from_str(&text).unwrap_or_default();
     let log_bounds = problem.log_bounds();
+    let leader = problem.leader_url.filter(|u| !u.is_empty());
     let detail = if problem.detail.is_empty() {
         text
     } else {
         problem.detail
     };
-    Error::Status {
+    let error = Error::Status {
         method,
         url: url.to_string(),
         status,
         detail,
         log_bounds,
+    };
+    (error, leader.map(|u| u.trim_end_matches('/').to_string()))
+}
+
+fn call<'a>(
+    method: &'static str,
+    path: &str,
+    body: Option<(&'a str, &'a [u8])>,
+    retrying: bool,
+) -> Call<'a> {
+    Call {
+        method,
+        path: path.to_string(),
+        body,
+        extra_wait: Duration::ZERO,
+        accept: None,
+        retrying,
     }
 }
 

@@ -10,11 +10,14 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The broker did not answer (refused, reset, timed out): it may be down or restarting.
+    /// `unsent`: no connection could be made (refused, unreachable, no such host), so the
+    /// request reached no broker and may go to another bootstrap URL at once.
     #[error("broker unreachable for {method} {url}: {reason}")]
     Transport {
         method: &'static str,
         url: String,
         reason: String,
+        unsent: bool,
     },
     /// TLS to the broker failed in a way no retry cures: its certificate is not signed by a
     /// trusted CA (`--ca-file`), not for its host name, or expired, or it does not speak TLS.
@@ -43,6 +46,30 @@ pub enum Error {
         log_start: u64,
         log_end: u64,
     },
+    /// A request for a partition was answered 421 (not the leader) more times in a row than
+    /// the client follows: the cluster's view of the leader keeps changing, or its brokers
+    /// disagree. `leader` is the last leader named.
+    #[error(
+        "{topic}/{partition}: gave up after {hops} 421 answers (not the leader); the last \
+         leader named was {leader}"
+    )]
+    Misdirected {
+        topic: String,
+        partition: u32,
+        leader: String,
+        hops: u32,
+    },
+    /// An NDJSON produce was refused with 421 because its lines go to partitions of more
+    /// than one leader (or to one the client cannot tell: keyless lines of a request without
+    /// producer and seq). Splitting a produce into one request per leader is not built yet:
+    /// send each leader's lines apart (a binary batch per partition routes on its own).
+    #[error(
+        "NDJSON produce to {topic} refused with 421: its lines go to partitions led by \
+         different brokers (or to a partition the client cannot tell); keyed NDJSON produce \
+         across leaders needs one request per leader, which this client does not build yet: \
+         {detail}"
+    )]
+    SpansLeaders { topic: String, detail: String },
     /// A topic, group, producer or member name the broker's rules refuse, caught before
     /// sending (the broker would answer 400).
     #[error(transparent)]
@@ -79,6 +106,7 @@ impl Error {
         match self {
             Error::Status { status, .. } => Some(*status),
             Error::GaveUp { last, .. } => last.status(),
+            Error::Misdirected { .. } | Error::SpansLeaders { .. } => Some(421),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`encode`]: what a producer sends (NDJSON lines, record batches, the key-to-partition
 //!   hash);
 //! - [`fetched`]: what a fetch returns, in either encoding;
+//! - `route`: which broker a request goes to (bootstrap URLs, partition leaders learned);
 //! - [`retry`]: the one retry mechanism ([`RetryPolicy`]), also used by the collector and the
 //!   streamer for what is not a broker call;
 //! - [`group`]: group membership with its heartbeat thread;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod fetched;
 pub mod group;
 pub mod retry;
+pub(crate) mod route;
 pub mod wire;
 
 pub use broker::BrokerClient;

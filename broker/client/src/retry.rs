@@ -188,6 +188,7 @@ mod tests {
             method: "GET",
             url: "http://x".into(),
             reason: "refused".into(),
+            unsent: true,
         }
     }
 

@@ -18,9 +18,13 @@ pub struct PartitionInfo {
     pub partition: u32,
     pub log_start_offset: u64,
     pub log_end_offset: u64,
-    /// The broker that owns the partition (this broker today).
+    /// The URL of the broker that leads the partition (a single broker: the URL it was
+    /// reached by; `None` while a cluster's partition has no leader).
     #[serde(default)]
     pub leader: Option<String>,
+    /// In a cluster: the leader's node id (absent from a single broker's answer).
+    #[serde(default)]
+    pub leader_id: Option<u64>,
 }
 
 /// `GET /v1/topics/{t}`.

@@ -11,12 +11,12 @@ use testkit::{wait_until, Child};
 
 use crate::harness::{pinned, tempdir, Broker};
 
-const TOKEN: &str = "cluster-s3cret";
+pub(crate) const TOKEN: &str = "cluster-s3cret";
 
 /// A free port below the kernel's ephemeral range: the other tests' brokers listen on port 0,
 /// which the kernel picks inside that range, so none of them can take this port between our
 /// check and our broker's bind — nor receive the Raft RPCs meant for a killed peer.
-fn fixed_port() -> u16 {
+pub(crate) fn fixed_port() -> u16 {
     let range =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let low: u16 = range
@@ -35,15 +35,17 @@ fn fixed_port() -> u16 {
         .expect("a free port below the ephemeral range")
 }
 
-struct Cluster {
-    brokers: Vec<Option<Broker>>,
+/// Three brokers of one cluster (see [`Cluster::start`]); also used by the client's routing
+/// tests.
+pub(crate) struct Cluster {
+    pub(crate) brokers: Vec<Option<Broker>>,
     dirs: Vec<tempfile::TempDir>,
 }
 
 impl Cluster {
     /// Three brokers, ids 0–2, sharing one peer list and one token (so the Raft RPCs must
     /// carry it); waits until every one is ready.
-    fn start() -> Cluster {
+    pub(crate) fn start() -> Cluster {
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 3 {
             let p = fixed_port();
@@ -81,11 +83,11 @@ impl Cluster {
         Cluster { brokers, dirs }
     }
 
-    fn live(&self) -> impl Iterator<Item = &Broker> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = &Broker> {
         self.brokers.iter().flatten()
     }
 
-    fn at(&self, url: &str) -> &Broker {
+    pub(crate) fn at(&self, url: &str) -> &Broker {
         self.live()
             .find(|b| b.url == url)
             .unwrap_or_else(|| panic!("no live broker at {url}"))
@@ -94,7 +96,7 @@ impl Cluster {
 
 /// The placement of every partition as one broker describes it (offsets left out: only the
 /// leader's copy holds data).
-fn placement(b: &Broker, topic: &str) -> Option<Vec<Value>> {
+pub(crate) fn placement(b: &Broker, topic: &str) -> Option<Vec<Value>> {
     let r = b.get(&format!("/v1/topics/{topic}"));
     if r.status != 200 {
         return None;

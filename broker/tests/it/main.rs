@@ -7,6 +7,7 @@ mod raw;
 
 mod atomic_produce;
 mod auth;
+mod client_routing;
 mod cluster;
 mod connections;
 mod disk_full;
