@@ -12,6 +12,11 @@
 #           values the chart must refuse (2 broker replicas, a bad fsync, an external
 #           database without a host or password, a misspelt key, TLS without its Secret) must
 #           fail to render. TLS renders in ci/tls-values.yaml and a PodMonitor variant.
+#           The broker cluster (broker.cluster.enabled, experimental) renders in
+#           ci/cluster-values.yaml and a 5-broker soft anti-affinity variant; the chart's rules
+#           fail a cluster render checked as a single broker (they tell the two apart); the
+#           chart refuses a cluster of 1, 2 or 4 brokers, TLS with the cluster, and a
+#           Kubernetes older than 1.28.
 #           The monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule; off by
 #           default, rendered on in their own variants) are split off and validated against
 #           the prometheus-operator CRD schemas (deploy/ci/validate_crds.mjs); the
@@ -267,6 +272,25 @@ check_helm() {
 
     local refuse=("$HELM" template telemetry "$CHART")
     run_fails "refuses broker.replicas=2" "${refuse[@]}" --set broker.replicas=2
+
+    # The broker cluster (ci/cluster-values.yaml renders 3 brokers above).
+    validate_render "broker cluster: 5 brokers, soft anti-affinity" \
+        "${DEFAULT_EXPECT[*]} --expect-broker-cluster 5 --broker-anti-affinity soft" -- \
+        --set broker.cluster.enabled=true --set broker.replicas=5 \
+        --set broker.cluster.antiAffinity=soft
+    run "the chart's rules tell a cluster render from a single broker's" check_cluster_rules_differ
+    local n
+    for n in 1 2 4; do
+        run_fails "refuses a broker cluster of $n" "${refuse[@]}" \
+            --set broker.cluster.enabled=true --set broker.replicas=$n
+    done
+    run_fails "refuses tls.enabled with broker.cluster.enabled (the broker refuses it)" \
+        "${refuse[@]}" --set broker.cluster.enabled=true \
+        --set tls.enabled=true --set tls.secretName=telemetry-tls
+    run_fails "refuses broker.cluster.enabled before Kubernetes 1.28 (no pod-index label)" \
+        "${refuse[@]}" --set broker.cluster.enabled=true --kube-version 1.27.0
+    run_fails "refuses broker.cluster.antiAffinity=none (values.schema.json)" "${refuse[@]}" \
+        --set broker.cluster.enabled=true --set broker.cluster.antiAffinity=none
     run_fails "refuses broker.fsync=sometimes" "${refuse[@]}" --set broker.fsync=sometimes
     run_fails "refuses an external database without a host" "${refuse[@]}" \
         --set postgresql.enabled=false --set externalDatabase.password=x
@@ -311,6 +335,22 @@ check_monitoring_off() {
     "$HELM" template telemetry "$CHART" --namespace telemetry >"$WORK/default.yaml" || return 1
     ! grep -E '^kind: (ServiceMonitor|PodMonitor|PrometheusRule|NetworkPolicy)$' "$WORK/default.yaml" \
         && grep -q -- '-collector-metrics$' "$WORK/default.yaml"
+}
+
+# The single-broker rules fail on a cluster render and the cluster rules on the default one:
+# check_rendered.py's broker checks are not vacuous either way.
+check_cluster_rules_differ() {
+    "$HELM" template telemetry "$CHART" --namespace telemetry >"$WORK/single.yaml" || return 1
+    "$HELM" template telemetry "$CHART" --namespace telemetry \
+        -f "$CHART/ci/cluster-values.yaml" >"$WORK/cluster.yaml" || return 1
+    if "$VENV/bin/python" "$DEPLOY/ci/check_rendered.py" <"$WORK/cluster.yaml"; then
+        echo "a cluster render passed the single-broker rules"
+        return 1
+    fi
+    if "$VENV/bin/python" "$DEPLOY/ci/check_rendered.py" --expect-broker-cluster 3 <"$WORK/single.yaml"; then
+        echo "the default render passed the cluster rules"
+        return 1
+    fi
 }
 
 # ---------------------------------------------------------------------------------------

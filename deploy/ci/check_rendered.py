@@ -6,7 +6,13 @@ Reads `helm template` output on stdin and checks the chart's promises:
   filesystem, no privilege escalation, ALL capabilities dropped, memory requests and limits;
 - every pipeline container has liveness and readiness probes on /healthz and /readyz;
 - the binaries get only the flags and env vars of the documented contract (README, Configuration);
-- the broker is a 1-replica StatefulSet with a volumeClaimTemplate and a headless Service;
+- the broker is a StatefulSet with a volumeClaimTemplate and a headless Service: one replica
+  and nothing of a cluster by default; with --expect-broker-cluster N (broker.cluster.enabled)
+  N replicas started in Parallel, BROKER_NODE_ID from the pod-index label, BROKER_PEERS naming
+  every ordinal at its pod's stable name, a PodDisruptionBudget of maxUnavailable 1, brokers
+  kept apart by a pod anti-affinity on kubernetes.io/hostname (required, or preferred with
+  --broker-anti-affinity soft), a NetworkPolicy (if any) admitting brokers to brokers, and every
+  client's BROKER_URL the list of all broker pods;
 - every Deployment/StatefulSet of the pipeline has a PodDisruptionBudget, every HPA targets a
   rendered Deployment, every Secret/Service a pod refers to is rendered or declared external;
 - a ServiceMonitor or PodMonitor scrapes each pipeline workload's /metrics exactly once (no
@@ -16,11 +22,12 @@ Reads `helm template` output on stdin and checks the chart's promises:
   endpoints use https, certificate, key, CA and token files are on read-only mounts.
 
 Usage: helm template ... | check_rendered.py [--expect-replicas streamer=3 ...]
-          [--external-secret NAME ...]
+          [--external-secret NAME ...] [--expect-broker-cluster N [--broker-anti-affinity soft]]
 Exits 1 with one line per violation.
 """
 
 import argparse
+import re
 import sys
 
 import yaml
@@ -45,7 +52,10 @@ ENV = {
                "BROKER_SHUTDOWN_GRACE_MS", "BROKER_MAX_TOPICS", "BROKER_GROUP_TTL_MS",
                "BROKER_PRODUCER_IDLE_MS",
                # TLS and the token from a file (values tls, brokerAuth).
-               "BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_TOKEN_FILE"},
+               "BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_TOKEN_FILE",
+               # The cluster (broker.cluster).
+               "BROKER_NODE_ID", "BROKER_PEERS", "BROKER_ADVERTISED_URL",
+               "BROKER_REPLICATION_FACTOR"},
     "streamer": {"LOG_FORMAT", "BROKER_URL", "BROKER_TOKEN", "TOPIC", "CSV_PATH",
                  "STREAMER_METRICS_LISTEN",
                  # The DaemonSet's scrape of its node (NODE_IP: the downward API's status.hostIP,
@@ -67,9 +77,12 @@ FSYNC = {"always", "interval", "never"}
 
 
 class Checker:
-    def __init__(self, docs, external_secrets):
+    def __init__(self, docs, external_secrets, broker_cluster=0, anti_affinity="hard"):
         self.docs = docs
         self.external_secrets = set(external_secrets)
+        # Brokers expected in the cluster; 0: a single broker, no cluster.
+        self.broker_cluster = broker_cluster
+        self.anti_affinity = anti_affinity
         self.errors = []
 
     def fail(self, obj, message):
@@ -245,9 +258,13 @@ class Checker:
                 if ref and ref["name"] not in secrets:
                     self.fail(workload, f"env {e['name']} refers to Secret {ref['name']}, which is neither rendered nor declared external")
                 if e["name"] == "BROKER_URL":
-                    host = e["value"].split("//", 1)[1].split(":", 1)[0]
-                    if host not in self.names("Service"):
-                        self.fail(workload, f"BROKER_URL host {host} is no rendered Service")
+                    for url in e["value"].split(","):
+                        host = url.split("//", 1)[1].split(":", 1)[0]
+                        # A Service, or a pod's stable name under a headless one (<pod>.<svc>.<ns>.svc).
+                        labels = host.split(".")
+                        service = labels[1] if len(labels) == 4 and labels[3] == "svc" else host
+                        if service not in self.names("Service"):
+                            self.fail(workload, f"BROKER_URL host {host} is no rendered Service (nor a pod under one)")
                 if e["name"] == "DB_HOST" and "." not in e["value"] and e["value"] not in self.names("Service"):
                     self.fail(workload, f"DB_HOST {e['value']} is no rendered Service")
 
@@ -257,8 +274,10 @@ class Checker:
             self.errors.append(f"expected one broker StatefulSet, found {len(brokers)}")
             return
         broker = brokers[0]
-        if broker["spec"]["replicas"] != 1:
-            self.fail(broker, "the broker is a single node: replicas must be 1")
+        if self.broker_cluster:
+            self.check_broker_cluster(broker)
+        else:
+            self.check_single_broker(broker)
         if not broker["spec"].get("volumeClaimTemplates"):
             self.fail(broker, "no volumeClaimTemplates")
         headless = [s for s in self.of_kind("Service") if s["metadata"]["name"] == broker["spec"]["serviceName"]]
@@ -267,6 +286,99 @@ class Checker:
         mounts = {m["mountPath"] for m in broker["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         if "/var/lib/telemetry/broker" not in mounts:
             self.fail(broker, "the data dir is not on the claimed volume")
+
+    def broker_env(self, broker):
+        return {e["name"]: e for e in broker["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+
+    def client_broker_urls(self):
+        """(workload, BROKER_URL) of every container that has one."""
+        for w in self.of_kind("Deployment", "StatefulSet", "DaemonSet"):
+            for c in w["spec"]["template"]["spec"]["containers"]:
+                for e in c.get("env", []):
+                    if e["name"] == "BROKER_URL":
+                        yield w, e["value"]
+
+    def check_single_broker(self, broker):
+        """The default: one broker, exactly as before the cluster existed."""
+        spec = broker["spec"]
+        if spec["replicas"] != 1:
+            self.fail(broker, f"a single broker (no cluster): replicas is {spec['replicas']}, not 1")
+        if spec.get("podManagementPolicy") != "OrderedReady":
+            self.fail(broker, f"a single broker: podManagementPolicy is {spec.get('podManagementPolicy')}, not OrderedReady")
+        env = self.broker_env(broker)
+        for name in ("BROKER_NODE_ID", "BROKER_PEERS", "BROKER_ADVERTISED_URL"):
+            if name in env:
+                self.fail(broker, f"a single broker is given {name}")
+        if "podAntiAffinity" in spec["template"]["spec"].get("affinity", {}):
+            self.fail(broker, "a single broker has a pod anti-affinity")
+        services = self.names("Service")
+        for w, url in self.client_broker_urls():
+            host = url.split("//", 1)[1].split(":", 1)[0]
+            if "," in url or host not in services:
+                self.fail(w, f"BROKER_URL {url} is not the one broker Service's URL")
+
+    def check_broker_cluster(self, broker):
+        """broker.cluster.enabled: every broker knows every other at its stable name."""
+        n = self.broker_cluster
+        spec = broker["spec"]
+        name, headless = broker["metadata"]["name"], spec["serviceName"]
+        if spec["replicas"] != n:
+            self.fail(broker, f"a cluster of {n}: replicas is {spec['replicas']}")
+        if spec.get("podManagementPolicy") != "Parallel":
+            self.fail(broker, "a cluster's brokers must start together (podManagementPolicy Parallel): "
+                              "none is ready before a majority elects a leader")
+        services = {s["metadata"]["name"]: s for s in self.of_kind("Service")}
+        if not services.get(headless, {}).get("spec", {}).get("publishNotReadyAddresses"):
+            self.fail(broker, f"headless Service {headless} does not publish not-ready brokers: they could not find each other")
+        container = spec["template"]["spec"]["containers"][0]
+        port = next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == "broker"), None)
+        env = self.broker_env(broker)
+        node_id = env.get("BROKER_NODE_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if node_id != "metadata.labels['apps.kubernetes.io/pod-index']":
+            self.fail(broker, f"BROKER_NODE_ID is not the pod-index label (fieldPath {node_id})")
+        for tls in ("BROKER_TLS_CERT", "BROKER_TLS_KEY"):
+            if tls in env:
+                self.fail(broker, f"{tls} with a cluster: the broker refuses TLS with --peers")
+        # Every ordinal once, each at its own pod's stable name under the headless Service.
+        peers = {}
+        for item in env.get("BROKER_PEERS", {}).get("value", "").split(","):
+            node, _, url = item.partition("=")
+            if not node.isdigit() or node in peers:
+                self.fail(broker, f"BROKER_PEERS item {item!r} is no new id=url")
+                continue
+            peers[node] = url
+            want = re.compile(rf"http://{re.escape(name)}-{node}\.{re.escape(headless)}\.[a-z0-9-]+\.svc:{port}")
+            if not want.fullmatch(url):
+                self.fail(broker, f"BROKER_PEERS: node {node} at {url}, not its pod {name}-{node}.{headless}.<ns>.svc:{port}")
+        if sorted(peers, key=int) != [str(i) for i in range(n)]:
+            self.fail(broker, f"BROKER_PEERS names nodes {sorted(peers, key=int)}, not every ordinal 0..{n - 1}")
+        if "BROKER_ADVERTISED_URL" in env:
+            self.fail(broker, "BROKER_ADVERTISED_URL is set: it must default to the pod's own entry in BROKER_PEERS")
+        # One broker down at a time (a majority stays up to keep a leader).
+        labels = spec["template"]["metadata"]["labels"]
+        pdbs = [p for p in self.of_kind("PodDisruptionBudget") if self.selects(p["spec"]["selector"], labels)]
+        if [p["spec"].get("maxUnavailable") for p in pdbs] != [1] or any("minAvailable" in p["spec"] for p in pdbs):
+            self.fail(broker, f"want one PodDisruptionBudget of maxUnavailable 1 on the brokers, found {[p['spec'] for p in pdbs]}")
+        # No two brokers on a node (one node's loss takes one vote).
+        anti = spec["template"]["spec"].get("affinity", {}).get("podAntiAffinity", {})
+        if self.anti_affinity == "soft":
+            terms = [t["podAffinityTerm"] for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])]
+        else:
+            terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        if not any(t.get("topologyKey") == "kubernetes.io/hostname" and self.selects(t.get("labelSelector", {}), labels)
+                   for t in terms):
+            self.fail(broker, f"no {self.anti_affinity} pod anti-affinity keeps the brokers on distinct nodes")
+        # The brokers reach each other through a NetworkPolicy, if one guards them.
+        for np in self.of_kind("NetworkPolicy"):
+            if self.selects(np["spec"]["podSelector"], labels):
+                peers_from = [p.get("podSelector") for r in np["spec"].get("ingress", []) for p in r.get("from", [])]
+                if not any(sel is not None and "namespaceSelector" not in sel and self.selects(sel, labels)
+                           for sel in peers_from):
+                    self.fail(np, "does not admit the brokers to each other (their Raft RPCs)")
+        # Every client is given every broker.
+        for w, url in self.client_broker_urls():
+            if sorted(url.split(",")) != sorted(peers.values()):
+                self.fail(w, f"BROKER_URL {url} is not the list of every broker pod {sorted(peers.values())}")
 
     def check_pdbs(self):
         selectors = [p["spec"]["selector"]["matchLabels"] for p in self.of_kind("PodDisruptionBudget")]
@@ -311,9 +423,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--expect-replicas", action="append", default=[], metavar="COMPONENT=N")
     parser.add_argument("--external-secret", action="append", default=[], metavar="NAME")
+    parser.add_argument("--expect-broker-cluster", type=int, default=0, metavar="N",
+                        help="broker.cluster.enabled with N brokers (default: a single broker)")
+    parser.add_argument("--broker-anti-affinity", choices=["hard", "soft"], default="hard")
     args = parser.parse_args()
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
-    errors = Checker(docs, args.external_secret).run(args.expect_replicas)
+    errors = Checker(docs, args.external_secret, args.expect_broker_cluster,
+                     args.broker_anti_affinity).run(args.expect_replicas)
     for error in errors:
         print(f"policy: {error}", file=sys.stderr)
     kinds = sorted({d["kind"] for d in docs})

@@ -64,9 +64,93 @@ pods serving /metrics (not the broker's headless Service, which would scrape it 
 telemetry-pipeline/metrics: "true"
 {{- end }}
 
+{{/*
+The clients' BROKER_URL: the broker Service; with broker.cluster.enabled, every broker pod's
+URL, comma-separated (the client library takes a list and follows redirects to a
+partition's leader).
+*/}}
 {{- define "tp.brokerUrl" -}}
+{{- if .Values.broker.cluster.enabled }}
+{{- include "tp.brokerPodUrls" . | fromJsonArray | join "," }}
+{{- else }}
+{{- include "tp.brokerServiceUrl" . }}
+{{- end }}
+{{- end }}
+
+{{- define "tp.brokerServiceUrl" -}}
 {{- printf "%s://%s:%v" (include "tp.scheme" .) (include "tp.componentName" (dict "root" . "component" "broker")) .Values.broker.port }}
 {{- end }}
+
+{{/* ---- The broker cluster (broker.cluster; deploy/README.md, "Broker cluster") ---- */}}
+
+{{/*
+The broker StatefulSet's replica count, checked: 1 for a single broker; with
+broker.cluster.enabled an odd number >= 3 (default 3), so that a majority survives a loss.
+*/}}
+{{- define "tp.brokerReplicas" -}}
+{{- $b := .Values.broker }}
+{{- if $b.cluster.enabled }}
+{{- $n := int (default 3 $b.replicas) }}
+{{- if or (lt $n 3) (eq (mod $n 2) 0) }}
+{{- fail (printf "broker.replicas=%d with broker.cluster.enabled: a broker cluster needs an odd number of replicas >= 3 (3, 5, 7), so that a majority (a Raft quorum) survives the loss of a broker" $n) }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+{{- fail "tls.enabled with broker.cluster.enabled: the brokers' cluster RPCs speak plain HTTP only, and a clustered broker refuses TLS (--tls-cert with --peers); turn one of them off" }}
+{{- end }}
+{{- $n }}
+{{- else }}
+{{- if ne (int (default 1 $b.replicas)) 1 }}
+{{- fail "broker.replicas must be 1 without broker.cluster.enabled: a single broker owns every partition (for several brokers see deploy/README.md, \"Broker cluster\")" }}
+{{- end }}
+{{- 1 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every broker pod's URL, as a JSON list indexed by node id (the pod's StatefulSet ordinal):
+the pods' stable names under the headless Service. Plain http: the cluster refuses TLS.
+*/}}
+{{- define "tp.brokerPodUrls" -}}
+{{- $name := include "tp.componentName" (dict "root" . "component" "broker") }}
+{{- $urls := list }}
+{{- range $i := until (int (include "tp.brokerReplicas" .)) }}
+{{- $urls = append $urls (printf "http://%s-%d.%s-headless.%s.svc:%v" $name $i $name $.Release.Namespace $.Values.broker.port) }}
+{{- end }}
+{{- toJson $urls }}
+{{- end }}
+
+{{/* BROKER_PEERS: "0=http://…,1=http://…", every broker, this one included. */}}
+{{- define "tp.brokerPeers" -}}
+{{- $peers := list }}
+{{- range $id, $url := include "tp.brokerPodUrls" . | fromJsonArray }}
+{{- $peers = append $peers (printf "%d=%s" $id $url) }}
+{{- end }}
+{{- join "," $peers }}
+{{- end }}
+
+{{/*
+broker.affinity plus the cluster's anti-affinity: no two brokers on one node (required,
+"hard", by default; preferred with broker.cluster.antiAffinity=soft), so one node's loss
+takes at most one vote.
+*/}}
+{{- define "tp.brokerAffinity" -}}
+{{- $b := .Values.broker }}
+{{- $affinity := deepCopy ($b.affinity | default dict) }}
+{{- if $b.cluster.enabled }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (fromYaml (include "tp.selectorLabels" (dict "root" . "component" "broker")))) }}
+{{- $anti := get $affinity "podAntiAffinity" | default dict }}
+{{- if eq $b.cluster.antiAffinity "soft" }}
+{{- $terms := get $anti "preferredDuringSchedulingIgnoredDuringExecution" | default list }}
+{{- $_ := set $anti "preferredDuringSchedulingIgnoredDuringExecution" (append $terms (dict "weight" 100 "podAffinityTerm" $term)) }}
+{{- else }}
+{{- $terms := get $anti "requiredDuringSchedulingIgnoredDuringExecution" | default list }}
+{{- $_ := set $anti "requiredDuringSchedulingIgnoredDuringExecution" (append $terms $term) }}
+{{- end }}
+{{- $_ := set $affinity "podAntiAffinity" $anti }}
+{{- end }}
+{{- toJson $affinity }}
+{{- end }}
+{{/* ---- end of the broker cluster ---- */}}
 
 {{/* Secrets: name and key of the broker token and of the database password */}}
 {{- define "tp.brokerTokenSecretName" -}}
