@@ -375,8 +375,12 @@ class Checker:
                 if not any(sel is not None and "namespaceSelector" not in sel and self.selects(sel, labels)
                            for sel in peers_from):
                     self.fail(np, "does not admit the brokers to each other (their Raft RPCs)")
-        # Every client is given every broker.
+        # Every client is given every broker; the API (one URL) the broker Service.
         for w, url in self.client_broker_urls():
+            if w["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "api":
+                if "," in url:
+                    self.fail(w, f"BROKER_URL {url}: the API takes one URL, the broker Service")
+                continue
             if sorted(url.split(",")) != sorted(peers.values()):
                 self.fail(w, f"BROKER_URL {url} is not the list of every broker pod {sorted(peers.values())}")
 
