@@ -201,16 +201,19 @@ mod tests {
         assert_eq!(all[1].as_ref().unwrap_err().offset, Some(8));
     }
 
-    fn batch(base: u64, values: &[&str]) -> Vec<u8> {
-        let records: Vec<broker_log::Record<'_>> = values
+    fn records<'a>(values: &[&'a str]) -> Vec<broker_log::Record<'a>> {
+        values
             .iter()
             .map(|v| broker_log::Record {
                 timestamp_ms: 5,
                 key: Some(b"GPU-1"),
                 value: v.as_bytes(),
             })
-            .collect();
-        record::encode(base, &records, None)
+            .collect()
+    }
+
+    fn batch(base: u64, values: &[&str]) -> Vec<u8> {
+        record::encode(base, &records(values), None)
     }
 
     #[test]
@@ -237,17 +240,7 @@ mod tests {
 
     #[test]
     fn a_fetch_of_a_log_written_before_v2_reads_its_v1_batches_then_the_v2_ones() {
-        let v1 = |base: u64, values: &[&str]| {
-            let records: Vec<broker_log::Record<'_>> = values
-                .iter()
-                .map(|v| broker_log::Record {
-                    timestamp_ms: 5,
-                    key: Some(b"GPU-1"),
-                    value: v.as_bytes(),
-                })
-                .collect();
-            record::encode_v1(base, &records, None)
-        };
+        let v1 = |base: u64, values: &[&str]| record::encode_v1(base, &records(values), None);
         let mut body = v1(0, &["1", "2"]);
         body.extend(batch(2, &["3"]));
         body.extend(v1(3, &["4"]));

@@ -3,18 +3,14 @@
 //! same answers from a cache rebuilt from headers after a reopen (across many segments, with
 //! epochs changing inside segments and at their boundaries), and retention trimming it.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use broker_log::{FsyncPolicy, LogConfig, LogError, PartitionLog, Record};
+use broker_log::{LogConfig, LogError, PartitionLog, Record};
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        initial_segment_bytes: 1024,
-        index_interval_bytes: 256,
-        fsync: FsyncPolicy::Never,
-        ..LogConfig::default()
-    }
+    common::small_segments()
 }
 
 fn append(log: &mut PartitionLog, count: usize) -> u64 {

@@ -3,39 +3,14 @@
 //! `NoSpace` while the log stays readable and takes appends again once space returns; a
 //! failed sync poisons the log until it is reopened.
 
-use std::fs::File;
-use std::io;
+mod common;
+use common::Faulty;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use broker_log::io::{FileOps, RealFileOps};
 use broker_log::{FsyncPolicy, LogConfig, LogError, PartitionLog, Record};
-
-/// Real operations, except when the switches say the disk is full or broken; counts syncs.
-#[derive(Debug, Default)]
-struct Faulty {
-    disk_full: AtomicBool,
-    sync_fails: AtomicBool,
-    syncs: AtomicUsize,
-}
-
-impl FileOps for Faulty {
-    fn preallocate(&self, file: &File, len: u64) -> io::Result<()> {
-        if self.disk_full.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        RealFileOps.preallocate(file, len)
-    }
-
-    fn sync_data(&self, file: &File) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        if self.sync_fails.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        RealFileOps.sync_data(file)
-    }
-}
 
 fn config(fsync: FsyncPolicy) -> LogConfig {
     LogConfig {

@@ -6,26 +6,20 @@
 //! comes part-way, and the follower catches up from its end once space returns; the appended
 //! range is synced under `Always` and settled by the group commit as any append.
 
-use std::fs::File;
-use std::io;
+mod common;
+use common::Faulty;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use broker_log::io::{FileOps, RealFileOps};
 use broker_log::record;
 use broker_log::{
     BatchMeta, FsyncPolicy, LogConfig, LogError, PartitionLog, ProducerStamp, Record,
 };
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        initial_segment_bytes: 1024,
-        index_interval_bytes: 256,
-        fsync: FsyncPolicy::Never,
-        ..LogConfig::default()
-    }
+    common::small_segments()
 }
 
 /// Appends one batch of `count` records whose values name their round, with a producer
@@ -410,25 +404,6 @@ async fn the_appended_range_is_settled_as_any_append() {
     assert!(f.durable_offset() < got.end_offset, "not synced yet");
     f.durable().settle(got.end_offset).await.expect("settle");
     assert!(f.durable_offset() >= got.end_offset);
-}
-
-/// Real operations, except preallocation while the disk is "full".
-#[derive(Debug, Default)]
-struct Faulty {
-    disk_full: AtomicBool,
-}
-
-impl FileOps for Faulty {
-    fn preallocate(&self, file: &File, len: u64) -> io::Result<()> {
-        if self.disk_full.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        RealFileOps.preallocate(file, len)
-    }
-
-    fn sync_data(&self, file: &File) -> io::Result<()> {
-        RealFileOps.sync_data(file)
-    }
 }
 
 #[test]

@@ -5,23 +5,17 @@
 //! through `FileOps`, the process stopping there), and an intent file left by a crash, both
 //! reopening to the old end or the new one.
 
-use std::fs::File;
-use std::io;
+mod common;
+use common::Faulty;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use broker_log::io::{FileOps, RealFileOps};
-use broker_log::{FsyncPolicy, LogConfig, LogError, PartitionLog, Record};
+use broker_log::{LogConfig, LogError, PartitionLog, Record};
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        initial_segment_bytes: 1024,
-        index_interval_bytes: 256,
-        fsync: FsyncPolicy::Never,
-        ..LogConfig::default()
-    }
+    common::small_segments()
 }
 
 /// The value of `offset` as written in round `round`: a cut record that came back after a
@@ -295,41 +289,8 @@ fn a_sync_captured_before_a_truncation_does_not_count_after_it() {
     assert_eq!(log.durable_offset(), cut + 1);
 }
 
-/// Real operations, except that the `fail_at`-th sync from the last reset fails (EIO), and
-/// preallocation fails (ENOSPC) while `disk_full` is set.
-#[derive(Debug, Default)]
-struct Failpoint {
-    syncs: AtomicUsize,
-    fail_at: AtomicUsize,
-    disk_full: AtomicBool,
-}
-
-impl Failpoint {
-    fn arm(&self, fail_at: usize) {
-        self.syncs.store(0, Ordering::SeqCst);
-        self.fail_at.store(fail_at, Ordering::SeqCst);
-    }
-}
-
-impl FileOps for Failpoint {
-    fn preallocate(&self, file: &File, len: u64) -> io::Result<()> {
-        if self.disk_full.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        RealFileOps.preallocate(file, len)
-    }
-
-    fn sync_data(&self, file: &File) -> io::Result<()> {
-        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        RealFileOps.sync_data(file)
-    }
-}
-
 /// A log over several segments, and the truncation target: a batch start in an older one.
-fn crash_setup(dir: &Path, ops: Arc<Failpoint>) -> (PartitionLog, Model, u64) {
+fn crash_setup(dir: &Path, ops: Arc<Faulty>) -> (PartitionLog, Model, u64) {
     let mut log = PartitionLog::open_with_ops(dir, config(), ops).expect("open");
     let mut model = Model::default();
     fill(&mut log, &mut model, 25, 1, 0);
@@ -388,7 +349,7 @@ fn a_truncation_failing_at_any_sync_reopens_to_the_old_end_or_the_new_one() {
     let mut outcomes = Vec::new();
     for fail_at in 1.. {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ops = Arc::new(Failpoint::default());
+        let ops = Arc::new(Faulty::default());
         let (mut log, model, target) = crash_setup(dir.path(), ops.clone());
         let old_end = model.end();
         ops.arm(fail_at);
@@ -415,7 +376,7 @@ fn a_truncation_failing_at_any_sync_reopens_to_the_old_end_or_the_new_one() {
 #[test]
 fn a_full_disk_when_reopening_the_cut_segment_still_ends_at_the_cut() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ops = Arc::new(Failpoint::default());
+    let ops = Arc::new(Faulty::default());
     let (mut log, model, target) = crash_setup(dir.path(), ops.clone());
     ops.disk_full.store(true, Ordering::SeqCst);
     // The files are cut when the new active segment's index cannot be preallocated.
