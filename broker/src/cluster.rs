@@ -106,13 +106,15 @@ impl Cluster {
             url: self.url.clone(),
             raft_leader: leader.as_ref().map(|(id, _)| *id),
             raft_leader_url: leader.map(|(_, url)| url),
-            members: self
-                .node
-                .metadata()
-                .members
-                .into_iter()
-                .map(|(id, m)| MemberInfo { id, url: m.url })
-                .collect(),
+            members: self.read(|m| {
+                m.members
+                    .iter()
+                    .map(|(&id, m)| MemberInfo {
+                        id,
+                        url: m.url.clone(),
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -162,14 +164,19 @@ impl Cluster {
     /// Creates the topic in the metadata (answers once applied): `Ok(true)` if this call
     /// created it, `Ok(false)` if it exists with that partition count, 409 with another.
     pub async fn create_topic(&self, name: &str, partitions: u32, max_topics: u32) -> Result<bool> {
-        let metadata = self.node.metadata();
-        if let Some(t) = metadata.topics.get(name) {
-            return same_count(name, t, partitions).map(|()| false);
-        }
-        if metadata.topics.len() >= max_topics as usize {
-            return Err(BrokerError::TooManyTopics { max: max_topics });
-        }
-        let members = u32::try_from(metadata.members.len()).unwrap_or(u32::MAX);
+        // The members to place replicas on, or `None` when the topic exists already.
+        let members = self.read(|m| {
+            if let Some(t) = m.topics.get(name) {
+                return same_count(name, t, partitions).map(|()| None);
+            }
+            if m.topics.len() >= max_topics as usize {
+                return Err(BrokerError::TooManyTopics { max: max_topics });
+            }
+            Ok(Some(u32::try_from(m.members.len()).unwrap_or(u32::MAX)))
+        })?;
+        let Some(members) = members else {
+            return Ok(false);
+        };
         let command = Command::CreateTopic {
             name: name.to_string(),
             partitions,

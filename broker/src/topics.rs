@@ -146,11 +146,7 @@ impl Topics {
         max_topics: Option<u32>,
     ) -> Result<(Arc<Topic>, bool)> {
         validate_name("topic", name)?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(BrokerError::BadRequest(format!(
-                "partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
-            )));
-        }
+        check_partition_count(partitions)?;
         let _guard = self.create_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(topic) = self.get(name) {
             if topic.partition_count() != partitions {
@@ -282,4 +278,14 @@ fn read_meta(dir: &Path) -> Option<TopicMeta> {
     let bytes = std::fs::read(dir.join("topic.json")).ok()?;
     let meta: TopicMeta = serde_json::from_slice(&bytes).ok()?;
     (meta.partitions > 0 && meta.partitions <= MAX_PARTITIONS).then_some(meta)
+}
+
+/// A topic's partition count must be 1 to [`MAX_PARTITIONS`] (400 otherwise).
+pub fn check_partition_count(partitions: u32) -> Result<()> {
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(BrokerError::BadRequest(format!(
+            "partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"
+        )));
+    }
+    Ok(())
 }

@@ -146,11 +146,7 @@ pub(crate) fn line_partitions(
 ) -> Option<BTreeSet<u32>> {
     let partitions = partitions.max(1);
     let keyless = idempotence.map(|(producer, seq)| {
-        let id = match broker_wire::fnv1a64(producer.as_bytes()) {
-            0 => 1,
-            h => h,
-        };
-        (id.wrapping_add(seq) % u64::from(partitions)) as u32
+        broker_wire::keyless_partition(broker_wire::numeric_producer_id(producer), seq, partitions)
     });
     let mut out = BTreeSet::new();
     for raw in body.split(|&b| b == b'\n') {

@@ -26,7 +26,7 @@ use super::request::{
 };
 use crate::broker::{blocking, Broker};
 use crate::error::{BrokerError, Result};
-use crate::naming::{fnv1a64, validate_name, validate_producer};
+use crate::naming::{validate_name, validate_producer};
 use crate::ndjson;
 use crate::partition::{Idempotence, Partition, Payload};
 use crate::produce::{self, Batch, Placed};
@@ -73,13 +73,12 @@ struct TopicInfo {
 
 pub fn list(broker: &Broker) -> Result<Response<Body>> {
     if let Some(cluster) = &broker.cluster {
-        let topics: Vec<_> = cluster
-            .node
-            .metadata()
-            .topics
-            .iter()
-            .map(|(name, t)| serde_json::json!({"topic": name, "partitions": t.partitions.len()}))
-            .collect();
+        let topics: Vec<_> = cluster.read(|m| {
+            m.topics
+                .iter()
+                .map(|(name, t)| serde_json::json!({"topic": name, "partitions": t.partitions.len()}))
+                .collect()
+        });
         return json_response(StatusCode::OK, &serde_json::json!({ "topics": topics }));
     }
     let topics: Vec<_> = broker
@@ -100,12 +99,7 @@ pub async fn create(
     let body = req.body();
     let CreateBody { partitions } = json_body(body)?;
     if let Some(cluster) = &broker.cluster {
-        if partitions == 0 || partitions > crate::topics::MAX_PARTITIONS {
-            return Err(BrokerError::BadRequest(format!(
-                "partitions must be between 1 and {}, not {partitions}",
-                crate::topics::MAX_PARTITIONS
-            )));
-        }
+        crate::topics::check_partition_count(partitions)?;
         let created = cluster
             .create_topic(name, partitions, broker.config.max_topics)
             .await?;
@@ -192,11 +186,10 @@ fn topic_info(broker: &Broker, topic: &Topic, headers: &HeaderMap) -> TopicInfo 
 /// A topic as the cluster's metadata places it. The offsets are this broker's copy's (exact
 /// at the leader; a follower's copy stays empty until data replication exists).
 fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) -> TopicInfo {
-    let metadata_members = broker
-        .cluster
-        .as_ref()
-        .map(|c| c.node.metadata().members)
-        .unwrap_or_default();
+    let leader_url = |leader: Option<u64>| {
+        let (cluster, id) = (broker.cluster.as_ref()?, leader?);
+        cluster.read(|m| m.members.get(&id).map(|member| member.url.clone()))
+    };
     let local = broker.topics.get(name);
     let partitions = meta
         .partitions
@@ -211,9 +204,7 @@ fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) ->
                 partition: i as u32,
                 log_start_offset,
                 log_end_offset,
-                leader: p
-                    .leader
-                    .and_then(|l| metadata_members.get(&l).map(|m| m.url.clone())),
+                leader: leader_url(p.leader),
                 placement: Some(Placement {
                     leader_id: p.leader,
                     leader_epoch: p.leader_epoch,
@@ -262,10 +253,10 @@ fn idempotence(query: &Query) -> Result<Option<(String, u64)>> {
 }
 
 fn stamp_of(producer: &str, seq: u64) -> ProducerStamp {
-    // 0 means "not idempotent" in the batch header, so a (vanishingly unlikely) zero hash
-    // is moved to 1.
-    let producer_id = fnv1a64(producer.as_bytes()).max(1);
-    ProducerStamp { producer_id, seq }
+    ProducerStamp {
+        producer_id: broker_wire::numeric_producer_id(producer),
+        seq,
+    }
 }
 
 enum Kind {
@@ -304,9 +295,7 @@ pub async fn produce(
             // A retry must land where the original did, so idempotent requests pick their
             // keyless partition from (producer, seq) instead of the round-robin.
             let keyless = match idem {
-                Some(i) => {
-                    (i.stamp.producer_id.wrapping_add(i.stamp.seq) % u64::from(count)) as u32
-                }
+                Some(i) => broker_wire::keyless_partition(i.stamp.producer_id, i.stamp.seq, count),
                 None => broker.next_keyless(count),
             };
             let messages = ndjson::parse(body, count, keyless)?;

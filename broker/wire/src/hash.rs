@@ -18,6 +18,18 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (fnv1a64(key) % u64::from(partitions.max(1))) as u32
 }
 
+/// A producer's numeric id, as batch headers carry it: FNV-1a 64 of its string id, with 0
+/// (which means "no producer" in a header) moved to 1.
+pub fn numeric_producer_id(producer: &str) -> u64 {
+    fnv1a64(producer.as_bytes()).max(1)
+}
+
+/// The partition of an idempotent NDJSON request's keyless lines: (numeric producer id + seq)
+/// modulo the partition count (0 taken as 1), so a retry lands where the original did.
+pub fn keyless_partition(producer_id: u64, seq: u64, partitions: u32) -> u32 {
+    (producer_id.wrapping_add(seq) % u64::from(partitions.max(1))) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

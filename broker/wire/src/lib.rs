@@ -16,7 +16,7 @@ pub mod names;
 pub mod ndjson;
 pub mod problem;
 
-pub use hash::{fnv1a64, partition_for_key};
+pub use hash::{fnv1a64, keyless_partition, numeric_producer_id, partition_for_key};
 pub use names::{validate_member, validate_name, validate_producer, NameError};
 pub use problem::Problem;
 
