@@ -9,8 +9,8 @@
 //! removes the copy of every topic deleted from the metadata. The metadata's rules (placement,
 //! leaders, ISR) are `broker-meta`'s; the local logs are `topics`'.
 //!
-//! Not built yet: data replication (followers fetching from leaders), moving a partition's
-//! leadership when its leader dies, and consumer-group coordinators (groups stay per broker).
+//! Data replication and leader failover are `replication`'s; consumer-group coordinators are
+//! not built yet (groups stay per broker).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,6 +31,12 @@ pub struct Cluster {
     pub id: NodeId,
     pub url: String,
     replication_factor: u32,
+    /// `--min-insync-replicas`, `--replica-lag-ms`, `--node-timeout-ms`.
+    pub min_insync_replicas: u32,
+    pub replica_lag: std::time::Duration,
+    pub node_timeout: std::time::Duration,
+    /// The client for replication's requests to the other brokers.
+    pub peers: crate::replication::Peers,
     /// The applied metadata, read in place by request handlers (no copy per request).
     applied: tokio::sync::watch::Receiver<Metadata>,
 }
@@ -71,7 +77,15 @@ impl Cluster {
             tracing::info!(node = config.node_id, "formed the metadata cluster");
         }
         tracing::info!(node = config.node_id, url = %config.advertised_url, "joined the metadata cluster");
+        let rpc = broker_meta::network::Rpc::new(
+            broker_meta::network::http_client(std::time::Duration::from_secs(1)),
+            token,
+        )?;
         Ok(Cluster {
+            min_insync_replicas: config.min_insync_replicas,
+            replica_lag: config.replica_lag,
+            node_timeout: config.node_timeout,
+            peers: crate::replication::Peers::new(rpc, config.node_id),
             applied: node.watch(),
             node,
             id: config.node_id,
@@ -97,6 +111,11 @@ impl Cluster {
             return Err("this broker's cluster membership is not applied yet");
         }
         Ok(())
+    }
+
+    /// Whether this broker leads the metadata's Raft group (and so runs the controller).
+    pub fn is_raft_leader(&self) -> bool {
+        self.node.leader().is_some_and(|(id, _)| id == self.id)
     }
 
     pub fn info(&self) -> ClusterInfo {
@@ -328,6 +347,7 @@ pub async fn follow(broker: Arc<Broker>) {
                     tracing::error!(topic = %name, error = %e, "creating a topic's local copy");
                 }
             }
+            crate::replication::reconcile(&b, &metadata);
             Ok(())
         })
         .await;

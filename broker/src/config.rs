@@ -143,6 +143,23 @@ pub struct Config {
     /// Copies of each partition of a topic created in a cluster (capped by the members).
     #[arg(long, env = "BROKER_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub replication_factor: u32,
+
+    /// In a cluster: a produce is refused (503) while a partition has fewer in-sync replicas
+    /// than this (capped by its replica count), so an acknowledged message is on at least
+    /// this many brokers.
+    #[arg(long, env = "BROKER_MIN_INSYNC_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_insync_replicas: u32,
+
+    /// In a cluster: a follower that has not caught up with its leader's log end for this
+    /// long leaves the partition's in-sync replicas (and stops holding up acknowledgements).
+    #[arg(long, env = "BROKER_REPLICA_LAG_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub replica_lag_ms: u64,
+
+    /// In a cluster: a broker that has not answered the metadata leader's health checks for
+    /// this long is declared down, and its partitions get new leaders from their in-sync
+    /// replicas.
+    #[arg(long, env = "BROKER_NODE_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub node_timeout_ms: u64,
 }
 
 /// A broker's place in its cluster, checked ([`Config::cluster`]).
@@ -155,6 +172,9 @@ pub struct ClusterConfig {
     /// The Raft log, vote and snapshot: `<data-dir>/meta/`.
     pub dir: PathBuf,
     pub replication_factor: u32,
+    pub min_insync_replicas: u32,
+    pub replica_lag: Duration,
+    pub node_timeout: Duration,
 }
 
 impl Config {
@@ -217,7 +237,15 @@ impl Config {
             advertised_url,
             dir: self.data_dir.join("meta"),
             replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
+            replica_lag: Duration::from_millis(self.replica_lag_ms),
+            node_timeout: Duration::from_millis(self.node_timeout_ms),
         }))
+    }
+
+    /// Whether the broker is one of a cluster (`--peers` given): its partitions replicate.
+    pub fn is_clustered(&self) -> bool {
+        !self.peers.trim().is_empty()
     }
 
     pub fn fsync_interval(&self) -> Duration {

@@ -142,6 +142,36 @@ pub enum BrokerError {
         url: Option<String>,
     },
 
+    /// In a cluster: the partition has fewer in-sync replicas than `--min-insync-replicas`,
+    /// so nothing is appended (an acknowledged message must be on that many brokers).
+    #[error("partition {partition} of topic {topic:?} has {isr} in-sync replicas, fewer than the {min} a produce needs (--min-insync-replicas): retry once a replica has caught up")]
+    NotEnoughReplicas {
+        topic: String,
+        partition: u32,
+        isr: usize,
+        min: usize,
+    },
+
+    /// In a cluster: the batch is appended at the leader but not yet on every in-sync
+    /// replica within the wait, or the leader lost its leadership meanwhile. Not
+    /// acknowledged: an idempotent retry (same producer and seq) stores it at most once.
+    #[error("partition {partition} of topic {topic:?}: the batch was not confirmed by every in-sync replica ({why}); retry with the same producer and seq")]
+    NotReplicated {
+        topic: String,
+        partition: u32,
+        why: &'static str,
+    },
+
+    /// A follower's fetch named another leader epoch than this leader's: one of the two has
+    /// not applied the latest metadata yet.
+    #[error("partition {partition} of topic {topic:?} is led at epoch {current} here, the follower asked for epoch {given}")]
+    EpochMismatch {
+        topic: String,
+        partition: u32,
+        given: u32,
+        current: u32,
+    },
+
     /// The cluster's metadata could not be read or changed (no Raft leader, no quorum).
     #[error("cluster metadata: {0}")]
     Meta(#[from] broker_meta::MetaError),

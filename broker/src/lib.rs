@@ -5,6 +5,8 @@
 //! - [`config`]: flags and environment variables;
 //! - `cluster`: with `--peers`, the broker's member of the Raft-replicated cluster metadata
 //!   (`broker-meta`), leadership checks (421) and the local copies of the cluster's topics;
+//!   `replication`: copying partitions from their leaders, the high watermark, `acks=all`,
+//!   the ISR, and moving leadership off dead brokers;
 //! - `broker`: the shared state; `topics`: the topic registry and its directories;
 //!   `partition`: one partition's log, producer table, long-poll signal and group commit;
 //!   `produce`: appending a request's batches, an idempotent one all-or-nothing;
@@ -33,6 +35,7 @@ mod ndjson;
 mod partition;
 mod produce;
 mod producers;
+mod replication;
 mod tasks;
 mod topics;
 
@@ -118,6 +121,7 @@ fn recover_in_background(broker: &Arc<Broker>) -> oneshot::Receiver<BrokerError>
             Ok(()) => {
                 tasks::spawn_all(&broker);
                 tokio::spawn(cluster::follow(Arc::clone(&broker)));
+                replication::spawn(&broker);
                 broker.readiness.set(true);
                 tracing::info!(elapsed = ?started.elapsed(), "recovery done: ready");
             }

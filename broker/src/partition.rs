@@ -2,10 +2,13 @@
 //! std `Mutex` (appends are a memcpy into a mapped segment, so the critical section is short
 //! and never awaits), plus the signals around it:
 //!
-//! - `visible`: the offset up to which readers may read; long-polls wait on it. With
-//!   `--fsync always` it trails the durable offset (the log tells us each advance), so a
-//!   consumer never sees a message that a crash could still take back (and that a producer
-//!   retry would then append again); otherwise it is the log end.
+//! - `local`: how far this copy counts as written: with `--fsync always` the durable offset
+//!   (the log tells us each advance), so nothing a crash could still take back is counted
+//!   (and then appended again by a producer retry); otherwise the log end.
+//! - `visible`: the offset up to which consumers may read; their long-polls wait on it. A
+//!   broker of one shows consumers `local`. A replicated partition (a cluster) shows them its
+//!   high watermark, which the replication (`replication/`) publishes: what every in-sync
+//!   replica holds, so nothing a consumer read can vanish in a failover.
 //!
 //! - the log itself is opened lazily: a partition nothing was ever appended to has no files
 //!   and holds no descriptor (an idle topic costs no disk); the first append creates it.
@@ -82,14 +85,24 @@ struct Inner {
     /// The topic was deleted: every call answers "unknown topic".
     closed: bool,
     producers: ProducerTable,
+    /// The leader epoch appends are stamped with, given to the log when it opens (a log is
+    /// opened lazily, so it may be set before the log exists).
+    leader_epoch: Option<u32>,
 }
 
 pub struct Partition {
     pub topic: Arc<str>,
     pub id: u32,
     inner: Mutex<Inner>,
-    /// Readers may see offsets below this; long-polls wait on it.
+    /// Consumers may see offsets below this; their long-polls wait on it.
     visible: Arc<watch::Sender<u64>>,
+    /// This copy's end as it counts for replication (see the module doc); followers'
+    /// fetches long-poll on it.
+    local: Arc<watch::Sender<u64>>,
+    /// In a cluster: `visible` is the high watermark the replication publishes, not `local`.
+    replicated: bool,
+    /// Its part in the partition's replication (a cluster only).
+    pub role: Mutex<crate::replication::Role>,
     /// The log's durability handle, set once the log exists (never unset: after a delete
     /// it still answers for what was written).
     durable: OnceLock<Durable>,
@@ -114,6 +127,7 @@ impl Partition {
         config: LogConfig,
         ops: Option<Arc<dyn FileOps>>,
         producer_idle_ms: u64,
+        replicated: bool,
     ) -> Result<Partition> {
         let always = config.fsync == FsyncPolicy::Always;
         let log = if has_segments(dir) {
@@ -148,11 +162,17 @@ impl Partition {
                 log: None,
                 closed: false,
                 producers,
+                leader_epoch: None,
             }),
             dir: dir.to_path_buf(),
             config,
             ops,
-            visible: Arc::new(watch::Sender::new(end)),
+            // A replicated copy shows consumers nothing until its role is known: its tail
+            // may be a deposed leader's, never committed.
+            visible: Arc::new(watch::Sender::new(if replicated { 0 } else { end })),
+            local: Arc::new(watch::Sender::new(end)),
+            replicated,
+            role: Mutex::new(crate::replication::Role::default()),
             durable: OnceLock::new(),
             always,
             end_gauge,
@@ -168,8 +188,14 @@ impl Partition {
     /// always`, makes data visible as the log reports it durable.
     fn attach(&self, log: &PartitionLog) {
         if self.always {
-            let visible = Arc::clone(&self.visible);
-            log.on_durable(Box::new(move |durable| publish_visible(&visible, durable)));
+            let local = Arc::clone(&self.local);
+            let visible = (!self.replicated).then(|| Arc::clone(&self.visible));
+            log.on_durable(Box::new(move |durable| {
+                raise(&local, durable);
+                if let Some(visible) = &visible {
+                    raise(visible, durable);
+                }
+            }));
         }
         let _ = self.durable.set(log.durable());
     }
@@ -220,7 +246,7 @@ impl Partition {
         drop(inner);
         self.end_gauge.set(outcome.end_offset as f64);
         if !self.always {
-            publish_visible(&self.visible, outcome.end_offset);
+            self.publish_local(outcome.end_offset);
         }
         let appended = Appended {
             base_offset: outcome.base_offset,
@@ -294,20 +320,7 @@ impl Partition {
         stamp: Option<ProducerStamp>,
     ) -> Result<AppendOutcome> {
         let len = payload.encoded_len();
-        if inner.log.is_none() {
-            // The first append creates the log (a directory and a small first segment); the
-            // topic directory is synced so the new partition directory survives a power loss.
-            let log = may_block(|| {
-                let log = open_log(&self.dir, self.config.clone(), self.ops.clone())?;
-                if let Some(topic_dir) = self.dir.parent() {
-                    crate::fsutil::sync_dir(topic_dir)?;
-                }
-                Ok::<_, BrokerError>(log)
-            })?;
-            self.attach(&log);
-            inner.log = Some(log);
-        }
-        let log = inner.log.as_mut().ok_or_else(|| self.unknown())?;
+        let log = self.log_mut(inner)?;
         let may_block_now = log.append_may_block(len);
         let mut append = || match payload {
             Payload::Records(records) => log.append_unsynced(records, stamp),
@@ -322,6 +335,168 @@ impl Partition {
             append()?
         };
         Ok(outcome)
+    }
+
+    /// The log, created on first need: a directory and a small first segment, the topic
+    /// directory synced so the new partition directory survives a power loss.
+    fn log_mut<'i>(&self, inner: &'i mut Inner) -> Result<&'i mut PartitionLog> {
+        self.check_open(inner)?;
+        if inner.log.is_none() {
+            let mut log = may_block(|| {
+                let log = open_log(&self.dir, self.config.clone(), self.ops.clone())?;
+                if let Some(topic_dir) = self.dir.parent() {
+                    crate::fsutil::sync_dir(topic_dir)?;
+                }
+                Ok::<_, BrokerError>(log)
+            })?;
+            if let Some(epoch) = inner.leader_epoch {
+                log.set_leader_epoch(epoch)?;
+            }
+            self.attach(&log);
+            inner.log = Some(log);
+        }
+        inner.log.as_mut().ok_or_else(|| self.unknown())
+    }
+
+    /// Counts `end` as this copy's (see the module doc); unreplicated, consumers see it too.
+    fn publish_local(&self, end: u64) {
+        raise(&self.local, end);
+        if !self.replicated {
+            raise(&self.visible, end);
+        }
+    }
+
+    // ---- Replication (a cluster): what `replication/` asks of a copy. ----
+
+    /// This copy's end as it counts for replication (see the module doc).
+    pub fn local_end(&self) -> u64 {
+        *self.local.borrow()
+    }
+
+    /// A receiver of [`Partition::local_end`], for followers' long-polls at the leader.
+    pub fn subscribe_local(&self) -> watch::Receiver<u64> {
+        self.local.subscribe()
+    }
+
+    /// `(log start, log end)` of this copy, everything it holds whatever its replication.
+    pub fn log_bounds(&self) -> Result<(u64, u64)> {
+        let inner = self.lock();
+        self.check_open(&inner)?;
+        Ok((start_of(&inner), end_of(&inner)))
+    }
+
+    /// Whole encoded batches from the one holding `offset` up to the log end, for a follower:
+    /// it copies what is not yet committed too (that is how it gets committed).
+    pub fn read_for_replica(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>> {
+        let inner = self.lock();
+        self.check_open(&inner)?;
+        let (start, end) = (start_of(&inner), end_of(&inner));
+        if offset < start || offset > end {
+            return Err(BrokerError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        match inner.log.as_ref() {
+            Some(log) if offset < end => Ok(log.read_encoded(offset, max_bytes)?),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Appends a leader's batches verbatim (a follower) and records their producer stamps,
+    /// so a follower that becomes leader recognises retries. Returns the new log end.
+    pub fn append_replica(&self, encoded: &[u8]) -> Result<u64> {
+        let mut inner = self.lock();
+        let always = self.always;
+        let log = self.log_mut(&mut inner)?;
+        // With `--fsync always` a follower syncs before it fetches again, i.e. before its
+        // leader counts the batch as on this broker.
+        let appended = may_block(|| {
+            if always {
+                log.append_replica(encoded)
+            } else {
+                log.append_replica_unsynced(encoded)
+            }
+        })?;
+        let now = now_ms();
+        for batch in &appended.batches {
+            if let Some(stamp) = batch.producer {
+                inner
+                    .producers
+                    .record(stamp, batch.base_offset, batch.record_count, now);
+            }
+        }
+        drop(inner);
+        self.end_gauge.set(appended.end_offset as f64);
+        // With `always` the sync above made it durable (the durability listener agrees).
+        raise(&self.local, appended.end_offset);
+        Ok(appended.end_offset)
+    }
+
+    /// Cuts this copy back to `offset` (a follower whose log diverged from its leader's),
+    /// rebuilds the producer table from what is left and lowers the ends to match.
+    pub fn truncate_to(&self, offset: u64, producer_idle_ms: u64) -> Result<u64> {
+        let mut inner = self.lock();
+        self.check_open(&inner)?;
+        let Some(log) = inner.log.as_mut() else {
+            return Ok(0);
+        };
+        let end = may_block(|| log.truncate_to(offset))?;
+        let producers = ProducerTable::rebuild(log, producer_idle_ms, now_ms())?;
+        inner.producers = producers;
+        drop(inner);
+        self.end_gauge.set(end as f64);
+        for watched in [&self.local, &self.visible] {
+            watched.send_if_modified(|v| {
+                let lowered = *v > end;
+                *v = (*v).min(end);
+                lowered
+            });
+        }
+        Ok(end)
+    }
+
+    /// Makes this copy the leader's of `epoch`: its appends are stamped with it.
+    pub fn set_leader_epoch(&self, epoch: u32) -> Result<()> {
+        let mut inner = self.lock();
+        self.check_open(&inner)?;
+        inner.leader_epoch = Some(epoch);
+        if let Some(log) = inner.log.as_mut() {
+            log.set_leader_epoch(epoch)?;
+        }
+        Ok(())
+    }
+
+    /// The leader epoch of this copy's last batch (`None`: no records).
+    pub fn latest_epoch(&self) -> Result<Option<u32>> {
+        let inner = self.lock();
+        self.check_open(&inner)?;
+        match inner.log.as_ref() {
+            Some(log) => Ok(log.latest_epoch()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Where `epoch` ended in this copy (`PartitionLog::end_offset_for_epoch`).
+    pub fn end_offset_for_epoch(&self, epoch: u32) -> Result<Option<(u32, u64)>> {
+        let inner = self.lock();
+        self.check_open(&inner)?;
+        match inner.log.as_ref() {
+            Some(log) => Ok(log.end_offset_for_epoch(epoch)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Raises what consumers see to the high watermark `hw` (never past this copy's end).
+    pub fn publish_high_watermark(&self, hw: u64) {
+        raise(&self.visible, hw.min(self.local_end()));
+    }
+
+    /// Wakes everyone waiting on what consumers see (a role change: waiting produces look
+    /// at the role again).
+    pub fn wake(&self) {
+        self.visible.send_modify(|_| {});
     }
 
     fn sync_failed(&self) -> BrokerError {
@@ -355,19 +530,20 @@ impl Partition {
         (start, *self.visible.borrow())
     }
 
-    /// Checks that `offset` is readable (between start and the visible end, inclusive).
+    /// Checks that `offset` is in the log (between start and end, inclusive) and returns the
+    /// visible end. An offset past the visible end but inside the log (not yet durable, or
+    /// not yet on every in-sync replica) is valid: a reader there waits for it.
     fn check_range(&self, inner: &Inner, offset: u64) -> Result<u64> {
         self.check_open(inner)?;
-        let start = start_of(inner);
-        let end = *self.visible.borrow();
+        let (start, end) = (start_of(inner), end_of(inner));
         if offset < start || offset > end {
             return Err(BrokerError::OffsetOutOfRange {
                 requested: offset,
                 start,
-                end,
+                end: *self.visible.borrow(),
             });
         }
-        Ok(end)
+        Ok(*self.visible.borrow())
     }
 
     /// Whole encoded batches from the one holding `offset`, none past the visible end, and the
@@ -375,13 +551,18 @@ impl Partition {
     pub fn read_encoded(&self, offset: u64, max_bytes: usize) -> Result<(Vec<u8>, u64)> {
         let inner = self.lock();
         let end = self.check_range(&inner, offset)?;
-        if offset == end {
+        if offset >= end {
             return Ok((Vec::new(), offset));
         }
         let log = inner.log.as_ref().ok_or_else(|| self.unknown())?;
         let bytes = log.read_encoded(offset, max_bytes)?;
         drop(inner);
         Ok(crate::batches::truncate_to(bytes, end, offset))
+    }
+
+    /// What consumers may read up to.
+    pub fn visible_end(&self) -> u64 {
+        *self.visible.borrow()
     }
 
     /// A receiver of the visible end, for long-polls.
@@ -429,8 +610,13 @@ fn start_of(inner: &Inner) -> u64 {
     inner.log.as_ref().map_or(0, PartitionLog::start_offset)
 }
 
-/// Raises the visible end to `end` (never lowers it), waking long-polls.
-fn publish_visible(visible: &watch::Sender<u64>, end: u64) {
+/// The log end (0 for a log not created yet).
+fn end_of(inner: &Inner) -> u64 {
+    inner.log.as_ref().map_or(0, PartitionLog::end_offset)
+}
+
+/// Raises a watched end to `end` (never lowers it), waking long-polls.
+fn raise(visible: &watch::Sender<u64>, end: u64) {
     visible.send_if_modified(|v| {
         if end > *v {
             *v = end;

@@ -249,6 +249,7 @@ impl Topics {
                     self.config.log_config(),
                     self.config.file_ops(),
                     self.config.producer_idle_ms,
+                    self.config.is_clustered(),
                 )
                 .map(Arc::new)
             })

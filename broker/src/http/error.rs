@@ -37,7 +37,12 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         E::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         E::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         E::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        E::NotReady | E::ShuttingDown | E::Meta(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::NotReady
+        | E::ShuttingDown
+        | E::Meta(_)
+        | E::NotEnoughReplicas { .. }
+        | E::NotReplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        E::EpochMismatch { .. } => StatusCode::CONFLICT,
         E::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
         E::Refused(_) => StatusCode::BAD_REQUEST,
         E::Log(log) => log_status(log),

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod groups;
 pub mod longpoll;
+pub mod replica;
 pub mod request;
 pub mod routes;
 pub mod topics;

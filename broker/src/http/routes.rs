@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use pipeline_common::ops as answers;
 
 use super::request::{read_body, Body};
-use super::{error, groups, topics};
+use super::{error, groups, replica, topics};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::metrics as m;
@@ -29,6 +29,8 @@ pub enum Route<'a> {
     Topic(&'a str),
     Produce(&'a str),
     Fetch(&'a str, &'a str),
+    /// A follower asking where a leader epoch ends (topic, partition, epoch).
+    EpochEnd(&'a str, &'a str, &'a str),
     Group(&'a str),
     Join(&'a str),
     Member(&'a str, &'a str),
@@ -55,6 +57,7 @@ impl<'a> Route<'a> {
             ["v1", "topics", t] => Route::Topic(t),
             ["v1", "topics", t, "messages"] => Route::Produce(t),
             ["v1", "topics", t, "partitions", p, "messages"] => Route::Fetch(t, p),
+            ["v1", "topics", t, "partitions", p, "epochs", e] => Route::EpochEnd(t, p, e),
             ["v1", "groups", g] => Route::Group(g),
             ["v1", "groups", g, "members"] => Route::Join(g),
             ["v1", "groups", g, "members", mem] => Route::Member(g, mem),
@@ -73,7 +76,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => GET,
             Route::Topics | Route::Fetch(..) | Route::Group(_) | Route::MemberFetch(..) => GET,
-            Route::Cluster => GET,
+            Route::Cluster | Route::EpochEnd(..) => GET,
             // broker-meta's handler answers each RPC's method itself.
             Route::Raft => &[Method::GET, Method::POST],
             Route::Topic(_) => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
@@ -94,6 +97,7 @@ impl<'a> Route<'a> {
             Route::Topic(_) => "topic",
             Route::Produce(_) => "produce",
             Route::Fetch(..) => "fetch",
+            Route::EpochEnd(..) => "epoch_end",
             Route::Group(_) => "group",
             Route::Join(_) => "join",
             Route::Member(..) => "leave",
@@ -169,6 +173,7 @@ async fn respond(
         Route::Topic(t) => topics::describe(broker, t, req.headers()),
         Route::Produce(t) => topics::produce(broker, t, &req).await,
         Route::Fetch(t, p) => topics::fetch(broker, t, p, &req).await,
+        Route::EpochEnd(t, p, e) => replica::epoch_end(broker, t, p, e, &req),
         Route::Group(g) => groups::describe(broker, g),
         Route::Join(g) => groups::join(broker, g, &req).await,
         Route::Member(g, mem) => groups::leave(broker, g, mem),

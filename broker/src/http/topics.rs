@@ -30,6 +30,7 @@ use crate::naming::{validate_name, validate_producer};
 use crate::ndjson;
 use crate::partition::{Idempotence, Partition, Payload};
 use crate::produce::{self, Batch, Placed};
+use crate::replication;
 use crate::topics::Topic;
 
 /// Default and largest `max` of a fetch.
@@ -63,6 +64,12 @@ struct Placement {
     leader_epoch: u32,
     replicas: Vec<u64>,
     isr: Vec<u64>,
+    /// Everything this broker's copy holds, committed or not (`log_end_offset` is what a
+    /// consumer may read: the high watermark, at the leader).
+    replica_end_offset: u64,
+    /// The high watermark as this broker knows it (exact at the leader; a follower learns
+    /// it with each fetch).
+    high_watermark: u64,
 }
 
 #[derive(Serialize)]
@@ -183,8 +190,8 @@ fn topic_info(broker: &Broker, topic: &Topic, headers: &HeaderMap) -> TopicInfo 
     }
 }
 
-/// A topic as the cluster's metadata places it. The offsets are this broker's copy's (exact
-/// at the leader; a follower's copy stays empty until data replication exists).
+/// A topic as the cluster's metadata places it. The offsets are this broker's copy's: at the
+/// leader `log_end_offset` is the high watermark; a follower's trails its leader's.
 fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) -> TopicInfo {
     let leader_url = |leader: Option<u64>| {
         let (cluster, id) = (broker.cluster.as_ref()?, leader?);
@@ -196,10 +203,14 @@ fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) ->
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (log_start_offset, log_end_offset) = local
-                .as_ref()
-                .and_then(|t| t.partitions.get(i))
-                .map_or((0, 0), |part| part.offsets());
+            let part = local.as_ref().and_then(|t| t.partitions.get(i));
+            let (log_start_offset, log_end_offset) = part.map_or((0, 0), |part| part.offsets());
+            let replica_end_offset = part
+                .and_then(|part| part.log_bounds().ok())
+                .map_or(0, |(_, end)| end);
+            let high_watermark = part.map_or(0, |part| {
+                replication::high_watermark(part).unwrap_or_else(|| part.visible_end())
+            });
             PartitionInfo {
                 partition: i as u32,
                 log_start_offset,
@@ -210,6 +221,8 @@ fn cluster_topic_info(broker: &Broker, name: &str, meta: &broker_meta::Topic) ->
                     leader_epoch: p.leader_epoch,
                     replicas: p.replicas.clone(),
                     isr: p.isr.clone(),
+                    replica_end_offset,
+                    high_watermark,
                 }),
             }
         })
@@ -304,7 +317,7 @@ pub async fn produce(
                 // All or nothing: one partition led elsewhere refuses the whole request.
                 cluster.check_leads(name, messages.iter().map(|m| m.partition))?;
             }
-            produce_ndjson(&topic, &messages, body.len(), idem).await
+            produce_ndjson(broker, &topic, &messages, body.len(), idem).await
         }
         Kind::Batch => {
             let p = partition.ok_or_else(|| {
@@ -324,7 +337,7 @@ pub async fn produce(
                 cluster.check_leads(name, [p as u32])?;
             }
             topic.counters.bytes_in.increment(body.len() as u64);
-            produce_batch(&topic, p, body, idem).await
+            produce_batch(broker, &topic, p, body, idem).await
         }
     }
 }
@@ -345,6 +358,7 @@ async fn produce_target(broker: &Arc<Broker>, name: &str, checked: u32) -> Resul
 }
 
 async fn produce_ndjson(
+    broker: &Broker,
     topic: &Topic,
     messages: &[ndjson::Message<'_>],
     body_len: usize,
@@ -377,6 +391,7 @@ async fn produce_ndjson(
             payload: Payload::Records(records),
         })
         .collect();
+    let epochs = leader_epochs(broker, topic, by_partition.keys().copied())?;
     // Decided whole for an idempotent request; no lock is held past this call.
     let placed = produce::append(topic, batches, idem)?;
     let mut offsets = vec![0u64; messages.len()];
@@ -393,6 +408,7 @@ async fn produce_ndjson(
         all_duplicates &= placed.appended.duplicate;
     }
     settle_all(&placed).await?;
+    replicate_all(broker, &placed, &epochs).await?;
     let mut out = String::with_capacity(32 + offsets.len() * 32);
     let _ = write!(out, "{{\"topic\":\"{}\",\"results\":[", topic.name);
     for (i, (msg, offset)) in messages.iter().zip(&offsets).enumerate() {
@@ -407,6 +423,33 @@ async fn produce_ndjson(
     let mut response = bytes_response(StatusCode::OK, "application/json", out.into_bytes());
     mark_duplicate(&mut response, all_duplicates);
     Ok(response)
+}
+
+/// In a cluster: the leader epoch of each partition a produce touches, checked ready to take
+/// it (led here, enough in-sync replicas) before anything is appended. Empty otherwise.
+fn leader_epochs(
+    broker: &Broker,
+    topic: &Topic,
+    partitions: impl Iterator<Item = u32>,
+) -> Result<Vec<u32>> {
+    if broker.cluster.is_none() {
+        return Ok(Vec::new());
+    }
+    partitions
+        .map(|p| replication::check_produce(broker, topic.partition(u64::from(p))?))
+        .collect()
+}
+
+/// In a cluster: waits until every placed batch is on every in-sync replica (`acks=all`).
+async fn replicate_all(broker: &Broker, placed: &[Placed<'_>], epochs: &[u32]) -> Result<()> {
+    let Some(cluster) = &broker.cluster else {
+        return Ok(());
+    };
+    let wait = cluster.replica_lag * 2;
+    for (p, &epoch) in placed.iter().zip(epochs) {
+        replication::await_replicated(broker, p.partition, p.end, epoch, wait).await?;
+    }
+    Ok(())
 }
 
 /// Waits for every partition a produce touched; all syncs are started before the first wait.
@@ -437,6 +480,7 @@ fn mark_duplicate(response: &mut Response<Body>, duplicate: bool) {
 }
 
 async fn produce_batch(
+    broker: &Broker,
     topic: &Topic,
     partition: u64,
     body: &[u8],
@@ -451,10 +495,12 @@ async fn produce_batch(
         partition,
         payload: Payload::Encoded(body),
     };
+    let epochs = leader_epochs(broker, topic, std::iter::once(partition))?;
     // Through the same path as NDJSON so an idempotent batch takes its producer's stripe:
     // appended between another request's check and appends, it could cut that request.
     let placed = produce::append(topic, vec![batch], idem)?;
     settle_all(&placed).await?;
+    replicate_all(broker, &placed, &epochs).await?;
     let Some(Placed { appended, .. }) = placed.first() else {
         return Err(BrokerError::Internal(
             "a one-batch produce placed no batch".into(),
@@ -507,6 +553,9 @@ pub async fn fetch(
         .u64("offset")?
         .ok_or_else(|| BrokerError::BadRequest("the offset query parameter is required".into()))?;
     let (max, deadline) = fetch_limits(&query)?;
+    if let Some(node) = query.u64("replica")? {
+        return super::replica::fetch(broker, part, node, offset, &query, deadline).await;
+    }
     let binary = accepts_batch(req.headers());
     let mut visible = part.subscribe();
     let mut shutdown = broker.shutdown.clone();

@@ -41,4 +41,7 @@ pub mod header {
     pub const LOG_END_OFFSET: &str = "broker-log-end-offset";
     /// A group fetch answer: the group generation the answer was read under.
     pub const GENERATION: &str = "broker-generation";
+    /// A follower's fetch answer (a cluster): the leader's high watermark, the end of what
+    /// every in-sync replica holds.
+    pub const HIGH_WATERMARK: &str = "broker-high-watermark";
 }

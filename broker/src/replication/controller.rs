@@ -1,0 +1,181 @@
+//! The controller: moves partition leadership away from brokers that stopped answering.
+//!
+//! Runs on every broker and acts only on the one that leads the metadata's Raft group (the
+//! Raft leader is the one broker whose view of the members is current, and one actor avoids
+//! conflicting proposals). Every broker probes each other member's `/healthz` every tick, so
+//! a broker that becomes Raft leader already knows who has been silent — when the dead
+//! broker was the Raft leader itself, its partitions move as soon as the election ends
+//! rather than a whole timeout later. A member that has not answered for
+//! `--node-timeout-ms` is declared down ([`Command::NodeDown`]):
+//! its partitions get a new leader from their in-sync replicas (epoch + 1, which fences the
+//! old leader: the followers fetch from the new one, so the old one can no longer gather the
+//! in-sync acknowledgements a produce needs) and it leaves their ISRs. A partition left with
+//! no leader (its last in-sync replica was the one that died) gets its leader back as soon
+//! as an ISR member answers again ([`Command::ElectLeader`]); no other replica may lead it
+//! (no unclean election).
+//!
+//! A broker declared down rejoins by itself: it follows the new leaders, truncates, catches
+//! up, and each leader puts it back in the ISR (`leader.rs`).
+//!
+//! A broker that just started gives every member a full timeout before it counts them silent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_meta::{Command, Metadata, NodeId};
+
+use super::peer::Peers;
+use crate::broker::Broker;
+use crate::cluster::Cluster;
+
+/// The longest pause between two probing rounds.
+const MAX_TICK: Duration = Duration::from_millis(250);
+
+/// Probes and acts until shutdown.
+pub async fn run(broker: Arc<Broker>, peers: Peers) {
+    let Some(cluster) = &broker.cluster else {
+        return;
+    };
+    let timeout = cluster.node_timeout;
+    let tick = (timeout / 8).min(MAX_TICK);
+    let mut stop = broker.shutdown.clone();
+    let mut last_seen: BTreeMap<NodeId, Instant> = BTreeMap::new();
+    let mut last_proposed: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = crate::http::stopped(&mut stop) => return,
+        }
+        let members: Vec<(NodeId, String)> = cluster.read(|m| {
+            m.members
+                .iter()
+                .map(|(id, m)| (*id, m.url.clone()))
+                .collect()
+        });
+        let now = Instant::now();
+        for (id, _) in &members {
+            last_seen.entry(*id).or_insert(now);
+        }
+        last_seen.insert(cluster.id, now);
+        let probe_timeout = (timeout / 2).max(Duration::from_millis(100));
+        // Concurrently: one slow peer must not delay the others' verdicts.
+        let mut probes = tokio::task::JoinSet::new();
+        for (id, url) in members.iter().filter(|(id, _)| *id != cluster.id) {
+            let (peers, url, id) = (peers.clone(), url.clone(), *id);
+            probes.spawn(async move { (id, peers.is_alive(&url, probe_timeout).await) });
+        }
+        while let Some(probe) = probes.join_next().await {
+            if let Ok((id, true)) = probe {
+                last_seen.insert(id, Instant::now());
+            }
+        }
+        if !cluster.is_raft_leader() {
+            continue;
+        }
+        let now = Instant::now();
+        let alive = |id: NodeId| {
+            last_seen
+                .get(&id)
+                .is_some_and(|seen| now.saturating_duration_since(*seen) < timeout)
+        };
+        let commands = cluster.read(|m| decide(m, &alive));
+        for command in commands {
+            let key = command.to_string();
+            if last_proposed
+                .get(&key)
+                .is_some_and(|at| now.saturating_duration_since(*at) < timeout)
+            {
+                continue;
+            }
+            last_proposed.insert(key, now);
+            propose(cluster, command).await;
+        }
+        last_proposed.retain(|_, at| now.saturating_duration_since(*at) < timeout * 4);
+    }
+}
+
+/// What the controller proposes given who is alive: `NodeDown` for each dead member that
+/// still leads a partition or is in an ISR with others, `ElectLeader` for each leaderless
+/// partition with a live ISR member.
+fn decide(metadata: &Metadata, alive: &dyn Fn(NodeId) -> bool) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for &node in metadata.members.keys().filter(|n| !alive(**n)) {
+        let matters = metadata
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.leader == Some(node) || (p.isr.contains(&node) && p.isr.len() > 1));
+        if matters {
+            commands.push(Command::NodeDown { node });
+        }
+    }
+    for (name, topic) in &metadata.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            if p.leader.is_some() {
+                continue;
+            }
+            if let Some(&leader) = p.isr.iter().find(|n| alive(**n)) {
+                commands.push(Command::ElectLeader {
+                    topic: name.clone(),
+                    partition: i as u32,
+                    leader,
+                });
+            }
+        }
+    }
+    commands
+}
+
+async fn propose(cluster: &Cluster, command: Command) {
+    tracing::warn!(%command, "controller: proposing");
+    match cluster.node.propose(command).await {
+        Ok(result) => tracing::info!(%result, "controller: proposal answered"),
+        Err(e) => tracing::warn!(error = %e, "controller: proposal failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata() -> Metadata {
+        let mut m = Metadata::default();
+        for node in 0..3 {
+            m.apply(&Command::AddMember {
+                node,
+                url: format!("http://b{node}"),
+            });
+        }
+        m.apply(&Command::CreateTopic {
+            name: "t".into(),
+            partitions: 3,
+            replication_factor: 3,
+        });
+        m
+    }
+
+    #[test]
+    fn a_dead_leader_is_declared_down_and_nothing_else_happens_while_all_live() {
+        let m = metadata();
+        assert!(decide(&m, &|_| true).is_empty());
+        assert_eq!(decide(&m, &|n| n != 1), vec![Command::NodeDown { node: 1 }]);
+    }
+
+    #[test]
+    fn a_leaderless_partition_is_given_a_live_isr_member_only() {
+        let mut m = metadata();
+        // Everybody but node 0 gone, one at a time: node 0 leads everything, alone in the ISRs.
+        m.apply(&Command::NodeDown { node: 1 });
+        m.apply(&Command::NodeDown { node: 2 });
+        m.apply(&Command::NodeDown { node: 0 });
+        assert!(m.topics["t"].partitions.iter().all(|p| p.leader.is_none()));
+        // Node 0 is down too: nobody may lead.
+        assert!(decide(&m, &|n| n != 0).is_empty());
+        let commands = decide(&m, &|_| true);
+        assert_eq!(commands.len(), 3);
+        assert!(commands
+            .iter()
+            .all(|c| matches!(c, Command::ElectLeader { leader: 0, .. })));
+    }
+}

@@ -1,0 +1,136 @@
+//! A follower's copy of one partition: the task that keeps it equal to the leader's.
+//!
+//! One task per partition this broker follows, started when the metadata names another
+//! broker its leader at an epoch and aborted when that changes (the partition's `Role` owns
+//! it). It first makes this copy a prefix of the leader's log — the truncation by leader
+//! epoch of Kafka's KIP-279 — then fetches from its own log end, appends what comes verbatim
+//! and publishes the leader's high watermark, until it is aborted.
+//!
+//! Truncation: the copy's latest epoch `e` is sent to the leader, which answers the largest
+//! epoch `e' ≤ e` in its log and where it ends. Everything past that end, or past the end of
+//! `e'` in this copy when `e' < e`, was written by a leader whose batches the current leader
+//! never took, so was never acknowledged (an acknowledged batch is on every in-sync replica,
+//! and the leader was one): it is cut. A leader whose log holds no epoch `≤ e` shares no
+//! history with this copy, which is cut to its start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_meta::NodeId;
+
+use super::peer::{PeerError, Peers};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+
+/// How long a follower's fetch waits at the leader for new data.
+const FETCH_WAIT: Duration = Duration::from_millis(500);
+/// The pause after a failed request before the next (the leader may be restarting).
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Follows `leader` (at `epoch`) for `part` until aborted.
+pub async fn run(
+    broker: Arc<Broker>,
+    peers: Peers,
+    part: Arc<Partition>,
+    leader: NodeId,
+    epoch: u32,
+) {
+    let topic = part.topic.to_string();
+    // The first failure of a streak is a warning; the rest (a leader restarting refuses
+    // every request for a while) are debug.
+    let mut failing = false;
+    loop {
+        let Some(url) = broker
+            .cluster
+            .as_ref()
+            .and_then(|c| c.read(|m| crate::cluster::url_of(m, leader)))
+        else {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        if let Err(e) = agree_with_leader(&broker, &peers, &part, &url).await {
+            if !std::mem::replace(&mut failing, true) {
+                tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: cannot reach the leader's log");
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        }
+        match copy(&peers, &part, &url, epoch, &mut failing).await {
+            // Out of the leader's log: the copy diverged after all (or the leader lost data);
+            // agree again.
+            Err(Failure::Peer(PeerError::OutOfRange { url })) => {
+                tracing::warn!(topic = %topic, partition = part.id, %url, "replica: offset out of the leader's log; truncating again");
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: fetch failed");
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Ok(()) => return,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Local(#[from] BrokerError),
+}
+
+/// Cuts this copy to where it agrees with the leader's log (see the module doc).
+async fn agree_with_leader(
+    broker: &Broker,
+    peers: &Peers,
+    part: &Partition,
+    url: &str,
+) -> std::result::Result<(), Failure> {
+    let Some(latest) = part.latest_epoch()? else {
+        return Ok(());
+    };
+    let answer = peers.epoch_end(url, &part.topic, part.id, latest).await?;
+    let (start, end) = part.log_bounds()?;
+    let target = match answer.epoch {
+        None => start,
+        Some(epoch) => {
+            let mut target = answer.end_offset.min(end);
+            if epoch < latest {
+                if let Some((_, own_end)) = part.end_offset_for_epoch(epoch)? {
+                    target = target.min(own_end);
+                }
+            }
+            target.max(start)
+        }
+    };
+    if target < end {
+        tracing::warn!(topic = %part.topic, partition = part.id, from = end, to = target,
+            "replica: cutting the tail the leader does not have (never acknowledged)");
+        part.truncate_to(target, broker.config.producer_idle_ms)?;
+    }
+    Ok(())
+}
+
+/// Fetches and appends until a request fails (the caller decides what next); returns only
+/// on failure — the task is aborted from outside when the leadership changes.
+async fn copy(
+    peers: &Peers,
+    part: &Partition,
+    url: &str,
+    epoch: u32,
+    failing: &mut bool,
+) -> std::result::Result<(), Failure> {
+    loop {
+        let (_, offset) = part.log_bounds()?;
+        let fetched = peers
+            .fetch(url, &part.topic, part.id, offset, epoch, FETCH_WAIT)
+            .await?;
+        if !fetched.batches.is_empty() {
+            part.append_replica(&fetched.batches)?;
+        }
+        part.publish_high_watermark(fetched.high_watermark);
+        *failing = false;
+    }
+}
