@@ -100,8 +100,8 @@ impl Cluster {
         f(&self.applied.borrow())
     }
 
-    /// Ready once a Raft leader is known and this broker's membership (with its URL) is
-    /// applied here; else why not.
+    /// Ready once a Raft leader is known, this broker's membership (with its URL) is applied
+    /// here and it is in the ISR of every led partition it replicates; else why not.
     pub fn ready(&self) -> std::result::Result<(), &'static str> {
         if self.node.leader().is_none() {
             return Err("no metadata leader is known");
@@ -109,6 +109,17 @@ impl Cluster {
         let registered = self.read(|m| m.members.get(&self.id).is_some_and(|m| m.url == self.url));
         if !registered {
             return Err("this broker's cluster membership is not applied yet");
+        }
+        // Caught up with its leaders: back in the ISR of every partition it replicates that
+        // has a leader. A rolling restart waits for this before it stops the next broker, so
+        // no partition's ISR drops below its minimum.
+        let lagging = self.read(|m| {
+            m.topics.values().flat_map(|t| &t.partitions).any(|p| {
+                p.leader.is_some() && p.replicas.contains(&self.id) && !p.isr.contains(&self.id)
+            })
+        });
+        if lagging {
+            return Err("catching up: not yet back in the in-sync replicas of every partition");
         }
         Ok(())
     }

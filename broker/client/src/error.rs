@@ -95,7 +95,7 @@ impl Error {
         match self {
             Error::Transport { .. } => true,
             Error::Status { status, .. } => {
-                matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 507)
+                matches!(status, 408 | 421 | 429 | 500 | 502 | 503 | 504 | 507)
             }
             _ => false,
         }
