@@ -38,10 +38,10 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::fetched::{Encoding, Fetched};
 use crate::group::Membership;
-use crate::route::{line_partitions, Routes};
+use crate::route::{line_partitions, LeaderShare, Routes};
 use crate::wire::{
-    BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, ProduceAck, ProduceWire,
-    TopicMetadata,
+    BatchAck, BatchWire, Idempotence, MembershipWire, OffsetsWire, PartitionOffset, ProduceAck,
+    ProduceWire, TopicMetadata,
 };
 use crate::{BATCHES, NDJSON};
 
@@ -110,6 +110,10 @@ impl Sent {
         }
     }
 }
+
+/// How many times an NDJSON produce is split by leader anew when its lines turn out to span
+/// leaders the client did not know of.
+const MAX_SPLITS: u32 = 3;
 
 /// How many 421 answers one attempt follows before giving up ([`Error::Misdirected`]): a
 /// leader named by a 421 answers at once unless leadership moved meanwhile.
@@ -413,6 +417,30 @@ impl BrokerClient {
         idempotence: Option<Idempotence<'_>>,
     ) -> Result<ProduceAck> {
         validate_name("topic", topic)?;
+        let idem = idempotence.map(|i| (i.producer, i.seq));
+        // Leaders move (a failover): a share that no longer has one leader is split again,
+        // from the description its refusal made the client read.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let sent = match self.routes.split_by_leader(topic, ndjson, idem) {
+                Some(shares) => self.produce_shares(topic, ndjson, shares, idempotence),
+                None => self.produce_to_one(topic, ndjson, idempotence),
+            };
+            match sent {
+                Err(Error::SpansLeaders { .. }) if attempts < MAX_SPLITS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// An NDJSON produce sent whole to one broker (the leader of all its lines, when known).
+    fn produce_to_one(
+        &self,
+        topic: &str,
+        ndjson: &[u8],
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<ProduceAck> {
         let path = format!("/v1/topics/{}/messages", enc(topic));
         let target = Target::Lines {
             topic,
@@ -425,6 +453,47 @@ impl BrokerClient {
             results: wire.results,
             duplicate: answer.duplicate,
         })
+    }
+
+    /// An NDJSON produce whose lines span partition leaders: each leader's share sent to it
+    /// (with the same producer and seq), the answers put back in the body's line order. Not
+    /// all-or-nothing across leaders: when a share fails, those before it are stored; an
+    /// idempotent produce retried with the same seq completes it without storing them twice.
+    fn produce_shares(
+        &self,
+        topic: &str,
+        ndjson: &[u8],
+        shares: Vec<LeaderShare>,
+        idempotence: Option<Idempotence<'_>>,
+    ) -> Result<ProduceAck> {
+        let total: usize = shares.iter().map(|s| s.lines.len()).sum();
+        let mut results: Vec<Option<PartitionOffset>> = vec![None; total];
+        let mut duplicate = true;
+        for share in shares {
+            let ack = self.produce_to_one(topic, &share.body, idempotence)?;
+            if ack.results.len() != share.lines.len() {
+                return Err(Error::Decode {
+                    url: format!("/v1/topics/{topic}/messages"),
+                    reason: format!(
+                        "{} lines sent to one leader, {} results back",
+                        share.lines.len(),
+                        ack.results.len()
+                    ),
+                });
+            }
+            duplicate &= ack.duplicate;
+            for (i, r) in share.lines.into_iter().zip(ack.results) {
+                results[i] = Some(r);
+            }
+        }
+        let results = results
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Decode {
+                url: format!("/v1/topics/{topic}/messages"),
+                reason: format!("a line of the {}-byte body got no result", ndjson.len()),
+            })?;
+        Ok(ProduceAck { results, duplicate })
     }
 
     /// `POST /v1/topics/{t}/messages?partition=P` with one record batch in the

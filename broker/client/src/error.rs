@@ -65,9 +65,9 @@ pub enum Error {
     /// send each leader's lines apart (a binary batch per partition routes on its own).
     #[error(
         "NDJSON produce to {topic} refused with 421: its lines go to partitions led by \
-         different brokers (or to a partition the client cannot tell); keyed NDJSON produce \
-         across leaders needs one request per leader, which this client does not build yet: \
-         {detail}"
+         different brokers and the client could not split them per leader (a line whose \
+         partition it cannot tell: keyless lines without producer and seq, or leaders that \
+         kept moving): {detail}"
     )]
     SpansLeaders { topic: String, detail: String },
     /// A topic, group, producer or member name the broker's rules refuse, caught before

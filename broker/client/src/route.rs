@@ -123,6 +123,41 @@ impl Routes {
     pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {
         self.learned().partitions.get(topic).copied()
     }
+
+    /// Splits an NDJSON produce by partition leader, when the client knows every line's
+    /// partition and leader and they are more than one. The same (producer, seq) goes with
+    /// every share: a broker checks a seq per partition, and a keyless line's partition is
+    /// derived from (producer, seq) and the partition count, not from the lines around it.
+    pub(crate) fn split_by_leader(
+        &self,
+        topic: &str,
+        body: &[u8],
+        idempotence: Option<(&str, u64)>,
+    ) -> Option<Vec<LeaderShare>> {
+        let count = self.partition_count(topic)?;
+        let lines = routed_lines(body, count, idempotence)?;
+        let learned = self.learned();
+        let mut shares: Vec<(&String, LeaderShare)> = Vec::new();
+        for (i, (p, raw)) in lines.enumerate() {
+            let leader = learned.leaders.get(&(topic.to_string(), p))?;
+            let at = match shares.iter().position(|(l, _)| *l == leader) {
+                Some(at) => at,
+                None => {
+                    let share = LeaderShare {
+                        body: Vec::new(),
+                        lines: Vec::new(),
+                    };
+                    shares.push((leader, share));
+                    shares.len() - 1
+                }
+            };
+            let share = &mut shares[at].1;
+            share.body.extend_from_slice(raw);
+            share.body.push(b'\n');
+            share.lines.push(i);
+        }
+        (shares.len() > 1).then(|| shares.into_iter().map(|(_, s)| s).collect())
+    }
 }
 
 /// What routes a produce line: the rest of it (the value) is the broker's business.
@@ -144,11 +179,21 @@ pub(crate) fn line_partitions(
     partitions: u32,
     idempotence: Option<(&str, u64)>,
 ) -> Option<BTreeSet<u32>> {
+    routed_lines(body, partitions, idempotence).map(|lines| lines.map(|(p, _)| p).collect())
+}
+
+/// Each message line of an NDJSON body (blank lines skipped, as the broker skips them) with
+/// its partition by the broker's rules ([`line_partitions`]); `None` when one cannot be told.
+pub(crate) fn routed_lines<'b>(
+    body: &'b [u8],
+    partitions: u32,
+    idempotence: Option<(&str, u64)>,
+) -> Option<impl Iterator<Item = (u32, &'b [u8])>> {
     let partitions = partitions.max(1);
     let keyless = idempotence.map(|(producer, seq)| {
         broker_wire::keyless_partition(broker_wire::numeric_producer_id(producer), seq, partitions)
     });
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     for raw in body.split(|&b| b == b'\n') {
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -160,9 +205,16 @@ pub(crate) fn line_partitions(
             (None, Some(key)) => broker_wire::partition_for_key(key.as_bytes(), partitions),
             (None, None) => keyless?,
         };
-        out.insert(p);
+        out.push((p, raw));
     }
-    Some(out)
+    Some(out.into_iter())
+}
+
+/// One leader's share of an NDJSON produce whose lines span leaders: its lines (in the
+/// body's order) and their indices among the body's messages.
+pub(crate) struct LeaderShare {
+    pub body: Vec<u8>,
+    pub lines: Vec<usize>,
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! The client library (`broker-client`) against a real three-broker cluster: given one
 //! broker's URL it produces to and fetches from every partition at its leader, following the
 //! 421 answers; an NDJSON produce reaches the one leader of its lines, and one spanning
-//! leaders fails with an error saying so; a dead bootstrap URL before live ones is passed over.
+//! leaders is split by leader, each share sent to its leader; a dead bootstrap URL before live
+//! ones is passed over.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use broker_client::{
-    encode_batch, BrokerClient, ClientConfig, Encoding, Error, Idempotence, RetryPolicy,
-};
+use broker_client::{encode_batch, BrokerClient, ClientConfig, Encoding, Idempotence, RetryPolicy};
 use testkit::wait_until;
 
 use crate::cluster::{fixed_port, placement, Cluster, TOKEN};
@@ -135,29 +134,31 @@ fn a_client_given_one_broker_reaches_every_partition_at_its_leader() {
         );
     }
 
-    // NDJSON spanning leaders: refused by the broker, and the error says why.
-    let spanning: String = by_leader
-        .values()
-        .map(|ps| format!("{{\"partition\":{},\"value\":{{\"span\":1}}}}\n", ps[0]))
+    // NDJSON spanning leaders: split by the client, each leader's lines sent to it, the
+    // results back in the body's order.
+    let spanning: Vec<u32> = by_leader.values().map(|ps| ps[0]).collect();
+    let body: String = spanning
+        .iter()
+        .map(|p| format!("{{\"partition\":{p},\"value\":{{\"span\":{p}}}}}\n"))
         .collect();
-    match client.produce(TOPIC, spanning.as_bytes(), None) {
-        Err(e @ Error::SpansLeaders { .. }) => {
-            let text = e.to_string();
-            assert!(
-                text.contains(TOPIC) && text.contains("per leader"),
-                "{text}"
-            );
-            assert_eq!(e.status(), Some(421));
-        }
-        other => panic!("expected SpansLeaders, got {other:?}"),
-    }
+    let ack = client
+        .produce(TOPIC, body.as_bytes(), None)
+        .expect("an NDJSON produce spanning leaders");
+    let partitions: Vec<u32> = ack.results.iter().map(|r| r.partition).collect();
+    assert_eq!(partitions, spanning, "results in the body's line order");
     for (p, l) in leader_of.iter().enumerate() {
-        let expected = if theirs.contains(&(p as u32)) { 4 } else { 3 };
-        assert_eq!(
-            cluster.at(l).fetch_all(TOPIC, p as u32, 0).len(),
-            expected,
-            "nothing of the refused produce in partition {p}"
-        );
+        let before = if theirs.contains(&(p as u32)) { 4 } else { 3 };
+        let expected = before + usize::from(spanning.contains(&(p as u32)));
+        let at_leader = cluster.at(l).fetch_all(TOPIC, p as u32, 0);
+        assert_eq!(at_leader.len(), expected, "partition {p} at its leader");
+        if spanning.contains(&(p as u32)) {
+            let r = ack.results.iter().find(|r| r.partition == p as u32);
+            assert_eq!(r.map(|r| r.offset), Some(before as u64), "partition {p}");
+            assert_eq!(
+                at_leader.last().map(|m| m["value"]["span"].clone()),
+                Some(serde_json::json!(p))
+            );
+        }
     }
 
     // A dead URL first in the list: passed over, even for a produce tried once.
