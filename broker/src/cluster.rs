@@ -9,8 +9,9 @@
 //! removes the copy of every topic deleted from the metadata. The metadata's rules (placement,
 //! leaders, ISR) are `broker-meta`'s; the local logs are `topics`'.
 //!
-//! Data replication and leader failover are `replication`'s; consumer-group coordinators are
-//! not built yet (groups stay per broker).
+//! Consumer groups: each group's calls are served by its coordinator (the metadata names one
+//! on the first join; 421 naming it elsewhere); the group's state lives on that broker only.
+//! Data replication and leader failover are `replication`'s.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -240,6 +241,33 @@ impl Cluster {
                 reason: Refusal::UnknownTopic { .. },
             } => Err(BrokerError::UnknownTopic(name.to_string())),
             ApplyResult::Refused { reason } => Err(BrokerError::Refused(reason)),
+        }
+    }
+
+    /// `Ok` when this broker coordinates `group`; else 421 naming its coordinator. A group
+    /// without one gets one when `assign` (a join), else is unknown (404).
+    pub async fn check_coordinates(&self, group: &str, assign: bool) -> Result<()> {
+        crate::naming::validate_name("group", group)?;
+        let mut coordinator = self.read(|m| m.groups.get(group).copied());
+        if coordinator.is_none() && assign {
+            let command = Command::AssignCoordinator {
+                group: group.to_string(),
+            };
+            coordinator = match self.node.propose(command).await? {
+                ApplyResult::Applied(broker_meta::Applied::Coordinator { node }) => Some(node),
+                ApplyResult::Applied(_) => None,
+                ApplyResult::Refused { reason } => return Err(BrokerError::Refused(reason)),
+            };
+            self.applied_here(|m| m.groups.contains_key(group)).await?;
+        }
+        match coordinator {
+            Some(node) if node == self.id => Ok(()),
+            Some(node) => Err(BrokerError::NotCoordinator {
+                group: group.to_string(),
+                coordinator: node,
+                url: self.read(|m| url_of(m, node)),
+            }),
+            None => Err(BrokerError::UnknownGroup(group.to_string())),
         }
     }
 

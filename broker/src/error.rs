@@ -172,6 +172,14 @@ pub enum BrokerError {
         current: u32,
     },
 
+    /// In a cluster: another broker coordinates the consumer group.
+    #[error("this broker does not coordinate group {group:?}: {}", match url { Some(u) => format!("its coordinator is at {u}"), None => format!("its coordinator is node {coordinator}") })]
+    NotCoordinator {
+        group: String,
+        coordinator: u64,
+        url: Option<String>,
+    },
+
     /// The cluster's metadata could not be read or changed (no Raft leader, no quorum).
     #[error("cluster metadata: {0}")]
     Meta(#[from] broker_meta::MetaError),

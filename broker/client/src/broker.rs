@@ -80,8 +80,11 @@ struct Call<'a> {
 
 /// Which broker must serve a request.
 enum Target<'a> {
-    /// Any broker (topic and group calls).
+    /// Any broker (topic calls).
     Any,
+    /// The coordinator of this consumer group (a cluster names one per group; any broker
+    /// of a cluster of one).
+    Group(&'a str),
     /// The leader of this partition (binary batch produce, fetch).
     Partition { topic: &'a str, partition: u32 },
     /// The one leader of every partition an NDJSON produce's lines go to.
@@ -244,7 +247,16 @@ impl BrokerClient {
 
     fn attempt(&self, call: &Call<'_>, target: &Target<'_>) -> Result<Answer> {
         match *target {
-            Target::Any => self.exchange_any(call)?.answer(),
+            // A view served by one broker of a cluster (a group's description, at its
+            // coordinator): one 421 is followed.
+            Target::Any => match self.exchange_any(call)? {
+                Sent::Misdirected {
+                    leader: Some(named),
+                    ..
+                } => self.exchange_at(&named, call)?.answer(),
+                sent => sent.answer(),
+            },
+            Target::Group(group) => self.to_coordinator(call, group),
             Target::Partition { topic, partition } => self.to_partition(call, topic, partition),
             Target::Lines {
                 topic,
@@ -353,6 +365,53 @@ impl BrokerClient {
         }
     }
 
+    /// `call` to `group`'s coordinator: the one remembered, else any bootstrap URL, following
+    /// a 421 to the coordinator it names (a 421 changed nothing) up to [`MAX_HOPS`] times. A
+    /// remembered coordinator that is unreachable or answers 421 is forgotten.
+    fn to_coordinator(&self, call: &Call<'_>, group: &str) -> Result<Answer> {
+        let mut target = self.routes.coordinator(group);
+        for _ in 0..=MAX_HOPS {
+            let sent = match &target {
+                Some(url) => match self.exchange_at(url, call) {
+                    Err(e @ Error::Transport { .. }) => {
+                        self.routes.forget_coordinator(group);
+                        return Err(e);
+                    }
+                    other => other?,
+                },
+                None => self.exchange_any(call)?,
+            };
+            match sent {
+                Sent::Answer(a) => return Ok(a),
+                Sent::Misdirected {
+                    leader: Some(named),
+                    ..
+                } => {
+                    tracing::debug!(group, coordinator = %named, "421: sending to the coordinator");
+                    self.routes.remember_coordinator(group, &named);
+                    target = Some(named);
+                }
+                Sent::Misdirected {
+                    leader: None,
+                    error,
+                } => {
+                    self.routes.forget_coordinator(group);
+                    return Err(error);
+                }
+            }
+        }
+        self.routes.forget_coordinator(group);
+        Err(Error::Status {
+            status: 421,
+            method: call.method,
+            url: call.path.clone(),
+            detail: format!(
+                "group {group}: more than {MAX_HOPS} brokers named another coordinator"
+            ),
+            log_bounds: None,
+        })
+    }
+
     /// Describes `topic` (`GET /v1/topics/{t}`, one pass over the bootstrap URLs) and takes
     /// the answer's leaders as the truth. Best effort: a failure leaves what was known.
     fn refresh(&self, topic: &str) {
@@ -382,11 +441,6 @@ impl BrokerClient {
         body: Option<(&str, &[u8])>,
     ) -> Result<Answer> {
         self.send(&call(method, path, body, true), Target::Any)
-    }
-
-    /// A POST to any broker under the retry policy when `retrying`, in one attempt otherwise.
-    fn post(&self, body: (&str, &[u8]), path: &str, retrying: bool) -> Result<Answer> {
-        self.send(&call("POST", path, Some(body), retrying), Target::Any)
     }
 
     /// `PUT /v1/topics/{t}`: creates the topic or finds it; `Ok(true)` when created. A topic
@@ -601,8 +655,15 @@ impl BrokerClient {
         }
         let path = format!("/v1/groups/{}/members", enc(group));
         let body = body.to_string();
-        let answer =
-            self.exchange_retrying("POST", &path, Some(("application/json", body.as_bytes())))?;
+        let answer = self.send(
+            &call(
+                "POST",
+                &path,
+                Some(("application/json", body.as_bytes())),
+                true,
+            ),
+            Target::Group(group),
+        )?;
         membership(&path, &answer.body)
     }
 
@@ -616,7 +677,10 @@ impl BrokerClient {
             enc(group),
             enc(member_id)
         );
-        let answer = self.post(("application/json", b"{}"), &path, false)?;
+        let answer = self.send(
+            &call("POST", &path, Some(("application/json", b"{}")), false),
+            Target::Group(group),
+        )?;
         membership(&path, &answer.body)
     }
 
@@ -664,7 +728,15 @@ impl BrokerClient {
         })
         .to_string();
         let path = format!("/v1/groups/{}/offsets", enc(group));
-        self.post(("application/json", body.as_bytes()), &path, retrying)?;
+        self.send(
+            &call(
+                "POST",
+                &path,
+                Some(("application/json", body.as_bytes())),
+                retrying,
+            ),
+            Target::Group(group),
+        )?;
         Ok(())
     }
 
@@ -673,7 +745,7 @@ impl BrokerClient {
         validate_name("group", group)?;
         validate_name("topic", topic)?;
         let path = format!("/v1/groups/{}/offsets?topic={}", enc(group), enc(topic));
-        let answer = self.exchange_retrying("GET", &path, None)?;
+        let answer = self.send(&call("GET", &path, None, true), Target::Group(group))?;
         let wire: OffsetsWire = decode(&path, &answer.body)?;
         Ok(wire
             .offsets
@@ -688,7 +760,7 @@ impl BrokerClient {
         validate_name("group", group)?;
         validate_member(member_id)?;
         let path = format!("/v1/groups/{}/members/{}", enc(group), enc(member_id));
-        self.send(&call("DELETE", &path, None, false), Target::Any)?;
+        self.send(&call("DELETE", &path, None, false), Target::Group(group))?;
         Ok(())
     }
 

@@ -31,6 +31,8 @@ struct Learned {
     leaders: HashMap<(String, u32), String>,
     /// topic → partition count, from the last description read.
     partitions: HashMap<String, u32>,
+    /// consumer group → its coordinator's URL, from the last 421 that named it.
+    coordinators: HashMap<String, String>,
 }
 
 impl Routes {
@@ -118,6 +120,20 @@ impl Routes {
             .map(|&p| learned.leaders.get(&(topic.to_string(), p)));
         let first = leaders.next()??;
         leaders.all(|l| l == Some(first)).then(|| first.clone())
+    }
+
+    pub(crate) fn coordinator(&self, group: &str) -> Option<String> {
+        self.learned().coordinators.get(group).cloned()
+    }
+
+    pub(crate) fn remember_coordinator(&self, group: &str, url: &str) {
+        self.learned()
+            .coordinators
+            .insert(group.to_string(), url.to_string());
+    }
+
+    pub(crate) fn forget_coordinator(&self, group: &str) {
+        self.learned().coordinators.remove(group);
     }
 
     pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {

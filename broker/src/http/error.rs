@@ -43,7 +43,7 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         | E::NotEnoughReplicas { .. }
         | E::NotReplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
         E::EpochMismatch { .. } => StatusCode::CONFLICT,
-        E::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+        E::NotLeader { .. } | E::NotCoordinator { .. } => StatusCode::MISDIRECTED_REQUEST,
         E::Refused(_) => StatusCode::BAD_REQUEST,
         E::Log(log) => log_status(log),
         E::Io { source, .. } if broker_log::io::is_no_space(source) => {
@@ -88,6 +88,12 @@ pub fn into_response(error: &BrokerError) -> Response<Full<Bytes>> {
     }
     if let BrokerError::NotLeader { leader, url, .. } = error {
         problem = problem.with_leader(*leader, url.clone());
+    }
+    if let BrokerError::NotCoordinator {
+        coordinator, url, ..
+    } = error
+    {
+        problem = problem.with_leader(Some(*coordinator), url.clone());
     }
     // Serializing strings and numbers cannot fail.
     let bytes = serde_json::to_vec(&problem).unwrap_or_default();

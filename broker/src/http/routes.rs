@@ -110,6 +110,19 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The consumer group a route is about.
+    fn group(&self) -> Option<&'a str> {
+        match *self {
+            Route::Group(g)
+            | Route::Join(g)
+            | Route::Member(g, _)
+            | Route::Heartbeat(g, _)
+            | Route::MemberFetch(g, _)
+            | Route::Offsets(g) => Some(g),
+            _ => None,
+        }
+    }
+
     fn is_ops(&self) -> bool {
         matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
     }
@@ -166,6 +179,12 @@ async fn respond(
         return Err(BrokerError::NotReady);
     }
     let method = req.method().clone();
+    if let (Some(cluster), Some(group)) = (&broker.cluster, route.group()) {
+        // A group lives at its coordinator; a join names one for a new group.
+        cluster
+            .check_coordinates(group, matches!(route, Route::Join(_)))
+            .await?;
+    }
     match route {
         Route::Topics => topics::list(broker),
         Route::Topic(t) if method == Method::PUT => topics::create(broker, t, &req).await,
