@@ -9,6 +9,7 @@ mod atomic_produce;
 mod auth;
 mod client_routing;
 mod cluster;
+mod cluster_groups;
 mod connections;
 mod disk_full;
 mod errors;
