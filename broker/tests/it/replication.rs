@@ -140,6 +140,44 @@ fn in_sync(brokers: &[&Broker], topic: &str) -> Result<(), String> {
     }
 }
 
+/// `Ok` once broker `id`, back after a fault, is in sync ([`in_sync`] over the running
+/// brokers); panics at once if meanwhile a partition's leader counts it in the ISR while its
+/// copy ends below that leader's high watermark (an ISR member holds everything acknowledged).
+fn rejoined(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
+    let back = cluster.broker(id);
+    // The leaders first: `back`'s copy only grows after (a truncation never cuts below the
+    // high watermark), so reading it second cannot make it look shorter than it was.
+    let mut must_hold = Vec::new();
+    for leader in cluster.live().filter(|b| b.url != back.url) {
+        for p in describe(leader, topic)? {
+            let counted = p["isr"]
+                .as_array()
+                .is_some_and(|isr| isr.contains(&Value::from(id)));
+            if p["leader"] == leader.url.as_str() && counted {
+                must_hold.push((
+                    leader.url.clone(),
+                    p["partition"].clone(),
+                    field(&p, "high_watermark"),
+                ));
+            }
+        }
+    }
+    let own = describe(back, topic)?;
+    for (leader, partition, hw) in must_hold {
+        let end = field(
+            &own[partition.as_u64().expect("a partition") as usize],
+            "replica_end_offset",
+        );
+        assert!(
+            end >= hw,
+            "broker {id} is in the ISR of partition {partition} (says its leader {leader}) with \
+             its copy ending at {end}, below the leader's high watermark {hw}"
+        );
+    }
+    let all: Vec<&Broker> = cluster.live().collect();
+    in_sync(&all, topic)
+}
+
 /// `Ok` once each of `brokers` describes, for every partition that `before` shows led by
 /// `gone`, a leader other than `gone` with a higher leader epoch.
 fn moved_from(
@@ -599,11 +637,10 @@ fn a_killed_leader_is_replaced_and_loses_no_acknowledged_message() {
     // Back on its port and data directory: it truncates what it alone held, catches up and
     // rejoins every ISR, and the data is still exactly what was acknowledged.
     cluster.restart(victim);
-    let all: Vec<&Broker> = cluster.live().collect();
     let took = settle(
         Duration::from_secs(30),
         "the restarted broker in sync",
-        || in_sync(&all, TOPIC),
+        || rejoined(&cluster, victim, TOPIC),
     );
     println!("broker {victim} back in every ISR {took:?} after its restart");
     // What a consumer read before stays, at the same offsets (past it, only messages sent
@@ -686,11 +723,10 @@ fn a_frozen_leader_is_fenced_and_rejoins() {
             || moved_from(&[frozen], TOPIC, &before, frozen_id),
         );
         println!("after SIGCONT broker {frozen_id} knew it no longer leads after {took:?}");
-        let all: Vec<&Broker> = cluster.live().collect();
         let took = settle(
             Duration::from_secs(30),
             "the resumed broker in sync",
-            || in_sync(&all, TOPIC),
+            || rejoined(&cluster, frozen_id, TOPIC),
         );
         println!("broker {frozen_id} back in every ISR {took:?} after SIGCONT");
         settle(
@@ -788,11 +824,10 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
     // More messages while it is down (the two others in sync, once it is out of the ISR).
     produce(100);
     cluster.restart(wiped);
-    let all: Vec<&Broker> = cluster.live().collect();
     let took = settle(
         Duration::from_secs(30),
         "the wiped broker rebuilt and in sync",
-        || in_sync(&all, TOPIC),
+        || rejoined(&cluster, wiped, TOPIC),
     );
     println!("broker {wiped} rebuilt its copies in {took:?}");
     produce(100);
@@ -831,16 +866,31 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
     );
     let read = read_all(&client, TOPIC, PARTITIONS);
     assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
+    // `read` came from the leaders: where the rebuilt broker leads, from it.
     let led = describe(cluster.broker(wiped), TOPIC).expect("describe");
-    for p in (0..led.len()).filter(|&p| leader_of(&led, p) == wiped) {
-        let served = cluster.broker(wiped).fetch_all(TOPIC, p as u32, 0);
+    let rebuilt_leads: Vec<usize> = (0..led.len())
+        .filter(|&p| leader_of(&led, p) == wiped)
+        .collect();
+    for &p in &rebuilt_leads {
+        let served: Vec<Read> = cluster
+            .broker(wiped)
+            .fetch_all(TOPIC, p as u32, 0)
+            .iter()
+            .map(|m| {
+                let key = m["key"].as_str().expect("a key").to_string();
+                (
+                    m["offset"].as_u64().expect("offset"),
+                    key,
+                    m["value"]["n"].as_u64().expect("n"),
+                )
+            })
+            .collect();
         assert_eq!(
-            served.len(),
-            read[p].len(),
+            served, read[p],
             "partition {p} as the rebuilt broker serves it"
         );
-        println!("the rebuilt broker {wiped} leads partition {p} and serves all of it");
     }
+    println!("the rebuilt broker {wiped} leads partitions {rebuilt_leads:?} after broker {stopped} stopped");
 
     // The rebuilt copies are the others' byte for byte (the stopped leader's included: nothing
     // was produced after it stopped).
@@ -908,9 +958,8 @@ fn produce_is_refused_below_min_insync_replicas() {
 
     // The follower back: in sync again, produce acknowledged again.
     cluster.restart(follower);
-    let all: Vec<&Broker> = cluster.live().collect();
     settle(Duration::from_secs(30), "the follower back in sync", || {
-        in_sync(&all, TOPIC)
+        rejoined(&cluster, follower, TOPIC)
     });
     n += 1;
     cluster.broker(leader).produce(TOPIC, "", &[pinned(0, n)]);
