@@ -140,40 +140,53 @@ fn in_sync(brokers: &[&Broker], topic: &str) -> Result<(), String> {
     }
 }
 
-/// `Ok` once broker `id`, back after a fault, is in sync ([`in_sync`] over the running
-/// brokers); panics at once if meanwhile a partition's leader counts it in the ISR while its
-/// copy ends below that leader's high watermark (an ISR member holds everything acknowledged).
-fn rejoined(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
+/// `Ok` once every partition's leader counts broker `id`, back after a fault, in its ISR (as
+/// it describes the partition); panics at once if a leader counts it while its copy ends below
+/// that leader's high watermark (an ISR member holds everything acknowledged).
+fn in_every_isr(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
     let back = cluster.broker(id);
     // The leaders first: `back`'s copy only grows after (a truncation never cuts below the
     // high watermark), so reading it second cannot make it look shorter than it was.
-    let mut must_hold = Vec::new();
+    let (mut counted, mut missing) = (Vec::new(), Vec::new());
     for leader in cluster.live().filter(|b| b.url != back.url) {
         for p in describe(leader, topic)? {
-            let counted = p["isr"]
+            if p["leader"] != leader.url.as_str() {
+                continue;
+            }
+            let partition = field(&p, "partition") as usize;
+            if p["isr"]
                 .as_array()
-                .is_some_and(|isr| isr.contains(&Value::from(id)));
-            if p["leader"] == leader.url.as_str() && counted {
-                must_hold.push((
-                    leader.url.clone(),
-                    p["partition"].clone(),
-                    field(&p, "high_watermark"),
+                .is_some_and(|isr| isr.contains(&Value::from(id)))
+            {
+                counted.push((leader.url.clone(), partition, field(&p, "high_watermark")));
+            } else {
+                missing.push(format!(
+                    "partition {partition}: ISR {} at {}",
+                    p["isr"], leader.url
                 ));
             }
         }
     }
     let own = describe(back, topic)?;
-    for (leader, partition, hw) in must_hold {
-        let end = field(
-            &own[partition.as_u64().expect("a partition") as usize],
-            "replica_end_offset",
-        );
+    for (leader, partition, hw) in counted {
+        let end = field(&own[partition], "replica_end_offset");
         assert!(
             end >= hw,
             "broker {id} is in the ISR of partition {partition} (says its leader {leader}) with \
              its copy ending at {end}, below the leader's high watermark {hw}"
         );
     }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("broker {id} missing from: {}", missing.join("; ")))
+    }
+}
+
+/// `Ok` once broker `id`, back after a fault, is in every ISR ([`in_every_isr`], checked on
+/// the way) and in sync ([`in_sync`] over the running brokers: only while nothing is produced).
+fn rejoined(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
+    in_every_isr(cluster, id, topic)?;
     let all: Vec<&Broker> = cluster.live().collect();
     in_sync(&all, topic)
 }
@@ -514,9 +527,18 @@ fn stop_and_compare_copies(cluster: &mut Cluster, topic: &str, read: &[Vec<Read>
         let (leader_bytes, _) = on_disk(cluster, 0, topic, p);
         for id in 0..3 {
             let (bytes, on_disk_messages) = on_disk(cluster, id, topic, p);
-            assert_eq!(
-                &on_disk_messages, messages,
-                "broker {id}'s copy of partition {p} on disk against what its leader served"
+            assert!(
+                &on_disk_messages == messages,
+                "broker {id}'s copy of partition {p} on disk holds {} messages, its leader served \
+                 {}; the first difference (on disk, served): {:?}",
+                on_disk_messages.len(),
+                messages.len(),
+                on_disk_messages
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None))
+                    .zip(messages.iter().map(Some).chain(std::iter::repeat(None)))
+                    .find(|(a, b)| a != b)
             );
             assert!(
                 bytes == leader_bytes,
@@ -723,10 +745,11 @@ fn a_frozen_leader_is_fenced_and_rejoins() {
             || moved_from(&[frozen], TOPIC, &before, frozen_id),
         );
         println!("after SIGCONT broker {frozen_id} knew it no longer leads after {took:?}");
+        // While the producers go on: back in every ISR, acknowledgements on every partition.
         let took = settle(
             Duration::from_secs(30),
-            "the resumed broker in sync",
-            || rejoined(&cluster, frozen_id, TOPIC),
+            "the resumed broker back in every ISR",
+            || in_every_isr(&cluster, frozen_id, TOPIC),
         );
         println!("broker {frozen_id} back in every ISR {took:?} after SIGCONT");
         settle(
@@ -742,6 +765,12 @@ fn a_frozen_leader_is_fenced_and_rejoins() {
         raw.join().expect("the raw produce")
     });
 
+    // The producers stopped: every copy alike.
+    settle(
+        Duration::from_secs(30),
+        "every copy in sync after the producers stopped",
+        || rejoined(&cluster, frozen_id, TOPIC),
+    );
     // The raw produce counts as acknowledged only if it was answered 200.
     let mut sent = sent.into_inner().expect("sent");
     println!(
@@ -956,6 +985,16 @@ fn produce_is_refused_below_min_insync_replicas() {
         refused.push(n);
     }
 
+    let readable = |cluster: &Cluster| -> Vec<u64> {
+        cluster
+            .broker(leader)
+            .fetch_all(TOPIC, 0, 0)
+            .iter()
+            .map(|m| m["value"]["n"].as_u64().expect("n"))
+            .collect()
+    };
+    assert_eq!(readable(&cluster), [0], "readable with 2 of 3 in sync");
+
     // The follower back: in sync again, produce acknowledged again.
     cluster.restart(follower);
     settle(Duration::from_secs(30), "the follower back in sync", || {
@@ -966,12 +1005,7 @@ fn produce_is_refused_below_min_insync_replicas() {
     acked.push(n);
 
     // What a consumer reads: every acknowledged message, nothing refused, nothing twice.
-    let read: Vec<u64> = cluster
-        .broker(leader)
-        .fetch_all(TOPIC, 0, 0)
-        .iter()
-        .map(|m| m["value"]["n"].as_u64().expect("n"))
-        .collect();
+    let read = readable(&cluster);
     for n in &acked {
         assert!(read.contains(n), "acknowledged {n} not read: {read:?}");
     }
