@@ -71,11 +71,18 @@ impl Cluster {
             .map(|i| {
                 let listen = format!("127.0.0.1:{}", ports[i]);
                 let id = i.to_string();
-                let mut args: Vec<String> =
-                    ["--listen", &listen, "--node-id", &id, "--peers", &peers]
-                        .map(String::from)
-                        .to_vec();
-                args.extend(["--token".to_string(), TOKEN.to_string()]);
+                let mut args: Vec<String> = [
+                    "--listen",
+                    &listen,
+                    "--node-id",
+                    &id,
+                    "--peers",
+                    &peers,
+                    "--token",
+                    TOKEN,
+                ]
+                .map(String::from)
+                .to_vec();
                 args.extend(extra(i));
                 args
             })
@@ -124,7 +131,11 @@ impl Cluster {
 
     /// Broker `id`'s URL (its entry in `--peers`), running or not.
     pub(crate) fn url(&self, id: usize) -> String {
-        let listen = &self.args[id][1];
+        let listen = self.args[id]
+            .windows(2)
+            .find(|w| w[0] == "--listen")
+            .map(|w| w[1].as_str())
+            .expect("a --listen flag");
         format!("http://{listen}")
     }
 
