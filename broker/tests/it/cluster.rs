@@ -40,12 +40,20 @@ pub(crate) fn fixed_port() -> u16 {
 pub(crate) struct Cluster {
     pub(crate) brokers: Vec<Option<Broker>>,
     dirs: Vec<tempfile::TempDir>,
+    /// Each broker's flags (`--listen`, `--node-id`, `--peers`, the token, the test's extras),
+    /// to start it again as it was: same port, same data directory.
+    args: Vec<Vec<String>>,
 }
 
 impl Cluster {
     /// Three brokers, ids 0–2, sharing one peer list and one token (so the Raft RPCs must
     /// carry it); waits until every one is ready.
     pub(crate) fn start() -> Cluster {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// [`Cluster::start`] with `extra(id)` added to broker `id`'s flags.
+    pub(crate) fn start_with(extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 3 {
             let p = fixed_port();
@@ -59,12 +67,11 @@ impl Cluster {
             .map(|(i, p)| format!("{i}=http://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
-        let dirs: Vec<_> = (0..3).map(|_| tempdir()).collect();
-        let brokers: Vec<Option<Broker>> = (0..3)
+        let args: Vec<Vec<String>> = (0..3)
             .map(|i| {
                 let listen = format!("127.0.0.1:{}", ports[i]);
                 let id = i.to_string();
-                let args = [
+                let mut args: Vec<String> = [
                     "--listen",
                     &listen,
                     "--node-id",
@@ -73,14 +80,68 @@ impl Cluster {
                     &peers,
                     "--token",
                     TOKEN,
-                ];
-                Some(Broker::start_unready(dirs[i].path(), &args, |_| {}))
+                ]
+                .map(String::from)
+                .to_vec();
+                args.extend(extra(i));
+                args
             })
             .collect();
-        for b in brokers.iter().flatten() {
+        let mut cluster = Cluster {
+            brokers: (0..3).map(|_| None).collect(),
+            dirs: (0..3).map(|_| tempdir()).collect(),
+            args,
+        };
+        for i in 0..3 {
+            cluster.brokers[i] = Some(cluster.spawn(i));
+        }
+        for b in cluster.live() {
             b.wait_ready();
         }
-        Cluster { brokers, dirs }
+        cluster
+    }
+
+    /// Broker `id` started (not yet ready) with its flags on its data directory.
+    fn spawn(&self, id: usize) -> Broker {
+        let args: Vec<&str> = self.args[id].iter().map(String::as_str).collect();
+        Broker::start_unready(self.dirs[id].path(), &args, |_| {})
+    }
+
+    /// Starts broker `id` again, after it was stopped or killed, on its port and data
+    /// directory with its flags; waits until it is ready.
+    pub(crate) fn restart(&mut self, id: usize) -> &Broker {
+        assert!(self.brokers[id].is_none(), "broker {id} still runs");
+        let b = self.spawn(id);
+        b.wait_ready();
+        self.brokers[id].insert(b)
+    }
+
+    /// `kill -9` of broker `id`.
+    pub(crate) fn kill9(&mut self, id: usize) {
+        let mut b = self.brokers[id].take().expect("a running broker");
+        b.child.kill9();
+    }
+
+    /// The running broker `id`.
+    pub(crate) fn broker(&self, id: usize) -> &Broker {
+        self.brokers[id]
+            .as_ref()
+            .unwrap_or_else(|| panic!("broker {id} is not running"))
+    }
+
+    /// Broker `id`'s URL (its entry in `--peers`), running or not.
+    pub(crate) fn url(&self, id: usize) -> String {
+        let listen = self.args[id]
+            .windows(2)
+            .find(|w| w[0] == "--listen")
+            .map(|w| w[1].as_str())
+            .expect("a --listen flag");
+        format!("http://{listen}")
+    }
+
+    /// Broker `id`'s data directory.
+    pub(crate) fn dir(&self, id: usize) -> &std::path::Path {
+        self.dirs[id].path()
     }
 
     pub(crate) fn live(&self) -> impl Iterator<Item = &Broker> {

@@ -118,6 +118,13 @@ impl Broker {
         status.and_then(|s| s.code())
     }
 
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to the broker process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with the pid of a child we own and a valid signal number.
+        let rc = unsafe { libc::kill(self.child.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.child.pid());
+    }
+
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {
         let req = self.agent.request(method, &format!("{}{}", self.url, path));
         match &self.token {

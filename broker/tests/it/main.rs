@@ -21,6 +21,7 @@ mod idempotence;
 mod longpoll;
 mod produce_fetch;
 mod recovery;
+mod replication;
 mod restart;
 mod shutdown;
 mod tls;
