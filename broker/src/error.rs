@@ -144,12 +144,16 @@ pub enum BrokerError {
 
     /// In a cluster: the partition has fewer in-sync replicas than `--min-insync-replicas`,
     /// so nothing is appended (an acknowledged message must be on that many brokers).
-    #[error("partition {partition} of topic {topic:?} has {isr} in-sync replicas, fewer than the {min} a produce needs (--min-insync-replicas): retry once a replica has caught up")]
+    /// `appended`: the ISR shrank while the batch, already appended, waited for it (it is on
+    /// the remaining in-sync replicas and may be read; a retry with the same producer and seq
+    /// does not store it twice).
+    #[error("partition {partition} of topic {topic:?} has {isr} in-sync replicas, fewer than the {min} a produce needs (--min-insync-replicas){}", if *appended { "; the batch was appended before the in-sync replicas shrank and is not acknowledged: retry with the same producer and seq" } else { ": nothing was appended; retry once a replica has caught up" })]
     NotEnoughReplicas {
         topic: String,
         partition: u32,
         isr: usize,
         min: usize,
+        appended: bool,
     },
 
     /// In a cluster: the batch is appended at the leader but not yet on every in-sync

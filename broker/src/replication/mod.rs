@@ -192,6 +192,19 @@ pub fn check_produce(broker: &Broker, part: &Partition) -> Result<u32> {
             why: "this broker is taking or leaving the leadership",
         });
     };
+    enough_in_sync(cluster, part, state, false)?;
+    Ok(state.epoch)
+}
+
+/// 503 when the ISR has fewer members than `--min-insync-replicas` (capped by the replica
+/// count): checked before a produce appends and again before it is acknowledged, since the
+/// ISR may shrink while it waits (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+fn enough_in_sync(
+    cluster: &crate::cluster::Cluster,
+    part: &Partition,
+    state: &LeaderState,
+    appended: bool,
+) -> Result<()> {
     let min = (cluster.min_insync_replicas as usize)
         .min(state.replica_count())
         .max(1);
@@ -201,9 +214,10 @@ pub fn check_produce(broker: &Broker, part: &Partition) -> Result<u32> {
             partition: part.id,
             isr: state.isr().len(),
             min,
+            appended,
         });
     }
-    Ok(state.epoch)
+    Ok(())
 }
 
 /// Waits until the HW of `part` reaches `end` while this broker still leads it at `epoch`
@@ -215,9 +229,9 @@ pub async fn await_replicated(
     epoch: u32,
     wait: Duration,
 ) -> Result<()> {
-    if broker.cluster.is_none() {
+    let Some(cluster) = &broker.cluster else {
         return Ok(());
-    }
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let mut visible = part.subscribe();
     let mut local = part.subscribe_local();
@@ -237,12 +251,13 @@ pub async fn await_replicated(
                     if let Some(hw) = state.advance(part.local_end()) {
                         part.publish_high_watermark(hw);
                     }
+                    if part.visible_end() >= end {
+                        // On every ISR member, but the ISR may have shrunk meanwhile.
+                        return enough_in_sync(cluster, part, state, true);
+                    }
                 }
                 _ => return Err(not_replicated("the leadership moved")),
             }
-        }
-        if part.visible_end() >= end {
-            return Ok(());
         }
         tokio::select! {
             _ = visible.changed() => {}

@@ -796,8 +796,18 @@ fn a_frozen_leader_is_fenced_and_rejoins() {
         sent.errors
     );
 
-    // The old leader refuses a produce for partition 0, naming the new leader.
+    // The old leader refuses a produce for partition 0, naming the new leader — unless the
+    // leadership came back to it since (another broker declared down in turn: on a loaded
+    // machine a health probe can time out), which its own description then says.
     let now = describe(cluster.broker(frozen_id), TOPIC).expect("describe");
+    if now[0]["leader_id"] == frozen_id as u64 {
+        println!(
+            "partition 0 is led by broker {frozen_id} again: {:?}",
+            now[0]
+        );
+        stop_and_compare_copies(&mut cluster, TOPIC, &read);
+        return;
+    }
     let r = cluster.broker(frozen_id).produce_body(
         TOPIC,
         "?partition=0",
@@ -956,7 +966,15 @@ fn produce_is_refused_below_min_insync_replicas() {
                 r.status, 200,
                 "produce {n} acknowledged with broker {follower} dead"
             );
-            if r.status == 503 {
+            if r.status == 503 && r.text().contains("the batch was appended") {
+                // Appended while the ISR was whole, refused when it shrank before the batch
+                // was acknowledged: on the remaining replicas, so it may be read (as in Kafka).
+                unknown.push(n);
+                Err(format!(
+                    "produce {n} refused after its append: {}",
+                    r.text()
+                ))
+            } else if r.status == 503 {
                 refused.push(n);
                 Ok(())
             } else {
@@ -993,7 +1011,12 @@ fn produce_is_refused_below_min_insync_replicas() {
             .map(|m| m["value"]["n"].as_u64().expect("n"))
             .collect()
     };
-    assert_eq!(readable(&cluster), [0], "readable with 2 of 3 in sync");
+    let read = readable(&cluster);
+    assert_eq!(read.first(), Some(&0), "{read:?}");
+    assert!(
+        read[1..].iter().all(|n| unknown.contains(n)),
+        "only produces appended before the ISR shrank may be read: {read:?}, refused {refused:?}"
+    );
 
     // The follower back: in sync again, produce acknowledged again.
     cluster.restart(follower);
