@@ -68,7 +68,8 @@ fn main() {
 fn run() -> bool {
     let scale: f64 = env_or("BENCH_SCALE", 1.0);
     let kills: usize = env_or("BENCH_KILLS", 10);
-    let batches = (((600.0 * scale) as usize).max(CONNECTIONS)).div_ceil(CONNECTIONS) * CONNECTIONS;
+    let batches =
+        (((1800.0 * scale) as usize).max(CONNECTIONS)).div_ceil(CONNECTIONS) * CONNECTIONS;
     let root = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| target_dir());
@@ -80,6 +81,20 @@ fn run() -> bool {
             .expect("bench dir"),
     ));
     let workload = Workload::new();
+    // The machine's load: other work on the same cores moves every figure below.
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "machine: {} CPUs, load average {} at the start",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+    );
     println!(
         "broker cluster bench: {} B/message, {MESSAGES_PER_BATCH} messages/batch ({} KiB binary), \
          {PARTITIONS} partitions, {CONNECTIONS} producer connections, {} batches per run; \
@@ -129,6 +144,16 @@ fn run() -> bool {
         cluster.produce_rate() / single.produce_rate(),
         cluster.consume_rate() / single.consume_rate(),
     );
+    println!(
+        "broker CPU per 1,000 messages    : single produce {:.2} ms, consume {:.2} ms; cluster \
+         (all 3 brokers) produce {:.2} ms ({:.2}x), consume {:.2} ms ({:.2}x)",
+        single.produce_cpu_per_k(),
+        single.consume_cpu_per_k(),
+        cluster.produce_cpu_per_k(),
+        cluster.produce_cpu_per_k() / single.produce_cpu_per_k(),
+        cluster.consume_cpu_per_k(),
+        cluster.consume_cpu_per_k() / single.consume_cpu_per_k(),
+    );
     // The failover phase gets a cluster without the throughput data: a restarted broker then
     // recovers and re-checks little, and the kills measure failover, not log recovery.
     let r = request(
@@ -148,6 +173,7 @@ fn run() -> bool {
     for n in &mut nodes {
         n.stop();
     }
+    println!("machine: load average {} at the end", loadavg());
     match outcome {
         Ok(()) => true,
         Err(why) => {
@@ -371,6 +397,29 @@ impl Node {
         let _ = child.wait();
     }
 
+    /// CPU time (user + system) the running broker process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let Some(child) = &self.child else {
+            return Duration::ZERO;
+        };
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        // After the parenthesised command name: field 3 (state) onwards; utime and stime are
+        // fields 14 and 15, in clock ticks.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_secs_f64(ticks as f64 / hz as f64)
+    }
+
     fn exited(&mut self) -> bool {
         match &mut self.child {
             Some(c) => !matches!(c.try_wait(), Ok(None)),
@@ -420,6 +469,9 @@ struct Throughput {
     consumed: usize,
     consume_bytes: usize,
     consume_elapsed: Duration,
+    /// CPU time the broker processes used while producing and while consuming.
+    produce_cpu: Duration,
+    consume_cpu: Duration,
 }
 
 impl Throughput {
@@ -428,6 +480,13 @@ impl Throughput {
     }
     fn consume_rate(&self) -> f64 {
         self.consumed as f64 / self.consume_elapsed.as_secs_f64()
+    }
+    /// Broker CPU milliseconds per 1,000 messages produced.
+    fn produce_cpu_per_k(&self) -> f64 {
+        ms(self.produce_cpu) * 1000.0 / self.produced as f64
+    }
+    fn consume_cpu_per_k(&self) -> f64 {
+        ms(self.consume_cpu) * 1000.0 / self.consumed as f64
     }
     fn print(&self, label: &str) {
         println!(
@@ -497,6 +556,8 @@ fn throughput(nodes: &[Node], workload: &Workload, batches: usize) -> Throughput
     }
 
     let per_conn = batches / CONNECTIONS;
+    let cpu = || nodes.iter().map(Node::cpu_time).sum::<Duration>();
+    let cpu_before = cpu();
     let started = Instant::now();
     let results: Vec<(usize, Vec<Duration>, usize, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CONNECTIONS)
@@ -534,6 +595,7 @@ fn throughput(nodes: &[Node], workload: &Workload, batches: usize) -> Throughput
             .collect()
     });
     let produce_elapsed = started.elapsed();
+    let cpu_produced = cpu();
     let mut ends = vec![0u64; PARTITIONS as usize];
     for (p, _, _, end) in &results {
         ends[*p] = ends[*p].max(*end);
@@ -556,6 +618,7 @@ fn throughput(nodes: &[Node], workload: &Workload, batches: usize) -> Throughput
             .collect()
     });
     let consume_elapsed = started.elapsed();
+    let cpu_consumed = cpu();
     let consumed = fetched.iter().map(|f| f.0).sum();
     assert_eq!(
         consumed as u64,
@@ -570,6 +633,8 @@ fn throughput(nodes: &[Node], workload: &Workload, batches: usize) -> Throughput
         consumed,
         consume_bytes: fetched.iter().map(|f| f.1).sum(),
         consume_elapsed,
+        produce_cpu: cpu_produced.saturating_sub(cpu_before),
+        consume_cpu: cpu_consumed.saturating_sub(cpu_produced),
     }
 }
 
