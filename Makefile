@@ -36,6 +36,7 @@ bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p broker-log --bench storage
 	$(CARGO) bench -p broker --bench http
+	$(CARGO) bench -p broker --bench cluster
 	$(CARGO) bench -p clients --bench pipeline
 	$(CARGO) bench -p clients --bench footprint
 	$(CARGO) bench -p clients --bench scrape
