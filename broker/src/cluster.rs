@@ -38,6 +38,9 @@ pub struct Cluster {
     pub node_timeout: std::time::Duration,
     /// The client for replication's requests to the other brokers.
     pub peers: crate::replication::Peers,
+    /// Set once the Raft leader's metadata had this broker in every ISR it belongs in
+    /// (readiness after a start; `replication::controller` checks).
+    pub caught_up: std::sync::atomic::AtomicBool,
     /// The applied metadata, read in place by request handlers (no copy per request).
     applied: tokio::sync::watch::Receiver<Metadata>,
 }
@@ -87,6 +90,7 @@ impl Cluster {
             replica_lag: config.replica_lag,
             node_timeout: config.node_timeout,
             peers: crate::replication::Peers::new(rpc, config.node_id),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             applied: node.watch(),
             node,
             id: config.node_id,
@@ -113,13 +117,12 @@ impl Cluster {
         }
         // Caught up with its leaders: back in the ISR of every partition it replicates that
         // has a leader. A rolling restart waits for this before it stops the next broker, so
-        // no partition's ISR drops below its minimum.
-        let lagging = self.read(|m| {
-            m.topics.values().flat_map(|t| &t.partitions).any(|p| {
-                p.leader.is_some() && p.replicas.contains(&self.id) && !p.isr.contains(&self.id)
-            })
-        });
-        if lagging {
+        // no partition's ISR drops below its minimum. Judged once by the Raft leader's view
+        // (this broker's own may be the one it had before it stopped), then by its own.
+        if !self.caught_up.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("catching up: the metadata leader does not have it in every in-sync replica set yet");
+        }
+        if self.read(|m| lagging(m, self.id)) {
             return Err("catching up: not yet back in the in-sync replicas of every partition");
         }
         Ok(())
@@ -298,6 +301,15 @@ impl Cluster {
             tracing::warn!(error = %e, "stopping the metadata node");
         }
     }
+}
+
+/// Whether `node` replicates a led partition whose ISR does not have it.
+pub fn lagging(metadata: &Metadata, node: NodeId) -> bool {
+    metadata
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.leader.is_some() && p.replicas.contains(&node) && !p.isr.contains(&node))
 }
 
 /// A member's URL in the metadata.

@@ -70,6 +70,7 @@ pub async fn run(broker: Arc<Broker>, peers: Peers) {
                 last_seen.insert(id, Instant::now());
             }
         }
+        confirm_caught_up(cluster, &peers).await;
         if !cluster.is_raft_leader() {
             continue;
         }
@@ -92,6 +93,30 @@ pub async fn run(broker: Arc<Broker>, peers: Peers) {
             propose(cluster, command).await;
         }
         last_proposed.retain(|_, at| now.saturating_duration_since(*at) < timeout * 4);
+    }
+}
+
+/// Until the Raft leader's metadata has this broker in every ISR it belongs in, asks it (a
+/// restarted broker's own metadata may still be the one it had before it stopped).
+async fn confirm_caught_up(cluster: &Cluster, peers: &Peers) {
+    use std::sync::atomic::Ordering;
+    if cluster.caught_up.load(Ordering::Relaxed) {
+        return;
+    }
+    let confirmed = match cluster.node.leader() {
+        Some((id, _)) if id == cluster.id => !cluster.read(|m| crate::cluster::lagging(m, id)),
+        Some((_, url)) => match peers.metadata(&url).await {
+            Ok(metadata) => !crate::cluster::lagging(&metadata, cluster.id),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the metadata leader's view");
+                false
+            }
+        },
+        None => false,
+    };
+    if confirmed {
+        tracing::info!("caught up: in every in-sync replica set it belongs in");
+        cluster.caught_up.store(true, Ordering::Relaxed);
     }
 }
 

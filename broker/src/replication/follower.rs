@@ -27,6 +27,10 @@ use crate::partition::Partition;
 const FETCH_WAIT: Duration = Duration::from_millis(500);
 /// The pause after a failed request before the next (the leader may be restarting).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The pause after the leader refused for now (421, 409, 503: it has not applied the
+/// metadata that makes it leader at this epoch yet — milliseconds, during a failover, while
+/// its acknowledgements wait for this follower).
+const REFUSED_PAUSE: Duration = Duration::from_millis(20);
 
 /// Follows `leader` (at `epoch`) for `part` until aborted.
 pub async fn run(
@@ -53,7 +57,7 @@ pub async fn run(
             if !std::mem::replace(&mut failing, true) {
                 tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: cannot reach the leader's log");
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
+            tokio::time::sleep(e.pause()).await;
             continue;
         }
         match copy(&peers, &part, &url, epoch, &mut failing).await {
@@ -66,7 +70,7 @@ pub async fn run(
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: fetch failed");
                 }
-                tokio::time::sleep(RETRY_PAUSE).await;
+                tokio::time::sleep(e.pause()).await;
             }
             Ok(()) => return,
         }
@@ -79,6 +83,20 @@ enum Failure {
     Peer(#[from] PeerError),
     #[error(transparent)]
     Local(#[from] BrokerError),
+}
+
+impl Failure {
+    /// How long to wait before trying again.
+    fn pause(&self) -> Duration {
+        match self {
+            Failure::Peer(PeerError::Status { status, .. })
+                if matches!(status.as_u16(), 409 | 421 | 503) =>
+            {
+                REFUSED_PAUSE
+            }
+            _ => RETRY_PAUSE,
+        }
+    }
 }
 
 /// Cuts this copy to where it agrees with the leader's log (see the module doc).

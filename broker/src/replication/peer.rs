@@ -119,6 +119,19 @@ impl Peers {
         })
     }
 
+    /// The metadata as the broker at `url` has applied it (the Raft leader's is current).
+    pub async fn metadata(&self, url: &str) -> Result<broker_meta::Metadata, PeerError> {
+        let url = format!("{}/v1/raft/metadata", url.trim_end_matches('/'));
+        let (status, _, body) = self.get(&url, Duration::from_secs(5)).await?;
+        if status != StatusCode::OK {
+            return Err(status_error(url, status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| PeerError::Failed {
+            url,
+            reason: format!("decoding the answer: {e}"),
+        })
+    }
+
     /// Whether the broker at `url` answers its liveness probe within `timeout`.
     pub async fn is_alive(&self, url: &str, timeout: Duration) -> bool {
         let url = format!("{}/healthz", url.trim_end_matches('/'));
