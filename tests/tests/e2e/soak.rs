@@ -840,11 +840,12 @@ impl Soak {
 }
 
 impl Drop for Soak {
-    /// After a failure (or always, with `SOAK_LOG_DIR`), copies every process's whole log —
-    /// retired ones included — to a directory that outlives the test, and says where.
+    /// After a failure (or always, with `SOAK_LOG_DIR`: into `$SOAK_LOG_DIR/<n>-brokers`),
+    /// copies every process's whole log — retired ones included — to a directory that outlives
+    /// the test, and says where.
     fn drop(&mut self) {
         let dir = match std::env::var_os("SOAK_LOG_DIR") {
-            Some(d) => PathBuf::from(d),
+            Some(d) => PathBuf::from(d).join(format!("{}-brokers", self.brokers.len())),
             None if std::thread::panicking() => std::env::temp_dir().join(format!(
                 "soak-logs-{}-{}-brokers",
                 std::process::id(),
