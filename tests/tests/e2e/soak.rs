@@ -615,10 +615,11 @@ impl Soak {
     }
 
     /// In a cluster, once nothing produces: waits until every broker describes every partition
-    /// with the same leader and epoch, all brokers in its ISR, and the leader's high watermark
-    /// at the end of its log and of every replica's — so the ends read at the leaders are final.
+    /// with the same leader and epoch, every replica in its ISR (with three brokers and
+    /// replication factor 3: all three), and the leader's high watermark at the end of its log
+    /// and of every replica's — so the ends read at the leaders are final.
     fn wait_settled(&self) {
-        let all: Vec<u64> = (0..self.brokers.len() as u64).collect();
+        let replication = self.brokers.len().min(3);
         wait_or_explain(
             CLUSTER_READY_TIMEOUT,
             "every partition to have a leader, a full ISR and its high watermark at every replica's end",
@@ -644,14 +645,20 @@ impl Soak {
                             return false;
                         };
                         let hw = &lp["high_watermark"];
-                        views.iter().all(|v| {
-                            at(v).is_some_and(|q| {
-                                q["leader_id"].as_u64() == Some(leader)
-                                    && q["leader_epoch"] == p["leader_epoch"]
-                                    && ids(&q["isr"]) == all
-                                    && &q["replica_end_offset"] == hw
+                        let replicas = ids(&lp["replicas"]);
+                        replicas.len() == replication
+                            && views.iter().all(|v| {
+                                at(v).is_some_and(|q| {
+                                    q["leader_id"].as_u64() == Some(leader)
+                                        && q["leader_epoch"] == p["leader_epoch"]
+                                        && ids(&q["isr"]) == replicas
+                                })
                             })
-                        }) && lp["log_end_offset"] == *hw
+                            && replicas.iter().all(|&r| {
+                                at(&views[r as usize])
+                                    .is_some_and(|q| &q["replica_end_offset"] == hw)
+                            })
+                            && lp["log_end_offset"] == *hw
                     })
             },
             || self.cluster_state(),
@@ -763,6 +770,9 @@ impl Soak {
 
     /// The end-of-run checks; returns the summary line.
     fn verify(&mut self) -> Summary {
+        if self.is_cluster() {
+            self.wait_settled();
+        }
         let ends = self.partition_ends();
         let acknowledged: i64 = ends.iter().map(|(_, start, end)| end - start).sum();
         let mut db = self.pg.connect();
