@@ -588,6 +588,7 @@ impl Soak {
             .filter_map(|p| p["partition"].as_i64())
             .collect();
         self.kill_broker(victim);
+        let killed = Instant::now();
         wait_or_explain(
             FAILOVER_TIMEOUT,
             &format!("new leaders for partitions {movable:?} of killed broker {victim}"),
@@ -610,8 +611,15 @@ impl Soak {
                 )
             },
         );
+        let failover = killed.elapsed();
         self.spawn_broker(victim);
         self.wait_broker_ready(victim);
+        eprintln!(
+            "        leader kill: broker {victim} led {} partitions; new leaders after {:.1}s, ready again after {:.1}s",
+            led[victim],
+            failover.as_secs_f64(),
+            killed.elapsed().as_secs_f64()
+        );
     }
 
     /// In a cluster, once nothing produces: waits until every broker describes every partition
