@@ -80,9 +80,11 @@ up:
 down:
 	scripts/down.sh
 
+# The fault-injection soak against a replicated cluster of SOAK_BROKERS brokers (default 3;
+# 1 runs a lone broker), broker and leader kills included, for SOAK_SECONDS (default 600).
 soak:
 	$(CARGO) build --release --workspace --bins
-	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(CARGO) test --release -p testkit --test e2e soak::long -- --ignored --nocapture
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} SOAK_BROKERS=$${SOAK_BROKERS:-3} $(CARGO) test --release -p testkit --test e2e soak::long -- --ignored --nocapture
 
 docker-build:
 	docker build -f deploy/Dockerfile -t $(IMAGE) .

@@ -7,15 +7,24 @@
 //! backwards step, any loss as a skipped one. The broker's logs are the record of what was
 //! acknowledged; the database must hold each of those messages exactly once.
 //!
-//! Faults injected at random moments: SIGKILL of the broker (restart on the same data), of a
-//! collector and of a streamer; scale up and clean scale down; PostgreSQL stopped for a few
-//! seconds; bursts of bad input at the broker and the API; an expired partition planted in
-//! the store (40+ days old), which the collectors' retention must drop while ingest goes on
-//! (maintenance runs every second here) — if it did not, its points would show up as extra,
-//! duplicate rows in the final count.
+//! Faults injected at random moments: SIGKILL of a broker (restart on the same port and data,
+//! then wait until it is ready), of a collector and of a streamer; scale up and clean scale
+//! down; PostgreSQL stopped for a few seconds; bursts of bad input at a broker and the API; an
+//! expired partition planted in the store (40+ days old), which the collectors' retention must
+//! drop while ingest goes on (maintenance runs every second here) — if it did not, its points
+//! would show up as extra, duplicate rows in the final count.
 //!
-//! `soak::short` runs in `make test` (about a minute); `soak::long` is `make soak`
-//! (`SOAK_SECONDS`, default 600).
+//! The broker runs alone or as a replicated cluster of three (`--peers`, replication factor
+//! 3). A cluster adds two faults: SIGKILL of the broker leading the most partitions, waiting
+//! until its partitions have new leaders before it comes back, and a broker frozen (SIGSTOP)
+//! for 3–5 s. The clients get every broker's URL and route by partition leader. In a cluster
+//! the acknowledged ends are read at each partition's leader (only there is `log_end_offset`
+//! the high watermark), once every partition has a leader, all three brokers are in every
+//! ISR and the leader's high watermark has reached its log's end on every replica.
+//!
+//! `soak::short` (one broker) and `soak::short_cluster` (three) run in `make test` (about a
+//! minute each); `soak::long` is `make soak` (`SOAK_SECONDS`, default 600; `SOAK_BROKERS`,
+//! default 3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,8 +44,15 @@ const METRICS: [&str; 4] = [
     "DCGM_FI_DEV_POWER_USAGE",
     "DCGM_FI_DEV_FB_USED",
 ];
-/// How many kinds of fault `Soak::inject` knows.
+/// How many kinds of fault `Soak::inject` knows with one broker.
 const FAULT_KINDS: u32 = 8;
+/// How many with a cluster: also the leader kill and the frozen broker.
+const CLUSTER_FAULT_KINDS: u32 = 10;
+/// How long a (re)started broker of a cluster may take to be ready: back in the ISR of every
+/// partition it replicates, which means catching up with its leaders under load.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the partitions of a killed leader may take to get new leaders.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The collectors' raw-point retention in the soak.
 const RETENTION_DAYS: i64 = 30;
 /// Rows per GPU per pass: each GPU's sequence runs 1..=SEQ_PER_GPU.
@@ -76,12 +92,81 @@ fn write_csv(path: &Path) -> usize {
     rows
 }
 
+/// A free port below the kernel's ephemeral range, not in `taken` (as `fixed_port` of the
+/// broker's cluster tests): everything else here listens on ports the kernel picks inside that
+/// range, so nothing takes a killed broker's port before it restarts, nor receives the
+/// cluster RPCs meant for it.
+fn fixed_port(taken: &[u16]) -> u16 {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    (0..u32::from(span))
+        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(span)) as u16)
+        .find(|&p| !taken.contains(&p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
+/// `GET /v1/topics/{TOPIC}` at `broker`, when it answers 200 with JSON.
+fn describe(broker: &str) -> Option<Value> {
+    let (status, body) = http_get(&format!("{broker}/v1/topics/{TOPIC}"))?;
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_str(&body).ok()
+}
+
+fn partitions(description: &Value) -> &[Value] {
+    description["partitions"]
+        .as_array()
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The ids in a partition's `isr` (or `replicas`), sorted.
+fn ids(list: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
+}
+
+/// Like `wait_until`, but the panic of a timeout also carries `state()`: what the cluster
+/// looked like then.
+fn wait_or_explain(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    state: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; state:\n{}",
+                state()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 struct Soak {
     pg: Postgres,
     work: tempfile::TempDir,
     csv: PathBuf,
-    broker_port: u16,
-    broker: Option<Child>,
+    /// Broker `i`'s port (its node id is `i` in a cluster); fixed across its restarts.
+    broker_ports: Vec<u16>,
+    brokers: Vec<Option<Child>>,
     streamers: Vec<Child>,
     collectors: Vec<Child>,
     api: Child,
@@ -95,12 +180,23 @@ struct Soak {
 }
 
 impl Soak {
-    fn start(seed: u64) -> Soak {
+    /// The pipeline with `brokers` brokers: 1 is a lone broker, more a cluster.
+    fn start(brokers: usize, seed: u64) -> Soak {
+        assert!(brokers >= 1, "a soak needs a broker");
         let pg = Postgres::start();
         let work = tempfile::tempdir().expect("tempdir");
         let csv = work.path().join("soak.csv");
         write_csv(&csv);
-        let broker_port = free_port();
+        let broker_ports = if brokers == 1 {
+            vec![free_port()]
+        } else {
+            let mut ports = Vec::new();
+            while ports.len() < brokers {
+                let p = fixed_port(&ports);
+                ports.push(p);
+            }
+            ports
+        };
         let api_port = free_port();
         let api = Child::spawn("api", {
             let mut c = Command::new(bin_path("api"));
@@ -112,8 +208,8 @@ impl Soak {
             pg,
             work,
             csv,
-            broker_port,
-            broker: None,
+            broker_ports,
+            brokers: (0..brokers).map(|_| None).collect(),
             streamers: Vec::new(),
             collectors: Vec::new(),
             api,
@@ -124,7 +220,13 @@ impl Soak {
             finished_logs: Vec::new(),
             next_id: 0,
         };
-        soak.start_broker();
+        // All of a cluster's brokers before waiting for any: one alone has no metadata leader.
+        for i in 0..brokers {
+            soak.spawn_broker(i);
+        }
+        for i in 0..brokers {
+            soak.wait_broker_ready(i);
+        }
         for _ in 0..3 {
             soak.start_collector();
         }
@@ -134,21 +236,136 @@ impl Soak {
         soak
     }
 
-    fn broker_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.broker_port)
+    fn is_cluster(&self) -> bool {
+        self.brokers.len() > 1
     }
 
-    fn start_broker(&mut self) {
+    fn fault_kinds(&self) -> u32 {
+        if self.is_cluster() {
+            CLUSTER_FAULT_KINDS
+        } else {
+            FAULT_KINDS
+        }
+    }
+
+    /// Broker `i`'s URL.
+    fn url_of(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.broker_ports[i])
+    }
+
+    /// What the clients get: every broker's URL, comma-separated.
+    fn broker_url(&self) -> String {
+        (0..self.brokers.len())
+            .map(|i| self.url_of(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A broker picked at random (no draw with one broker, so a lone broker's run is the
+    /// same as before clusters).
+    fn pick_broker(&mut self) -> usize {
+        if self.is_cluster() {
+            self.rng.usize(0..self.brokers.len())
+        } else {
+            0
+        }
+    }
+
+    /// Starts broker `i` on its port and data dir (its node id `i` in a cluster).
+    fn spawn_broker(&mut self, i: usize) {
         let mut c = Command::new(bin_path("broker"));
-        c.args(["--listen", &format!("127.0.0.1:{}", self.broker_port)])
+        c.args(["--listen", &format!("127.0.0.1:{}", self.broker_ports[i])])
             .arg("--data-dir")
-            .arg(self.work.path().join("broker"))
+            .arg(if self.is_cluster() {
+                self.work.path().join(format!("broker-{i}"))
+            } else {
+                self.work.path().join("broker")
+            })
             .args(["--partitions", "8", "--segment-bytes", "4194304"]);
-        self.broker = Some(Child::spawn("broker", c));
-        let ready = format!("{}/readyz", self.broker_url());
-        wait_until(Duration::from_secs(30), "the broker to be ready", || {
-            http_get(&ready).is_some_and(|(s, _)| s == 200)
-        });
+        let name = if self.is_cluster() {
+            let peers = (0..self.brokers.len())
+                .map(|j| format!("{j}={}", self.url_of(j)))
+                .collect::<Vec<_>>()
+                .join(",");
+            c.args(["--node-id", &i.to_string(), "--peers", &peers]);
+            format!("broker-{i}")
+        } else {
+            "broker".to_string()
+        };
+        assert!(self.brokers[i].is_none(), "broker {i} is running already");
+        self.brokers[i] = Some(Child::spawn(&name, c));
+    }
+
+    /// Waits until broker `i`'s `/readyz` answers 200 (in a cluster: back in every ISR).
+    fn wait_broker_ready(&self, i: usize) {
+        let ready = format!("{}/readyz", self.url_of(i));
+        if !self.is_cluster() {
+            wait_until(Duration::from_secs(30), "the broker to be ready", || {
+                http_get(&ready).is_some_and(|(s, _)| s == 200)
+            });
+            return;
+        }
+        wait_or_explain(
+            CLUSTER_READY_TIMEOUT,
+            &format!("broker {i} to be ready"),
+            || http_get(&ready).is_some_and(|(s, _)| s == 200),
+            || {
+                format!(
+                    "broker {i} /readyz: {:?}\n{}",
+                    http_get(&ready),
+                    self.cluster_state()
+                )
+            },
+        );
+    }
+
+    /// SIGKILL of broker `i`, its log kept for the panic scan.
+    fn kill_broker(&mut self, i: usize) {
+        if let Some(mut b) = self.brokers[i].take() {
+            b.kill9();
+            self.retire(b);
+        }
+    }
+
+    /// Every live broker's view of the cluster and of the topic, one line per partition.
+    fn cluster_state(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.brokers.len() {
+            if self.brokers[i].is_none() {
+                out.push_str(&format!("broker {i}: not running\n"));
+                continue;
+            }
+            let url = self.url_of(i);
+            let cluster = http_get(&format!("{url}/v1/cluster"))
+                .map_or_else(|| "no answer".to_string(), |(s, b)| format!("{s} {b}"));
+            out.push_str(&format!("broker {i} ({url}) /v1/cluster: {cluster}\n"));
+            let Some(d) = describe(&url) else {
+                out.push_str(&format!("broker {i}: no description of {TOPIC}\n"));
+                continue;
+            };
+            for p in partitions(&d) {
+                out.push_str(&format!(
+                    "  p{} leader={} epoch={} replicas={} isr={} start={} end={} replica_end={} hw={}\n",
+                    p["partition"],
+                    p["leader_id"],
+                    p["leader_epoch"],
+                    p["replicas"],
+                    p["isr"],
+                    p["log_start_offset"],
+                    p["log_end_offset"],
+                    p["replica_end_offset"],
+                    p["high_watermark"],
+                ));
+            }
+        }
+        out
+    }
+
+    /// The topic as the first live broker describes it.
+    fn describe_anywhere(&self) -> Option<Value> {
+        (0..self.brokers.len())
+            .filter(|&i| self.brokers[i].is_some())
+            .find_map(|i| describe(&self.url_of(i)))
     }
 
     fn start_collector(&mut self) {
@@ -259,11 +476,10 @@ impl Soak {
     fn inject(&mut self, kind: u32) -> &'static str {
         let fault = match kind {
             0 => {
-                if let Some(mut b) = self.broker.take() {
-                    b.kill9();
-                    self.retire(b);
-                }
-                self.start_broker();
+                let i = self.pick_broker();
+                self.kill_broker(i);
+                self.spawn_broker(i);
+                self.wait_broker_ready(i);
                 self.restarts += 1;
                 "broker-kill9"
             }
@@ -319,8 +535,29 @@ impl Soak {
                 self.start_streamer();
                 "scale-up"
             }
+            8 if self.is_cluster() => {
+                self.kill_busiest_leader();
+                self.restarts += 1;
+                "leader-kill9"
+            }
+            9 if self.is_cluster() => {
+                let i = self.pick_broker();
+                let pid = self.brokers[i].as_ref().expect("broker running").pid() as libc::pid_t;
+                // SAFETY: kill(2) with the pid of a child we own (not reaped) and valid signals.
+                unsafe {
+                    libc::kill(pid, libc::SIGSTOP);
+                }
+                std::thread::sleep(Duration::from_millis(self.rng.u64(3000..5000)));
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid, libc::SIGCONT);
+                }
+                self.wait_broker_ready(i);
+                "broker-sigstop"
+            }
             _ => {
-                fuzz_burst(&self.broker_url(), self.api_port, &mut self.rng);
+                let i = self.pick_broker();
+                fuzz_burst(&self.url_of(i), self.api_port, &mut self.rng);
                 "bad-input-burst"
             }
         };
@@ -328,7 +565,162 @@ impl Soak {
         fault
     }
 
+    /// SIGKILL of the broker leading the most partitions while the streamers produce; waits
+    /// until the controller has given its partitions new leaders (each that had another
+    /// in-sync replica), then restarts it and waits until it is ready again.
+    fn kill_busiest_leader(&mut self) {
+        let before = self
+            .describe_anywhere()
+            .unwrap_or_else(|| panic!("no broker describes {TOPIC}:\n{}", self.cluster_state()));
+        let mut led = vec![0usize; self.brokers.len()];
+        for p in partitions(&before) {
+            if let Some(id) = p["leader_id"].as_u64() {
+                led[id as usize] += 1;
+            }
+        }
+        let victim = (0..led.len()).max_by_key(|&i| led[i]).expect("brokers");
+        let victim_id = victim as u64;
+        // Partitions that can fail over: another broker was in sync when the leader died.
+        let movable: Vec<i64> = partitions(&before)
+            .iter()
+            .filter(|p| p["leader_id"].as_u64() == Some(victim_id))
+            .filter(|p| ids(&p["isr"]).iter().any(|&id| id != victim_id))
+            .filter_map(|p| p["partition"].as_i64())
+            .collect();
+        self.kill_broker(victim);
+        let killed = Instant::now();
+        wait_or_explain(
+            FAILOVER_TIMEOUT,
+            &format!("new leaders for partitions {movable:?} of killed broker {victim}"),
+            || {
+                self.describe_anywhere().is_some_and(|d| {
+                    partitions(&d).iter().all(|p| {
+                        let leader = p["leader_id"].as_u64();
+                        let moved = leader.is_some() && leader != Some(victim_id);
+                        moved
+                            || !p["partition"]
+                                .as_i64()
+                                .is_some_and(|n| movable.contains(&n))
+                    })
+                })
+            },
+            || {
+                format!(
+                    "before the kill of broker {victim} (leading {led:?} partitions by id): {before}\n{}",
+                    self.cluster_state()
+                )
+            },
+        );
+        let failover = killed.elapsed();
+        self.spawn_broker(victim);
+        self.wait_broker_ready(victim);
+        eprintln!(
+            "        leader kill: broker {victim} led {} partitions; new leaders after {:.1}s, ready again after {:.1}s",
+            led[victim],
+            failover.as_secs_f64(),
+            killed.elapsed().as_secs_f64()
+        );
+    }
+
+    /// In a cluster, once nothing produces: waits until every broker describes every partition
+    /// with the same leader and epoch, every replica in its ISR (with three brokers and
+    /// replication factor 3: all three), and the leader's high watermark at the end of its log
+    /// and of every replica's — so the ends read at the leaders are final.
+    fn wait_settled(&self) {
+        let replication = self.brokers.len().min(3);
+        wait_or_explain(
+            CLUSTER_READY_TIMEOUT,
+            "every partition to have a leader, a full ISR and its high watermark at every replica's end",
+            || {
+                let views: Vec<Value> = match (0..self.brokers.len())
+                    .map(|i| describe(&self.url_of(i)))
+                    .collect::<Option<Vec<_>>>()
+                {
+                    Some(v) => v,
+                    None => return false,
+                };
+                let first = partitions(&views[0]);
+                !first.is_empty()
+                    && first.iter().all(|p| {
+                        let n = &p["partition"];
+                        let Some(leader) = p["leader_id"].as_u64() else {
+                            return false;
+                        };
+                        let at = |v: &Value| -> Option<Value> {
+                            partitions(v).iter().find(|q| &q["partition"] == n).cloned()
+                        };
+                        let Some(lp) = at(&views[leader as usize]) else {
+                            return false;
+                        };
+                        let hw = &lp["high_watermark"];
+                        let replicas = ids(&lp["replicas"]);
+                        replicas.len() == replication
+                            && views.iter().all(|v| {
+                                at(v).is_some_and(|q| {
+                                    q["leader_id"].as_u64() == Some(leader)
+                                        && q["leader_epoch"] == p["leader_epoch"]
+                                        && ids(&q["isr"]) == replicas
+                                })
+                            })
+                            && replicas.iter().all(|&r| {
+                                at(&views[r as usize])
+                                    .is_some_and(|q| &q["replica_end_offset"] == hw)
+                            })
+                            && lp["log_end_offset"] == *hw
+                    })
+            },
+            || self.cluster_state(),
+        );
+    }
+
+    /// Each partition's `(partition, log_start_offset, log_end_offset)`: read at the broker
+    /// with one broker; in a cluster, at the partition's leader (found at any broker), which
+    /// must agree that it leads.
     fn partition_ends(&self) -> Vec<(i32, i64, i64)> {
+        if !self.is_cluster() {
+            return self.lone_partition_ends();
+        }
+        let mut ends = Vec::new();
+        wait_or_explain(
+            Duration::from_secs(30),
+            "each partition's ends at its leader",
+            || match self.ends_at_leaders() {
+                Some(e) => {
+                    ends = e;
+                    true
+                }
+                None => false,
+            },
+            || self.cluster_state(),
+        );
+        ends
+    }
+
+    fn ends_at_leaders(&self) -> Option<Vec<(i32, i64, i64)>> {
+        let view = self.describe_anywhere()?;
+        let mut at_leader: BTreeMap<String, Value> = BTreeMap::new();
+        let mut ends = Vec::new();
+        for p in partitions(&view) {
+            let leader = p["leader"].as_str()?;
+            if !at_leader.contains_key(leader) {
+                at_leader.insert(leader.to_string(), describe(leader)?);
+            }
+            let lp = partitions(&at_leader[leader])
+                .iter()
+                .find(|q| q["partition"] == p["partition"])?;
+            if lp["leader"].as_str() != Some(leader) {
+                return None;
+            }
+            ends.push((
+                lp["partition"].as_i64()? as i32,
+                lp["log_start_offset"].as_i64()?,
+                lp["log_end_offset"].as_i64()?,
+            ));
+        }
+        (!ends.is_empty()).then_some(ends)
+    }
+
+    fn lone_partition_ends(&self) -> Vec<(i32, i64, i64)> {
         let (status, body) =
             http_get(&format!("{}/v1/topics/{TOPIC}", self.broker_url())).expect("broker answers");
         assert_eq!(status, 200, "topic metadata: {body}");
@@ -357,6 +749,9 @@ impl Soak {
             );
             self.retire(s);
         }
+        if self.is_cluster() {
+            self.wait_settled();
+        }
         let ends = self.partition_ends();
         let conn = self.pg.connection_string();
         wait_until(
@@ -383,6 +778,9 @@ impl Soak {
 
     /// The end-of-run checks; returns the summary line.
     fn verify(&mut self) -> Summary {
+        if self.is_cluster() {
+            self.wait_settled();
+        }
         let ends = self.partition_ends();
         let acknowledged: i64 = ends.iter().map(|(_, start, end)| end - start).sum();
         let mut db = self.pg.connect();
@@ -430,6 +828,7 @@ impl Soak {
             *next = if value >= SEQ_PER_GPU { 1 } else { value + 1 };
         }
         Summary {
+            brokers: self.brokers.len(),
             acknowledged,
             stored,
             duplicates,
@@ -447,9 +846,7 @@ impl Soak {
             .iter()
             .chain(self.streamers.iter())
             .collect();
-        if let Some(b) = &self.broker {
-            live.push(b);
-        }
+        live.extend(self.brokers.iter().flatten());
         live.push(&self.api);
         for c in live {
             c.scan_for_panics();
@@ -457,6 +854,46 @@ impl Soak {
         for (path, log) in &self.finished_logs {
             assert!(!log.contains("panicked at"), "a process panicked ({path})");
         }
+    }
+}
+
+impl Drop for Soak {
+    /// After a failure (or always, with `SOAK_LOG_DIR`: into `$SOAK_LOG_DIR/<n>-brokers`),
+    /// copies every process's whole log — retired ones included — to a directory that outlives
+    /// the test, and says where.
+    fn drop(&mut self) {
+        let dir = match std::env::var_os("SOAK_LOG_DIR") {
+            Some(d) => PathBuf::from(d).join(format!("{}-brokers", self.brokers.len())),
+            None if std::thread::panicking() => std::env::temp_dir().join(format!(
+                "soak-logs-{}-{}-brokers",
+                std::process::id(),
+                self.brokers.len()
+            )),
+            None => return,
+        };
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        let live = self
+            .brokers
+            .iter()
+            .flatten()
+            .chain(&self.collectors)
+            .chain(&self.streamers)
+            .chain(std::iter::once(&self.api));
+        for c in live {
+            if let Some(name) = c.log_path().file_name() {
+                let _ = std::fs::write(dir.join(name), c.log());
+            }
+        }
+        for (n, (path, log)) in self.finished_logs.iter().enumerate() {
+            let name = Path::new(path).file_name().map_or_else(
+                || "process.log".into(),
+                |f| f.to_string_lossy().into_owned(),
+            );
+            let _ = std::fs::write(dir.join(format!("retired-{n:03}-{name}")), log);
+        }
+        eprintln!("soak: process logs kept in {}", dir.display());
     }
 }
 
@@ -468,6 +905,7 @@ fn wait_started(child: &Child, line: &str) {
 }
 
 struct Summary {
+    brokers: usize,
     acknowledged: i64,
     stored: i64,
     duplicates: i64,
@@ -482,7 +920,8 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "soak: acknowledged={} stored={} duplicates={} missing={} out_of_order={} faults={} restarts={} {}",
+            "soak: brokers={} acknowledged={} stored={} duplicates={} missing={} out_of_order={} faults={} restarts={} {}",
+            self.brokers,
             self.acknowledged,
             self.stored,
             self.duplicates,
@@ -569,8 +1008,8 @@ fn fuzz_burst(broker: &str, api_port: u16, rng: &mut fastrand::Rng) {
     }
 }
 
-fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
-    let mut soak = Soak::start(seed);
+fn run_soak(brokers: usize, duration: Duration, min_faults: u32, seed: u64) {
+    let mut soak = Soak::start(brokers, seed);
     let csv = soak.csv.clone();
     let api_url = format!("http://127.0.0.1:{}", soak.api_port);
     wait_until(
@@ -586,7 +1025,8 @@ fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
     );
     let started = Instant::now();
     let mut injected = 0u32;
-    let mut first_round: Vec<u32> = (0..FAULT_KINDS).collect();
+    let kinds = soak.fault_kinds();
+    let mut first_round: Vec<u32> = (0..kinds).collect();
     soak.rng.shuffle(&mut first_round);
     while started.elapsed() < duration || injected < min_faults {
         let pause = Duration::from_millis(soak.rng.u64(500..3000));
@@ -596,7 +1036,7 @@ fn run_soak(duration: Duration, min_faults: u32, seed: u64) {
         let kind = if (injected as usize) < first_round.len() {
             first_round[injected as usize]
         } else {
-            soak.rng.u32(0..FAULT_KINDS)
+            soak.rng.u32(0..kinds)
         };
         let fault = soak.inject(kind);
         injected += 1;
@@ -636,13 +1076,29 @@ fn short() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
-    run_soak(Duration::from_secs(seconds), 8, 7);
+    run_soak(1, Duration::from_secs(seconds), 8, 7);
 }
 
-/// `make soak`: `SOAK_SECONDS` (default 600) of faults, at least 30 of them.
+/// The short variant against a cluster of three brokers, part of `make test`: about a minute,
+/// one fault of each kind at least (broker kills, a leader kill and a frozen broker included).
+#[test]
+fn short_cluster() {
+    let seconds = std::env::var("SOAK_SHORT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    run_soak(3, Duration::from_secs(seconds), CLUSTER_FAULT_KINDS, 11);
+}
+
+/// `make soak`: `SOAK_SECONDS` (default 600) of faults, at least 30 of them, against
+/// `SOAK_BROKERS` brokers (default 3: a cluster).
 #[test]
 #[ignore = "long: run with `make soak`"]
 fn long() {
+    let brokers = std::env::var("SOAK_BROKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let seconds = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -651,6 +1107,6 @@ fn long() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("soak seed {seed}");
-    run_soak(Duration::from_secs(seconds), 30, seed);
+    eprintln!("soak seed {seed}, {brokers} broker(s)");
+    run_soak(brokers, Duration::from_secs(seconds), 30, seed);
 }
