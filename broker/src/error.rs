@@ -166,6 +166,11 @@ pub enum BrokerError {
         why: &'static str,
     },
 
+    /// In a cluster: the metadata names this broker the partition's leader, but it has not
+    /// taken the leadership yet (or is leaving it); nothing was done.
+    #[error("partition {partition} of topic {topic:?}: this broker is taking or leaving its leadership; retry in a moment")]
+    NotLeading { topic: String, partition: u32 },
+
     /// A follower's fetch named another leader epoch than this leader's: one of the two has
     /// not applied the latest metadata yet.
     #[error("partition {partition} of topic {topic:?} is led at epoch {current} here, the follower asked for epoch {given}")]

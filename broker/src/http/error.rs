@@ -41,6 +41,7 @@ pub fn status_of(error: &BrokerError) -> StatusCode {
         | E::ShuttingDown
         | E::Meta(_)
         | E::NotEnoughReplicas { .. }
+        | E::NotLeading { .. }
         | E::NotReplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
         E::EpochMismatch { .. } => StatusCode::CONFLICT,
         E::NotLeader { .. } | E::NotCoordinator { .. } => StatusCode::MISDIRECTED_REQUEST,

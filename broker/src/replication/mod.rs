@@ -186,10 +186,9 @@ pub fn check_produce(broker: &Broker, part: &Partition) -> Result<u32> {
     };
     let role = role(part);
     let Role::Leader(state) = &*role else {
-        return Err(BrokerError::NotReplicated {
+        return Err(BrokerError::NotLeading {
             topic: part.topic.to_string(),
             partition: part.id,
-            why: "this broker is taking or leaving the leadership",
         });
     };
     enough_in_sync(cluster, part, state, false)?;
@@ -279,10 +278,9 @@ pub fn on_follower_fetch(
 ) -> Result<u64> {
     let mut role = role(part);
     let Role::Leader(state) = &mut *role else {
-        return Err(BrokerError::NotReplicated {
+        return Err(BrokerError::NotLeading {
             topic: part.topic.to_string(),
             partition: part.id,
-            why: "this broker is taking or leaving the leadership",
         });
     };
     if state.epoch != epoch {
