@@ -15,9 +15,10 @@
 //! would show up as extra, duplicate rows in the final count.
 //!
 //! The broker runs alone or as a replicated cluster of three (`--peers`, replication factor
-//! 3). A cluster adds two faults: SIGKILL of the broker leading the most partitions, waiting
-//! until its partitions have new leaders before it comes back, and a broker frozen (SIGSTOP)
-//! for 3–5 s. The clients get every broker's URL and route by partition leader. In a cluster
+//! 3). A cluster adds three faults: SIGKILL of the broker leading the most partitions, waiting
+//! until its partitions have new leaders before it comes back; a broker frozen (SIGSTOP) for
+//! 3–5 s; and a rolling restart of all three brokers (SIGTERM, restart, wait until ready —
+//! back in every ISR — then the next). The clients get every broker's URL and route by partition leader. In a cluster
 //! the acknowledged ends are read at each partition's leader (only there is `log_end_offset`
 //! the high watermark), once every partition has a leader, all three brokers are in every
 //! ISR and the leader's high watermark has reached its log's end on every replica.
@@ -47,7 +48,7 @@ const METRICS: [&str; 4] = [
 /// How many kinds of fault `Soak::inject` knows with one broker.
 const FAULT_KINDS: u32 = 8;
 /// How many with a cluster: also the leader kill and the frozen broker.
-const CLUSTER_FAULT_KINDS: u32 = 10;
+const CLUSTER_FAULT_KINDS: u32 = 11;
 /// How long a (re)started broker of a cluster may take to be ready: back in the ISR of every
 /// partition it replicates, which means catching up with its leaders under load.
 const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -554,6 +555,25 @@ impl Soak {
                 }
                 self.wait_broker_ready(i);
                 "broker-sigstop"
+            }
+            10 if self.is_cluster() => {
+                // Every broker in turn, each waiting for the one before to be ready (back in
+                // every ISR), as a StatefulSet's rolling update does.
+                for i in 0..self.brokers.len() {
+                    if let Some(mut b) = self.brokers[i].take() {
+                        let status = b.terminate(Duration::from_secs(30));
+                        assert!(
+                            status.is_some_and(|s| s.success()),
+                            "broker {i} did not stop cleanly: {status:?}\n{}",
+                            b.log()
+                        );
+                        self.retire(b);
+                    }
+                    self.spawn_broker(i);
+                    self.wait_broker_ready(i);
+                    self.restarts += 1;
+                }
+                "rolling-restart"
             }
             _ => {
                 let i = self.pick_broker();
@@ -1080,7 +1100,8 @@ fn short() {
 }
 
 /// The short variant against a cluster of three brokers, part of `make test`: about a minute,
-/// one fault of each kind at least (broker kills, a leader kill and a frozen broker included).
+/// one fault of each kind at least (broker kills, a leader kill, a frozen broker and a
+/// rolling restart included).
 #[test]
 fn short_cluster() {
     let seconds = std::env::var("SOAK_SHORT_SECONDS")
