@@ -152,7 +152,8 @@ pub struct Config {
 
     /// In a cluster: a follower that has not caught up with its leader's log end for this
     /// long leaves the partition's in-sync replicas (and stops holding up acknowledgements).
-    #[arg(long, env = "BROKER_REPLICA_LAG_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// At least 1000: an idle follower shows it is caught up once per long-poll (500 ms).
+    #[arg(long, env = "BROKER_REPLICA_LAG_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..))]
     pub replica_lag_ms: u64,
 
     /// In a cluster: a broker that has not answered the metadata leader's health checks for

@@ -88,6 +88,24 @@ struct Inner {
     /// The leader epoch appends are stamped with, given to the log when it opens (a log is
     /// opened lazily, so it may be set before the log exists).
     leader_epoch: Option<u32>,
+    /// Who may write now (see [`Writer`]).
+    writer: Writer,
+}
+
+/// Who may write to a copy. Checked under the log's lock with every write, so a write decided
+/// under an older role (a produce that passed the leadership check, then waited for its
+/// producer's stripe while this broker became a follower; a follower task not yet aborted
+/// when this broker became leader) cannot land after the role changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// Not replicated: produces write.
+    Anyone,
+    /// Replicated, no role yet (or offline).
+    Nobody,
+    /// Produces checked against this leader epoch.
+    Leader(u32),
+    /// The follower task of this leader epoch.
+    Follower(u32),
 }
 
 pub struct Partition {
@@ -163,6 +181,11 @@ impl Partition {
                 closed: false,
                 producers,
                 leader_epoch: None,
+                writer: if replicated {
+                    Writer::Nobody
+                } else {
+                    Writer::Anyone
+                },
             }),
             dir: dir.to_path_buf(),
             config,
@@ -227,9 +250,11 @@ impl Partition {
         &self,
         payload: Payload<'_>,
         idempotence: Option<Idempotence<'_>>,
+        writer: Writer,
     ) -> Result<(Appended, u64)> {
         let mut inner = self.lock();
         self.check_open(&inner)?;
+        self.check_writer(&inner, writer)?;
         let now = now_ms();
         if let Some(idem) = idempotence {
             if let Some(retry) = self.check_retry(&inner, &payload, idem, now)? {
@@ -406,8 +431,10 @@ impl Partition {
 
     /// Appends a leader's batches verbatim (a follower) and records their producer stamps,
     /// so a follower that becomes leader recognises retries. Returns the new log end.
-    pub fn append_replica(&self, encoded: &[u8]) -> Result<u64> {
+    pub fn append_replica(&self, encoded: &[u8], epoch: u32) -> Result<u64> {
         let mut inner = self.lock();
+        self.check_open(&inner)?;
+        self.check_writer(&inner, Writer::Follower(epoch))?;
         let always = self.always;
         let log = self.log_mut(&mut inner)?;
         // With `--fsync always` a follower syncs before it fetches again, i.e. before its
@@ -436,14 +463,19 @@ impl Partition {
 
     /// Cuts this copy back to `offset` (a follower whose log diverged from its leader's),
     /// rebuilds the producer table from what is left and lowers the ends to match.
-    pub fn truncate_to(&self, offset: u64, producer_idle_ms: u64) -> Result<u64> {
+    pub fn truncate_to(&self, offset: u64, producer_idle_ms: u64, epoch: u32) -> Result<u64> {
         let mut inner = self.lock();
         self.check_open(&inner)?;
+        self.check_writer(&inner, Writer::Follower(epoch))?;
         let Some(log) = inner.log.as_mut() else {
             return Ok(0);
         };
-        let end = may_block(|| log.truncate_to(offset))?;
-        let producers = ProducerTable::rebuild(log, producer_idle_ms, now_ms())?;
+        // The cut and the rebuild read and write segments: off the runtime's workers.
+        let (end, producers) = may_block(|| {
+            let end = log.truncate_to(offset)?;
+            let producers = ProducerTable::rebuild(log, producer_idle_ms, now_ms())?;
+            Ok::<_, LogError>((end, producers))
+        })?;
         inner.producers = producers;
         drop(inner);
         self.end_gauge.set(end as f64);
@@ -457,23 +489,13 @@ impl Partition {
         Ok(end)
     }
 
-    /// Makes this copy the leader's of `epoch`: its appends are stamped with it.
-    pub fn set_leader_epoch(&self, epoch: u32) -> Result<()> {
-        let mut inner = self.lock();
-        self.check_open(&inner)?;
-        inner.leader_epoch = Some(epoch);
-        if let Some(log) = inner.log.as_mut() {
-            log.set_leader_epoch(epoch)?;
-        }
-        Ok(())
-    }
-
     /// The leader epoch of this copy's last batch (`None`: no records).
     pub fn latest_epoch(&self) -> Result<Option<u32>> {
         let inner = self.lock();
         self.check_open(&inner)?;
         match inner.log.as_ref() {
-            Some(log) => Ok(log.latest_epoch()?),
+            // May read the newest sealed segment's headers.
+            Some(log) => Ok(may_block(|| log.latest_epoch())?),
             None => Ok(None),
         }
     }
@@ -483,7 +505,8 @@ impl Partition {
         let inner = self.lock();
         self.check_open(&inner)?;
         match inner.log.as_ref() {
-            Some(log) => Ok(log.end_offset_for_epoch(epoch)?),
+            // The first lookup builds the epoch cache from segment headers.
+            Some(log) => Ok(may_block(|| log.end_offset_for_epoch(epoch))?),
             None => Ok(None),
         }
     }
@@ -497,6 +520,31 @@ impl Partition {
     /// at the role again).
     pub fn wake(&self) {
         self.visible.send_modify(|_| {});
+    }
+
+    /// `Ok` when `writer` may write now (see [`Writer`]); else 503, nothing written.
+    fn check_writer(&self, inner: &Inner, writer: Writer) -> Result<()> {
+        if inner.writer == Writer::Anyone || inner.writer == writer {
+            return Ok(());
+        }
+        Err(BrokerError::NotLeading {
+            topic: self.topic.to_string(),
+            partition: self.id,
+        })
+    }
+
+    /// Sets who may write from now on; a leader also stamps its epoch on what it appends.
+    pub fn set_writer(&self, writer: Writer) -> Result<()> {
+        let mut inner = self.lock();
+        self.check_open(&inner)?;
+        if let Writer::Leader(epoch) = writer {
+            inner.leader_epoch = Some(epoch);
+            if let Some(log) = inner.log.as_mut() {
+                log.set_leader_epoch(epoch)?;
+            }
+        }
+        inner.writer = writer;
+        Ok(())
     }
 
     fn sync_failed(&self) -> BrokerError {
@@ -590,6 +638,8 @@ impl Partition {
         inner.closed = true;
         inner.log = None;
         drop(inner);
+        // A follower task of this copy ends with its role.
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = crate::replication::Role::Unassigned;
         self.visible.send_modify(|_| {});
     }
 

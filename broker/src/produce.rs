@@ -40,7 +40,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::error::Result;
-use crate::partition::{may_block, Appended, Idempotence, Partition, Payload};
+use crate::partition::{may_block, Appended, Idempotence, Partition, Payload, Writer};
 use crate::topics::Topic;
 
 /// How many stripes a topic's producer lock has.
@@ -82,6 +82,9 @@ impl ProducerLocks {
 pub struct Batch<'a> {
     pub partition: u32,
     pub payload: Payload<'a>,
+    /// Who the produce writes as: `Anyone` unreplicated, else the leader epoch it was
+    /// checked against (a role changed since refuses the append).
+    pub writer: Writer,
 }
 
 /// Where one batch landed (or, for a duplicate, had landed) and the end offset to settle on.
@@ -103,7 +106,7 @@ pub fn append<'t>(
     let Some(idem) = idem else {
         for batch in batches {
             let partition = topic.partition(u64::from(batch.partition))?;
-            let (appended, end) = partition.append_now(batch.payload, None)?;
+            let (appended, end) = partition.append_now(batch.payload, None, batch.writer)?;
             placed.push(Placed {
                 partition,
                 appended,
@@ -125,7 +128,7 @@ pub fn append<'t>(
             Some(original) => original,
             // Checked new under the stripe, and only this producer's appends could change
             // that: the append's own check agrees.
-            None => partition.append_now(batch.payload, Some(idem))?,
+            None => partition.append_now(batch.payload, Some(idem), batch.writer)?,
         };
         placed.push(Placed {
             partition,

@@ -478,6 +478,11 @@ impl BrokerClient {
         loop {
             attempts += 1;
             let sent = match self.routes.split_by_leader(topic, ndjson, idem) {
+                // Shares before a failed one are stored: only an idempotent produce may be
+                // sent again whole.
+                Some(shares) if idempotence.is_none() => {
+                    return self.produce_shares(topic, ndjson, shares, idempotence)
+                }
                 Some(shares) => self.produce_shares(topic, ndjson, shares, idempotence),
                 None => self.produce_to_one(topic, ndjson, idempotence),
             };

@@ -34,11 +34,13 @@ pub async fn fetch(
     query: &Query,
     deadline: Instant,
 ) -> Result<Response<Body>> {
-    let epoch = query
-        .u64("leader_epoch")?
-        .ok_or_else(|| BrokerError::BadRequest("a replica's fetch needs ?leader_epoch=E".into()))?;
-    let epoch = u32::try_from(epoch)
-        .map_err(|_| BrokerError::BadRequest(format!("leader_epoch {epoch} is too large")))?;
+    let epoch = leader_epoch(query)?;
+    if broker.cluster.is_none() {
+        return Err(BrokerError::BadRequest(
+            "?replica is for the brokers of a cluster; this one is not".into(),
+        ));
+    }
+    replication::check_leading(part, epoch)?;
     // Checked before the offset is recorded: an offset past the log end is no end to count.
     let mut batches = part.read_for_replica(offset, FETCH_MAX_BYTES)?;
     replication::on_follower_fetch(broker, part, node, epoch, offset)?;
@@ -58,6 +60,15 @@ pub async fn fetch(
     set_number(&mut response, wire_header::HIGH_WATERMARK, hw);
     set_number(&mut response, wire_header::LOG_END_OFFSET, part.local_end());
     Ok(response)
+}
+
+/// The required `?leader_epoch=E` of a follower's request.
+fn leader_epoch(query: &Query) -> Result<u32> {
+    let epoch = query.u64("leader_epoch")?.ok_or_else(|| {
+        BrokerError::BadRequest("a replica's request needs ?leader_epoch=E".into())
+    })?;
+    u32::try_from(epoch)
+        .map_err(|_| BrokerError::BadRequest(format!("leader_epoch {epoch} is too large")))
 }
 
 /// The offset after the last whole batch of `batches` (`offset` when empty).
@@ -81,7 +92,7 @@ pub fn epoch_end(
     name: &str,
     partition: &str,
     epoch: &str,
-    _req: &Request<Bytes>,
+    req: &Request<Bytes>,
 ) -> Result<Response<Body>> {
     validate_name("topic", name)?;
     let p: u64 = partition.parse().map_err(|_| {
@@ -90,7 +101,14 @@ pub fn epoch_end(
     let epoch: u32 = epoch
         .parse()
         .map_err(|_| BrokerError::BadRequest(format!("epoch must be a number, not {epoch:?}")))?;
+    let leader_epoch = leader_epoch(&Query::parse(req.uri().query()))?;
+    if broker.cluster.is_none() {
+        return Err(BrokerError::BadRequest(
+            "this broker is not one of a cluster: it has no replicas".into(),
+        ));
+    }
     let topic = broker.topics.require(name)?;
     let part = topic.partition(p)?;
-    json_response(StatusCode::OK, &replication::epoch_end(part, epoch)?)
+    let answer = replication::epoch_end(part, epoch, leader_epoch)?;
+    json_response(StatusCode::OK, &answer)
 }

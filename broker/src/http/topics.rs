@@ -28,7 +28,7 @@ use crate::broker::{blocking, Broker};
 use crate::error::{BrokerError, Result};
 use crate::naming::{validate_name, validate_producer};
 use crate::ndjson;
-use crate::partition::{Idempotence, Partition, Payload};
+use crate::partition::{Idempotence, Partition, Payload, Writer};
 use crate::produce::{self, Batch, Placed};
 use crate::replication;
 use crate::topics::Topic;
@@ -383,15 +383,17 @@ async fn produce_ndjson(
                 .collect()
         })
         .collect();
+    let writers = leader_epochs(broker, topic, by_partition.keys().copied())?;
     let batches = by_partition
         .keys()
         .zip(&records)
-        .map(|(&partition, records)| Batch {
+        .zip(&writers)
+        .map(|((&partition, records), &writer)| Batch {
             partition,
             payload: Payload::Records(records),
+            writer,
         })
         .collect();
-    let epochs = leader_epochs(broker, topic, by_partition.keys().copied())?;
     // Decided whole for an idempotent request; no lock is held past this call.
     let placed = produce::append(topic, batches, idem)?;
     let mut offsets = vec![0u64; messages.len()];
@@ -408,7 +410,7 @@ async fn produce_ndjson(
         all_duplicates &= placed.appended.duplicate;
     }
     settle_all(&placed).await?;
-    replicate_all(broker, &placed, &epochs).await?;
+    replicate_all(broker, &placed, &writers).await?;
     let mut out = String::with_capacity(32 + offsets.len() * 32);
     let _ = write!(out, "{{\"topic\":\"{}\",\"results\":[", topic.name);
     for (i, (msg, offset)) in messages.iter().zip(&offsets).enumerate() {
@@ -425,29 +427,33 @@ async fn produce_ndjson(
     Ok(response)
 }
 
-/// In a cluster: the leader epoch of each partition a produce touches, checked ready to take
-/// it (led here, enough in-sync replicas) before anything is appended. Empty otherwise.
+/// Who each partition a produce touches is written as: in a cluster the leader epoch, each
+/// checked ready to take it (led here, enough in-sync replicas) before anything is appended;
+/// otherwise anyone.
 fn leader_epochs(
     broker: &Broker,
     topic: &Topic,
     partitions: impl Iterator<Item = u32>,
-) -> Result<Vec<u32>> {
-    if broker.cluster.is_none() {
-        return Ok(Vec::new());
-    }
+) -> Result<Vec<Writer>> {
     partitions
-        .map(|p| replication::check_produce(broker, topic.partition(u64::from(p))?))
+        .map(|p| match &broker.cluster {
+            None => Ok(Writer::Anyone),
+            Some(_) => replication::check_produce(broker, topic.partition(u64::from(p))?)
+                .map(Writer::Leader),
+        })
         .collect()
 }
 
 /// In a cluster: waits until every placed batch is on every in-sync replica (`acks=all`).
-async fn replicate_all(broker: &Broker, placed: &[Placed<'_>], epochs: &[u32]) -> Result<()> {
+async fn replicate_all(broker: &Broker, placed: &[Placed<'_>], writers: &[Writer]) -> Result<()> {
     let Some(cluster) = &broker.cluster else {
         return Ok(());
     };
     let wait = cluster.replica_lag * 2;
-    for (p, &epoch) in placed.iter().zip(epochs) {
-        replication::await_replicated(broker, p.partition, p.end, epoch, wait).await?;
+    for (p, writer) in placed.iter().zip(writers) {
+        if let Writer::Leader(epoch) = *writer {
+            replication::await_replicated(broker, p.partition, p.end, epoch, wait).await?;
+        }
     }
     Ok(())
 }
@@ -491,16 +497,17 @@ async fn produce_batch(
         partition,
         count: topic.partition_count(),
     })?;
+    let writers = leader_epochs(broker, topic, std::iter::once(partition))?;
     let batch = Batch {
         partition,
         payload: Payload::Encoded(body),
+        writer: writers[0],
     };
-    let epochs = leader_epochs(broker, topic, std::iter::once(partition))?;
     // Through the same path as NDJSON so an idempotent batch takes its producer's stripe:
     // appended between another request's check and appends, it could cut that request.
     let placed = produce::append(topic, vec![batch], idem)?;
     settle_all(&placed).await?;
-    replicate_all(broker, &placed, &epochs).await?;
+    replicate_all(broker, &placed, &writers).await?;
     let Some(Placed { appended, .. }) = placed.first() else {
         return Err(BrokerError::Internal(
             "a one-batch produce placed no batch".into(),

@@ -126,11 +126,14 @@ async fn confirm_caught_up(cluster: &Cluster, peers: &Peers) {
 fn decide(metadata: &Metadata, alive: &dyn Fn(NodeId) -> bool) -> Vec<Command> {
     let mut commands = Vec::new();
     for &node in metadata.members.keys().filter(|n| !alive(**n)) {
-        let matters = metadata
+        let leads_or_in_sync = metadata
             .topics
             .values()
             .flat_map(|t| &t.partitions)
             .any(|p| p.leader == Some(node) || (p.isr.contains(&node) && p.isr.len() > 1));
+        // Its groups go to another member (there is one: this controller).
+        let coordinates = metadata.groups.values().any(|c| *c == node);
+        let matters = leads_or_in_sync || coordinates;
         if matters {
             commands.push(Command::NodeDown { node });
         }
@@ -185,6 +188,23 @@ mod tests {
         let m = metadata();
         assert!(decide(&m, &|_| true).is_empty());
         assert_eq!(decide(&m, &|n| n != 1), vec![Command::NodeDown { node: 1 }]);
+    }
+
+    #[test]
+    fn a_dead_coordinator_of_groups_only_is_declared_down() {
+        let mut m = Metadata::default();
+        for node in 0..2 {
+            m.apply(&Command::AddMember {
+                node,
+                url: format!("http://b{node}"),
+            });
+        }
+        m.apply(&Command::AssignCoordinator { group: "g".into() });
+        let coordinator = m.groups["g"];
+        assert_eq!(
+            decide(&m, &|n| n != coordinator),
+            vec![Command::NodeDown { node: coordinator }]
+        );
     }
 
     #[test]

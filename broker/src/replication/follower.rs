@@ -53,7 +53,7 @@ pub async fn run(
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         };
-        if let Err(e) = agree_with_leader(&broker, &peers, &part, &url).await {
+        if let Err(e) = agree_with_leader(&broker, &peers, &part, &url, epoch).await {
             if !std::mem::replace(&mut failing, true) {
                 tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: cannot reach the leader's log");
             }
@@ -64,8 +64,13 @@ pub async fn run(
             // Out of the leader's log: the copy diverged after all (or the leader lost data);
             // agree again.
             Err(Failure::Peer(PeerError::OutOfRange { url })) => {
-                tracing::warn!(topic = %topic, partition = part.id, %url, "replica: offset out of the leader's log; truncating again");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(topic = %topic, partition = part.id, %url, "replica: offset out of the leader's log; truncating again");
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
+            // The topic was deleted under the task (its role ends with it too).
+            Err(Failure::Local(BrokerError::UnknownTopic(_))) => return,
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: fetch failed");
@@ -105,11 +110,14 @@ async fn agree_with_leader(
     peers: &Peers,
     part: &Partition,
     url: &str,
+    epoch: u32,
 ) -> std::result::Result<(), Failure> {
     let Some(latest) = part.latest_epoch()? else {
         return Ok(());
     };
-    let answer = peers.epoch_end(url, &part.topic, part.id, latest).await?;
+    let answer = peers
+        .epoch_end(url, &part.topic, part.id, latest, epoch)
+        .await?;
     let (start, end) = part.log_bounds()?;
     let target = match answer.epoch {
         None => start,
@@ -126,7 +134,7 @@ async fn agree_with_leader(
     if target < end {
         tracing::warn!(topic = %part.topic, partition = part.id, from = end, to = target,
             "replica: cutting the tail the leader does not have (never acknowledged)");
-        part.truncate_to(target, broker.config.producer_idle_ms)?;
+        part.truncate_to(target, broker.config.producer_idle_ms, epoch)?;
     }
     Ok(())
 }
@@ -146,7 +154,7 @@ async fn copy(
             .fetch(url, &part.topic, part.id, offset, epoch, FETCH_WAIT)
             .await?;
         if !fetched.batches.is_empty() {
-            part.append_replica(&fetched.batches)?;
+            part.append_replica(&fetched.batches, epoch)?;
         }
         part.publish_high_watermark(fetched.high_watermark);
         *failing = false;

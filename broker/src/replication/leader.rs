@@ -144,10 +144,21 @@ impl LeaderState {
     }
 
     /// Recomputes the HW from the ISR's ends and the leader's own (`leader_end`); returns the
-    /// new HW when it moved.
+    /// new HW when it moved. A follower proposed back into the ISR counts from the proposal
+    /// on (Kafka's KIP-497 "maximal ISR"): the metadata may list it as in sync — and so as a
+    /// possible next leader — before this leader has applied the change, so nothing may be
+    /// acknowledged without it meanwhile. A proposal that did not apply within
+    /// [`ISR_CHANGE_RETRY`] stops counting.
     pub fn advance(&mut self, leader_end: u64) -> Option<u64> {
+        let now = Instant::now();
+        let pending: &[NodeId] = match &self.proposed {
+            Some((isr, at)) if now.saturating_duration_since(*at) < ISR_CHANGE_RETRY => isr,
+            _ => &[],
+        };
         let mut least = leader_end;
-        for node in self.isr.iter().filter(|&&n| n != self.me) {
+        let mut counted: Vec<NodeId> = self.isr.clone();
+        counted.extend(pending.iter().filter(|n| !self.isr.contains(n)));
+        for node in counted.iter().filter(|&&n| n != self.me) {
             match self.followers.get(node).and_then(|f| f.end) {
                 Some(end) => least = least.min(end),
                 // An ISR member not heard from in this epoch holds the HW.
@@ -288,6 +299,20 @@ mod tests {
         let mut l = leader(vec![0, 1, 2], 50, t);
         l.on_fetch(1, 50, 50, t + LAG);
         assert_eq!(l.laggards(t + LAG, LAG), Some(vec![0, 1]));
+    }
+
+    #[test]
+    fn a_follower_proposed_back_holds_the_high_watermark_before_the_change_applies() {
+        let t = Instant::now();
+        let mut l = leader(vec![0, 1], 20, t);
+        l.on_fetch(1, 20, 20, t);
+        assert_eq!(l.advance(20), Some(20));
+        // Node 2 reaches the HW: proposed back; from now on the HW waits for it too.
+        assert_eq!(l.on_fetch(2, 20, 20, t), Some(vec![0, 1, 2]));
+        l.on_fetch(1, 30, 30, t);
+        assert_eq!(l.advance(30), None, "node 2 is at 20");
+        l.on_fetch(2, 30, 30, t);
+        assert_eq!(l.advance(30), Some(30));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use peer::Peers;
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
-use crate::partition::Partition;
+use crate::partition::{Partition, Writer};
 
 /// How often leaders look for laggards.
 const LAG_CHECK: Duration = Duration::from_millis(250);
@@ -138,6 +138,13 @@ fn reconcile_partition(
         },
         Some(leader) => {
             tracing::info!(topic = %part.topic, partition = part.id, leader, epoch, "replica: following");
+            // From now on only this epoch's follower task writes (a produce decided as leader
+            // and not yet appended is refused).
+            if let Err(e) = part.set_writer(Writer::Follower(epoch)) {
+                tracing::error!(topic = %part.topic, partition = part.id, error = %e, "replica: cannot follow");
+                *role = Role::Offline;
+                return;
+            }
             let task = tokio::spawn(follower::run(
                 Arc::clone(broker),
                 cluster.peers.clone(),
@@ -151,7 +158,12 @@ fn reconcile_partition(
                 task: AbortOnDrop(task),
             }
         }
-        None => Role::Offline,
+        None => {
+            if let Err(e) = part.set_writer(Writer::Nobody) {
+                tracing::warn!(topic = %part.topic, partition = part.id, error = %e, "replica: going offline");
+            }
+            Role::Offline
+        }
     };
     drop(role);
     // Produces waiting on the old role look again.
@@ -160,7 +172,7 @@ fn reconcile_partition(
 
 /// Takes the leadership of `part` at the metadata's epoch.
 fn lead(part: &Partition, me: NodeId, meta: &PartitionMeta) -> Result<LeaderState> {
-    part.set_leader_epoch(meta.leader_epoch)?;
+    part.set_writer(Writer::Leader(meta.leader_epoch))?;
     let (_, end) = part.log_bounds()?;
     let mut state = LeaderState::new(
         me,
@@ -311,6 +323,24 @@ pub fn on_follower_fetch(
     Ok(hw)
 }
 
+/// `Ok` when this broker leads `part` at `epoch` (a follower's request names the epoch it
+/// follows): 409 for another epoch, 503 while no leadership is taken here.
+pub fn check_leading(part: &Partition, epoch: u32) -> Result<()> {
+    match &*role(part) {
+        Role::Leader(state) if state.epoch == epoch => Ok(()),
+        Role::Leader(state) => Err(BrokerError::EpochMismatch {
+            topic: part.topic.to_string(),
+            partition: part.id,
+            given: epoch,
+            current: state.epoch,
+        }),
+        Role::Unassigned | Role::Follower { .. } | Role::Offline => Err(BrokerError::NotLeading {
+            topic: part.topic.to_string(),
+            partition: part.id,
+        }),
+    }
+}
+
 /// The leader's current HW (`None`: not leading).
 pub fn high_watermark(part: &Partition) -> Option<u64> {
     match &*role(part) {
@@ -377,8 +407,10 @@ async fn check_lag(broker: Arc<Broker>) {
     }
 }
 
-/// The leader's answer to a follower asking where `epoch` ends in its log.
-pub fn epoch_end(part: &Partition, epoch: u32) -> Result<peer::EpochEnd> {
+/// The answer of the leader of `leader_epoch` to a follower asking where `epoch` ends in its
+/// log (only the current leader's log is the truth a follower may cut its own to).
+pub fn epoch_end(part: &Partition, epoch: u32, leader_epoch: u32) -> Result<peer::EpochEnd> {
+    check_leading(part, leader_epoch)?;
     Ok(match part.end_offset_for_epoch(epoch)? {
         Some((epoch, end_offset)) => peer::EpochEnd {
             epoch: Some(epoch),

@@ -97,16 +97,17 @@ impl Peers {
         }
     }
 
-    /// Asks the leader where `epoch` ends in its log.
+    /// Asks the leader of `leader_epoch` where `epoch` ends in its log.
     pub async fn epoch_end(
         &self,
         leader_url: &str,
         topic: &str,
         partition: u32,
         epoch: u32,
+        leader_epoch: u32,
     ) -> Result<EpochEnd, PeerError> {
         let url = format!(
-            "{}/v1/topics/{topic}/partitions/{partition}/epochs/{epoch}",
+            "{}/v1/topics/{topic}/partitions/{partition}/epochs/{epoch}?leader_epoch={leader_epoch}",
             leader_url.trim_end_matches('/')
         );
         let (status, _, body) = self.get(&url, Duration::from_secs(5)).await?;
