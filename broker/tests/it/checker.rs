@@ -19,9 +19,11 @@
 //!
 //! Along the way it also fails on a failover that does not complete (the partitions of a
 //! killed leader without a new leader within [`FAILOVER`]), a cluster that does not heal
-//! within [`HEAL`], producers that get nothing acknowledged after the cluster healed, a broker
-//! that panics or exits non-zero on SIGTERM, and an ISR member whose copy is shorter than its
-//! leader's high watermark.
+//! within [`HEAL`], producers that get nothing acknowledged after the cluster healed, and an
+//! ISR member whose copy is shorter than its leader's high watermark; and, after the data
+//! checks, on a broker that panicked (its log says `panicked at`) or did not exit 0 on SIGTERM.
+//! It prints one line per fault and a summary line (seed, seconds, faults by kind, messages
+//! acknowledged, reads recorded, the result).
 //!
 //! Run it (about 40 s of faults by default, so it fits in `make test`):
 //!
@@ -29,11 +31,17 @@
 //! cargo test -p broker --test it checker -- --nocapture
 //! ```
 //!
-//! The long version is the same test with more time: `CHECKER_SECONDS=600` (no separate
-//! `#[ignore]`d test). The fault schedule comes from a seeded RNG whose seed is printed at the
-//! start and in the summary; `CHECKER_SEED=<seed>` replays the same schedule (the timing of
-//! the producers and consumers around it differs from run to run). When it fails, the logs of
-//! every broker incarnation are kept and their directory printed.
+//! The long version is the same test given more time, no separate `#[ignore]`d test:
+//!
+//! ```sh
+//! CHECKER_SECONDS=600 cargo test -p broker --test it checker -- --nocapture
+//! ```
+//!
+//! The faults come from an RNG whose seed is printed at the start and in the summary;
+//! `CHECKER_SEED=<seed>` replays the same sequence of faults, targets and pauses (the broker
+//! that `kill9-leader` hits depends on where leadership has moved, and the producers' and
+//! consumers' timing differs from run to run). When it fails, the logs of every broker
+//! incarnation are kept and their directory printed with the seed.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -184,17 +192,19 @@ impl Drop for Logs {
 }
 
 /// Takes broker `id` out of the cluster: SIGTERM, expecting exit 0 (`clean`), or `kill -9`.
-/// Keeps its log; a panic in it or another exit is a finding.
-fn take_down(cluster: &mut Cluster, logs: &mut Logs, id: usize, clean: bool) {
+/// Keeps its log; a panic in it or another exit is a finding. Answers how long it took to go.
+fn take_down(cluster: &mut Cluster, logs: &mut Logs, id: usize, clean: bool) -> Duration {
     let mut b = cluster.brokers[id]
         .take()
         .unwrap_or_else(|| panic!("broker {id} is not running"));
+    let start = Instant::now();
     let status = if clean {
         Some(b.child.terminate(Duration::from_secs(20)))
     } else {
         b.child.kill9();
         None
     };
+    let took = start.elapsed();
     logs.save(id);
     if let Some(status) = status {
         if status.and_then(|s| s.code()) != Some(0) {
@@ -203,6 +213,7 @@ fn take_down(cluster: &mut Cluster, logs: &mut Logs, id: usize, clean: bool) {
             ));
         }
     }
+    took
 }
 
 /// Starts broker `id` again on its port and data directory and waits for its `/readyz`.
@@ -297,9 +308,9 @@ fn inject(cluster: &mut Cluster, logs: &mut Logs, rng: &mut fastrand::Rng, fault
         }
         Fault::Restart => {
             let id = rng.usize(..3);
-            take_down(cluster, logs, id, true);
+            let took = take_down(cluster, logs, id, true);
             bring_back(cluster, logs, id);
-            format!("clean restart (SIGTERM) of broker {id}")
+            format!("clean restart (SIGTERM) of broker {id}, exited after {took:.1?}")
         }
     }
 }
