@@ -41,7 +41,8 @@
 //! `CHECKER_SEED=<seed>` replays the same sequence of faults, targets and pauses (the broker
 //! that `kill9-leader` hits depends on where leadership has moved, and the producers' and
 //! consumers' timing differs from run to run). When it fails, the logs of every broker
-//! incarnation are kept and their directory printed with the seed.
+//! incarnation are kept and their directory printed with the seed (`CHECKER_KEEP_LOGS=1`
+//! keeps them when it passes too).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -105,8 +106,8 @@ impl Fault {
 }
 
 /// The brokers' logs, every incarnation's: a broker's log goes with it when it is stopped or
-/// killed, so each is copied here first, and read for panics. Removed when the test passes;
-/// kept (and its path and the seed printed) when it fails.
+/// killed, so each is copied here first, and read for panics. Removed when the test passes
+/// (unless `CHECKER_KEEP_LOGS` is set); kept, its path and the seed printed, when it fails.
 struct Logs {
     dir: PathBuf,
     seed: u64,
@@ -185,6 +186,9 @@ impl Drop for Logs {
                 self.seed,
                 self.dir.display()
             );
+        } else if std::env::var_os("CHECKER_KEEP_LOGS").is_some() {
+            self.save_all();
+            println!("the brokers' logs are in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
