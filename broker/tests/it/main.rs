@@ -7,6 +7,7 @@ mod raw;
 
 mod atomic_produce;
 mod auth;
+mod checker;
 mod client_routing;
 mod cluster;
 mod cluster_groups;

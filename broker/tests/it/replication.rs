@@ -32,7 +32,7 @@ use crate::harness::{pinned, tempdir, Broker};
 
 /// A client given all three brokers' URLs (a dead one is passed over; a frozen one costs a
 /// request timeout, kept short), retrying for up to 30 s.
-fn client_of(cluster: &Cluster) -> BrokerClient {
+pub(crate) fn client_of(cluster: &Cluster) -> BrokerClient {
     let urls: Vec<String> = (0..3).map(|id| cluster.url(id)).collect();
     let mut config = ClientConfig::new(urls.join(",")).token(Some(TOKEN.to_string()));
     config.request_timeout = Duration::from_secs(5);
@@ -45,7 +45,7 @@ fn client_of(cluster: &Cluster) -> BrokerClient {
 
 /// Polls `check` until it answers `Ok`, panicking after `timeout` with `what` and the last
 /// reason it gave; answers how long it took.
-fn settle(
+pub(crate) fn settle(
     timeout: Duration,
     what: &str,
     mut check: impl FnMut() -> Result<(), String>,
@@ -63,7 +63,7 @@ fn settle(
 }
 
 /// `GET /v1/topics/{topic}` at `b`: its description of each partition, in partition order.
-fn describe(b: &Broker, topic: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn describe(b: &Broker, topic: &str) -> Result<Vec<Value>, String> {
     let r = b.get(&format!("/v1/topics/{topic}"));
     if r.status != 200 {
         return Err(format!(
@@ -80,7 +80,7 @@ fn describe(b: &Broker, topic: &str) -> Result<Vec<Value>, String> {
 }
 
 /// A numeric field of a partition's description; panics naming it when it is absent.
-fn field(p: &Value, name: &str) -> u64 {
+pub(crate) fn field(p: &Value, name: &str) -> u64 {
     p[name]
         .as_u64()
         .unwrap_or_else(|| panic!("a partition description without a numeric {name:?}: {p}"))
@@ -89,7 +89,7 @@ fn field(p: &Value, name: &str) -> u64 {
 /// `Ok` once all of `brokers` describe the same leader and epoch for each partition, an ISR of
 /// all three brokers, and a copy as long as the leader's (`replica_end_offset`), with the
 /// leader's high watermark at its end; else everything that is not so yet.
-fn in_sync(brokers: &[&Broker], topic: &str) -> Result<(), String> {
+pub(crate) fn in_sync(brokers: &[&Broker], topic: &str) -> Result<(), String> {
     let mut views = Vec::new();
     for b in brokers {
         views.push((b.url.as_str(), describe(b, topic)?));
@@ -143,7 +143,7 @@ fn in_sync(brokers: &[&Broker], topic: &str) -> Result<(), String> {
 /// `Ok` once every partition's leader counts broker `id`, back after a fault, in its ISR (as
 /// it describes the partition); panics at once if a leader counts it while its copy ends below
 /// that leader's high watermark (an ISR member holds everything acknowledged).
-fn in_every_isr(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
+pub(crate) fn in_every_isr(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
     let back = cluster.broker(id);
     // The leaders first: `back`'s copy only grows after (a truncation never cuts below the
     // high watermark), so reading it second cannot make it look shorter than it was.
@@ -193,7 +193,7 @@ fn rejoined(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
 
 /// `Ok` once each of `brokers` describes, for every partition that `before` shows led by
 /// `gone`, a leader other than `gone` with a higher leader epoch.
-fn moved_from(
+pub(crate) fn moved_from(
     brokers: &[&Broker],
     topic: &str,
     before: &[Value],
@@ -224,7 +224,12 @@ fn moved_from(
 
 /// Creates `topic` through the client and waits until every broker describes it in sync,
 /// each partition on all three; answers the description.
-fn created(cluster: &Cluster, client: &BrokerClient, topic: &str, partitions: u32) -> Vec<Value> {
+pub(crate) fn created(
+    cluster: &Cluster,
+    client: &BrokerClient,
+    topic: &str,
+    partitions: u32,
+) -> Vec<Value> {
     assert!(client
         .create_topic(topic, partitions)
         .expect("create the topic"));
@@ -257,13 +262,13 @@ fn key_for(prefix: &str, partition: u32, partitions: u32) -> String {
 /// What the producers sent, by key: the values acknowledged, with the partition and offset
 /// their acknowledgement named, and those sent without one (they may be stored, once).
 #[derive(Default)]
-struct Sent {
-    acked: BTreeMap<String, BTreeMap<u64, (u32, u64)>>,
-    unacked: BTreeMap<String, Vec<u64>>,
+pub(crate) struct Sent {
+    pub(crate) acked: BTreeMap<String, BTreeMap<u64, (u32, u64)>>,
+    pub(crate) unacked: BTreeMap<String, Vec<u64>>,
     /// When each acknowledgement came, and for which partition.
     acked_at: Vec<(Instant, u32)>,
     /// The first errors the producers got.
-    errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 impl Sent {
@@ -287,12 +292,17 @@ impl Sent {
         }
     }
 
-    fn acked_count(&self) -> usize {
+    pub(crate) fn acked_count(&self) -> usize {
         self.acked.values().map(BTreeMap::len).sum()
     }
 
     /// `Ok` once every partition of `partitions` had `at_least` acknowledgements after `since`.
-    fn acked_since(&self, since: Instant, partitions: u32, at_least: usize) -> Result<(), String> {
+    pub(crate) fn acked_since(
+        &self,
+        since: Instant,
+        partitions: u32,
+        at_least: usize,
+    ) -> Result<(), String> {
         let short: Vec<String> = (0..partitions)
             .filter_map(|p| {
                 let n = self
@@ -333,7 +343,7 @@ fn produce_one(
 
 /// Producer `t` until `stop`: its keys `k{t}-0`…`k{t}-4` in turn, each key's values 0, 1,
 /// 2…, each message an idempotent batch (producer `p{t}`, seq counting up), one at a time.
-fn producer(
+pub(crate) fn producer(
     client: &BrokerClient,
     topic: &str,
     partitions: u32,
@@ -363,7 +373,7 @@ fn at_least(sent: &Sent, count: usize) -> Result<(), String> {
 }
 
 /// Sets the flag when dropped: producer threads stop when the test panics too.
-struct StopOnDrop<'a>(&'a AtomicBool);
+pub(crate) struct StopOnDrop<'a>(pub(crate) &'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
@@ -373,7 +383,7 @@ impl Drop for StopOnDrop<'_> {
 
 /// Sends SIGCONT when dropped: a frozen broker resumes when the test panics too (so that
 /// requests parked on it end).
-struct ContOnDrop<'a>(&'a Broker);
+pub(crate) struct ContOnDrop<'a>(pub(crate) &'a Broker);
 
 impl Drop for ContOnDrop<'_> {
     fn drop(&mut self) {
@@ -382,11 +392,11 @@ impl Drop for ContOnDrop<'_> {
 }
 
 /// One message as read: `(offset, key, n)`.
-type Read = (u64, String, u64);
+pub(crate) type Read = (u64, String, u64);
 
 /// Every partition of `topic`, read from its leader through `client` (up to the high
 /// watermark).
-fn read_all(client: &BrokerClient, topic: &str, partitions: u32) -> Vec<Vec<Read>> {
+pub(crate) fn read_all(client: &BrokerClient, topic: &str, partitions: u32) -> Vec<Vec<Read>> {
     (0..partitions)
         .map(|p| {
             let mut out = Vec::new();
@@ -414,7 +424,7 @@ fn read_all(client: &BrokerClient, topic: &str, partitions: u32) -> Vec<Vec<Read
 /// at the partition and offset its acknowledgement named; each key's values strictly rising
 /// (in order, none twice); every message read was sent, to the partition of its key. Answers
 /// how many messages were read.
-fn check_exactly_once(read: &[Vec<Read>], sent: &Sent) -> usize {
+pub(crate) fn check_exactly_once(read: &[Vec<Read>], sent: &Sent) -> usize {
     let partitions = read.len() as u32;
     let mut problems = Vec::new();
     let mut by_key: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
@@ -519,7 +529,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Stops every broker (SIGTERM, exit 0), then checks that the three copies of each partition
 /// on disk are the same bytes and hold exactly the messages `read` from its leader.
-fn stop_and_compare_copies(cluster: &mut Cluster, topic: &str, read: &[Vec<Read>]) {
+pub(crate) fn stop_and_compare_copies(cluster: &mut Cluster, topic: &str, read: &[Vec<Read>]) {
     for b in cluster.brokers.iter_mut().filter_map(Option::take) {
         assert_eq!(b.stop(), Some(0));
     }
