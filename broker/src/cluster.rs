@@ -23,6 +23,9 @@ use crate::broker::{blocking, Broker};
 use crate::config::ClusterConfig;
 use crate::error::{BrokerError, Result};
 
+/// How long a controlled shutdown waits for its partitions to get other leaders.
+const HAND_OFF_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long a change the leader applied may take to be applied on this broker.
 const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -294,6 +297,42 @@ impl Cluster {
             .partitions
             .iter()
             .any(|p| p.replicas.contains(&self.id))
+    }
+
+    /// A controlled shutdown: declares this broker down in the metadata (its partitions get
+    /// new leaders from their other in-sync replicas, its groups other coordinators) and
+    /// waits, briefly, until that is applied here. Best effort: without a majority it cannot,
+    /// and the broker stops anyway. It rejoins the ISRs when it starts again.
+    pub async fn hand_off(&self) {
+        let leads = self.read(|m| {
+            m.topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.leader == Some(self.id) || p.isr.contains(&self.id))
+                || m.groups.values().any(|c| *c == self.id)
+        });
+        if !leads {
+            return;
+        }
+        let command = Command::NodeDown { node: self.id };
+        let handed = tokio::time::timeout(HAND_OFF_WAIT, async {
+            self.node.propose(command).await?;
+            self.applied_here(|m| {
+                m.topics
+                    .values()
+                    .flat_map(|t| &t.partitions)
+                    .all(|p| p.leader != Some(self.id))
+            })
+            .await
+        })
+        .await;
+        match handed {
+            Ok(Ok(())) => tracing::info!("handed this broker's partitions to other replicas"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not hand the partitions off"),
+            Err(_) => {
+                tracing::warn!(wait = ?HAND_OFF_WAIT, "handing the partitions off took too long")
+            }
+        }
     }
 
     pub async fn shutdown(&self) {

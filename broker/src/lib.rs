@@ -83,11 +83,18 @@ pub async fn serve(
     let broker = Arc::new(Broker::new(config, local_addr, stop_rx, cluster));
     let fatal = recover_in_background(&broker);
     let (failure_tx, failure_rx) = oneshot::channel();
+    let leaving = Arc::clone(&broker);
     let stop = async move {
         let failure = tokio::select! {
             () = shutdown => None,
             Ok(e) = fatal => Some(e),
         };
+        // In a cluster, first hand this broker's partitions to their other in-sync replicas,
+        // so produces waiting here are answered (503, retried at the new leader) rather than
+        // held until the grace period ends with no follower left to confirm them.
+        if let Some(cluster) = &leaving.cluster {
+            cluster.hand_off().await;
+        }
         tracing::info!("shutting down: draining connections");
         // Parked long-polls answer now, so the drain does not wait for their timeouts.
         let _ = stop_tx.send(true);

@@ -32,9 +32,24 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// its acknowledgements wait for this follower).
 const REFUSED_PAUSE: Duration = Duration::from_millis(20);
 
-/// Follows `leader` (at `epoch`) for `part` until aborted.
+/// Follows `leader` (at `epoch`) for `part` until aborted or the broker shuts down (a task
+/// still retrying while the runtime winds down would find its timers gone).
 pub async fn run(
     broker: Arc<Broker>,
+    peers: Peers,
+    part: Arc<Partition>,
+    leader: NodeId,
+    epoch: u32,
+) {
+    let mut stop = broker.shutdown.clone();
+    tokio::select! {
+        () = follow(&broker, peers, part, leader, epoch) => {}
+        () = crate::http::stopped(&mut stop) => {}
+    }
+}
+
+async fn follow(
+    broker: &Arc<Broker>,
     peers: Peers,
     part: Arc<Partition>,
     leader: NodeId,
@@ -53,7 +68,7 @@ pub async fn run(
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         };
-        if let Err(e) = agree_with_leader(&broker, &peers, &part, &url, epoch).await {
+        if let Err(e) = agree_with_leader(broker, &peers, &part, &url, epoch).await {
             if !std::mem::replace(&mut failing, true) {
                 tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: cannot reach the leader's log");
             }
