@@ -26,8 +26,8 @@
 //! directories are kept and named.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 use broker_log::record::{decode, encode, Decoded};
 use broker_log::Record;
 use serde_json::Value;
+use support::{request, shown, Conn};
+
+mod support;
 
 const MESSAGES_PER_BATCH: usize = 1000;
 const PARTITIONS: u32 = 6;
@@ -106,7 +109,7 @@ fn run() -> bool {
 
     let mut ports = Vec::new();
     while ports.len() < BROKERS + 1 {
-        let p = free_port();
+        let p = testkit::fixed_port(&[]);
         if !ports.contains(&p) {
             ports.push(p);
         }
@@ -229,27 +232,6 @@ fn target_dir() -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir)
-}
-
-/// A free port below the kernel's ephemeral range, so that no outgoing connection takes it
-/// while its broker is down between a kill and its restart.
-fn free_port() -> u16 {
-    let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let low: u16 = range
-        .split_whitespace()
-        .next()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(32768);
-    let span = u32::from(low.saturating_sub(10_000).max(1));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        ^ std::process::id();
-    (0..span)
-        .map(|i| 10_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % span) as u16)
-        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port below the ephemeral range")
 }
 
 /// The ~400-byte telemetry value of message `i`, its JSON object opened by `prefix` (empty, or
@@ -1323,139 +1305,4 @@ fn check_read_back(nodes: &[Node], acks: &[Ack], seen: &Seen) -> Result<(), Stri
     } else {
         Err(format!("read back: {}", problems.join("; ")))
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-/// One HTTP answer.
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-    }
-
-    fn header_u64(&self, name: &str) -> Option<u64> {
-        self.header(name)?.parse().ok()
-    }
-}
-
-fn shown(r: &io::Result<Resp>) -> String {
-    match r {
-        Ok(r) => format!("{} {}", r.status, r.text()),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// One request on a new connection.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> io::Result<Resp> {
-    Conn::open(addr)?.request(method, path, headers, body)
-}
-
-/// A minimal HTTP/1.1 keep-alive client connection (answers with a Content-Length).
-struct Conn {
-    stream: TcpStream,
-    host: String,
-    buf: Vec<u8>,
-    chunk: Vec<u8>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_nodelay(true)?;
-        // Longer than any answer takes: a produce waits at most 2 × --replica-lag-ms (10 s).
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Conn {
-            stream,
-            host: addr.to_string(),
-            buf: Vec::with_capacity(1 << 20),
-            chunk: vec![0; 256 * 1024],
-        })
-    }
-
-    /// Sends one request; returns status, header block and body.
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Resp> {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes())?;
-        self.stream.write_all(body)?;
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> io::Result<Resp> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("no status"))?;
-        let mut resp = Resp {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        let len = resp.header_u64("content-length").unwrap_or(0) as usize;
-        while self.buf.len() < head_end + len {
-            self.fill()?;
-        }
-        resp.body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        Ok(resp)
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let n = self.stream.read(&mut self.chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&self.chunk[..n]);
-        Ok(())
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -17,8 +17,8 @@
 //! `BENCH_ONLY=binary,ndjson,always` runs only the named broker modes (references always run).
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -30,6 +30,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use support::Conn;
+
+mod support;
 
 const MESSAGES_PER_BATCH: usize = 1000;
 const PARTITIONS: u32 = 8;
@@ -242,9 +245,9 @@ fn broker_run(root: &Path, workload: &Workload, mode: Mode, batches: usize) -> B
     };
     let mut child = start_broker(&dir, fsync);
     let addr = wait_for_address(&dir.join("broker.log"));
-    let mut conn = Conn::open(addr);
+    let mut conn = Conn::connect(addr);
     let create = format!("{{\"partitions\":{PARTITIONS}}}");
-    let (status, _, _) = conn.request("PUT", "/v1/topics/bench", &[], create.as_bytes());
+    let (status, _, _) = conn.call("PUT", "/v1/topics/bench", &[], create.as_bytes());
     assert!(status == 201 || status == 200, "create topic: {status}");
     if mode == Mode::Binary {
         long_poll_wakeups(addr);
@@ -284,7 +287,7 @@ fn broker_run(root: &Path, workload: &Workload, mode: Mode, batches: usize) -> B
         consumed, produced.messages,
         "every produced message consumed"
     );
-    let (_, _, metrics) = conn.request("GET", "/metrics", &[], b"");
+    let (_, _, metrics) = conn.call("GET", "/metrics", &[], b"");
     let fsyncs = sample(&metrics, "broker_fsync_duration_seconds_count");
     // SAFETY: kill(2) on our own child's pid with a valid signal.
     unsafe {
@@ -348,17 +351,17 @@ fn wait_for_address(log: &Path) -> SocketAddr {
 
 /// How long a parked fetch takes to answer once a produce is sent (on the idle broker).
 fn long_poll_wakeups(addr: SocketAddr) {
-    let mut conn = Conn::open(addr);
-    let (status, _, _) = conn.request("PUT", "/v1/topics/wake", &[], b"{\"partitions\":1}");
+    let mut conn = Conn::connect(addr);
+    let (status, _, _) = conn.call("PUT", "/v1/topics/wake", &[], b"{\"partitions\":1}");
     assert!(status == 201 || status == 200);
     let mut waits = Vec::new();
     for offset in 0..50u64 {
         let (tx, rx) = std::sync::mpsc::channel();
         let poller = std::thread::spawn(move || {
-            let mut conn = Conn::open(addr);
+            let mut conn = Conn::connect(addr);
             let path =
                 format!("/v1/topics/wake/partitions/0/messages?offset={offset}&wait_ms=5000");
-            let (status, _, body) = conn.request("GET", &path, &[], b"");
+            let (status, _, body) = conn.call("GET", &path, &[], b"");
             let answered = Instant::now();
             assert!(
                 status == 200 && !body.is_empty(),
@@ -370,7 +373,7 @@ fn long_poll_wakeups(addr: SocketAddr) {
         // makes the figure smaller, never larger).
         std::thread::sleep(Duration::from_millis(20));
         let sent = Instant::now();
-        let (status, _, _) = conn.request(
+        let (status, _, _) = conn.call(
             "POST",
             "/v1/topics/wake/messages",
             &[("Content-Type", "application/x-ndjson")],
@@ -404,14 +407,14 @@ fn load<'a>(
             .map(|c| {
                 let request = &request;
                 s.spawn(move || {
-                    let mut conn = Conn::open(addr);
+                    let mut conn = Conn::connect(addr);
                     let mut latencies = Vec::with_capacity(per_conn);
                     let mut bytes = 0;
                     for i in 0..per_conn {
                         let (path, content_type, body) = request(c, i);
                         let t = Instant::now();
                         let (status, _, answer) =
-                            conn.request("POST", &path, &[("Content-Type", content_type)], body);
+                            conn.call("POST", &path, &[("Content-Type", content_type)], body);
                         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
                         latencies.push(t.elapsed());
                         bytes += body.len();
@@ -444,7 +447,7 @@ fn consume(addr: SocketAddr, binary: bool, expected: &[u64]) -> (usize, usize) {
             .map(|p| {
                 let want = expected[p as usize];
                 s.spawn(move || {
-                    let mut conn = Conn::open(addr);
+                    let mut conn = Conn::connect(addr);
                     let mut offset = 0u64;
                     let (mut messages, mut bytes) = (0usize, 0usize);
                     loop {
@@ -459,7 +462,7 @@ fn consume(addr: SocketAddr, binary: bool, expected: &[u64]) -> (usize, usize) {
                         } else {
                             &[]
                         };
-                        let (status, headers, body) = conn.request("GET", &path, accept, b"");
+                        let (status, headers, body) = conn.call("GET", &path, accept, b"");
                         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
                         let next = header_u64(&headers, "broker-next-offset");
                         if !binary {
@@ -495,85 +498,6 @@ fn header_u64(headers: &str, name: &str) -> u64 {
                 .then(|| v.trim().parse().ok())?
         })
         .unwrap_or_else(|| panic!("no {name} in {headers}"))
-}
-
-/// A minimal HTTP/1.1 keep-alive client connection.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Conn {
-            stream,
-            buf: Vec::with_capacity(1 << 20),
-        }
-    }
-
-    /// Sends one request; returns status, the header block and the body.
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String, Vec<u8>) {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes()).expect("write head");
-        self.stream.write_all(body).expect("write body");
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> (u16, String, Vec<u8>) {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill();
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        while self.buf.len() < head_end + len {
-            self.fill();
-        }
-        let body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        (status, head, body)
-    }
-
-    fn fill(&mut self) {
-        let mut chunk = [0u8; 256 * 1024];
-        let n = self.stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "connection closed");
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Writes `count` copies of `body` sequentially to a file; MB/s.

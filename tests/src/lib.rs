@@ -47,6 +47,30 @@ pub fn free_port() -> u16 {
         .expect("cannot bind an ephemeral port")
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range, other than `taken`: brokers of
+/// a cluster need fixed ports (their peers are told them), and a port there is never picked
+/// for another test's listener on port 0 or for an outgoing connection — so none can take it
+/// between the check and the broker's bind, or while the broker is down between a kill and
+/// its restart, nor receive the RPCs meant for a killed peer.
+pub fn fixed_port(taken: &[u16]) -> u16 {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    (0..u32::from(span))
+        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(span)) as u16)
+        .find(|&p| !taken.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// The path of a binary built from this workspace (`broker`, `streamer`, `collector`, `api`).
 ///
 /// Test executables live in `target/<profile>/deps/`; the binaries one level up. They must be

@@ -110,19 +110,17 @@ impl Peers {
             "{}/v1/topics/{topic}/partitions/{partition}/epochs/{epoch}?leader_epoch={leader_epoch}",
             leader_url.trim_end_matches('/')
         );
-        let (status, _, body) = self.get(&url, Duration::from_secs(5)).await?;
-        if status != StatusCode::OK {
-            return Err(status_error(url, status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| PeerError::Failed {
-            url,
-            reason: format!("decoding the answer: {e}"),
-        })
+        self.get_json(url).await
     }
 
     /// The metadata as the broker at `url` has applied it (the Raft leader's is current).
     pub async fn metadata(&self, url: &str) -> Result<broker_meta::Metadata, PeerError> {
-        let url = format!("{}/v1/raft/metadata", url.trim_end_matches('/'));
+        self.get_json(format!("{}/v1/raft/metadata", url.trim_end_matches('/')))
+            .await
+    }
+
+    /// A `GET` whose `200` answer is decoded from JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: String) -> Result<T, PeerError> {
         let (status, _, body) = self.get(&url, Duration::from_secs(5)).await?;
         if status != StatusCode::OK {
             return Err(status_error(url, status, &body));

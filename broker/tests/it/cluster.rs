@@ -13,26 +13,9 @@ use crate::harness::{pinned, tempdir, Broker};
 
 pub(crate) const TOKEN: &str = "cluster-s3cret";
 
-/// A free port below the kernel's ephemeral range: the other tests' brokers listen on port 0,
-/// which the kernel picks inside that range, so none of them can take this port between our
-/// check and our broker's bind — nor receive the Raft RPCs meant for a killed peer.
+/// A fixed port for a cluster's broker (`testkit::fixed_port`).
 pub(crate) fn fixed_port() -> u16 {
-    let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let low: u16 = range
-        .split_whitespace()
-        .next()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(32768);
-    let span = low.saturating_sub(10_000).max(1);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        ^ std::process::id();
-    (0..u32::from(span))
-        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(span)) as u16)
-        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port below the ephemeral range")
+    testkit::fixed_port(&[])
 }
 
 /// Three brokers of one cluster (see [`Cluster::start`]); also used by the client's routing

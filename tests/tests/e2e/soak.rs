@@ -34,7 +34,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::{bin_path, free_port, http_get, wait_until, Child, Postgres};
+use testkit::{bin_path, fixed_port, free_port, http_get, wait_until, Child, Postgres};
 
 const TOPIC: &str = "telemetry";
 const HOSTS: usize = 24;
@@ -91,29 +91,6 @@ fn write_csv(path: &Path) -> usize {
     }
     out.flush().expect("flush");
     rows
-}
-
-/// A free port below the kernel's ephemeral range, not in `taken` (as `fixed_port` of the
-/// broker's cluster tests): everything else here listens on ports the kernel picks inside that
-/// range, so nothing takes a killed broker's port before it restarts, nor receives the
-/// cluster RPCs meant for it.
-fn fixed_port(taken: &[u16]) -> u16 {
-    let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let low: u16 = range
-        .split_whitespace()
-        .next()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(32768);
-    let span = low.saturating_sub(10_000).max(1);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        ^ std::process::id();
-    (0..u32::from(span))
-        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % u32::from(span)) as u16)
-        .find(|&p| !taken.contains(&p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port below the ephemeral range")
 }
 
 /// `GET /v1/topics/{TOPIC}` at `broker`, when it answers 200 with JSON.
