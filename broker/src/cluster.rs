@@ -277,6 +277,39 @@ impl Cluster {
         }
     }
 
+    /// Commits a group's offsets through Raft (answers once the metadata leader applied them),
+    /// so they outlive this coordinator.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        offsets: &std::collections::BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        let command = Command::CommitOffsets {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            offsets: offsets.iter().map(|(p, o)| (*p, *o)).collect(),
+        };
+        match self.node.propose(command).await? {
+            ApplyResult::Applied(_) => Ok(()),
+            ApplyResult::Refused {
+                reason: Refusal::UnknownTopic { topic },
+            } => Err(BrokerError::UnknownTopic(topic)),
+            ApplyResult::Refused { reason } => Err(BrokerError::Refused(reason)),
+        }
+    }
+
+    /// A group's committed offsets for `topic` as the metadata holds them.
+    pub fn committed(&self, group: &str, topic: &str) -> std::collections::BTreeMap<u32, u64> {
+        self.read(|m| {
+            m.offsets
+                .get(group)
+                .and_then(|topics| topics.get(topic))
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
     /// Waits until this broker's copy of the metadata satisfies `done`: a proposal answered
     /// by the leader (forwarded from here) may not be applied here yet. Gives up (503) after
     /// [`APPLY_WAIT`], the leader having applied it.

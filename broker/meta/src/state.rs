@@ -54,6 +54,11 @@ pub struct Metadata {
     pub topics: BTreeMap<String, Topic>,
     /// Each consumer group's coordinator.
     pub groups: BTreeMap<String, NodeId>,
+    /// Each consumer group's committed offsets, by topic and partition: committed through
+    /// Raft, so they survive the loss of the group's coordinator. (`default`: snapshots
+    /// written before offsets were replicated have none.)
+    #[serde(default)]
+    pub offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
 }
 
 /// A change to the metadata, proposed through Raft and applied on every replica.
@@ -105,6 +110,14 @@ pub enum Command {
     /// it has.
     AssignCoordinator {
         group: String,
+    },
+    /// Records a group's committed offsets for some partitions of a topic (the coordinator
+    /// checked the member and generation). `(partition, offset)` pairs: a map with number keys
+    /// does not survive serde's internally tagged enums.
+    CommitOffsets {
+        group: String,
+        topic: String,
+        offsets: Vec<(u32, u64)>,
     },
 }
 
@@ -198,7 +211,13 @@ impl Metadata {
                 replication_factor,
             } => self.create_topic(name, *partitions, *replication_factor),
             Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(_) => ApplyResult::Applied(Applied::Done),
+                Some(_) => {
+                    for topics in self.offsets.values_mut() {
+                        topics.remove(name);
+                    }
+                    self.offsets.retain(|_, topics| !topics.is_empty());
+                    ApplyResult::Applied(Applied::Done)
+                }
                 None => ApplyResult::refused(Refusal::UnknownTopic {
                     topic: name.clone(),
                 }),
@@ -238,6 +257,25 @@ impl Metadata {
                 leader_epoch,
             } => self.change_isr(topic, *partition, isr, *leader_epoch, IsrChange::Expand),
             Command::NodeDown { node } => self.node_down(*node),
+            Command::CommitOffsets {
+                group,
+                topic,
+                offsets,
+            } => {
+                if !self.topics.contains_key(topic) {
+                    return ApplyResult::refused(Refusal::UnknownTopic {
+                        topic: topic.clone(),
+                    });
+                }
+                let committed = self
+                    .offsets
+                    .entry(group.clone())
+                    .or_default()
+                    .entry(topic.clone())
+                    .or_default();
+                committed.extend(offsets.iter().map(|(p, o)| (*p, *o)));
+                ApplyResult::Applied(Applied::Done)
+            }
             Command::AssignCoordinator { group } => {
                 if let Some(node) = self.groups.get(group) {
                     return ApplyResult::Applied(Applied::Coordinator { node: *node });
@@ -459,6 +497,39 @@ mod tests {
             partitions,
             replication_factor: rf,
         })
+    }
+
+    #[test]
+    fn committed_offsets_merge_per_partition_and_go_with_their_topic() {
+        let mut m = members(3);
+        create(&mut m, "t", 4, 3);
+        let commit = |m: &mut Metadata, topic: &str, offsets: &[(u32, u64)]| {
+            let command = Command::CommitOffsets {
+                group: "g".into(),
+                topic: topic.into(),
+                offsets: offsets.to_vec(),
+            };
+            // As it travels: through JSON.
+            let json = serde_json::to_vec(&command).expect("encode");
+            let command: Command = serde_json::from_slice(&json).expect("decode");
+            m.apply(&command)
+        };
+        assert_eq!(
+            commit(&mut m, "t", &[(0, 10), (1, 5)]),
+            ApplyResult::Applied(Applied::Done)
+        );
+        commit(&mut m, "t", &[(1, 7), (3, 2)]);
+        let want: BTreeMap<u32, u64> = [(0, 10), (1, 7), (3, 2)].into_iter().collect();
+        assert_eq!(m.offsets["g"]["t"], want);
+        let json = serde_json::to_vec(&m).expect("encode the metadata");
+        let back: Metadata = serde_json::from_slice(&json).expect("decode the metadata");
+        assert_eq!(back, m, "a snapshot keeps the offsets");
+        assert!(matches!(
+            refusal(commit(&mut m, "nope", &[(0, 1)])),
+            Refusal::UnknownTopic { .. }
+        ));
+        m.apply(&Command::DeleteTopic { name: "t".into() });
+        assert!(m.offsets.is_empty(), "{:?}", m.offsets);
     }
 
     fn refusal(r: ApplyResult) -> Refusal {

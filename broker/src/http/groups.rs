@@ -111,8 +111,31 @@ pub async fn commit(
         let this = Arc::clone(broker);
         blocking(move || this.groups.persist(pending)).await?;
     }
-    let committed = broker.groups.committed(group, &commit.topic)?;
+    if let Some(cluster) = &broker.cluster {
+        // Acknowledged once a majority of the brokers hold it: the group may move.
+        cluster
+            .commit_offsets(group, &commit.topic, &offsets)
+            .await?;
+    }
+    let committed = committed(broker, group, &commit.topic)?;
     json_response(StatusCode::OK, &offsets_body(commit.topic, &committed))
+}
+
+/// A group's committed offsets for `topic`. In a cluster the replicated ones, overlaid with
+/// this coordinator's own (fresher by the moment its commits take to apply here); a group
+/// this broker does not hold yet (its coordinator moved here) has the replicated ones only.
+fn committed(broker: &Broker, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
+    let local = broker.groups.committed(group, topic);
+    let Some(cluster) = &broker.cluster else {
+        return local;
+    };
+    let mut committed = cluster.committed(group, topic);
+    match local {
+        Ok(local) => committed.extend(local),
+        Err(BrokerError::UnknownGroup(_)) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(committed)
 }
 
 fn offsets_body(topic: String, committed: &BTreeMap<u32, u64>) -> Offsets {
@@ -128,7 +151,7 @@ pub fn offsets(broker: &Broker, group: &str, query: Option<&str>) -> Result<Resp
         .get("topic")
         .ok_or_else(|| BrokerError::BadRequest("the topic query parameter is required".into()))?;
     validate_name("topic", topic)?;
-    let committed = broker.groups.committed(group, topic)?;
+    let committed = committed(broker, group, topic)?;
     json_response(StatusCode::OK, &offsets_body(topic.to_string(), &committed))
 }
 

@@ -32,21 +32,26 @@ use crate::cluster::Cluster;
 /// The longest pause between two probing rounds.
 const MAX_TICK: Duration = Duration::from_millis(250);
 
-/// Probes and acts until shutdown.
+/// Probes and acts until shutdown (ended at once then: a probe or proposal still running as
+/// the runtime winds down would find its timers gone).
 pub async fn run(broker: Arc<Broker>, peers: Peers) {
+    let mut stop = broker.shutdown.clone();
+    tokio::select! {
+        () = control(&broker, peers) => {}
+        () = crate::http::stopped(&mut stop) => {}
+    }
+}
+
+async fn control(broker: &Arc<Broker>, peers: Peers) {
     let Some(cluster) = &broker.cluster else {
         return;
     };
     let timeout = cluster.node_timeout;
     let tick = (timeout / 8).min(MAX_TICK);
-    let mut stop = broker.shutdown.clone();
     let mut last_seen: BTreeMap<NodeId, Instant> = BTreeMap::new();
     let mut last_proposed: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            () = crate::http::stopped(&mut stop) => return,
-        }
+        tokio::time::sleep(tick).await;
         let members: Vec<(NodeId, String)> = cluster.read(|m| {
             m.members
                 .iter()

@@ -371,7 +371,14 @@ fn propose_isr(broker: &Arc<Broker>, part: &Partition, isr: Vec<NodeId>, epoch: 
         let Some(cluster) = &broker.cluster else {
             return;
         };
-        match cluster.node.propose(command.clone()).await {
+        let mut stop = broker.shutdown.clone();
+        // Not past shutdown: a proposal waiting as the runtime winds down would find its
+        // timers gone.
+        let answer = tokio::select! {
+            answer = cluster.node.propose(command.clone()) => answer,
+            () = crate::http::stopped(&mut stop) => return,
+        };
+        match answer {
             Ok(result) => tracing::info!(%command, %result, "replica: ISR change answered"),
             Err(e) => tracing::warn!(%command, error = %e, "replica: ISR change failed"),
         }

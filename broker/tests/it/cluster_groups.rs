@@ -1,7 +1,8 @@
 //! Consumer groups in a three-broker cluster: a group's calls are served by its coordinator
 //! (named in the metadata at the first join), the other brokers answer 421 naming it, and the
 //! client library follows. When the coordinator is killed, the metadata names another and the
-//! member, whose heartbeats now reach a broker that does not know it, rejoins there.
+//! member, whose heartbeats now reach a broker that does not know it, rejoins there; the
+//! group's committed offsets, replicated through the metadata, are still there.
 
 use std::time::Duration;
 
@@ -92,5 +93,10 @@ fn a_group_lives_at_its_coordinator_and_moves_when_it_dies() {
         .expect("a heartbeat at the new coordinator");
     assert_ne!(view.member_id, first.member_id, "rejoined under a new id");
     assert_eq!(view.partitions.len(), 3, "{view:?}");
+    // The committed offsets were replicated: the new coordinator answers them.
+    let committed = member
+        .committed()
+        .expect("committed at the new coordinator");
+    assert_eq!(committed.get(&0), Some(&0), "{committed:?}");
     member.leave();
 }
