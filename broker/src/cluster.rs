@@ -10,7 +10,8 @@
 //! leaders, ISR) are `broker-meta`'s; the local logs are `topics`'.
 //!
 //! Consumer groups: each group's calls are served by its coordinator (the metadata names one
-//! on the first join; 421 naming it elsewhere); the group's state lives on that broker only.
+//! on the first join; 421 naming it elsewhere). Its membership lives on that broker only; its
+//! committed offsets also go through Raft, so a new coordinator answers them.
 //! Data replication and leader failover are `replication`'s.
 
 use std::collections::BTreeSet;
