@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use broker_log::record::{decode, encode, Decoded};
 use broker_log::Record;
 use serde_json::Value;
-use support::{request, shown, Conn};
+use support::{encode_batch, request, shown, Conn};
 
 mod support;
 
@@ -259,17 +259,9 @@ impl Workload {
         let values: Vec<(String, String)> =
             (0..MESSAGES_PER_BATCH).map(|i| telemetry(i, "")).collect();
         let value_len = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
-        let records: Vec<Record<'_>> = values
-            .iter()
-            .map(|(k, v)| Record {
-                timestamp_ms: 0,
-                key: Some(k.as_bytes()),
-                value: v.as_bytes(),
-            })
-            .collect();
         Workload {
             value_len,
-            batch: encode(0, &records, None),
+            batch: encode_batch(&values),
         }
     }
 }
@@ -279,15 +271,7 @@ fn failover_batch(seq: u64) -> Vec<u8> {
     let values: Vec<(String, String)> = (0..FAILOVER_BATCH)
         .map(|i| telemetry(i, &format!(r#""seq":{seq},"i":{i},"#)))
         .collect();
-    let records: Vec<Record<'_>> = values
-        .iter()
-        .map(|(k, v)| Record {
-            timestamp_ms: 0,
-            key: Some(k.as_bytes()),
-            value: v.as_bytes(),
-        })
-        .collect();
-    encode(0, &records, None)
+    encode_batch(&values)
 }
 
 // ---------------------------------------------------------------------------------------------

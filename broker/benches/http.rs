@@ -24,13 +24,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_log::record::encode;
-use broker_log::Record;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::Conn;
+use support::{encode_batch, Conn};
 
 mod support;
 
@@ -108,19 +106,7 @@ impl Workload {
             })
             .collect();
         let value_len = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
-        let binary = (0..PARTITIONS)
-            .map(|_| {
-                let records: Vec<Record<'_>> = values
-                    .iter()
-                    .map(|(k, v)| Record {
-                        timestamp_ms: 0,
-                        key: Some(k.as_bytes()),
-                        value: v.as_bytes(),
-                    })
-                    .collect();
-                encode(0, &records, None)
-            })
-            .collect();
+        let binary = (0..PARTITIONS).map(|_| encode_batch(&values)).collect();
         let ndjson = (0..PARTITIONS)
             .map(|p| {
                 let mut body = Vec::new();

@@ -292,7 +292,16 @@ impl Cluster {
             offsets: offsets.iter().map(|(p, o)| (*p, *o)).collect(),
         };
         match self.node.propose(command).await? {
-            ApplyResult::Applied(_) => Ok(()),
+            // Read-your-writes here: the offsets are answered from this broker's metadata.
+            ApplyResult::Applied(_) => {
+                self.applied_here(|m| {
+                    let now = m.offsets.get(group).and_then(|t| t.get(topic));
+                    offsets
+                        .iter()
+                        .all(|(p, o)| now.and_then(|n| n.get(p)) == Some(o))
+                })
+                .await
+            }
             ApplyResult::Refused {
                 reason: Refusal::UnknownTopic { topic },
             } => Err(BrokerError::UnknownTopic(topic)),

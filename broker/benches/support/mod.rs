@@ -9,7 +9,22 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use broker_log::record::encode;
+use broker_log::Record;
 use serde_json::Value;
+
+/// One record batch (`segments-format.md`) of `(key, value)` messages, as a producer sends it.
+pub fn encode_batch(messages: &[(String, String)]) -> Vec<u8> {
+    let records: Vec<Record<'_>> = messages
+        .iter()
+        .map(|(k, v)| Record {
+            timestamp_ms: 0,
+            key: Some(k.as_bytes()),
+            value: v.as_bytes(),
+        })
+        .collect();
+    encode(0, &records, None)
+}
 
 /// One HTTP answer.
 pub struct Resp {

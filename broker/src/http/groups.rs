@@ -121,21 +121,14 @@ pub async fn commit(
     json_response(StatusCode::OK, &offsets_body(commit.topic, &committed))
 }
 
-/// A group's committed offsets for `topic`. In a cluster the replicated ones, overlaid with
-/// this coordinator's own (fresher by the moment its commits take to apply here); a group
-/// this broker does not hold yet (its coordinator moved here) has the replicated ones only.
+/// A group's committed offsets for `topic`: in a cluster the replicated ones (a commit here
+/// waits until it is applied here, and a coordinator the group moved to, or back to, may hold
+/// none or older ones of its own).
 fn committed(broker: &Broker, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
-    let local = broker.groups.committed(group, topic);
-    let Some(cluster) = &broker.cluster else {
-        return local;
-    };
-    let mut committed = cluster.committed(group, topic);
-    match local {
-        Ok(local) => committed.extend(local),
-        Err(BrokerError::UnknownGroup(_)) => {}
-        Err(e) => return Err(e),
+    match &broker.cluster {
+        Some(cluster) => Ok(cluster.committed(group, topic)),
+        None => broker.groups.committed(group, topic),
     }
-    Ok(committed)
 }
 
 fn offsets_body(topic: String, committed: &BTreeMap<u32, u64>) -> Offsets {

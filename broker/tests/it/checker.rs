@@ -57,8 +57,9 @@ use serde_json::Value;
 use crate::cluster::Cluster;
 use crate::harness::Broker;
 use crate::replication::{
-    check_exactly_once, client_of, created, describe, field, in_every_isr, in_sync, moved_from,
-    producer, read_all, settle, stop_and_compare_copies, ContOnDrop, Read, Sent, StopOnDrop,
+    assert_no_problems, check_exactly_once, client_of, created, describe, field, in_every_isr,
+    in_sync, moved_from, producer, read_all, settle, stop_and_compare_copies, ContOnDrop, Read,
+    Sent, StopOnDrop,
 };
 
 const TOPIC: &str = "checked";
@@ -468,16 +469,9 @@ fn check_reads_kept(consumed: &[Consumed], log: &[Vec<Read>]) -> usize {
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} messages consumers read are not in the final log as read (first 30):\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_no_problems(
+        &problems,
+        "with what consumers read: not in the final log as read",
     );
     distinct.len()
 }

@@ -466,11 +466,22 @@ pub(crate) fn check_exactly_once(read: &[Vec<Read>], sent: &Sent) -> usize {
         }
     }
     let total: usize = read.iter().map(Vec::len).sum();
+    assert_no_problems(
+        &problems,
+        &format!(
+            "in the {total} messages read against the {} acknowledged",
+            sent.acked_count()
+        ),
+    );
+    total
+}
+
+/// Fails with the count and the first 30 of `problems`, if any.
+pub(crate) fn assert_no_problems(problems: &[String], what: &str) {
     assert!(
         problems.is_empty(),
-        "{} problems in the {total} messages read against the {} acknowledged (first 30):\n{}",
+        "{} problems {what} (first 30):\n{}",
         problems.len(),
-        sent.acked_count(),
         problems
             .iter()
             .take(30)
@@ -478,7 +489,6 @@ pub(crate) fn check_exactly_once(read: &[Vec<Read>], sent: &Sent) -> usize {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    total
 }
 
 /// Broker `id`'s copy of `topic`/`partition` on disk (the broker stopped), read from a copy of
