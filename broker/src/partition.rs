@@ -489,6 +489,26 @@ impl Partition {
         Ok(end)
     }
 
+    /// Empties this copy to start at its leader's log start `start`, past its own end (a
+    /// follower: see `PartitionLog::reset_to`). The producer table is rebuilt (empty, as the
+    /// log). What consumers see does not move; the next fetches fill the copy from `start`.
+    pub fn reset_to(&self, start: u64, producer_idle_ms: u64, epoch: u32) -> Result<()> {
+        let mut inner = self.lock();
+        self.check_open(&inner)?;
+        self.check_writer(&inner, Writer::Follower(epoch))?;
+        let log = self.log_mut(&mut inner)?;
+        // Deletes and creates segment files: off the runtime's workers.
+        let producers = may_block(|| {
+            log.reset_to(start)?;
+            ProducerTable::rebuild(log, producer_idle_ms, now_ms())
+        })?;
+        inner.producers = producers;
+        drop(inner);
+        self.end_gauge.set(start as f64);
+        raise(&self.local, start);
+        Ok(())
+    }
+
     /// The leader epoch of this copy's last batch (`None`: no records).
     pub fn latest_epoch(&self) -> Result<Option<u32>> {
         let inner = self.lock();

@@ -635,6 +635,75 @@ impl PartitionLog {
         Ok(new_end)
     }
 
+    /// Empties the log and starts it again, empty, at `start`: what a replica does when its
+    /// whole log lies below its leader's log start. The leader's retention deleted the
+    /// records that would follow this log's end, so nothing the replica could fetch joins on
+    /// (Kafka's "truncate fully and start at"). `start` below the end is
+    /// [`LogError::OffsetOutOfRange`]: records are only ever cut from the end
+    /// ([`truncate_to`](Self::truncate_to)). An empty log already starting at `start` is left
+    /// as it is.
+    ///
+    /// Every segment is deleted, newest first and each log before its index (as truncation
+    /// deletes), the deletions are made durable, then an empty segment is created at `start`
+    /// and the directory synced. No intent file is needed: a crash at any step reopens to a
+    /// prefix of the old log, to an empty log at 0, or to the empty log at `start` — each one
+    /// a log the replica finds below its leader's start again and resets again. The epoch
+    /// cache empties; anything derived from the records (the broker's producer table) the
+    /// caller must rebuild. If it fails half-way the log is poisoned, reads included, until
+    /// it is reopened.
+    pub fn reset_to(&mut self, start: u64) -> Result<(), LogError> {
+        self.check_writable()?;
+        let end = self.end_offset();
+        if start < end {
+            return Err(self.out_of_range(start));
+        }
+        if self.start_offset() == start {
+            return Ok(());
+        }
+        if let Err(e) = self.reset_files(start) {
+            self.broken = true;
+            self.durability.poison();
+            tracing::error!(dir = %self.dir.display(), start, error = %e,
+                "reset failed; the log refuses reads and appends until reopened");
+            return Err(e);
+        }
+        self.leader_epoch = None;
+        *self
+            .epochs
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::warn!(dir = %self.dir.display(), old_end = end, start,
+            "log emptied to start at the leader's log start");
+        Ok(())
+    }
+
+    /// The file steps of `reset_to`, then the new segment made the active one.
+    fn reset_files(&mut self, start: u64) -> Result<(), LogError> {
+        self.mapped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let bases: Vec<u64> = self
+            .sealed
+            .keys()
+            .copied()
+            .chain([self.active.base])
+            .collect();
+        for &base in bases.iter().rev() {
+            self.delete_segment(base)?;
+        }
+        segment::sync_dir(&self.dir)?;
+        let first_step = self
+            .config
+            .initial_segment_bytes
+            .min(self.config.segment_bytes);
+        let active = ActiveSegment::create(&self.dir, start, self.sizing(first_step), &self.ops)?;
+        self.durability.set_current(active.target.clone());
+        self.durability.truncated(start);
+        self.active = active;
+        Ok(())
+    }
+
     /// The base offset of the batch holding `offset` (which the caller checked is below the
     /// end).
     fn batch_start(&self, offset: u64) -> Result<u64, LogError> {

@@ -4,7 +4,8 @@
 //! overlap, bad CRC, truncated, older epoch) leave the log and its reopened state unchanged;
 //! a full disk at a roll leaves the log as before, or at a whole-batch prefix when the roll
 //! comes part-way, and the follower catches up from its end once space returns; the appended
-//! range is synced under `Always` and settled by the group commit as any append.
+//! range is synced under `Always` and settled by the group commit as any append; a follower
+//! whose log lies below its leader's start resets to that start and copies on.
 
 mod common;
 use common::Faulty;
@@ -489,6 +490,74 @@ fn a_full_disk_at_a_roll_leaves_the_log_as_before_or_at_a_whole_batch_prefix() {
     )
     .expect("catch up");
     assert_eq!(state(&f), want);
+}
+
+/// A follower whose whole log lies below its leader's log start (the leader's retention
+/// deleted what would come next) empties itself to start there and copies on from it; a
+/// full disk half-way through the reset poisons it, and it reopens to a log it can reset
+/// again. A start below the follower's end is refused with nothing changed.
+#[test]
+fn a_follower_below_its_leaders_start_resets_to_it_and_copies_on() {
+    let (ld, fd) = (tempdir(), tempdir());
+    let mut leader = leader(ld.path(), 8);
+    let ops = Arc::new(Faulty::default());
+    let mut f = PartitionLog::open_with_ops(fd.path(), config(), ops.clone()).expect("open");
+    f.append_replica(&all(&leader)).expect("copy");
+    let stale = f.end_offset();
+    // The leader goes on, then its retention deletes its first segments.
+    leader.set_leader_epoch(4).expect("epoch 4");
+    for round in 8..60 {
+        append(&mut leader, 1 + (round as usize % 4), round);
+    }
+    let mut leader = {
+        drop(leader);
+        let retained = LogConfig {
+            retention_bytes: Some(4096),
+            ..config()
+        };
+        PartitionLog::open(ld.path(), retained).expect("reopen leader")
+    };
+    assert!(leader.enforce_retention(0).expect("retention") > 0);
+    let start = leader.start_offset();
+    assert!(
+        start > stale,
+        "the leader's log now starts past the follower's end"
+    );
+    let want = state(&leader);
+
+    let before = state(&f);
+    let err = f.reset_to(stale - 1).expect_err("below the end");
+    assert!(matches!(err, LogError::OffsetOutOfRange { .. }), "{err:?}");
+    assert_eq!(state(&f), before, "a refused reset changes nothing");
+
+    // A full disk when the new segment is created: the old segments are gone already.
+    ops.disk_full.store(true, Ordering::SeqCst);
+    let err = f.reset_to(start).expect_err("disk full");
+    assert!(matches!(err, LogError::NoSpace { .. }), "{err:?}");
+    assert!(matches!(f.read_encoded(0, 1), Err(LogError::Poisoned)));
+    drop(f);
+    ops.disk_full.store(false, Ordering::SeqCst);
+    let mut f = PartitionLog::open_with_ops(fd.path(), config(), ops).expect("reopen");
+    assert_eq!((f.start_offset(), f.end_offset()), (0, 0), "an empty log");
+
+    f.reset_to(start).expect("reset");
+    assert_eq!((f.start_offset(), f.end_offset()), (start, start));
+    assert_eq!(f.latest_epoch().expect("latest"), None);
+    f.reset_to(start).expect("again: nothing to do");
+    drop(f);
+    let mut f = PartitionLog::open(fd.path(), config()).expect("reopen");
+    assert_eq!(
+        (f.start_offset(), f.end_offset()),
+        (start, start),
+        "durable"
+    );
+    let got = f
+        .append_replica(&leader.read_encoded(start, usize::MAX).expect("fetch"))
+        .expect("copy on");
+    assert_eq!(got.base_offset, start);
+    assert_eq!(state(&f), want);
+    drop(f);
+    assert_eq!(reopened(fd.path()), want);
 }
 
 fn tempdir() -> tempfile::TempDir {

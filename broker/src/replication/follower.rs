@@ -12,6 +12,10 @@
 //! never took, so was never acknowledged (an acknowledged batch is on every in-sync replica,
 //! and the leader was one): it is cut. A leader whose log holds no epoch `≤ e` shares no
 //! history with this copy, which is cut to its start.
+//!
+//! A copy whose whole log lies below the leader's log start (it was away, or wiped, while
+//! the leader's retention deleted old segments) gets 416 for its end: it is emptied to start
+//! where the leader's log starts (`PartitionLog::reset_to`), then fetches from there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,11 +80,19 @@ async fn follow(
             continue;
         }
         match copy(&peers, &part, &url, epoch, &mut failing).await {
-            // Out of the leader's log: the copy diverged after all (or the leader lost data);
-            // agree again.
-            Err(Failure::Peer(PeerError::OutOfRange { url })) => {
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!(topic = %topic, partition = part.id, %url, "replica: offset out of the leader's log; truncating again");
+            // Out of the leader's log: behind its start (its retention deleted what comes
+            // next), or the copy diverged after all (or the leader lost data).
+            Err(Failure::Peer(PeerError::OutOfRange { url, leader_start })) => {
+                match start_over(broker, &part, leader_start, epoch) {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(topic = %topic, partition = part.id, %url, "replica: offset out of the leader's log; truncating again");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, partition = part.id, error = %e, "replica: cannot start over at the leader's log start");
+                    }
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
@@ -152,6 +164,28 @@ async fn agree_with_leader(
         part.truncate_to(target, broker.config.producer_idle_ms, epoch)?;
     }
     Ok(())
+}
+
+/// When this copy's whole log lies below `leader_start`, the leader's retention deleted
+/// what would follow it: nothing it holds joins on to what the leader can send, so it is
+/// emptied to start at `leader_start` (`true`). The records it drops are below the leader's
+/// log start, so no broker serves them any more anyway.
+fn start_over(
+    broker: &Broker,
+    part: &Partition,
+    leader_start: Option<u64>,
+    epoch: u32,
+) -> std::result::Result<bool, BrokerError> {
+    let (_, end) = part.log_bounds()?;
+    match leader_start {
+        Some(start) if start > end => {
+            tracing::warn!(topic = %part.topic, partition = part.id, end, start,
+                "replica: the leader's log starts past this copy's end; starting over there");
+            part.reset_to(start, broker.config.producer_idle_ms, epoch)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Fetches and appends until a request fails (the caller decides what next); returns only

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use broker_meta::network::Rpc;
 use broker_meta::NodeId;
+use broker_wire::problem::Problem;
 use broker_wire::{header as wire_header, media};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -19,9 +20,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     /// The leader's log does not hold the offset asked (a 416): the follower diverged or fell
-    /// behind the leader's retention.
-    #[error("{url}: offset out of the leader's log")]
-    OutOfRange { url: String },
+    /// behind the leader's retention. `leader_start`: where the leader's log starts, as its
+    /// answer says.
+    #[error("{url}: offset out of the leader's log (it starts at {leader_start:?})")]
+    OutOfRange {
+        url: String,
+        leader_start: Option<u64>,
+    },
     #[error("{url}: {status}: {text}")]
     Status {
         url: String,
@@ -92,7 +97,13 @@ impl Peers {
                     high_watermark,
                 })
             }
-            StatusCode::RANGE_NOT_SATISFIABLE => Err(PeerError::OutOfRange { url }),
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let problem: Option<Problem> = serde_json::from_slice(&body).ok();
+                Err(PeerError::OutOfRange {
+                    url,
+                    leader_start: problem.and_then(|p| p.log_start_offset),
+                })
+            }
             status => Err(status_error(url, status, &body)),
         }
     }

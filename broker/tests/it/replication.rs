@@ -3,7 +3,8 @@
 //! killed with `kill -9` or frozen with SIGSTOP past the node timeout is replaced by an
 //! in-sync replica with a higher leader epoch, no acknowledged message is lost, and on its
 //! return the old leader truncates what it alone held, catches up and rejoins the ISR; a
-//! replica whose data directory is wiped rebuilds its copies from its peers; with fewer
+//! replica whose data directory is wiped rebuilds its copies from its peers, starting over at
+//! their log starts when their retention deleted what it lacks; with fewer
 //! in-sync replicas than `--min-insync-replicas` a produce answers 503 and nothing of it is
 //! ever read.
 //!
@@ -954,6 +955,110 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
     // The rebuilt copies are the others' byte for byte (the stopped leader's included: nothing
     // was produced after it stopped).
     stop_and_compare_copies(&mut cluster, TOPIC, &read);
+}
+
+/// Like [`a_wiped_replica_rebuilds_from_its_peers`], but while the replica is down its
+/// leaders' retention deletes their first segments: its fetch from 0 is out of their logs, so
+/// it starts its copies over at their log starts and is back in every ISR, holding what they
+/// hold from there.
+#[test]
+fn a_replica_wiped_behind_its_leaders_retention_starts_over_at_their_log_start() {
+    const TOPIC: &str = "retained";
+    const PARTITIONS: u32 = 2;
+    let small = |_| {
+        ["--segment-bytes", "4096", "--retention-bytes", "8192"]
+            .map(String::from)
+            .to_vec()
+    };
+    let mut cluster = Cluster::start_with(small);
+    let client = client_of(&cluster);
+    let before = created(&cluster, &client, TOPIC, PARTITIONS);
+    let leaders: Vec<usize> = (0..before.len()).map(|p| leader_of(&before, p)).collect();
+    let wiped = (0..3)
+        .find(|id| !leaders.contains(id))
+        .expect("a broker leading nothing");
+    let sent = Mutex::new(Sent::default());
+    let mut seq = 0;
+    let mut produce = |count: u64| {
+        for _ in 0..count {
+            let key = format!("GPU-{}", seq % 8);
+            let id = Idempotence { producer: "r", seq };
+            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
+            seq += 1;
+        }
+    };
+    produce(100);
+
+    let b = cluster.brokers[wiped].take().expect("the broker to wipe");
+    assert_eq!(b.stop(), Some(0));
+    std::fs::remove_dir_all(cluster.dir(wiped).join("topics")).expect("wipe topics/");
+    produce(700);
+    let starts = |b: &Broker| -> Result<Vec<u64>, String> {
+        Ok(describe(b, TOPIC)?
+            .iter()
+            .map(|p| field(p, "log_start_offset"))
+            .collect())
+    };
+    settle(
+        Duration::from_secs(20),
+        "retention past offset 0 at every leader",
+        || {
+            let mut behind = Vec::new();
+            for (p, &leader) in leaders.iter().enumerate() {
+                let start = starts(cluster.broker(leader))?[p];
+                if start == 0 {
+                    behind.push(format!("partition {p}'s leader {leader} starts at 0"));
+                }
+            }
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(behind.join("; "))
+            }
+        },
+    );
+    cluster.restart(wiped);
+    let took = settle(
+        Duration::from_secs(30),
+        "the wiped broker back in every ISR",
+        || rejoined(&cluster, wiped, TOPIC),
+    );
+    println!("broker {wiped} started its copies over in {took:?}");
+    produce(50);
+    let sent = sent.into_inner().expect("sent");
+    assert!(
+        sent.unacked.is_empty(),
+        "produces failed: {:?}",
+        sent.errors
+    );
+    let rebuilt_starts = starts(cluster.broker(wiped)).expect("describe");
+    assert!(
+        rebuilt_starts.iter().all(|&s| s > 0),
+        "the rebuilt copies start past 0: {rebuilt_starts:?}"
+    );
+
+    // On disk: from where both hold it, the rebuilt copy is its leader's, to the same end.
+    let all: Vec<&Broker> = cluster.live().collect();
+    settle(Duration::from_secs(20), "every copy in sync", || {
+        in_sync(&all, TOPIC)
+    });
+    for b in cluster.brokers.iter_mut().filter_map(Option::take) {
+        assert_eq!(b.stop(), Some(0));
+    }
+    for (p, &leader) in leaders.iter().enumerate() {
+        let (_, at_leader) = on_disk(&cluster, leader, TOPIC, p);
+        let (_, rebuilt) = on_disk(&cluster, wiped, TOPIC, p);
+        let first = |copy: &[Read]| copy.first().map_or(u64::MAX, |m| m.0);
+        let from = first(&at_leader).max(first(&rebuilt));
+        let tail =
+            |copy: &[Read]| -> Vec<Read> { copy.iter().filter(|m| m.0 >= from).cloned().collect() };
+        assert!(!tail(&rebuilt).is_empty(), "partition {p}: an empty copy");
+        assert_eq!(
+            tail(&rebuilt),
+            tail(&at_leader),
+            "partition {p} from offset {from}"
+        );
+    }
 }
 
 #[test]
