@@ -115,9 +115,8 @@ impl Cluster {
         if self.node.leader().is_none() {
             return Err("no metadata leader is known");
         }
-        let registered = self.read(|m| m.members.get(&self.id).is_some_and(|m| m.url == self.url));
-        if !registered {
-            return Err("this broker's cluster membership is not applied yet");
+        if !self.read(|m| self.is_registered(m)) {
+            return Err("this broker's registration is not applied yet");
         }
         // Caught up with its leaders: back in the ISR of every partition it replicates that
         // has a leader. A rolling restart waits for this before it stops the next broker, so
@@ -130,6 +129,14 @@ impl Cluster {
             return Err("catching up: not yet back in the in-sync replicas of every partition");
         }
         Ok(())
+    }
+
+    /// Whether this run of the broker is registered in `metadata`. Until it is, the
+    /// metadata may still name it leader at the epoch it led before it stopped, with a log
+    /// that may have lost its unsynced tail since: it leads nothing until then
+    /// (`broker_meta::Command::Register` moves those leaderships on).
+    pub fn is_registered(&self, metadata: &Metadata) -> bool {
+        self.node.is_registered(metadata)
     }
 
     /// Whether this broker leads the metadata's Raft group (and so runs the controller).

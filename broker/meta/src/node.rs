@@ -10,8 +10,9 @@
 //! [`MetaNode::initialize`] on the peer with the lowest id makes all peers the voters of a new
 //! cluster, once: on a node that already has Raft state it does nothing, so every broker can
 //! call it on every start. A broker with no other peer is a cluster of one and elects itself.
-//! Once a leader exists, each node adds itself to [`Metadata::members`] with its advertised URL
-//! (an `AddMember` proposal retried in the background until it is applied). Until every broker
+//! Once a leader exists, each node registers in [`Metadata::members`] with its advertised URL
+//! and a new incarnation (a `Register` proposal retried in the background until it is
+//! applied, on every start: a restarted node gives up what it led, see `Command::Register`). Until every broker
 //! has, commands that depend on the members (topic placement, coordinators) see fewer of them:
 //! wait on [`MetaNode::watch`] for the expected members first.
 //!
@@ -123,6 +124,8 @@ struct Inner {
     id: NodeId,
     url: String,
     voters: BTreeMap<NodeId, String>,
+    /// This run of the node (see `Command::Register`): new at every start.
+    incarnation: u64,
     raft: Raft,
     state_machine: StateMachine,
     rpc: Rpc,
@@ -186,6 +189,7 @@ impl MetaNode {
                 id: config.node_id,
                 url: config.advertised_url.clone(),
                 voters: config.voters(),
+                incarnation: new_incarnation(),
                 raft,
                 state_machine,
                 rpc,
@@ -354,20 +358,26 @@ impl MetaNode {
             .map_err(|e| MetaError::Raft(e.to_string()))
     }
 
-    /// Adds this node to the members (with its advertised URL) once a leader can apply it.
+    /// Whether this run of the node is registered in `metadata` (its `Command::Register`
+    /// applied there): until then it must lead nothing.
+    pub fn is_registered(&self, metadata: &Metadata) -> bool {
+        metadata
+            .members
+            .get(&self.inner.id)
+            .is_some_and(|m| m.incarnation == self.inner.incarnation && m.url == self.inner.url)
+    }
+
+    /// Registers this run of the node (`Command::Register`: its advertised URL, a new
+    /// incarnation, and the leaderships it held before given up) once a leader can apply it.
     async fn register(self) {
-        let command = Command::AddMember {
+        let command = Command::Register {
             node: self.inner.id,
             url: self.inner.url.clone(),
+            incarnation: self.inner.incarnation,
         };
         let mut stop = self.inner.stop.subscribe();
         loop {
-            if self
-                .metadata()
-                .members
-                .get(&self.inner.id)
-                .is_some_and(|m| m.url == self.inner.url)
-            {
+            if self.is_registered(&self.metadata()) {
                 return;
             }
             match self.propose(command.clone()).await {
@@ -381,6 +391,15 @@ impl MetaNode {
             }
         }
     }
+}
+
+/// A number no earlier run of this node used (with overwhelming likelihood): the clock's
+/// nanoseconds mixed with the process id, never 0 (the incarnation of an `AddMember`).
+fn new_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 40)).max(1)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -26,6 +26,10 @@ pub type NodeId = u64;
 pub struct Member {
     /// The URL other brokers and clients reach it at (its `--advertised-url`).
     pub url: String,
+    /// Which run of the broker registered last ([`Command::Register`]); 0 for a member added
+    /// by `AddMember` (before registrations carried one).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// One partition's replica set and leadership.
@@ -69,6 +73,18 @@ pub enum Command {
     AddMember {
         node: NodeId,
         url: String,
+    },
+    /// A broker (re)starting: adds it to the members or updates its URL, records which run
+    /// of it this is (`incarnation`, new at every start), and gives up whatever it led and
+    /// its places in the ISRs, as `NodeDown` does. Its log may have lost what the kernel had
+    /// not yet synced when it stopped, so it must not go on leading at the epoch it led
+    /// before: followers would cut acknowledged records to its shorter log. It rejoins the
+    /// ISRs once caught up, and leads again only when elected at a new epoch. Until its
+    /// registration is applied it leads nothing (the broker's rule, keyed on `incarnation`).
+    Register {
+        node: NodeId,
+        url: String,
+        incarnation: u64,
     },
     /// Creates a topic, placing its replicas round-robin over the members.
     CreateTopic {
@@ -202,7 +218,24 @@ impl Metadata {
     pub fn apply(&mut self, command: &Command) -> ApplyResult {
         match command {
             Command::AddMember { node, url } => {
-                self.members.insert(*node, Member { url: url.clone() });
+                let member = Member {
+                    url: url.clone(),
+                    incarnation: 0,
+                };
+                self.members.insert(*node, member);
+                ApplyResult::Applied(Applied::Done)
+            }
+            Command::Register {
+                node,
+                url,
+                incarnation,
+            } => {
+                let member = Member {
+                    url: url.clone(),
+                    incarnation: *incarnation,
+                };
+                self.members.insert(*node, member);
+                self.leave_partitions(*node);
                 ApplyResult::Applied(Applied::Done)
             }
             Command::CreateTopic {
@@ -415,21 +448,7 @@ impl Metadata {
     }
 
     fn node_down(&mut self, node: NodeId) -> ApplyResult {
-        for topic in self.topics.values_mut() {
-            for p in &mut topic.partitions {
-                let others: Vec<NodeId> = p.isr.iter().copied().filter(|n| *n != node).collect();
-                if p.leader == Some(node) {
-                    // The next in-sync replica takes over; with none left the partition is
-                    // offline and the ISR keeps the last leader, the only replica that may
-                    // lead again without losing acknowledged writes (no unclean election).
-                    p.leader = others.first().copied();
-                    p.leader_epoch = p.leader_epoch.saturating_add(1);
-                }
-                if !others.is_empty() {
-                    p.isr = others;
-                }
-            }
-        }
+        self.leave_partitions(node);
         let orphans: Vec<String> = self
             .groups
             .iter()
@@ -446,6 +465,26 @@ impl Metadata {
             }
         }
         ApplyResult::Applied(Applied::Done)
+    }
+
+    /// `node` leads no partition any more (each gets the next in-sync replica, at a new
+    /// epoch) and leaves every ISR where others remain.
+    fn leave_partitions(&mut self, node: NodeId) {
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                let others: Vec<NodeId> = p.isr.iter().copied().filter(|n| *n != node).collect();
+                if p.leader == Some(node) {
+                    // The next in-sync replica takes over; with none left the partition is
+                    // offline and the ISR keeps the last leader, the only replica that may
+                    // lead again without losing acknowledged writes (no unclean election).
+                    p.leader = others.first().copied();
+                    p.leader_epoch = p.leader_epoch.saturating_add(1);
+                }
+                if !others.is_empty() {
+                    p.isr = others;
+                }
+            }
+        }
     }
 
     /// The member coordinating fewest groups (lowest id on ties), other than `except`.
@@ -900,6 +939,57 @@ mod tests {
         assert_eq!(
             p2.map(|p| (p.leader, p.leader_epoch, p.isr)),
             Some((Some(2), 1, vec![2, 1]))
+        );
+    }
+
+    #[test]
+    fn a_registering_broker_gives_up_its_leaderships_and_isr_places_but_not_its_groups() {
+        let mut m = members(3);
+        create(&mut m, "t", 3, 3); // leaders 0, 1, 2
+        m.apply(&Command::AssignCoordinator { group: "g".into() }); // coordinator 0
+        let register = Command::Register {
+            node: 0,
+            url: "http://b0-new".into(),
+            incarnation: 7,
+        };
+        assert_eq!(m.apply(&register), ApplyResult::Applied(Applied::Done));
+        assert_eq!(
+            m.members.get(&0),
+            Some(&Member {
+                url: "http://b0-new".into(),
+                incarnation: 7
+            })
+        );
+        let p0 = m.partition("t", 0).cloned();
+        assert_eq!(
+            p0.map(|p| (p.leader, p.leader_epoch, p.isr)),
+            Some((Some(1), 2, vec![1, 2])),
+            "led at a new epoch by another in-sync replica"
+        );
+        let p1 = m.partition("t", 1).cloned();
+        assert_eq!(
+            p1.map(|p| (p.leader, p.leader_epoch, p.isr)),
+            Some((Some(1), 1, vec![1, 2]))
+        );
+        assert_eq!(m.groups.get("g"), Some(&0), "its groups stay");
+        // The only in-sync replica: offline, then electable again at a newer epoch.
+        let mut m = members(2);
+        create(&mut m, "t", 1, 2);
+        m.apply(&Command::ShrinkIsr {
+            topic: "t".into(),
+            partition: 0,
+            isr: vec![0],
+            leader_epoch: 1,
+        });
+        m.apply(&Command::Register {
+            node: 0,
+            url: "http://b0".into(),
+            incarnation: 8,
+        });
+        let p = m.partition("t", 0).cloned();
+        assert_eq!(
+            p.map(|p| (p.leader, p.leader_epoch, p.isr)),
+            Some((None, 2, vec![0]))
         );
     }
 

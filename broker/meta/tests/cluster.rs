@@ -266,10 +266,29 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
         .iter()
         .all(|p| p.leader_epoch >= 1));
 
-    // The old leader, restarted from its directory, catches up to the same metadata.
+    // The old leader, restarted from its directory, catches up to the same metadata, plus
+    // its registration as a new run (a new incarnation; it leads nothing it led before).
+    let before = m.members[&old].incarnation;
     c.restart(old).await;
-    let caught_up = wait_for(c.node(old), "the restarted node to catch up", |x| *x == m).await;
-    assert_eq!(caught_up, m);
+    let registered = c
+        .converge("the restarted node's registration", |x| {
+            x.members.get(&old).is_some_and(|r| r.incarnation != before)
+        })
+        .await;
+    assert!(c.node(old).is_registered(&registered));
+    for name in ["t0", "t1", "t2"] {
+        assert_eq!(
+            registered.topics[name], m.topics[name],
+            "it led nothing of {name}"
+        );
+    }
+    // `after-failover` was placed with it as a leader while it was down: that moved on, at a
+    // new epoch.
+    let placed = &m.topics["after-failover"].partitions[0];
+    let now = &registered.topics["after-failover"].partitions[0];
+    assert_eq!((placed.leader, placed.leader_epoch), (Some(old), 1));
+    assert_eq!((now.leader, now.leader_epoch), (Some(1), 2));
+    assert!(!now.isr.contains(&old));
     // And it takes part again: a command proposed through it applies everywhere.
     c.node(old)
         .propose(Command::AssignCoordinator { group: "g".into() })
@@ -347,11 +366,17 @@ async fn snapshots_catch_up_a_lagging_node_and_restarts_recover_from_disk() {
     assert!(c.dirs[&leader].join("snapshot").exists());
 
     // The entries it lacks are gone from the leader's log: it can only catch up by snapshot.
+    // (Its registration then moves on the leaderships it was placed in while it was down.)
     c.restart(lagging).await;
-    assert_eq!(
-        wait_for(c.node(lagging), "the lagging node to catch up", |x| *x == m).await,
-        m
-    );
+    let node = c.node(lagging);
+    let caught_up = wait_for(node, "the lagging node to catch up", |x| {
+        node.is_registered(x) && x.topics.keys().eq(m.topics.keys())
+    })
+    .await;
+    assert!(caught_up
+        .topics
+        .values()
+        .all(|t| t.partitions[0].leader != Some(lagging)));
     // Its metrics show the installed snapshot (they may trail the metadata watch a little).
     c.node(lagging)
         .raft()

@@ -87,13 +87,14 @@ pub fn reconcile(broker: &Arc<Broker>, metadata: &Metadata) {
     let Some(cluster) = &broker.cluster else {
         return;
     };
+    let registered = cluster.is_registered(metadata);
     for (name, topic) in &metadata.topics {
         let Some(local) = broker.topics.get(name) else {
             continue;
         };
         for (meta, part) in topic.partitions.iter().zip(&local.partitions) {
             if meta.replicas.contains(&cluster.id) {
-                reconcile_partition(broker, cluster, part, meta);
+                reconcile_partition(broker, cluster, part, meta, registered);
             }
         }
     }
@@ -104,11 +105,16 @@ fn reconcile_partition(
     cluster: &crate::cluster::Cluster,
     part: &Arc<Partition>,
     meta: &PartitionMeta,
+    registered: bool,
 ) {
     let me = cluster.id;
     let epoch = meta.leader_epoch;
     let mut role = role(part);
-    match (&mut *role, meta.leader) {
+    // Named leader before this run registered: led by an earlier run, whose log may have
+    // lost its unsynced tail since. The registration moves the leadership on (a new epoch,
+    // maybe this broker's again); until then this copy is offline.
+    let leader = meta.leader.filter(|&l| l != me || registered);
+    match (&mut *role, leader) {
         (Role::Leader(state), Some(l)) if l == me && state.epoch == epoch => {
             state.set_isr(meta.isr.clone());
             if let Some(hw) = state.advance(part.local_end()) {
@@ -125,7 +131,7 @@ fn reconcile_partition(
         (Role::Offline, None) => return,
         _ => {}
     }
-    *role = match meta.leader {
+    *role = match leader {
         Some(l) if l == me => match lead(part, me, meta) {
             Ok(state) => {
                 tracing::info!(topic = %part.topic, partition = part.id, epoch, "replica: leading");

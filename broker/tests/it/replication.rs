@@ -2,7 +2,9 @@
 //! faults: every acknowledged message reaches every replica, byte for byte on disk; a leader
 //! killed with `kill -9` or frozen with SIGSTOP past the node timeout is replaced by an
 //! in-sync replica with a higher leader epoch, no acknowledged message is lost, and on its
-//! return the old leader truncates what it alone held, catches up and rejoins the ISR; a
+//! return the old leader truncates what it alone held, catches up and rejoins the ISR (also
+//! one back, with a tail lost, before it was declared down: it leads again only at a new
+//! epoch); a
 //! replica whose data directory is wiped rebuilds its copies from its peers, starting over at
 //! their log starts when their retention deleted what it lacks; with fewer
 //! in-sync replicas than `--min-insync-replicas` a produce answers 503 and nothing of it is
@@ -701,6 +703,84 @@ fn a_killed_leader_is_replaced_and_loses_no_acknowledged_message() {
     }
     check_exactly_once(&again, &sent);
     stop_and_compare_copies(&mut cluster, TOPIC, &again);
+}
+
+/// A leader killed and back before anyone declared it down (a node timeout longer than its
+/// restart) may have lost the tail its kernel had not synced — a power loss with
+/// `--fsync interval`, done here by cutting its logs on disk while it is down. It must not
+/// lead again at the epoch it led: its followers would cut acknowledged messages to its
+/// shorter log. Its registration as a new run moves its leaderships on, so every
+/// acknowledged message survives and the copies converge.
+#[test]
+fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_acknowledged() {
+    const TOPIC: &str = "lost-tail";
+    const PARTITIONS: u32 = 3;
+    let slow_to_declare = |_| ["--node-timeout-ms", "15000"].map(String::from).to_vec();
+    let mut cluster = Cluster::start_with(slow_to_declare);
+    let client = client_of(&cluster);
+    let before = created(&cluster, &client, TOPIC, PARTITIONS);
+    let victim = leader_of(&before, 0);
+    let led: Vec<usize> = (0..before.len())
+        .filter(|&p| leader_of(&before, p) == victim)
+        .collect();
+
+    let sent = Mutex::new(Sent::default());
+    let mut seq = 0;
+    let mut produce = |count: u64| {
+        for _ in 0..count {
+            let key = format!("GPU-{}", seq % 8);
+            let id = Idempotence { producer: "t", seq };
+            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
+            seq += 1;
+        }
+    };
+    produce(150);
+    cluster.kill9(victim);
+    // What a power loss takes: the last batches of every log it led, acknowledged (they are
+    // on the followers) but gone from its disk.
+    let mut cut = Vec::new();
+    for &p in &led {
+        let dir = cluster
+            .dir(victim)
+            .join("topics")
+            .join(TOPIC)
+            .join(p.to_string());
+        let config = LogConfig {
+            fsync: FsyncPolicy::Always,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(&dir, config).expect("open the killed leader's log");
+        let end = log.end_offset();
+        let new_end = log
+            .truncate_to(end.saturating_sub(10))
+            .expect("cut its tail");
+        cut.push((p, end, new_end));
+    }
+    println!("broker {victim}'s logs cut (partition, end, new end): {cut:?}");
+    assert!(cut.iter().any(|&(_, end, new_end)| new_end < end));
+    cluster.restart(victim);
+    let now = describe(cluster.broker(victim), TOPIC).expect("describe");
+    for &p in &led {
+        assert!(
+            field(&now[p], "leader_epoch") > field(&before[p], "leader_epoch"),
+            "partition {p} is led at a new epoch after its leader's restart: {}",
+            now[p]
+        );
+    }
+    produce(50);
+    let sent = sent.into_inner().expect("sent");
+    assert!(
+        sent.unacked.is_empty(),
+        "produces failed: {:?}",
+        sent.errors
+    );
+    let all: Vec<&Broker> = cluster.live().collect();
+    settle(Duration::from_secs(30), "every copy in sync", || {
+        in_sync(&all, TOPIC)
+    });
+    let read = read_all(&client, TOPIC, PARTITIONS);
+    assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
+    stop_and_compare_copies(&mut cluster, TOPIC, &read);
 }
 
 #[test]
