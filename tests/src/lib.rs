@@ -460,19 +460,14 @@ impl Child {
         &self.log_path
     }
 
-    /// Panics (with the log's tail) if the process's output shows a Rust panic.
+    /// Panics (with the log from the first panic on: its message and where, then the top of
+    /// its backtrace) if the process's output shows a Rust panic.
     pub fn scan_for_panics(&self) {
         let log = self.log();
-        if log.contains("panicked at") {
-            let tail: String = log
-                .chars()
-                .rev()
-                .take(4000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            panic!("{} panicked; log tail:\n{tail}", self.name);
+        if let Some(at) = log.find("panicked at") {
+            let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+            let panic: String = log[from..].chars().take(6000).collect();
+            panic!("{} panicked:\n{panic}", self.name);
         }
     }
 }

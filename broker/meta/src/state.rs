@@ -102,20 +102,27 @@ pub enum Command {
         leader: NodeId,
     },
     /// The leader drops lagging followers: `isr` is the new ISR, a subset of the current one
-    /// that keeps the leader. Refused unless `leader_epoch` is the current one.
+    /// that keeps the leader. Refused unless `leader_epoch` is the current one and, when
+    /// given, `from` (the ISR the leader changed) is the current one.
     ShrinkIsr {
         topic: String,
         partition: u32,
         isr: Vec<NodeId>,
         leader_epoch: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Vec<NodeId>>,
     },
     /// The leader readmits caught-up followers: `isr` is the new ISR, a superset of the current
-    /// one within the replicas. Refused unless `leader_epoch` is the current one.
+    /// one within the replicas. Refused unless `leader_epoch` is the current one and, when
+    /// given, `from` is the current ISR: a change computed from an ISR that has changed since
+    /// (a `NodeDown` that kept the leader) would put back a node just declared down.
     ExpandIsr {
         topic: String,
         partition: u32,
         isr: Vec<NodeId>,
         leader_epoch: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Vec<NodeId>>,
     },
     /// A broker is gone: its partitions get other leaders from their ISRs, it leaves the ISRs
     /// where others remain, and its groups get other coordinators.
@@ -185,6 +192,12 @@ pub enum Refusal {
     NotInIsr { node: NodeId, isr: Vec<NodeId> },
     #[error("leader epoch {given} is not the current {current}")]
     StaleEpoch { given: u32, current: u32 },
+    /// An ISR change computed from another ISR than the current one.
+    #[error("the ISR change was computed from {given:?}, the ISR is {current:?}")]
+    StaleIsr {
+        given: Vec<NodeId>,
+        current: Vec<NodeId>,
+    },
     #[error("ISR {isr:?} is not valid here: {why}")]
     InvalidIsr { isr: Vec<NodeId>, why: String },
     #[error("there is no member to coordinate groups")]
@@ -282,13 +295,35 @@ impl Metadata {
                 partition,
                 isr,
                 leader_epoch,
-            } => self.change_isr(topic, *partition, isr, *leader_epoch, IsrChange::Shrink),
+                from,
+            } => {
+                let change = IsrChange::Shrink;
+                self.change_isr(
+                    topic,
+                    *partition,
+                    isr,
+                    *leader_epoch,
+                    from.as_deref(),
+                    change,
+                )
+            }
             Command::ExpandIsr {
                 topic,
                 partition,
                 isr,
                 leader_epoch,
-            } => self.change_isr(topic, *partition, isr, *leader_epoch, IsrChange::Expand),
+                from,
+            } => {
+                let change = IsrChange::Expand;
+                self.change_isr(
+                    topic,
+                    *partition,
+                    isr,
+                    *leader_epoch,
+                    from.as_deref(),
+                    change,
+                )
+            }
             Command::NodeDown { node } => self.node_down(*node),
             Command::CommitOffsets {
                 group,
@@ -402,6 +437,7 @@ impl Metadata {
         partition: u32,
         isr: &[NodeId],
         leader_epoch: u32,
+        from: Option<&[NodeId]>,
         change: IsrChange,
     ) -> ApplyResult {
         let p = match self.partition_mut(topic, partition) {
@@ -428,6 +464,14 @@ impl Metadata {
             return invalid("not every node is a replica");
         }
         let current: BTreeSet<NodeId> = p.isr.iter().copied().collect();
+        if let Some(from) = from {
+            if from.iter().copied().collect::<BTreeSet<_>>() != current {
+                return ApplyResult::refused(Refusal::StaleIsr {
+                    given: from.to_vec(),
+                    current: p.isr.clone(),
+                });
+            }
+        }
         match change {
             IsrChange::Shrink => {
                 if !new.is_subset(&current) {
@@ -747,6 +791,7 @@ mod tests {
             partition: 0,
             isr: vec![0, 1],
             leader_epoch: 1,
+            from: None,
         };
         assert_eq!(m.apply(&shrink), ApplyResult::Applied(Applied::Done));
         let before = m.clone();
@@ -805,6 +850,7 @@ mod tests {
             partition: 0,
             isr: vec![0, 1],
             leader_epoch: 1,
+            from: None,
         };
         assert_eq!(
             refusal(m.apply(&stale)),
@@ -818,6 +864,7 @@ mod tests {
             partition: 0,
             isr: vec![0, 1, 2],
             leader_epoch: 3,
+            from: None,
         };
         assert_eq!(
             refusal(m.apply(&stale)),
@@ -832,6 +879,7 @@ mod tests {
             partition: 0,
             isr: vec![1],
             leader_epoch: 2,
+            from: None,
         };
         assert_eq!(m.apply(&ok), ApplyResult::Applied(Applied::Done));
         assert_eq!(m.partition("t", 0).map(|p| p.isr.clone()), Some(vec![1]));
@@ -840,6 +888,7 @@ mod tests {
             partition: 0,
             isr: vec![1, 2],
             leader_epoch: 2,
+            from: None,
         };
         assert_eq!(m.apply(&ok), ApplyResult::Applied(Applied::Done));
         assert_eq!(m.partition("t", 0).map(|p| p.isr.clone()), Some(vec![1, 2]));
@@ -860,18 +909,21 @@ mod tests {
                 partition: 0,
                 isr: vec![1, 2],
                 leader_epoch: 1,
+                from: None,
             }, // drops leader
             Command::ShrinkIsr {
                 topic: "t".into(),
                 partition: 0,
                 isr: vec![0, 0],
                 leader_epoch: 1,
+                from: None,
             }, // duplicate
             Command::ExpandIsr {
                 topic: "t".into(),
                 partition: 0,
                 isr: vec![0, 1, 2, 3],
                 leader_epoch: 1,
+                from: None,
             }, // not a replica
         ];
         for c in cases {
@@ -885,6 +937,7 @@ mod tests {
             partition: 0,
             isr: vec![0],
             leader_epoch: 1,
+            from: None,
         });
         // A shrink that adds, an expand that removes.
         let grow = Command::ShrinkIsr {
@@ -892,6 +945,7 @@ mod tests {
             partition: 0,
             isr: vec![0, 1],
             leader_epoch: 1,
+            from: None,
         };
         assert!(matches!(
             refusal(m.apply(&grow)),
@@ -902,12 +956,14 @@ mod tests {
             partition: 0,
             isr: vec![0, 1],
             leader_epoch: 1,
+            from: None,
         });
         let drop = Command::ExpandIsr {
             topic: "t".into(),
             partition: 0,
             isr: vec![0, 2],
             leader_epoch: 1,
+            from: None,
         };
         assert!(matches!(
             refusal(m.apply(&drop)),
@@ -940,6 +996,54 @@ mod tests {
             p2.map(|p| (p.leader, p.leader_epoch, p.isr)),
             Some((Some(2), 1, vec![2, 1]))
         );
+    }
+
+    #[test]
+    fn an_isr_change_computed_before_a_node_down_is_refused() {
+        let mut m = members(3);
+        create(&mut m, "t", 1, 3); // leader 0, ISR [0, 1, 2]
+        m.apply(&Command::ShrinkIsr {
+            topic: "t".into(),
+            partition: 0,
+            isr: vec![0, 1],
+            leader_epoch: 1,
+            from: Some(vec![0, 1, 2]),
+        });
+        // The leader sees 2 catch up and proposes it back, while 1 is declared down.
+        let expand = Command::ExpandIsr {
+            topic: "t".into(),
+            partition: 0,
+            isr: vec![0, 1, 2],
+            leader_epoch: 1,
+            from: Some(vec![1, 0]),
+        };
+        m.apply(&Command::NodeDown { node: 1 });
+        let before = m.clone();
+        assert_eq!(
+            refusal(m.apply(&expand)),
+            Refusal::StaleIsr {
+                given: vec![1, 0],
+                current: vec![0]
+            },
+            "node 1 is not put back"
+        );
+        assert_eq!(m, before);
+        // Proposed again from the current ISR, it applies.
+        let expand = Command::ExpandIsr {
+            topic: "t".into(),
+            partition: 0,
+            isr: vec![0, 2],
+            leader_epoch: 1,
+            from: Some(vec![0]),
+        };
+        assert_eq!(m.apply(&expand), ApplyResult::Applied(Applied::Done));
+        assert_eq!(m.partition("t", 0).map(|p| p.isr.clone()), Some(vec![0, 2]));
+        // A command logged before `from` existed decodes without it.
+        let old: Command = serde_json::from_str(
+            r#"{"op":"expand_isr","topic":"t","partition":0,"isr":[0,1,2],"leader_epoch":1}"#,
+        )
+        .expect("an old entry");
+        assert!(matches!(old, Command::ExpandIsr { from: None, .. }));
     }
 
     #[test]
@@ -980,6 +1084,7 @@ mod tests {
             partition: 0,
             isr: vec![0],
             leader_epoch: 1,
+            from: None,
         });
         m.apply(&Command::Register {
             node: 0,
@@ -1002,6 +1107,7 @@ mod tests {
             partition: 0,
             isr: vec![0],
             leader_epoch: 1,
+            from: None,
         });
         m.apply(&Command::NodeDown { node: 0 });
         let p = m.partition("t", 0).cloned();
@@ -1072,6 +1178,7 @@ mod tests {
                 partition: 1,
                 isr: vec![2],
                 leader_epoch: 1,
+                from: None,
             },
         ];
         for c in &cmds {

@@ -320,11 +320,11 @@ pub fn on_follower_fetch(
         part.publish_high_watermark(hw);
     }
     let hw = state.high_watermark();
-    let epoch = state.epoch;
+    let (epoch, from) = (state.epoch, state.isr().to_vec());
     drop(role);
     if let Some(isr) = rejoin {
         tracing::info!(topic = %part.topic, partition = part.id, node, ?isr, "replica: caught up; proposing it back into the ISR");
-        propose_isr(broker, part, isr, epoch, true);
+        propose_isr(broker, part, (from, isr), epoch, true);
     }
     Ok(hw)
 }
@@ -355,14 +355,23 @@ pub fn high_watermark(part: &Partition) -> Option<u64> {
     }
 }
 
-fn propose_isr(broker: &Arc<Broker>, part: &Partition, isr: Vec<NodeId>, epoch: u32, grow: bool) {
-    let (topic, partition) = (part.topic.to_string(), part.id);
+/// Proposes the ISR change `(from, to)` at `epoch`; refused by the metadata if its ISR is no
+/// longer `from` (the leader proposes again from the new one).
+fn propose_isr(
+    broker: &Arc<Broker>,
+    part: &Partition,
+    (from, isr): (Vec<NodeId>, Vec<NodeId>),
+    epoch: u32,
+    grow: bool,
+) {
+    let (topic, partition, from) = (part.topic.to_string(), part.id, Some(from));
     let command = if grow {
         Command::ExpandIsr {
             topic,
             partition,
             isr,
             leader_epoch: epoch,
+            from,
         }
     } else {
         Command::ShrinkIsr {
@@ -370,6 +379,7 @@ fn propose_isr(broker: &Arc<Broker>, part: &Partition, isr: Vec<NodeId>, epoch: 
             partition,
             isr,
             leader_epoch: epoch,
+            from,
         }
     };
     let broker = Arc::clone(broker);
@@ -408,12 +418,14 @@ async fn check_lag(broker: Arc<Broker>) {
         for topic in broker.topics.all() {
             for part in &topic.partitions {
                 let shrink = match &mut *role(part) {
-                    Role::Leader(state) => state.laggards(now, lag).map(|isr| (isr, state.epoch)),
+                    Role::Leader(state) => state
+                        .laggards(now, lag)
+                        .map(|isr| ((state.isr().to_vec(), isr), state.epoch)),
                     _ => None,
                 };
-                if let Some((isr, epoch)) = shrink {
-                    tracing::warn!(topic = %part.topic, partition = part.id, ?isr, "replica: followers lag; shrinking the ISR");
-                    propose_isr(&broker, part, isr, epoch, false);
+                if let Some((change, epoch)) = shrink {
+                    tracing::warn!(topic = %part.topic, partition = part.id, isr = ?change.1, "replica: followers lag; shrinking the ISR");
+                    propose_isr(&broker, part, change, epoch, false);
                 }
             }
         }
