@@ -36,10 +36,12 @@ pub struct Cluster {
     pub id: NodeId,
     pub url: String,
     replication_factor: u32,
-    /// `--min-insync-replicas`, `--replica-lag-ms`, `--node-timeout-ms`.
+    /// `--min-insync-replicas`, `--replica-lag-ms`, `--node-timeout-ms`,
+    /// `--leader-rebalance-ms` (`None`: 0).
     pub min_insync_replicas: u32,
     pub replica_lag: std::time::Duration,
     pub node_timeout: std::time::Duration,
+    pub leader_rebalance: Option<std::time::Duration>,
     /// The client for replication's requests to the other brokers.
     pub peers: crate::replication::Peers,
     /// Set once the Raft leader's metadata had this broker in every ISR it belongs in
@@ -93,6 +95,7 @@ impl Cluster {
             min_insync_replicas: config.min_insync_replicas,
             replica_lag: config.replica_lag,
             node_timeout: config.node_timeout,
+            leader_rebalance: config.leader_rebalance,
             peers: crate::replication::Peers::new(rpc, config.node_id),
             caught_up: std::sync::atomic::AtomicBool::new(false),
             applied: node.watch(),

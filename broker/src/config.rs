@@ -161,6 +161,12 @@ pub struct Config {
     /// replicas.
     #[arg(long, env = "BROKER_NODE_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub node_timeout_ms: u64,
+
+    /// In a cluster: a partition's preferred replica (the first of its replicas) that has
+    /// been alive and in sync for this long without leading it is made its leader again, so
+    /// leadership spreads back over the brokers after failovers and restarts. 0: never.
+    #[arg(long, env = "BROKER_LEADER_REBALANCE_MS", default_value_t = 30_000)]
+    pub leader_rebalance_ms: u64,
 }
 
 /// A broker's place in its cluster, checked ([`Config::cluster`]).
@@ -176,6 +182,8 @@ pub struct ClusterConfig {
     pub min_insync_replicas: u32,
     pub replica_lag: Duration,
     pub node_timeout: Duration,
+    /// `None`: no preferred-leader rebalancing.
+    pub leader_rebalance: Option<Duration>,
 }
 
 impl Config {
@@ -241,6 +249,8 @@ impl Config {
             min_insync_replicas: self.min_insync_replicas,
             replica_lag: Duration::from_millis(self.replica_lag_ms),
             node_timeout: Duration::from_millis(self.node_timeout_ms),
+            leader_rebalance: (self.leader_rebalance_ms > 0)
+                .then(|| Duration::from_millis(self.leader_rebalance_ms)),
         }))
     }
 

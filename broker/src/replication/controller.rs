@@ -18,6 +18,12 @@
 //! up, and each leader puts it back in the ISR (`leader.rs`).
 //!
 //! A broker that just started gives every member a full timeout before it counts them silent.
+//!
+//! Leadership spreads back: failovers and restarts (a restarted broker gives up what it led)
+//! leave some brokers leading more than their share. A partition's preferred replica (the
+//! first of its replicas; placement spreads those evenly) that has been alive and in its ISR
+//! for `--leader-rebalance-ms` without leading it is elected its leader again, as Kafka's
+//! preferred-leader election does. It is in the ISR, so it holds everything acknowledged.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +56,7 @@ async fn control(broker: &Arc<Broker>, peers: Peers) {
     let tick = (timeout / 8).min(MAX_TICK);
     let mut last_seen: BTreeMap<NodeId, Instant> = BTreeMap::new();
     let mut last_proposed: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut preferred_waiting: BTreeMap<(String, u32), Instant> = BTreeMap::new();
     loop {
         tokio::time::sleep(tick).await;
         let members: Vec<(NodeId, String)> = cluster.read(|m| {
@@ -85,7 +92,23 @@ async fn control(broker: &Arc<Broker>, peers: Peers) {
                 .get(&id)
                 .is_some_and(|seen| now.saturating_duration_since(*seen) < timeout)
         };
-        let commands = cluster.read(|m| decide(m, &alive));
+        let mut commands = cluster.read(|m| decide(m, &alive));
+        if let Some(delay) = cluster.leader_rebalance {
+            let waiting = cluster.read(|m| preferred_not_leading(m, &alive));
+            // Each waits from when it was first seen so (the controller's own view).
+            preferred_waiting.retain(|key, _| waiting.iter().any(|(k, _)| k == key));
+            for (key, preferred) in waiting {
+                let since = *preferred_waiting.entry(key.clone()).or_insert(now);
+                if now.saturating_duration_since(since) >= delay {
+                    let (topic, partition) = key;
+                    commands.push(Command::ElectLeader {
+                        topic,
+                        partition,
+                        leader: preferred,
+                    });
+                }
+            }
+        }
         for command in commands {
             let key = command.to_string();
             if last_proposed
@@ -160,6 +183,29 @@ fn decide(metadata: &Metadata, alive: &dyn Fn(NodeId) -> bool) -> Vec<Command> {
     commands
 }
 
+/// The partitions whose preferred replica is alive and in sync but does not lead them, with
+/// that replica.
+fn preferred_not_leading(
+    metadata: &Metadata,
+    alive: &dyn Fn(NodeId) -> bool,
+) -> Vec<((String, u32), NodeId)> {
+    let mut found = Vec::new();
+    for (name, topic) in &metadata.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = p.replicas.first() else {
+                continue;
+            };
+            let eligible = p.leader.is_some_and(|l| l != preferred)
+                && p.isr.contains(&preferred)
+                && alive(preferred);
+            if eligible {
+                found.push(((name.clone(), i as u32), preferred));
+            }
+        }
+    }
+    found
+}
+
 async fn propose(cluster: &Cluster, command: Command) {
     tracing::warn!(%command, "controller: proposing");
     match cluster.node.propose(command).await {
@@ -227,5 +273,33 @@ mod tests {
         assert!(commands
             .iter()
             .all(|c| matches!(c, Command::ElectLeader { leader: 0, .. })));
+    }
+
+    #[test]
+    fn a_preferred_replica_back_in_sync_is_named_for_its_partitions_only_while_alive() {
+        let mut m = metadata(); // partition p led by its preferred replica p
+        assert!(preferred_not_leading(&m, &|_| true).is_empty());
+        m.apply(&Command::NodeDown { node: 1 });
+        // Out of the ISR: not yet.
+        assert!(preferred_not_leading(&m, &|_| true).is_empty());
+        let p1 = m.topics["t"].partitions[1].clone();
+        assert_ne!(p1.leader, Some(1));
+        let isr = [p1.isr.clone(), vec![1]].concat();
+        let back = m.apply(&Command::ExpandIsr {
+            topic: "t".into(),
+            partition: 1,
+            isr,
+            leader_epoch: p1.leader_epoch,
+            from: Some(p1.isr),
+        });
+        assert!(
+            matches!(back, broker_meta::ApplyResult::Applied(_)),
+            "{back:?}"
+        );
+        assert_eq!(
+            preferred_not_leading(&m, &|_| true),
+            vec![(("t".to_string(), 1), 1)]
+        );
+        assert!(preferred_not_leading(&m, &|n| n != 1).is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! in-sync replica with a higher leader epoch, no acknowledged message is lost, and on its
 //! return the old leader truncates what it alone held, catches up and rejoins the ISR (also
 //! one back, with a tail lost, before it was declared down: it leads again only at a new
-//! epoch); a
+//! epoch), and once in sync leads its preferred partitions again; a
 //! replica whose data directory is wiped rebuilds its copies from its peers, starting over at
 //! their log starts when their retention deleted what it lacks; with fewer
 //! in-sync replicas than `--min-insync-replicas` a produce answers 503 and nothing of it is
@@ -780,6 +780,69 @@ fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_ack
     });
     let read = read_all(&client, TOPIC, PARTITIONS);
     assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
+    stop_and_compare_copies(&mut cluster, TOPIC, &read);
+}
+
+/// After a failover the partitions of a killed leader stay with other brokers until it is
+/// back in sync; then, `--leader-rebalance-ms` later, each partition is led by its preferred
+/// replica again (leadership spreads back), with nothing acknowledged lost on the way.
+#[test]
+fn leadership_returns_to_the_preferred_replicas_once_back_in_sync() {
+    const TOPIC: &str = "preferred";
+    const PARTITIONS: u32 = 3;
+    let quick = |_| ["--leader-rebalance-ms", "1000"].map(String::from).to_vec();
+    let mut cluster = Cluster::start_with(quick);
+    let client = client_of(&cluster);
+    let before = created(&cluster, &client, TOPIC, PARTITIONS);
+    let preferred: Vec<usize> = (0..before.len()).map(|p| leader_of(&before, p)).collect();
+    let victim = preferred[0];
+    let sent = Mutex::new(Sent::default());
+    let mut seq = 0;
+    let mut produce = |count: u64| {
+        for _ in 0..count {
+            let key = format!("GPU-{}", seq % 8);
+            let id = Idempotence { producer: "p", seq };
+            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
+            seq += 1;
+        }
+    };
+    produce(60);
+    cluster.kill9(victim);
+    let survivors: Vec<&Broker> = cluster.live().collect();
+    settle(Duration::from_secs(15), "new leaders", || {
+        moved_from(&survivors, TOPIC, &before, victim)
+    });
+    produce(60);
+    cluster.restart(victim);
+    let took = settle(
+        Duration::from_secs(30),
+        "every partition led by its preferred replica",
+        || {
+            let now = describe(cluster.broker(victim), TOPIC)?;
+            let leaders: Vec<usize> = (0..now.len()).map(|p| leader_of(&now, p)).collect();
+            if leaders == preferred {
+                Ok(())
+            } else {
+                Err(format!("leaders {leaders:?}, preferred {preferred:?}"))
+            }
+        },
+    );
+    println!("broker {victim} led its preferred partitions again {took:?} after its restart");
+    let now = describe(cluster.broker(victim), TOPIC).expect("describe");
+    assert!(field(&now[0], "leader_epoch") > field(&before[0], "leader_epoch"));
+    produce(60);
+    let sent = sent.into_inner().expect("sent");
+    assert!(
+        sent.unacked.is_empty(),
+        "produces failed: {:?}",
+        sent.errors
+    );
+    let read = read_all(&client, TOPIC, PARTITIONS);
+    assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
+    let all: Vec<&Broker> = cluster.live().collect();
+    settle(Duration::from_secs(20), "every copy in sync", || {
+        in_sync(&all, TOPIC)
+    });
     stop_and_compare_copies(&mut cluster, TOPIC, &read);
 }
 
