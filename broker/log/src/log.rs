@@ -449,16 +449,34 @@ impl PartitionLog {
     /// Whole encoded batches (segments-format bytes) starting with the batch containing
     /// `offset`, up to `max_bytes` (at least one batch if any).
     pub fn read_encoded(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
-        self.check_range(offset)?;
         let mut out = Vec::new();
-        self.walk_batches(offset, &mut |b, _, _| {
+        self.read_encoded_into(offset, max_bytes, true, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read_encoded`](Self::read_encoded) into `out` (cleared first: a buffer the caller
+    /// reuses, so a large read does not fault in fresh pages each time), each batch's CRC
+    /// checked only when `verify`. A leader answering a follower's fetch passes `false`: the
+    /// follower checks every batch's CRC as it appends it
+    /// ([`append_replica`](Self::append_replica)), so a batch damaged on this disk is still
+    /// refused, once, instead of being checked here again for every follower. The framing
+    /// (lengths, magic, record counts) is checked either way.
+    pub fn read_encoded_into(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        verify: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        self.check_range(offset)?;
+        out.clear();
+        self.walk_batches_checked(offset, verify, &mut |b, _, _| {
             if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
                 return Ok(false);
             }
             out.extend_from_slice(b.bytes);
             Ok(out.len() < max_bytes)
-        })?;
-        Ok(out)
+        })
     }
 
     /// The epoch cache when it is built (appends and truncation keep it up to date; an
@@ -705,18 +723,29 @@ impl PartitionLog {
     }
 
     /// Calls `visit(batch, segment path, position)` for every batch ending after `from`, in
-    /// offset order across segments, until it answers `false`.
+    /// offset order across segments, until it answers `false`. Every batch's CRC is checked.
     fn walk_batches(
         &self,
         from: u64,
+        visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        self.walk_batches_checked(from, true, visit)
+    }
+
+    /// [`walk_batches`](Self::walk_batches), the CRCs checked only when `verify` (the
+    /// framing always).
+    fn walk_batches_checked(
+        &self,
+        from: u64,
+        verify: bool,
         visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
         self.check_readable()?;
         let mut cur = from.max(self.start_offset());
         while cur < self.end_offset() {
             let more = self.with_view(cur, &mut |view, seg_end| {
-                let mut pos = view.position_of(cur)?;
-                while let Some(b) = view.batch_at(pos)? {
+                let mut pos = view.position_of(cur, verify)?;
+                while let Some(b) = view.batch(pos, verify)? {
                     if !visit(&b, view.path, pos)? {
                         return Ok(false);
                     }
