@@ -410,9 +410,13 @@ impl Partition {
         Ok((start_of(&inner), end_of(&inner)))
     }
 
-    /// Whole encoded batches from the one holding `offset` up to the log end, for a follower:
-    /// it copies what is not yet committed too (that is how it gets committed).
-    pub fn read_for_replica(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>> {
+    /// Whole encoded batches from the one holding `offset` up to the log end, for a follower,
+    /// into `out` (cleared first; empty at the end): it copies what is not yet committed too
+    /// (that is how it gets committed). Their CRCs are not checked here but by the follower
+    /// as it appends them (`PartitionLog::read_encoded_into`), once instead of once per
+    /// follower.
+    pub fn read_for_replica(&self, offset: u64, max_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
         let inner = self.lock();
         self.check_open(&inner)?;
         let (start, end) = (start_of(&inner), end_of(&inner));
@@ -424,8 +428,8 @@ impl Partition {
             });
         }
         match inner.log.as_ref() {
-            Some(log) if offset < end => Ok(log.read_encoded(offset, max_bytes)?),
-            _ => Ok(Vec::new()),
+            Some(log) if offset < end => Ok(log.read_encoded_into(offset, max_bytes, false, out)?),
+            _ => Ok(()),
         }
     }
 

@@ -148,9 +148,9 @@ pub fn accepts_batch(headers: &HeaderMap) -> bool {
 pub fn bytes_response(
     status: StatusCode,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: impl Into<Bytes>,
 ) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()
