@@ -348,6 +348,14 @@ impl PartitionLog {
         self.active.len + encoded_len > self.active.capacity
     }
 
+    /// Whether a replica append ([`append_replica_unsynced`](Self::append_replica_unsynced))
+    /// of `encoded_len` bytes may block: the segment must grow or roll, or the active segment
+    /// holds no batch yet, so the log's latest epoch comes from the newest sealed segment's
+    /// headers (a read, and maybe the epoch cache's build).
+    pub fn append_replica_may_block(&self, encoded_len: usize) -> bool {
+        self.active.last_epoch.is_none() || self.append_may_block(encoded_len)
+    }
+
     /// Ensures the active segment has room for a batch: grows it (in steps, up to
     /// `segment_bytes`, or to the batch's size when it is alone in the segment), or rolls to
     /// a new segment.
