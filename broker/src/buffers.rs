@@ -1,5 +1,6 @@
-//! Reused buffers for replication's large transfers: the batches a leader reads for a
-//! follower's fetch and the fetch answer a follower reads, each hundreds of KiB to MiBs.
+//! Reused buffers for large transfers: the batches a leader reads for a follower's fetch,
+//! the fetch answer a follower reads, and large request bodies (a produce's batch), each
+//! hundreds of KiB to MiBs.
 //!
 //! Why: a fresh allocation of that size is a fresh anonymous mapping (glibc maps large
 //! blocks on their own), so every copy into it first page-faults and zero-fills each 4 KiB
