@@ -111,6 +111,9 @@ pub async fn read_body(body: Incoming, headers: &HeaderMap, max: usize) -> Resul
 /// allocation page-faulted each page of it.
 const POOLED_BODY_BYTES: u64 = 64 * 1024;
 
+/// The most of a body's announced length reserved before its bytes arrive.
+const RESERVE_MAX: usize = 8 << 20;
+
 /// Reads a body whose `Content-Length` is `len` (at most `max`, checked by the caller) into
 /// a pooled buffer, handed on as `Bytes` that give it back to the pool once the request is
 /// done with. Still refuses more than `max` bytes: the header is the client's word, not the
@@ -118,7 +121,8 @@ const POOLED_BODY_BYTES: u64 = 64 * 1024;
 async fn read_pooled(mut body: Incoming, len: usize, max: usize) -> Result<Bytes> {
     let mut buf = buffers::take();
     let out = buf.as_mut_vec();
-    out.reserve(len);
+    // Capped: a client announcing the limit and sending little gets no more reserved.
+    out.reserve(len.min(RESERVE_MAX));
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| BrokerError::BadRequest(format!("cannot read the body: {e}")))?;
