@@ -14,6 +14,7 @@
 //! - `http`: the server (`mod`), routing (`routes`), handlers (`topics`, `groups`),
 //!   status mapping (`error`), long-poll waiting (`longpoll`);
 //! - `ndjson`: the message text format; `batches`: cutting binary fetch answers;
+//!   `buffers`: reused buffers for large bodies and replica reads;
 //!   [`naming`]: names and the key hash clients reproduce; `metrics`, `tasks`, `fsutil`,
 //!   `failpoint`.
 //!
@@ -22,6 +23,7 @@
 
 mod batches;
 mod broker;
+mod buffers;
 mod cluster;
 pub mod config;
 mod error;

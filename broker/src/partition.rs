@@ -410,9 +410,13 @@ impl Partition {
         Ok((start_of(&inner), end_of(&inner)))
     }
 
-    /// Whole encoded batches from the one holding `offset` up to the log end, for a follower:
-    /// it copies what is not yet committed too (that is how it gets committed).
-    pub fn read_for_replica(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>> {
+    /// Whole encoded batches from the one holding `offset` up to the log end, for a follower,
+    /// into `out` (cleared first; empty at the end): it copies what is not yet committed too
+    /// (that is how it gets committed). Their CRCs are not checked here but by the follower
+    /// as it appends them (`PartitionLog::read_encoded_into`), once instead of once per
+    /// follower.
+    pub fn read_for_replica(&self, offset: u64, max_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
         let inner = self.lock();
         self.check_open(&inner)?;
         let (start, end) = (start_of(&inner), end_of(&inner));
@@ -424,8 +428,8 @@ impl Partition {
             });
         }
         match inner.log.as_ref() {
-            Some(log) if offset < end => Ok(log.read_encoded(offset, max_bytes)?),
-            _ => Ok(Vec::new()),
+            Some(log) if offset < end => Ok(log.read_encoded_into(offset, max_bytes, false, out)?),
+            _ => Ok(()),
         }
     }
 
@@ -438,14 +442,21 @@ impl Partition {
         let always = self.always;
         let log = self.log_mut(&mut inner)?;
         // With `--fsync always` a follower syncs before it fetches again, i.e. before its
-        // leader counts the batch as on this broker.
-        let appended = may_block(|| {
-            if always {
-                log.append_replica(encoded)
-            } else {
-                log.append_replica_unsynced(encoded)
-            }
-        })?;
+        // leader counts the batch as on this broker. Otherwise most appends are a `pwrite`
+        // into the page cache and run right here, as a produce's do (handing the worker's
+        // tasks away for each cost ~2% of a cluster's CPU); one that may grow or roll the
+        // segment, or read sealed headers, hands them away first.
+        let appended = if always || log.append_replica_may_block(encoded.len()) {
+            may_block(|| {
+                if always {
+                    log.append_replica(encoded)
+                } else {
+                    log.append_replica_unsynced(encoded)
+                }
+            })?
+        } else {
+            log.append_replica_unsynced(encoded)?
+        };
         let now = now_ms();
         for batch in &appended.batches {
             if let Some(stamp) = batch.producer {

@@ -348,6 +348,14 @@ impl PartitionLog {
         self.active.len + encoded_len > self.active.capacity
     }
 
+    /// Whether a replica append ([`append_replica_unsynced`](Self::append_replica_unsynced))
+    /// of `encoded_len` bytes may block: the segment must grow or roll, or the active segment
+    /// holds no batch yet, so the log's latest epoch comes from the newest sealed segment's
+    /// headers (a read, and maybe the epoch cache's build).
+    pub fn append_replica_may_block(&self, encoded_len: usize) -> bool {
+        self.active.last_epoch.is_none() || self.append_may_block(encoded_len)
+    }
+
     /// Ensures the active segment has room for a batch: grows it (in steps, up to
     /// `segment_bytes`, or to the batch's size when it is alone in the segment), or rolls to
     /// a new segment.
@@ -449,16 +457,34 @@ impl PartitionLog {
     /// Whole encoded batches (segments-format bytes) starting with the batch containing
     /// `offset`, up to `max_bytes` (at least one batch if any).
     pub fn read_encoded(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
-        self.check_range(offset)?;
         let mut out = Vec::new();
-        self.walk_batches(offset, &mut |b, _, _| {
+        self.read_encoded_into(offset, max_bytes, true, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read_encoded`](Self::read_encoded) into `out` (cleared first: a buffer the caller
+    /// reuses, so a large read does not fault in fresh pages each time), each batch's CRC
+    /// checked only when `verify`. A leader answering a follower's fetch passes `false`: the
+    /// follower checks every batch's CRC as it appends it
+    /// ([`append_replica`](Self::append_replica)), so a batch damaged on this disk is still
+    /// refused, once, instead of being checked here again for every follower. The framing
+    /// (lengths, magic, record counts) is checked either way.
+    pub fn read_encoded_into(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        verify: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        self.check_range(offset)?;
+        out.clear();
+        self.walk_batches_checked(offset, verify, &mut |b, _, _| {
             if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
                 return Ok(false);
             }
             out.extend_from_slice(b.bytes);
             Ok(out.len() < max_bytes)
-        })?;
-        Ok(out)
+        })
     }
 
     /// The epoch cache when it is built (appends and truncation keep it up to date; an
@@ -774,18 +800,29 @@ impl PartitionLog {
     }
 
     /// Calls `visit(batch, segment path, position)` for every batch ending after `from`, in
-    /// offset order across segments, until it answers `false`.
+    /// offset order across segments, until it answers `false`. Every batch's CRC is checked.
     fn walk_batches(
         &self,
         from: u64,
+        visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        self.walk_batches_checked(from, true, visit)
+    }
+
+    /// [`walk_batches`](Self::walk_batches), the CRCs checked only when `verify` (the
+    /// framing always).
+    fn walk_batches_checked(
+        &self,
+        from: u64,
+        verify: bool,
         visit: &mut dyn FnMut(&Batch<'_>, &Path, usize) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
         self.check_readable()?;
         let mut cur = from.max(self.start_offset());
         while cur < self.end_offset() {
             let more = self.with_view(cur, &mut |view, seg_end| {
-                let mut pos = view.position_of(cur)?;
-                while let Some(b) = view.batch_at(pos)? {
+                let mut pos = view.position_of(cur, verify)?;
+                while let Some(b) = view.batch(pos, verify)? {
                     if !visit(&b, view.path, pos)? {
                         return Ok(false);
                     }

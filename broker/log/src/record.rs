@@ -154,7 +154,8 @@ pub enum Decoded<'a> {
     Malformed { reason: &'static str },
 }
 
-/// A CRC-checked batch borrowed from a buffer (a segment map or a request body).
+/// A batch borrowed from a buffer (a segment map or a request body): CRC-checked when it
+/// comes from [`decode`], framed only when from `frame`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batch<'a> {
     pub header: BatchHeader,
@@ -173,6 +174,17 @@ pub struct RecordView<'a> {
 
 /// Decodes the batch (v1 or v2) at the start of `buf` and checks its CRC.
 pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    decode_with(buf, true)
+}
+
+/// [`decode`] without the CRC check: the framing alone (length, magic, record count), for
+/// walks over bytes whose CRC is checked elsewhere (see `PartitionLog::read_for_replica`)
+/// or not at all (hops over batches that are not returned). Never answers `Corrupt`.
+pub(crate) fn frame(buf: &[u8]) -> Decoded<'_> {
+    decode_with(buf, false)
+}
+
+fn decode_with(buf: &[u8], check_crc: bool) -> Decoded<'_> {
     if buf.len() < HEADER_LEN_V1 {
         if buf.iter().all(|&b| b == 0) {
             return Decoded::Empty;
@@ -204,12 +216,14 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
         };
     }
     let bytes = &buf[..len];
-    let found = crc_of(bytes);
-    if found != header.crc {
-        return Decoded::Corrupt {
-            expected: header.crc,
-            found,
-        };
+    if check_crc {
+        let found = crc_of(bytes);
+        if found != header.crc {
+            return Decoded::Corrupt {
+                expected: header.crc,
+                found,
+            };
+        }
     }
     let Some(header_len) = header_len_of(header.magic) else {
         return Decoded::Malformed {

@@ -1,7 +1,8 @@
 //! Damage on disk: the last batch of the active segment truncated at every byte, or with
 //! each of its bytes flipped in turn. Every reopen keeps all earlier batches, cuts the last,
 //! never panics, and the log takes appends again. Also: damaged and missing indexes, and a
-//! corrupt sealed segment answering an error instead of bad data.
+//! corrupt sealed segment answering an error instead of bad data (or, read for a replica
+//! without the CRC check, refused by the follower's append).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -217,6 +218,54 @@ fn corrupt_sealed_segment_answers_an_error_not_bad_data() {
     // Later segments stay readable.
     let later = log.read(log.end_offset() - 1, 1, 0).expect("read later");
     assert_eq!(later[0].value, value(log.end_offset() - 1));
+}
+
+#[test]
+fn a_replica_read_skips_the_crc_and_the_followers_append_refuses_the_damaged_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = LogConfig {
+        segment_bytes: 600,
+        ..config()
+    };
+    let mut log = PartitionLog::open(dir.path(), small.clone()).expect("open");
+    append_batches(&mut log, 10);
+    // Unverified, an intact log reads the same bytes as a verified read.
+    let mut unverified = Vec::new();
+    log.read_encoded_into(0, usize::MAX, false, &mut unverified)
+        .expect("unverified read");
+    assert_eq!(
+        unverified,
+        log.read_encoded(0, usize::MAX).expect("verified read")
+    );
+    drop(log);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join(seg_name(0, "log")))
+        .expect("open");
+    // Inside the first batch's records: its framing stays whole, its CRC does not.
+    f.write_all_at(b"XX", 70).expect("scribble");
+    drop(f);
+    let log = PartitionLog::open(dir.path(), small.clone()).expect("reopen");
+    assert!(matches!(
+        log.read_encoded(0, usize::MAX),
+        Err(LogError::Corrupt { .. })
+    ));
+    let mut sent = vec![1, 2, 3];
+    log.read_encoded_into(0, usize::MAX, false, &mut sent)
+        .expect("a replica read does not check the CRC");
+    assert!(
+        !sent.is_empty() && sent[..3] != [1, 2, 3],
+        "the buffer is cleared first"
+    );
+    // The follower checks it: refused whole, nothing appended.
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let mut follower = PartitionLog::open(follower_dir.path(), small).expect("follower");
+    assert!(matches!(
+        follower.append_replica(&sent),
+        Err(LogError::ReplicaBatchInvalid { position: 0, .. })
+    ));
+    assert_eq!(follower.end_offset(), 0);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use super::longpoll;
 use super::request::{bytes_response, json_response, set_number, Body, Query, BATCH};
 use super::topics::FETCH_MAX_BYTES;
 use crate::broker::Broker;
+use crate::buffers;
 use crate::error::{BrokerError, Result};
 use crate::naming::validate_name;
 use crate::partition::Partition;
@@ -41,21 +42,23 @@ pub async fn fetch(
         ));
     }
     replication::check_leading(part, epoch)?;
+    // A reused buffer (see `buffers`), back in the pool once the answer is sent.
+    let mut batches = buffers::take();
     // Checked before the offset is recorded: an offset past the log end is no end to count.
-    let mut batches = part.read_for_replica(offset, FETCH_MAX_BYTES)?;
+    part.read_for_replica(offset, FETCH_MAX_BYTES, batches.as_mut_vec())?;
     replication::on_follower_fetch(broker, part, node, epoch, offset)?;
     let mut local = part.subscribe_local();
     let mut shutdown = broker.shutdown.clone();
     while batches.is_empty() {
         local.borrow_and_update();
-        batches = part.read_for_replica(offset, FETCH_MAX_BYTES)?;
+        part.read_for_replica(offset, FETCH_MAX_BYTES, batches.as_mut_vec())?;
         if !batches.is_empty() || !longpoll::wait(&mut local, deadline, &mut shutdown).await {
             break;
         }
     }
     let next = next_offset(&batches, offset);
     let hw = replication::high_watermark(part).unwrap_or(0);
-    let mut response = bytes_response(StatusCode::OK, BATCH, batches);
+    let mut response = bytes_response(StatusCode::OK, BATCH, batches.into_bytes());
     set_number(&mut response, wire_header::NEXT_OFFSET, next);
     set_number(&mut response, wire_header::HIGH_WATERMARK, hw);
     set_number(&mut response, wire_header::LOG_END_OFFSET, part.local_end());
