@@ -64,22 +64,25 @@ async fn follow(
     // every request for a while) are debug.
     let mut failing = false;
     loop {
+        if stopping(broker) {
+            return;
+        }
         let Some(url) = broker
             .cluster
             .as_ref()
             .and_then(|c| c.read(|m| crate::cluster::url_of(m, leader)))
         else {
-            tokio::time::sleep(RETRY_PAUSE).await;
+            pause(broker, RETRY_PAUSE).await;
             continue;
         };
         if let Err(e) = agree_with_leader(broker, &peers, &part, &url, epoch).await {
             if !std::mem::replace(&mut failing, true) {
                 tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: cannot reach the leader's log");
             }
-            tokio::time::sleep(e.pause()).await;
+            pause(broker, e.pause()).await;
             continue;
         }
-        match copy(&peers, &part, &url, epoch, &mut failing).await {
+        match copy(broker, &peers, &part, &url, epoch, &mut failing).await {
             // Out of the leader's log: behind its start (its retention deleted what comes
             // next), or the copy diverged after all (or the leader lost data).
             Err(Failure::Peer(PeerError::OutOfRange { url, leader_start })) => {
@@ -94,7 +97,7 @@ async fn follow(
                         tracing::warn!(topic = %topic, partition = part.id, error = %e, "replica: cannot start over at the leader's log start");
                     }
                 }
-                tokio::time::sleep(RETRY_PAUSE).await;
+                pause(broker, RETRY_PAUSE).await;
             }
             // The topic was deleted under the task (its role ends with it too).
             Err(Failure::Local(BrokerError::UnknownTopic(_))) => return,
@@ -102,11 +105,26 @@ async fn follow(
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(topic = %topic, partition = part.id, leader, error = %e, "replica: fetch failed");
                 }
-                tokio::time::sleep(e.pause()).await;
+                pause(broker, e.pause()).await;
             }
             Ok(()) => return,
         }
     }
+}
+
+/// Waits `how_long` before the next try — unless the broker is stopping. A step that ran
+/// on a blocking thread (`may_block`) can return while the runtime is shutting down, after
+/// `run` last looked at the shutdown signal; a timer created then panics. So every wait and
+/// every request (which has a timeout) looks at the signal first, and never waits once it
+/// is set: the loops then return to `run`, which ends the task.
+async fn pause(broker: &Broker, how_long: Duration) {
+    if !stopping(broker) {
+        tokio::time::sleep(how_long).await;
+    }
+}
+
+fn stopping(broker: &Broker) -> bool {
+    *broker.shutdown.borrow()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +160,9 @@ async fn agree_with_leader(
     let Some(latest) = part.latest_epoch()? else {
         return Ok(());
     };
+    if stopping(broker) {
+        return Ok(());
+    }
     let answer = peers
         .epoch_end(url, &part.topic, part.id, latest, epoch)
         .await?;
@@ -189,8 +210,10 @@ fn start_over(
 }
 
 /// Fetches and appends until a request fails (the caller decides what next); returns only
-/// on failure — the task is aborted from outside when the leadership changes.
+/// on failure or when the broker is stopping — the task is aborted from outside when the
+/// leadership changes.
 async fn copy(
+    broker: &Broker,
     peers: &Peers,
     part: &Partition,
     url: &str,
@@ -198,6 +221,10 @@ async fn copy(
     failing: &mut bool,
 ) -> std::result::Result<(), Failure> {
     loop {
+        // The append below may have run as the broker began stopping (see `pause`).
+        if stopping(broker) {
+            return Ok(());
+        }
         let (_, offset) = part.log_bounds()?;
         let fetched = peers
             .fetch(url, &part.topic, part.id, offset, epoch, FETCH_WAIT)
