@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use broker_log::record::{decode, encode, Decoded};
 use broker_log::Record;
 use serde_json::Value;
-use support::{encode_batch, request, shown, Conn};
+use support::{encode_batch, request, shown, telemetry, Conn};
 
 mod support;
 
@@ -232,20 +232,6 @@ fn target_dir() -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir)
-}
-
-/// The ~400-byte telemetry value of message `i`, its JSON object opened by `prefix` (empty, or
-/// fields followed by a comma).
-fn telemetry(i: usize, prefix: &str) -> (String, String) {
-    let gpu = format!("GPU-{:08x}-4a1b-9c2d-{:012x}", i % 247, i * 7919);
-    let value = format!(
-        r#"{{{prefix}"ts":"2025-07-18T13:42:33.{i:06}Z","source_ts":"2025-07-18T13:42:33Z","metric":"DCGM_FI_DEV_GPU_UTIL","gpu_uuid":"{gpu}","gpu_index":{},"device":"nvidia{}","model":"NVIDIA H100 80GB HBM3","hostname":"mtv5-dgx1-hgpu-{:03}","container":"","pod":"","namespace":null,"value":{}.5,"labels":{{"DCGM_FI_DRIVER_VERSION":"535.129.03","pci_bus_id":"00000000:1A:00.0"}}}}"#,
-        i % 8,
-        i % 8,
-        i % 31,
-        i % 100
-    );
-    (gpu, value)
 }
 
 /// The throughput phase's request body: one binary batch (the partition goes in the query).

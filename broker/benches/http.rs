@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::{encode_batch, Conn};
+use support::{encode_batch, telemetry, Conn};
 
 mod support;
 
@@ -92,19 +92,8 @@ struct Workload {
 
 impl Workload {
     fn new() -> Workload {
-        let values: Vec<(String, String)> = (0..MESSAGES_PER_BATCH)
-            .map(|i| {
-                let gpu = format!("GPU-{:08x}-4a1b-9c2d-{:012x}", i % 247, i * 7919);
-                let value = format!(
-                    r#"{{"ts":"2025-07-18T13:42:33.{i:06}Z","source_ts":"2025-07-18T13:42:33Z","metric":"DCGM_FI_DEV_GPU_UTIL","gpu_uuid":"{gpu}","gpu_index":{},"device":"nvidia{}","model":"NVIDIA H100 80GB HBM3","hostname":"mtv5-dgx1-hgpu-{:03}","container":"","pod":"","namespace":null,"value":{}.5,"labels":{{"DCGM_FI_DRIVER_VERSION":"535.129.03","pci_bus_id":"00000000:1A:00.0"}}}}"#,
-                    i % 8,
-                    i % 8,
-                    i % 31,
-                    i % 100
-                );
-                (gpu, value)
-            })
-            .collect();
+        let values: Vec<(String, String)> =
+            (0..MESSAGES_PER_BATCH).map(|i| telemetry(i, "")).collect();
         let value_len = values.iter().map(|(_, v)| v.len()).sum::<usize>() / values.len();
         let binary = (0..PARTITIONS).map(|_| encode_batch(&values)).collect();
         let ndjson = (0..PARTITIONS)

@@ -13,6 +13,20 @@ use broker_log::record::encode;
 use broker_log::Record;
 use serde_json::Value;
 
+/// The ~400-byte telemetry value of message `i`, its JSON object opened by `prefix` (empty, or
+/// fields followed by a comma).
+pub fn telemetry(i: usize, prefix: &str) -> (String, String) {
+    let gpu = format!("GPU-{:08x}-4a1b-9c2d-{:012x}", i % 247, i * 7919);
+    let value = format!(
+        r#"{{{prefix}"ts":"2025-07-18T13:42:33.{i:06}Z","source_ts":"2025-07-18T13:42:33Z","metric":"DCGM_FI_DEV_GPU_UTIL","gpu_uuid":"{gpu}","gpu_index":{},"device":"nvidia{}","model":"NVIDIA H100 80GB HBM3","hostname":"mtv5-dgx1-hgpu-{:03}","container":"","pod":"","namespace":null,"value":{}.5,"labels":{{"DCGM_FI_DRIVER_VERSION":"535.129.03","pci_bus_id":"00000000:1A:00.0"}}}}"#,
+        i % 8,
+        i % 8,
+        i % 31,
+        i % 100
+    );
+    (gpu, value)
+}
+
 /// One record batch (`segments-format.md`) of `(key, value)` messages, as a producer sends it.
 pub fn encode_batch(messages: &[(String, String)]) -> Vec<u8> {
     let records: Vec<Record<'_>> = messages
