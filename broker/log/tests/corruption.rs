@@ -23,6 +23,25 @@ fn config() -> LogConfig {
     }
 }
 
+/// Overwrites two bytes at position 70 of the first segment (inside its first batch's
+/// records).
+fn scribble_in_first_batch(dir: &Path) {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(seg_name(0, "log")))
+        .expect("open");
+    f.write_all_at(b"XX", 70).expect("scribble");
+}
+
+/// [`config`] with 600-byte segments: a few batches each, so a log spans many.
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 600,
+        ..config()
+    }
+}
+
 fn value(offset: u64) -> Vec<u8> {
     format!("reading-{offset}").into_bytes()
 }
@@ -155,10 +174,7 @@ fn truncating_exactly_at_a_batch_boundary_cuts_nothing() {
 #[test]
 fn garbage_or_missing_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = LogConfig {
-        segment_bytes: 600,
-        ..config()
-    };
+    let small = small_segments();
     let mut log = PartitionLog::open(dir.path(), small.clone()).expect("open");
     append_batches(&mut log, 20);
     let end = log.end_offset();
@@ -196,20 +212,11 @@ fn garbage_or_missing_indexes_are_rebuilt() {
 #[test]
 fn corrupt_sealed_segment_answers_an_error_not_bad_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = LogConfig {
-        segment_bytes: 600,
-        ..config()
-    };
+    let small = small_segments();
     let mut log = PartitionLog::open(dir.path(), small.clone()).expect("open");
     append_batches(&mut log, 10);
     drop(log);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.path().join(seg_name(0, "log")))
-        .expect("open");
-    f.write_all_at(b"XX", 70).expect("scribble");
-    drop(f);
+    scribble_in_first_batch(dir.path());
     let log = PartitionLog::open(dir.path(), small).expect("reopen");
     assert!(matches!(
         log.read(0, 10, usize::MAX),
@@ -223,10 +230,7 @@ fn corrupt_sealed_segment_answers_an_error_not_bad_data() {
 #[test]
 fn a_replica_read_skips_the_crc_and_the_followers_append_refuses_the_damaged_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = LogConfig {
-        segment_bytes: 600,
-        ..config()
-    };
+    let small = small_segments();
     let mut log = PartitionLog::open(dir.path(), small.clone()).expect("open");
     append_batches(&mut log, 10);
     // Unverified, an intact log reads the same bytes as a verified read.
@@ -238,14 +242,8 @@ fn a_replica_read_skips_the_crc_and_the_followers_append_refuses_the_damaged_bat
         log.read_encoded(0, usize::MAX).expect("verified read")
     );
     drop(log);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.path().join(seg_name(0, "log")))
-        .expect("open");
     // Inside the first batch's records: its framing stays whole, its CRC does not.
-    f.write_all_at(b"XX", 70).expect("scribble");
-    drop(f);
+    scribble_in_first_batch(dir.path());
     let log = PartitionLog::open(dir.path(), small.clone()).expect("reopen");
     assert!(matches!(
         log.read_encoded(0, usize::MAX),

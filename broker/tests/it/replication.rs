@@ -344,6 +344,69 @@ fn produce_one(
     sent.lock().expect("sent").note(key, n, partition, result);
 }
 
+/// One idempotent producer sending one message at a time under the keys `GPU-0`…`GPU-7` in
+/// turn, each key's values 0, 1, 2…, recording what was acknowledged.
+pub(crate) struct Sequential<'a> {
+    client: &'a BrokerClient,
+    topic: &'a str,
+    partitions: u32,
+    name: &'a str,
+    seq: u64,
+    sent: Mutex<Sent>,
+}
+
+impl<'a> Sequential<'a> {
+    pub(crate) fn new(
+        client: &'a BrokerClient,
+        topic: &'a str,
+        partitions: u32,
+        name: &'a str,
+    ) -> Self {
+        Sequential {
+            client,
+            topic,
+            partitions,
+            name,
+            seq: 0,
+            sent: Mutex::new(Sent::default()),
+        }
+    }
+
+    /// Sends the next `count` messages.
+    pub(crate) fn produce(&mut self, count: u64) {
+        for _ in 0..count {
+            let seq = self.seq;
+            let key = format!("GPU-{}", seq % 8);
+            let id = Idempotence {
+                producer: self.name,
+                seq,
+            };
+            let (topic, partitions) = (self.topic, self.partitions);
+            produce_one(
+                self.client,
+                topic,
+                partitions,
+                (&key, seq / 8),
+                id,
+                &self.sent,
+            );
+            self.seq += 1;
+        }
+    }
+
+    /// What was sent, every message of it acknowledged (else the test fails, naming the
+    /// first errors).
+    pub(crate) fn acknowledged_all(self) -> Sent {
+        let sent = self.sent.into_inner().expect("sent");
+        assert!(
+            sent.unacked.is_empty(),
+            "produces failed: {:?}",
+            sent.errors
+        );
+        sent
+    }
+}
+
 /// Producer `t` until `stop`: its keys `k{t}-0`…`k{t}-4` in turn, each key's values 0, 1,
 /// 2…, each message an idempotent batch (producer `p{t}`, seq counting up), one at a time.
 pub(crate) fn producer(
@@ -724,17 +787,8 @@ fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_ack
         .filter(|&p| leader_of(&before, p) == victim)
         .collect();
 
-    let sent = Mutex::new(Sent::default());
-    let mut seq = 0;
-    let mut produce = |count: u64| {
-        for _ in 0..count {
-            let key = format!("GPU-{}", seq % 8);
-            let id = Idempotence { producer: "t", seq };
-            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
-            seq += 1;
-        }
-    };
-    produce(150);
+    let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "t");
+    producer.produce(150);
     cluster.kill9(victim);
     // What a power loss takes: the last batches of every log it led, acknowledged (they are
     // on the followers) but gone from its disk.
@@ -767,13 +821,8 @@ fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_ack
             now[p]
         );
     }
-    produce(50);
-    let sent = sent.into_inner().expect("sent");
-    assert!(
-        sent.unacked.is_empty(),
-        "produces failed: {:?}",
-        sent.errors
-    );
+    producer.produce(50);
+    let sent = producer.acknowledged_all();
     let all: Vec<&Broker> = cluster.live().collect();
     settle(Duration::from_secs(30), "every copy in sync", || {
         in_sync(&all, TOPIC)
@@ -796,23 +845,14 @@ fn leadership_returns_to_the_preferred_replicas_once_back_in_sync() {
     let before = created(&cluster, &client, TOPIC, PARTITIONS);
     let preferred: Vec<usize> = (0..before.len()).map(|p| leader_of(&before, p)).collect();
     let victim = preferred[0];
-    let sent = Mutex::new(Sent::default());
-    let mut seq = 0;
-    let mut produce = |count: u64| {
-        for _ in 0..count {
-            let key = format!("GPU-{}", seq % 8);
-            let id = Idempotence { producer: "p", seq };
-            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
-            seq += 1;
-        }
-    };
-    produce(60);
+    let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "p");
+    producer.produce(60);
     cluster.kill9(victim);
     let survivors: Vec<&Broker> = cluster.live().collect();
     settle(Duration::from_secs(15), "new leaders", || {
         moved_from(&survivors, TOPIC, &before, victim)
     });
-    produce(60);
+    producer.produce(60);
     cluster.restart(victim);
     let took = settle(
         Duration::from_secs(30),
@@ -830,13 +870,8 @@ fn leadership_returns_to_the_preferred_replicas_once_back_in_sync() {
     println!("broker {victim} led its preferred partitions again {took:?} after its restart");
     let now = describe(cluster.broker(victim), TOPIC).expect("describe");
     assert!(field(&now[0], "leader_epoch") > field(&before[0], "leader_epoch"));
-    produce(60);
-    let sent = sent.into_inner().expect("sent");
-    assert!(
-        sent.unacked.is_empty(),
-        "produces failed: {:?}",
-        sent.errors
-    );
+    producer.produce(60);
+    let sent = producer.acknowledged_all();
     let read = read_all(&client, TOPIC, PARTITIONS);
     assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
     let all: Vec<&Broker> = cluster.live().collect();
@@ -1001,17 +1036,8 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
         .find(|id| !leaders.contains(id))
         .expect("a broker leading nothing");
 
-    let sent = Mutex::new(Sent::default());
-    let mut seq = 0;
-    let mut produce = |count: u64| {
-        for _ in 0..count {
-            let key = format!("GPU-{}", seq % 8);
-            let id = Idempotence { producer: "w", seq };
-            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
-            seq += 1;
-        }
-    };
-    produce(200);
+    let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "w");
+    producer.produce(200);
     let all: Vec<&Broker> = cluster.live().collect();
     settle(Duration::from_secs(20), "every copy in sync", || {
         in_sync(&all, TOPIC)
@@ -1025,7 +1051,7 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
     std::fs::remove_dir_all(data.join("topics")).expect("wipe the topics directory");
     assert!(data.join("meta").is_dir(), "the Raft state is in meta/");
     // More messages while it is down (the two others in sync, once it is out of the ISR).
-    produce(100);
+    producer.produce(100);
     cluster.restart(wiped);
     let took = settle(
         Duration::from_secs(30),
@@ -1033,13 +1059,8 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
         || rejoined(&cluster, wiped, TOPIC),
     );
     println!("broker {wiped} rebuilt its copies in {took:?}");
-    produce(100);
-    let sent = sent.into_inner().expect("sent");
-    assert!(
-        sent.unacked.is_empty(),
-        "produces failed: {:?}",
-        sent.errors
-    );
+    producer.produce(100);
+    let sent = producer.acknowledged_all();
 
     // Stop the leader of a partition the wiped broker follows next in line (it is then the
     // likely new leader), and read what the rebuilt broker serves.
@@ -1120,22 +1141,13 @@ fn a_replica_wiped_behind_its_leaders_retention_starts_over_at_their_log_start()
     let wiped = (0..3)
         .find(|id| !leaders.contains(id))
         .expect("a broker leading nothing");
-    let sent = Mutex::new(Sent::default());
-    let mut seq = 0;
-    let mut produce = |count: u64| {
-        for _ in 0..count {
-            let key = format!("GPU-{}", seq % 8);
-            let id = Idempotence { producer: "r", seq };
-            produce_one(&client, TOPIC, PARTITIONS, (&key, seq / 8), id, &sent);
-            seq += 1;
-        }
-    };
-    produce(100);
+    let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "r");
+    producer.produce(100);
 
     let b = cluster.brokers[wiped].take().expect("the broker to wipe");
     assert_eq!(b.stop(), Some(0));
     std::fs::remove_dir_all(cluster.dir(wiped).join("topics")).expect("wipe topics/");
-    produce(700);
+    producer.produce(700);
     let starts = |b: &Broker| -> Result<Vec<u64>, String> {
         Ok(describe(b, TOPIC)?
             .iter()
@@ -1167,13 +1179,8 @@ fn a_replica_wiped_behind_its_leaders_retention_starts_over_at_their_log_start()
         || rejoined(&cluster, wiped, TOPIC),
     );
     println!("broker {wiped} started its copies over in {took:?}");
-    produce(50);
-    let sent = sent.into_inner().expect("sent");
-    assert!(
-        sent.unacked.is_empty(),
-        "produces failed: {:?}",
-        sent.errors
-    );
+    producer.produce(50);
+    producer.acknowledged_all();
     let rebuilt_starts = starts(cluster.broker(wiped)).expect("describe");
     assert!(
         rebuilt_starts.iter().all(|&s| s > 0),
