@@ -178,7 +178,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
 }
 
 /// [`decode`] without the CRC check: the framing alone (length, magic, record count), for
-/// walks over bytes whose CRC is checked elsewhere (see `PartitionLog::read_for_replica`)
+/// walks over bytes whose CRC is checked elsewhere (see `PartitionLog::read_encoded_into`)
 /// or not at all (hops over batches that are not returned). Never answers `Corrupt`.
 pub(crate) fn frame(buf: &[u8]) -> Decoded<'_> {
     decode_with(buf, false)

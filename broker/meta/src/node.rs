@@ -11,10 +11,11 @@
 //! cluster, once: on a node that already has Raft state it does nothing, so every broker can
 //! call it on every start. A broker with no other peer is a cluster of one and elects itself.
 //! Once a leader exists, each node registers in [`Metadata::members`] with its advertised URL
-//! and a new incarnation (a `Register` proposal retried in the background until it is
-//! applied, on every start: a restarted node gives up what it led, see `Command::Register`). Until every broker
-//! has, commands that depend on the members (topic placement, coordinators) see fewer of them:
-//! wait on [`MetaNode::watch`] for the expected members first.
+//! and a new incarnation: a `Register` proposal, retried in the background until it is
+//! applied, on every start (a restarted node gives up what it led, see `Command::Register`).
+//! Until every broker has, commands that depend on the members (topic placement,
+//! coordinators) see fewer of them: wait on [`MetaNode::watch`] for the expected members
+//! first.
 //!
 //! # Proposals
 //!

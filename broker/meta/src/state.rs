@@ -41,8 +41,15 @@ pub struct PartitionMeta {
     pub leader: Option<NodeId>,
     /// Bumped on every leadership change: fences requests from a deposed leader.
     pub leader_epoch: u32,
-    /// The in-sync replicas: the only brokers that may become leader (no unclean election).
+    /// The in-sync replicas: the brokers that may become leader (no unclean election).
     pub isr: Vec<NodeId>,
+    /// Replicas that left the ISR by restarting ([`Command::Register`]) and have not rejoined
+    /// it: in sync until they stopped, less any tail their disk had not synced. One may lead
+    /// only when the partition has no leader and no ISR member is alive
+    /// ([`Command::ElectRestarted`]) — say every broker lost power and one never came back —
+    /// rather than leave the partition offline until the missing one returns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted: Vec<NodeId>,
 }
 
 /// A topic's partitions, indexed by partition number.
@@ -97,6 +104,14 @@ pub enum Command {
     },
     /// Makes `leader` the partition's leader; it must be in the ISR. Bumps the epoch.
     ElectLeader {
+        topic: String,
+        partition: u32,
+        leader: NodeId,
+    },
+    /// Makes `leader`, a replica that left the ISR by restarting (`PartitionMeta::restarted`),
+    /// the leader of a partition that has none, with an ISR of itself, at epoch + 1. The
+    /// controller proposes it only when no ISR member is alive.
+    ElectRestarted {
         topic: String,
         partition: u32,
         leader: NodeId,
@@ -192,6 +207,13 @@ pub enum Refusal {
     NotInIsr { node: NodeId, isr: Vec<NodeId> },
     #[error("leader epoch {given} is not the current {current}")]
     StaleEpoch { given: u32, current: u32 },
+    /// `ElectRestarted` of a node not among the partition's restarted replicas, or of a
+    /// partition that has a leader.
+    #[error("node {node} may not lead as a restarted replica (restarted: {restarted:?}, or the partition has a leader)")]
+    NotRestarted {
+        node: NodeId,
+        restarted: Vec<NodeId>,
+    },
     /// An ISR change computed from another ISR than the current one.
     #[error("the ISR change was computed from {given:?}, the ISR is {current:?}")]
     StaleIsr {
@@ -243,13 +265,45 @@ impl Metadata {
                 url,
                 incarnation,
             } => {
+                let already = self.members.get(node).is_some_and(|m| {
+                    m.incarnation == *incarnation && m.url == *url && *incarnation != 0
+                });
+                if already {
+                    // A retried proposal that had been applied: this run gave up its
+                    // leaderships once, and may have been elected since.
+                    return ApplyResult::Applied(Applied::Done);
+                }
                 let member = Member {
                     url: url.clone(),
                     incarnation: *incarnation,
                 };
                 self.members.insert(*node, member);
-                self.leave_partitions(*node);
+                self.leave_partitions(*node, true);
                 ApplyResult::Applied(Applied::Done)
+            }
+            Command::ElectRestarted {
+                topic,
+                partition,
+                leader,
+            } => {
+                let p = match self.partition_mut(topic, *partition) {
+                    Ok(p) => p,
+                    Err(r) => return ApplyResult::refused(r),
+                };
+                if p.leader.is_some() || !p.restarted.contains(leader) {
+                    return ApplyResult::refused(Refusal::NotRestarted {
+                        node: *leader,
+                        restarted: p.restarted.clone(),
+                    });
+                }
+                p.leader = Some(*leader);
+                p.leader_epoch = p.leader_epoch.saturating_add(1);
+                p.isr = vec![*leader];
+                p.restarted.retain(|n| n != leader);
+                ApplyResult::Applied(Applied::Leader {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                })
             }
             Command::CreateTopic {
                 name,
@@ -423,6 +477,7 @@ impl Metadata {
                     leader_epoch: 1,
                     isr: replicas.clone(),
                     replicas,
+                    restarted: Vec::new(),
                 }
             })
             .collect();
@@ -488,11 +543,12 @@ impl Metadata {
             }
         }
         p.isr = isr.to_vec();
+        p.restarted.retain(|n| !p.isr.contains(n));
         ApplyResult::Applied(Applied::Done)
     }
 
     fn node_down(&mut self, node: NodeId) -> ApplyResult {
-        self.leave_partitions(node);
+        self.leave_partitions(node, false);
         let orphans: Vec<String> = self
             .groups
             .iter()
@@ -512,8 +568,9 @@ impl Metadata {
     }
 
     /// `node` leads no partition any more (each gets the next in-sync replica, at a new
-    /// epoch) and leaves every ISR where others remain.
-    fn leave_partitions(&mut self, node: NodeId) {
+    /// epoch) and leaves every ISR where others remain — `restarting`: noted as restarted
+    /// there (see `PartitionMeta::restarted`).
+    fn leave_partitions(&mut self, node: NodeId, restarting: bool) {
         for topic in self.topics.values_mut() {
             for p in &mut topic.partitions {
                 let others: Vec<NodeId> = p.isr.iter().copied().filter(|n| *n != node).collect();
@@ -525,6 +582,9 @@ impl Metadata {
                     p.leader_epoch = p.leader_epoch.saturating_add(1);
                 }
                 if !others.is_empty() {
+                    if restarting && p.isr.contains(&node) && !p.restarted.contains(&node) {
+                        p.restarted.push(node);
+                    }
                     p.isr = others;
                 }
             }
@@ -1096,6 +1156,72 @@ mod tests {
             p.map(|p| (p.leader, p.leader_epoch, p.isr)),
             Some((None, 2, vec![0]))
         );
+    }
+
+    #[test]
+    fn after_a_power_loss_that_one_broker_survives_not_a_restarted_replica_may_lead() {
+        let mut m = members(3);
+        create(&mut m, "t", 1, 3); // leader 0, ISR [0, 1, 2]
+        let register = |node, incarnation| Command::Register {
+            node,
+            url: format!("http://b{node}"),
+            incarnation,
+        };
+        // 0 and 1 come back, 2 does not: each registration hands on to a dead broker.
+        m.apply(&register(0, 10));
+        let again = m.clone();
+        assert_eq!(
+            m.apply(&register(0, 10)),
+            ApplyResult::Applied(Applied::Done)
+        );
+        assert_eq!(m, again, "a repeated registration changes nothing");
+        m.apply(&register(1, 11));
+        m.apply(&Command::NodeDown { node: 2 });
+        let p = m.partition("t", 0).cloned().expect("partition");
+        assert_eq!((p.leader, p.isr, p.restarted), (None, vec![2], vec![0, 1]));
+        let elect = |command: &str, leader| {
+            let (topic, partition) = ("t".to_string(), 0);
+            match command {
+                "isr" => Command::ElectLeader {
+                    topic,
+                    partition,
+                    leader,
+                },
+                _ => Command::ElectRestarted {
+                    topic,
+                    partition,
+                    leader,
+                },
+            }
+        };
+        assert!(matches!(
+            refusal(m.apply(&elect("isr", 0))),
+            Refusal::NotInIsr { .. }
+        ));
+        let epoch = p.leader_epoch;
+        assert_eq!(
+            m.apply(&elect("restarted", 0)),
+            ApplyResult::Applied(Applied::Leader {
+                leader: Some(0),
+                leader_epoch: epoch + 1
+            })
+        );
+        let p = m.partition("t", 0).cloned().expect("partition");
+        assert_eq!((p.isr, p.restarted), (vec![0], vec![1]));
+        // Only a partition with no leader.
+        assert!(matches!(
+            refusal(m.apply(&elect("restarted", 1))),
+            Refusal::NotRestarted { node: 1, .. }
+        ));
+        // Back in the ISR, no longer a restarted replica.
+        m.apply(&Command::ExpandIsr {
+            topic: "t".into(),
+            partition: 0,
+            isr: vec![0, 1],
+            leader_epoch: epoch + 1,
+            from: Some(vec![0]),
+        });
+        assert!(m.partition("t", 0).is_some_and(|p| p.restarted.is_empty()));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The controller: moves partition leadership away from brokers that stopped answering.
+//! The controller: moves partition leadership away from brokers that stopped answering, and
+//! back to preferred replicas.
 //!
 //! Runs on every broker and acts only on the one that leads the metadata's Raft group (the
 //! Raft leader is the one broker whose view of the members is current, and one actor avoids
@@ -14,8 +15,10 @@
 //! as an ISR member answers again ([`Command::ElectLeader`]); no other replica may lead it
 //! (no unclean election).
 //!
-//! A broker declared down rejoins by itself: it follows the new leaders, truncates, catches
-//! up, and each leader puts it back in the ISR (`leader.rs`).
+//! A broker declared down, or restarted (its registration gives up what it led), rejoins by
+//! itself: it follows the new leaders, truncates, catches up, and each leader puts it back in
+//! the ISR (`leader.rs`). When every ISR member of a partition is gone, a live replica that
+//! left that ISR only by restarting may lead it ([`Command::ElectRestarted`]).
 //!
 //! A broker that just started gives every member a full timeout before it counts them silent.
 //!
@@ -77,13 +80,17 @@ async fn control(broker: &Arc<Broker>, peers: Peers) {
             let (peers, url, id) = (peers.clone(), url.clone(), *id);
             probes.spawn(async move { (id, peers.is_alive(&url, probe_timeout).await) });
         }
+        let mut answered_now = vec![cluster.id];
         while let Some(probe) = probes.join_next().await {
             if let Ok((id, true)) = probe {
                 last_seen.insert(id, Instant::now());
+                answered_now.push(id);
             }
         }
         confirm_caught_up(cluster, &peers).await;
         if !cluster.is_raft_leader() {
+            // A controller that leads again later waits the whole delay anew.
+            preferred_waiting.clear();
             continue;
         }
         let now = Instant::now();
@@ -94,7 +101,10 @@ async fn control(broker: &Arc<Broker>, peers: Peers) {
         };
         let mut commands = cluster.read(|m| decide(m, &alive));
         if let Some(delay) = cluster.leader_rebalance {
-            let waiting = cluster.read(|m| preferred_not_leading(m, &alive));
+            // Answered this round, not merely within the timeout: moving a healthy
+            // partition to a replica that just died would take it offline.
+            let answered = |id: NodeId| answered_now.contains(&id);
+            let waiting = cluster.read(|m| preferred_not_leading(m, &answered));
             // Each waits from when it was first seen so (the controller's own view).
             preferred_waiting.retain(|key, _| waiting.iter().any(|(k, _)| k == key));
             for (key, preferred) in waiting {
@@ -150,7 +160,8 @@ async fn confirm_caught_up(cluster: &Cluster, peers: &Peers) {
 
 /// What the controller proposes given who is alive: `NodeDown` for each dead member that
 /// still leads a partition or is in an ISR with others, `ElectLeader` for each leaderless
-/// partition with a live ISR member.
+/// partition with a live ISR member, else `ElectRestarted` when a replica that left its ISR
+/// by restarting is alive.
 fn decide(metadata: &Metadata, alive: &dyn Fn(NodeId) -> bool) -> Vec<Command> {
     let mut commands = Vec::new();
     for &node in metadata.members.keys().filter(|n| !alive(**n)) {
@@ -173,6 +184,14 @@ fn decide(metadata: &Metadata, alive: &dyn Fn(NodeId) -> bool) -> Vec<Command> {
             }
             if let Some(&leader) = p.isr.iter().find(|n| alive(**n)) {
                 commands.push(Command::ElectLeader {
+                    topic: name.clone(),
+                    partition: i as u32,
+                    leader,
+                });
+            } else if let Some(&leader) = p.restarted.iter().find(|n| alive(**n)) {
+                // Every ISR member is gone; a replica that was in sync until it restarted
+                // leads rather than none (see `PartitionMeta::restarted`).
+                commands.push(Command::ElectRestarted {
                     topic: name.clone(),
                     partition: i as u32,
                     leader,
@@ -273,6 +292,26 @@ mod tests {
         assert!(commands
             .iter()
             .all(|c| matches!(c, Command::ElectLeader { leader: 0, .. })));
+    }
+
+    #[test]
+    fn with_every_isr_member_gone_a_live_restarted_replica_is_elected() {
+        let mut m = metadata();
+        for node in [0, 1] {
+            m.apply(&Command::Register {
+                node,
+                url: format!("http://b{node}"),
+                incarnation: 5,
+            });
+        }
+        m.apply(&Command::NodeDown { node: 2 });
+        assert!(m.topics["t"].partitions.iter().all(|p| p.leader.is_none()));
+        let commands = decide(&m, &|n| n != 2);
+        assert_eq!(commands.len(), 3, "{commands:?}");
+        assert!(commands
+            .iter()
+            .all(|c| matches!(c, Command::ElectRestarted { .. })));
+        assert!(decide(&m, &|_| false).is_empty());
     }
 
     #[test]

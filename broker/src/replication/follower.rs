@@ -94,7 +94,9 @@ async fn follow(
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %topic, partition = part.id, error = %e, "replica: cannot start over at the leader's log start");
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(topic = %topic, partition = part.id, error = %e, "replica: cannot start over at the leader's log start");
+                        }
                     }
                 }
                 pause(broker, RETRY_PAUSE).await;

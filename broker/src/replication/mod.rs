@@ -8,7 +8,7 @@
 //!   leaves and rejoins the in-sync replicas (ISR);
 //! - `follower`: the task that truncates a follower's copy by leader epoch and then fetches;
 //! - `controller`: on the Raft leader, declaring silent brokers down so their partitions get
-//!   new leaders;
+//!   new leaders, and moving leadership back to preferred replicas;
 //! - `peer`: the HTTP requests between brokers.
 //!
 //! The produce path asks two things of this module: [`check_produce`] before appending (this
@@ -55,7 +55,8 @@ pub enum Role {
         epoch: u32,
         task: AbortOnDrop,
     },
-    /// The partition has no leader (no in-sync replica is alive).
+    /// The partition has no leader (no in-sync replica is alive), or the metadata names this
+    /// broker leader from before this run registered (see `reconcile_partition`).
     Offline,
 }
 

@@ -99,6 +99,19 @@ impl Cluster {
         self.brokers[id].insert(b)
     }
 
+    /// Starts brokers `ids` again together (one alone may have no Raft majority to become
+    /// ready with), then waits until each is ready.
+    pub(crate) fn restart_together(&mut self, ids: &[usize]) {
+        for &id in ids {
+            assert!(self.brokers[id].is_none(), "broker {id} still runs");
+            let b = self.spawn(id);
+            self.brokers[id] = Some(b);
+        }
+        for &id in ids {
+            self.broker(id).wait_ready();
+        }
+    }
+
     /// `kill -9` of broker `id`.
     pub(crate) fn kill9(&mut self, id: usize) {
         let mut b = self.brokers[id].take().expect("a running broker");

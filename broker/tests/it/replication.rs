@@ -4,7 +4,8 @@
 //! in-sync replica with a higher leader epoch, no acknowledged message is lost, and on its
 //! return the old leader truncates what it alone held, catches up and rejoins the ISR (also
 //! one back, with a tail lost, before it was declared down: it leads again only at a new
-//! epoch), and once in sync leads its preferred partitions again; a
+//! epoch), and once in sync leads its preferred partitions again; after every broker is
+//! killed, two of three serve again without the third; a
 //! replica whose data directory is wiped rebuilds its copies from its peers, starting over at
 //! their log starts when their retention deleted what it lacks; with fewer
 //! in-sync replicas than `--min-insync-replicas` a produce answers 503 and nothing of it is
@@ -830,6 +831,47 @@ fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_ack
     let read = read_all(&client, TOPIC, PARTITIONS);
     assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
     stop_and_compare_copies(&mut cluster, TOPIC, &read);
+}
+
+/// Every broker killed at once, and one of them never comes back: the metadata still has it
+/// in every ISR, and each returning broker's registration hands its partitions on towards
+/// it. Once it is declared down, the partitions have no live ISR member; a broker that left
+/// their ISRs only by restarting leads them, the other rejoins, and nothing acknowledged is
+/// lost (kill -9 loses no write the kernel had).
+#[test]
+fn after_every_broker_is_killed_two_of_three_serve_again() {
+    const TOPIC: &str = "all-killed";
+    const PARTITIONS: u32 = 3;
+    let mut cluster = Cluster::start();
+    let client = client_of(&cluster);
+    created(&cluster, &client, TOPIC, PARTITIONS);
+    let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "a");
+    producer.produce(90);
+    for id in 0..3 {
+        cluster.kill9(id);
+    }
+    cluster.restart_together(&[0, 1]);
+    let survivors: Vec<&Broker> = cluster.live().collect();
+    let took = settle(
+        Duration::from_secs(30),
+        "every partition led, with both survivors in sync",
+        || {
+            for b in &survivors {
+                for p in describe(b, TOPIC)? {
+                    let isr = p["isr"].as_array().map(Vec::len);
+                    if p["leader_id"].as_u64().is_none_or(|l| l == 2) || isr != Some(2) {
+                        return Err(format!("{}: {p}", b.url));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    println!("two of three brokers serve every partition {took:?} after their restart");
+    producer.produce(60);
+    let sent = producer.acknowledged_all();
+    let read = read_all(&client, TOPIC, PARTITIONS);
+    assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
 }
 
 /// After a failover the partitions of a killed leader stay with other brokers until it is
