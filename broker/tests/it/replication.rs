@@ -187,6 +187,30 @@ pub(crate) fn in_every_isr(cluster: &Cluster, id: usize, topic: &str) -> Result<
     }
 }
 
+/// Waits (up to 30 s) until every running broker's copy of `topic` is in sync ([`in_sync`]).
+pub(crate) fn all_in_sync(cluster: &Cluster, topic: &str) {
+    let all: Vec<&Broker> = cluster.live().collect();
+    settle(Duration::from_secs(30), "every copy in sync", || {
+        in_sync(&all, topic)
+    });
+}
+
+/// The end of a test that produced `sent` to `topic`: every copy in sync, every acknowledged
+/// message read once ([`check_exactly_once`]), then the brokers stopped and their copies
+/// compared on disk ([`stop_and_compare_copies`]).
+fn settle_and_check(
+    cluster: &mut Cluster,
+    client: &BrokerClient,
+    topic: &str,
+    partitions: u32,
+    sent: &Sent,
+) {
+    all_in_sync(cluster, topic);
+    let read = read_all(client, topic, partitions);
+    assert_eq!(check_exactly_once(&read, sent), sent.acked_count());
+    stop_and_compare_copies(cluster, topic, &read);
+}
+
 /// `Ok` once broker `id`, back after a fault, is in every ISR ([`in_every_isr`], checked on
 /// the way) and in sync ([`in_sync`] over the running brokers: only while nothing is produced).
 fn rejoined(cluster: &Cluster, id: usize, topic: &str) -> Result<(), String> {
@@ -824,13 +848,7 @@ fn a_leader_restarted_within_the_node_timeout_with_a_lost_tail_loses_nothing_ack
     }
     producer.produce(50);
     let sent = producer.acknowledged_all();
-    let all: Vec<&Broker> = cluster.live().collect();
-    settle(Duration::from_secs(30), "every copy in sync", || {
-        in_sync(&all, TOPIC)
-    });
-    let read = read_all(&client, TOPIC, PARTITIONS);
-    assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
-    stop_and_compare_copies(&mut cluster, TOPIC, &read);
+    settle_and_check(&mut cluster, &client, TOPIC, PARTITIONS, &sent);
 }
 
 /// Every broker killed at once, and one of them never comes back: the metadata still has it
@@ -914,13 +932,7 @@ fn leadership_returns_to_the_preferred_replicas_once_back_in_sync() {
     assert!(field(&now[0], "leader_epoch") > field(&before[0], "leader_epoch"));
     producer.produce(60);
     let sent = producer.acknowledged_all();
-    let read = read_all(&client, TOPIC, PARTITIONS);
-    assert_eq!(check_exactly_once(&read, &sent), sent.acked_count());
-    let all: Vec<&Broker> = cluster.live().collect();
-    settle(Duration::from_secs(20), "every copy in sync", || {
-        in_sync(&all, TOPIC)
-    });
-    stop_and_compare_copies(&mut cluster, TOPIC, &read);
+    settle_and_check(&mut cluster, &client, TOPIC, PARTITIONS, &sent);
 }
 
 #[test]
@@ -1080,10 +1092,7 @@ fn a_wiped_replica_rebuilds_from_its_peers() {
 
     let mut producer = Sequential::new(&client, TOPIC, PARTITIONS, "w");
     producer.produce(200);
-    let all: Vec<&Broker> = cluster.live().collect();
-    settle(Duration::from_secs(20), "every copy in sync", || {
-        in_sync(&all, TOPIC)
-    });
+    all_in_sync(&cluster, TOPIC);
 
     // Its partition data gone; `meta/` (the Raft log, vote and snapshots) kept: a broker that
     // lost its Raft vote could vote twice in a term, a different failure, not this test's.
@@ -1230,10 +1239,7 @@ fn a_replica_wiped_behind_its_leaders_retention_starts_over_at_their_log_start()
     );
 
     // On disk: from where both hold it, the rebuilt copy is its leader's, to the same end.
-    let all: Vec<&Broker> = cluster.live().collect();
-    settle(Duration::from_secs(20), "every copy in sync", || {
-        in_sync(&all, TOPIC)
-    });
+    all_in_sync(&cluster, TOPIC);
     for b in cluster.brokers.iter_mut().filter_map(Option::take) {
         assert_eq!(b.stop(), Some(0));
     }
